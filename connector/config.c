@@ -1,0 +1,461 @@
+/* config.json: parsed with Jansson, checked key by key, defaults filled in, then the rules file
+ * it names is loaded (rules.c). Every semantic error points at the offending value via jpos.
+ * Also the shared checkers of config_int.h. It does not bind, resolve or open anything else. */
+#include "config_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TL_VERSION
+#define TL_VERSION "0.0.0"
+#endif
+
+static int read_file(const char *file, char **text, size_t *len)
+{
+	FILE *f = fopen(file, "rb");
+	char *buf = NULL, *nb;
+	size_t n = 0, cap = 0, got;
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	do {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4096;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+	} while (got > 0);
+	if (rc == 0 && ferror(f))
+		rc = -EIO;
+	fclose(f);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+int tl_config_doc_open(struct tl_config_doc *doc, const char *file, struct tl_err *err)
+{
+	json_error_t jerr;
+	int rc;
+
+	memset(doc, 0, sizeof(*doc));
+	doc->file = file;
+	doc->err = err;
+	rc = read_file(file, &doc->text, &doc->len);
+	if (rc < 0) {
+		tl_err_set(err, file, 0, 0, "cannot read: %s", strerror(-rc));
+		return rc;
+	}
+	doc->root = json_loadb(doc->text, doc->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc->root) {
+		tl_err_set(err, file, jerr.line > 0 ? jerr.line : 0,
+		           jerr.column > 0 ? jerr.column : 0, "%s", jerr.text);
+		return -EINVAL;
+	}
+	if (tl_jpos_create(&doc->jp, doc->text, doc->len) < 0) {
+		tl_err_set(err, file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void tl_config_doc_close(struct tl_config_doc *doc)
+{
+	json_decref(doc->root);
+	tl_jpos_destroy(doc->jp);
+	free(doc->text);
+	memset(doc, 0, sizeof(*doc));
+}
+
+int tl_config_doc_fail(const struct tl_config_doc *doc, const char *path, int key, const char *fmt,
+                       ...)
+{
+	char msg[sizeof(doc->err->msg)];
+	int line = 0, col = 0;
+	va_list ap;
+
+	if (tl_jpos_lookup(doc->jp, path, key, &line, &col) < 0)
+		line = col = 0;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	tl_err_set(doc->err, doc->file, line, col, "%s", msg);
+	return -EINVAL;
+}
+
+void tl_config_path(char *buf, size_t size, const char *parent, const char *key)
+{
+	size_t n = (size_t)snprintf(buf, size, "%s/", parent);
+
+	for (; *key && n + 3 < size; key++) {
+		if (*key == '~' || *key == '/') {
+			buf[n++] = '~';
+			buf[n++] = *key == '~' ? '0' : '1';
+		} else {
+			buf[n++] = *key;
+		}
+	}
+	if (n < size)
+		buf[n] = '\0';
+}
+
+void tl_config_path_index(char *buf, size_t size, const char *parent, size_t index)
+{
+	snprintf(buf, size, "%s/%zu", parent, index);
+}
+
+int tl_config_doc_keys(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                       const char *const *allowed)
+{
+	char sub[TL_CONFIG_PATH_MAX];
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(obj))
+		return tl_config_doc_fail(doc, path, 0, "expected an object");
+	json_object_foreach(obj, key, v)
+	{
+		const char *const *a = allowed;
+
+		while (*a && strcmp(*a, key) != 0)
+			a++;
+		if (!*a) {
+			tl_config_path(sub, sizeof(sub), path, key);
+			return tl_config_doc_fail(doc, sub, 1, "unknown key \"%s\"", key);
+		}
+	}
+	return 0;
+}
+
+int tl_config_doc_int(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                      const char *key, long long lo, long long hi, int *out)
+{
+	json_t *v = json_object_get(obj, key);
+	char sub[TL_CONFIG_PATH_MAX];
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+		tl_config_path(sub, sizeof(sub), path, key);
+		return tl_config_doc_fail(
+		    doc, sub, 0, "\"%s\" must be an integer between %lld and %lld", key, lo, hi);
+	}
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+int tl_config_doc_str(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                      const char *key, char **out)
+{
+	json_t *v = json_object_get(obj, key);
+	char sub[TL_CONFIG_PATH_MAX];
+	char *s;
+
+	if (!v)
+		return 0;
+	tl_config_path(sub, sizeof(sub), path, key);
+	if (!json_is_string(v))
+		return tl_config_doc_fail(doc, sub, 0, "expected a string");
+	if (json_string_length(v) == 0)
+		return tl_config_doc_fail(doc, sub, 0, "\"%s\" must not be empty", key);
+	s = strdup(json_string_value(v));
+	if (!s) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	free(*out);
+	*out = s;
+	return 0;
+}
+
+int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                         const char *key, json_t **out)
+{
+	json_t *v = json_object_get(obj, key), *item;
+	char sub[TL_CONFIG_PATH_MAX], item_path[TL_CONFIG_PATH_MAX];
+	const char *name;
+
+	tl_config_path(sub, sizeof(sub), path, key);
+	if (v && !json_is_object(v))
+		return tl_config_doc_fail(doc, sub, 0, "expected an object");
+	json_object_foreach(v, name, item)
+	{
+		if (!json_is_string(item)) {
+			tl_config_path(item_path, sizeof(item_path), sub, name);
+			return tl_config_doc_fail(doc, item_path, 0, "expected a string");
+		}
+	}
+	*out = v ? json_incref(v) : json_object();
+	if (!*out) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* "udp:0.0.0.0:5060", "tcp:[::]:5060", "tls:sip.example.com:5061". */
+static int parse_listen(const char *s, struct tl_listen *l)
+{
+	const char *host, *end, *port;
+	char *stop;
+	long p;
+
+	if (strncmp(s, "udp:", 4) == 0)
+		l->transport = TL_TRANSPORT_UDP;
+	else if (strncmp(s, "tcp:", 4) == 0)
+		l->transport = TL_TRANSPORT_TCP;
+	else if (strncmp(s, "tls:", 4) == 0)
+		l->transport = TL_TRANSPORT_TLS;
+	else
+		return -1;
+	host = s + 4;
+	if (*host == '[') {
+		end = strchr(++host, ']');
+		if (!end || end[1] != ':')
+			return -1;
+		port = end + 2;
+	} else {
+		end = strchr(host, ':');
+		if (!end || strchr(end + 1, ':'))
+			return -1;
+		port = end + 1;
+	}
+	if (end == host || (size_t)(end - host) >= sizeof(l->host) ||
+	    strcspn(host, " \t[]") < (size_t)(end - host))
+		return -1;
+	if (*port < '0' || *port > '9')
+		return -1;
+	p = strtol(port, &stop, 10);
+	if (*stop || p < 1 || p > 65535)
+		return -1;
+	memcpy(l->host, host, (size_t)(end - host));
+	l->host[end - host] = '\0';
+	l->port = (uint16_t)p;
+	return 0;
+}
+
+static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
+{
+	json_t *arr = json_object_get(sip, "listen"), *v;
+	char path[TL_CONFIG_PATH_MAX];
+	size_t i;
+
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return tl_config_doc_fail(doc, "/sip/listen", 0, "expected an array");
+	if (json_array_size(arr) < 1 || json_array_size(arr) > TL_CONFIG_MAX_LISTEN)
+		return tl_config_doc_fail(doc, "/sip/listen", 0,
+		                          "\"listen\" must hold 1 to %d addresses",
+		                          TL_CONFIG_MAX_LISTEN);
+	json_array_foreach(arr, i, v)
+	{
+		tl_config_path_index(path, sizeof(path), "/sip/listen", i);
+		if (!json_is_string(v))
+			return tl_config_doc_fail(doc, path, 0, "expected a string");
+		if (parse_listen(json_string_value(v), &cfg->listen[i]) < 0)
+			return tl_config_doc_fail(
+			    doc, path, 0,
+			    "listen address \"%s\" must be proto:host:port (proto "
+			    "udp, tcp or tls)",
+			    json_string_value(v));
+	}
+	cfg->n_listen = json_array_size(arr);
+	return 0;
+}
+
+static const char *const sip_keys[] = {
+    "listen",          "public_address", "user_agent", "tcp_idle_timeout_ms",
+    "session_expires", "min_se",         "max_calls",  NULL};
+
+static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
+{
+	json_t *sip = json_object_get(doc->root, "sip");
+	int rc;
+
+	if (!sip)
+		return 0;
+	if ((rc = tl_config_doc_keys(doc, sip, "/sip", sip_keys)) < 0 ||
+	    (rc = load_listen(doc, cfg, sip)) < 0 ||
+	    (rc = tl_config_doc_str(doc, sip, "/sip", "public_address", &cfg->public_address)) <
+	        0 ||
+	    (rc = tl_config_doc_str(doc, sip, "/sip", "user_agent", &cfg->user_agent)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "tcp_idle_timeout_ms", 1000, 86400000,
+	                            &cfg->tcp_idle_timeout_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "session_expires", 90, 86400,
+	                            &cfg->session_expires)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "min_se", 90, 86400, &cfg->min_se)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_calls", 1, 100000, &cfg->max_calls)) < 0)
+		return rc;
+	if (cfg->min_se > cfg->session_expires)
+		return tl_config_doc_fail(
+		    doc, json_object_get(sip, "min_se") ? "/sip/min_se" : "/sip/session_expires", 0,
+		    "min_se (%d) must not exceed session_expires (%d)", cfg->min_se,
+		    cfg->session_expires);
+	return 0;
+}
+
+/* RTP takes the even port of a pair and RTCP the odd one above it, so the range starts even. */
+static int check_ports(const struct tl_config_doc *doc, const struct tl_config *cfg, json_t *media)
+{
+	const char *max_path =
+	    json_object_get(media, "port_max") ? "/media/port_max" : "/media/port_min";
+
+	if (cfg->port_min % 2)
+		return tl_config_doc_fail(doc, "/media/port_min", 0,
+		                          "\"port_min\" must be even (RTP even, RTCP odd)");
+	if (cfg->port_min > cfg->port_max)
+		return tl_config_doc_fail(doc, max_path, 0,
+		                          "port_min (%d) must not exceed port_max (%d)",
+		                          cfg->port_min, cfg->port_max);
+	if (cfg->port_max - cfg->port_min + 1 < 2)
+		return tl_config_doc_fail(doc, max_path, 0,
+		                          "port range %d-%d must hold at least 2 ports",
+		                          cfg->port_min, cfg->port_max);
+	return 0;
+}
+
+static const char *const media_keys[] = {"address",  "public_address", "port_min",
+                                         "port_max", "reorder_ms",     NULL};
+
+static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
+{
+	json_t *media = json_object_get(doc->root, "media");
+	int port_min = cfg->port_min, port_max = cfg->port_max, rc;
+
+	if (!media)
+		return 0;
+	if ((rc = tl_config_doc_keys(doc, media, "/media", media_keys)) < 0 ||
+	    (rc = tl_config_doc_str(doc, media, "/media", "address", &cfg->media_address)) < 0 ||
+	    (rc = tl_config_doc_str(doc, media, "/media", "public_address", &cfg->media_public)) <
+	        0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "port_min", 1024, 65535, &port_min)) <
+	        0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "port_max", 1024, 65535, &port_max)) <
+	        0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "reorder_ms", 0, 1000,
+	                            &cfg->reorder_ms)) < 0)
+		return rc;
+	cfg->port_min = (uint16_t)port_min;
+	cfg->port_max = (uint16_t)port_max;
+	return check_ports(doc, cfg, media);
+}
+
+/* A relative rules path is taken relative to the directory of the config file. */
+static char *resolve_path(const char *config_path, const char *rel)
+{
+	const char *slash = strrchr(config_path, '/');
+	size_t dir_len, rel_len = strlen(rel);
+	char *p;
+
+	if (rel[0] == '/' || !slash)
+		return strdup(rel);
+	dir_len = (size_t)(slash - config_path) + 1;
+	p = malloc(dir_len + rel_len + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, config_path, dir_len);
+	memcpy(p + dir_len, rel, rel_len + 1);
+	return p;
+}
+
+static int load_rules(const struct tl_config_doc *doc, struct tl_config *cfg, struct tl_err *err)
+{
+	char *rel = NULL;
+	int rc;
+
+	if (!json_object_get(doc->root, "rules"))
+		return tl_config_doc_fail(doc, "", 0, "missing required key \"rules\"");
+	rc = tl_config_doc_str(doc, doc->root, "", "rules", &rel);
+	if (rc < 0)
+		return rc;
+	cfg->rules_path = resolve_path(doc->file, rel);
+	free(rel);
+	if (!cfg->rules_path) {
+		tl_err_set(err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	return tl_rules_load(&cfg->rules, cfg->rules_path, err);
+}
+
+static int set_defaults(struct tl_config *cfg, const char *path)
+{
+	static const struct tl_listen listen[] = {
+	    {TL_TRANSPORT_UDP, "0.0.0.0", 5060},
+	    {TL_TRANSPORT_TCP, "0.0.0.0", 5060},
+	};
+
+	memcpy(cfg->listen, listen, sizeof(listen));
+	cfg->n_listen = 2;
+	cfg->tcp_idle_timeout_ms = 60000;
+	cfg->session_expires = 1800;
+	cfg->min_se = 90;
+	cfg->max_calls = 1000;
+	cfg->port_min = 20000;
+	cfg->port_max = 29999;
+	cfg->reorder_ms = 40;
+	cfg->shutdown_timeout_ms = 30000;
+	cfg->path = strdup(path);
+	cfg->user_agent = strdup("trunkline/" TL_VERSION);
+	cfg->media_address = strdup("0.0.0.0");
+	return cfg->path && cfg->user_agent && cfg->media_address ? 0 : -ENOMEM;
+}
+
+static const char *const root_keys[] = {"sip", "media", "rules", "shutdown_timeout_ms", NULL};
+
+int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err)
+{
+	struct tl_config *cfg = calloc(1, sizeof(*cfg));
+	struct tl_config_doc doc;
+	int rc;
+
+	*out = NULL;
+	rc = tl_config_doc_open(&doc, path, err);
+	if (rc < 0)
+		goto out;
+	if (!cfg || set_defaults(cfg, path) < 0) {
+		tl_err_set(err, path, 0, 0, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = tl_config_doc_keys(&doc, doc.root, "", root_keys)) < 0 ||
+	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
+	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
+	                            &cfg->shutdown_timeout_ms)) < 0 ||
+	    (rc = load_rules(&doc, cfg, err)) < 0)
+		goto out;
+	*out = cfg;
+	cfg = NULL;
+out:
+	tl_config_doc_close(&doc);
+	tl_config_destroy(cfg);
+	return rc;
+}
+
+void tl_config_destroy(struct tl_config *cfg)
+{
+	if (!cfg)
+		return;
+	tl_rules_destroy(cfg->rules);
+	free(cfg->path);
+	free(cfg->public_address);
+	free(cfg->user_agent);
+	free(cfg->media_address);
+	free(cfg->media_public);
+	free(cfg->rules_path);
+	free(cfg);
+}

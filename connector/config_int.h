@@ -1,0 +1,54 @@
+/* Private to config.c and rules.c: a parsed JSON file with its value positions, and checkers
+ * that read one typed field and, when it is wrong, report "file:line:col: message". */
+#ifndef TRUNKLINE_CONFIG_INT_H
+#define TRUNKLINE_CONFIG_INT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "trunkline/config.h"
+#include "trunkline/jpos.h"
+
+/* Paths are RFC 6901 pointers as tl_jpos_lookup takes them. */
+#define TL_CONFIG_PATH_MAX 1024
+
+struct tl_config_doc {
+	const char *file; /* borrowed */
+	char *text;
+	size_t len;
+	json_t *root;
+	struct tl_jpos *jp;
+	struct tl_err *err; /* borrowed, may be NULL */
+};
+
+/* Reads and parses file (JSON_REJECT_DUPLICATES). Returns 0, -ENOENT (or another -errno) when
+ * the file cannot be read, -EINVAL on a syntax error, -ENOMEM; *err is filled on failure.
+ * Call tl_config_doc_close either way. */
+int tl_config_doc_open(struct tl_config_doc *doc, const char *file, struct tl_err *err);
+void tl_config_doc_close(struct tl_config_doc *doc);
+
+/* Fills doc->err with the position of the value at path (key != 0: of its key) and the
+ * formatted message; returns -EINVAL. */
+int tl_config_doc_fail(const struct tl_config_doc *doc, const char *path, int key, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+/* buf = parent + "/" + key, key escaped per RFC 6901. */
+void tl_config_path(char *buf, size_t size, const char *parent, const char *key);
+void tl_config_path_index(char *buf, size_t size, const char *parent, size_t index);
+
+/* obj (at path) must be an object whose keys are all in allowed (NULL-terminated). */
+int tl_config_doc_keys(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                       const char *const *allowed);
+
+/* Optional member key of obj (at path): absent leaves *out alone. */
+int tl_config_doc_int(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                      const char *key, long long lo, long long hi, int *out);
+/* String member: replaces (and frees) *out with a copy; empty strings are refused. */
+int tl_config_doc_str(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                      const char *key, char **out);
+/* Object of string values: *out becomes a new reference (an empty object when absent). */
+int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                         const char *key, json_t **out);
+
+#endif

@@ -1,0 +1,348 @@
+/* rules.json: the agents (WebSocket endpoints) and the routes that pick one for a call. Routes
+ * are checked for shape and references here and kept as JSON; matching them against a call is
+ * not done here. Errors point at the offending value, like config.c's. */
+#include "config_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const rules_keys[] = {"agents", "routes", NULL};
+static const char *const agent_keys[] = {
+    "url",    "dialect", "connect_timeout_ms", "idle_timeout_ms", "sample_rate", "headers",
+    "params", NULL};
+static const char *const route_keys[] = {
+    "name", "match", "agent", "fallback", "forward", "forward_method", "reject", "params", NULL};
+
+/* ws://host[:port][/path] or wss://...: a scheme we speak and a non-empty host. */
+static int url_ok(const char *url)
+{
+	const char *host;
+
+	if (strncmp(url, "ws://", 5) == 0)
+		host = url + 5;
+	else if (strncmp(url, "wss://", 6) == 0)
+		host = url + 6;
+	else
+		return 0;
+	if (strcspn(url, " \t\r\n") != strlen(url))
+		return 0;
+	return strcspn(host, "/?#") > 0 && host[0] != ':' && host[0] != '@';
+}
+
+static int load_url(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                    struct tl_agent *a)
+{
+	char sub[TL_CONFIG_PATH_MAX];
+	int rc;
+
+	if (!json_object_get(obj, "url"))
+		return tl_config_doc_fail(doc, path, 0, "missing required key \"url\"");
+	rc = tl_config_doc_str(doc, obj, path, "url", &a->url);
+	if (rc < 0)
+		return rc;
+	tl_config_path(sub, sizeof(sub), path, "url");
+	if (!url_ok(a->url))
+		return tl_config_doc_fail(
+		    doc, sub, 0, "url \"%s\" must start with ws:// or wss:// and name a host",
+		    a->url);
+	return 0;
+}
+
+static int load_dialect(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                        struct tl_agent *a)
+{
+	json_t *v = json_object_get(obj, "dialect");
+	char sub[TL_CONFIG_PATH_MAX];
+
+	a->dialect = TL_DIALECT_TWILIO;
+	if (!v)
+		return 0;
+	tl_config_path(sub, sizeof(sub), path, "dialect");
+	if (!json_is_string(v))
+		return tl_config_doc_fail(doc, sub, 0, "expected a string");
+	if (strcmp(json_string_value(v), "twilio") == 0)
+		a->dialect = TL_DIALECT_TWILIO;
+	else if (strcmp(json_string_value(v), "native") == 0)
+		a->dialect = TL_DIALECT_NATIVE;
+	else
+		return tl_config_doc_fail(doc, sub, 0,
+		                          "\"dialect\" must be \"twilio\" or \"native\"");
+	return 0;
+}
+
+static int load_sample_rate(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                            struct tl_agent *a)
+{
+	json_t *v = json_object_get(obj, "sample_rate");
+	char sub[TL_CONFIG_PATH_MAX];
+	json_int_t r;
+
+	a->sample_rate = 8000;
+	if (!v)
+		return 0;
+	r = json_integer_value(v);
+	if (!json_is_integer(v) || (r != 8000 && r != 16000 && r != 24000)) {
+		tl_config_path(sub, sizeof(sub), path, "sample_rate");
+		return tl_config_doc_fail(doc, sub, 0,
+		                          "\"sample_rate\" must be 8000, 16000 or 24000");
+	}
+	a->sample_rate = (int)r;
+	return 0;
+}
+
+/* Header names and values go onto the WebSocket upgrade request verbatim. */
+static int check_headers(const struct tl_config_doc *doc, json_t *headers, const char *path)
+{
+	char sub[TL_CONFIG_PATH_MAX], item[TL_CONFIG_PATH_MAX];
+	const char *name;
+	json_t *v;
+
+	tl_config_path(sub, sizeof(sub), path, "headers");
+	json_object_foreach(headers, name, v)
+	{
+		tl_config_path(item, sizeof(item), sub, name);
+		if (!*name)
+			return tl_config_doc_fail(doc, item, 1, "header name must not be empty");
+		if (strpbrk(name, "\r\n: \t") || strpbrk(json_string_value(v), "\r\n"))
+			return tl_config_doc_fail(
+			    doc, item, 1,
+			    "header \"%s\" needs a token name and a value without CR or LF", name);
+	}
+	return 0;
+}
+
+static int load_agent(const struct tl_config_doc *doc, const char *name, json_t *obj,
+                      struct tl_agent *a)
+{
+	char path[TL_CONFIG_PATH_MAX];
+	int rc;
+
+	tl_config_path(path, sizeof(path), "/agents", name);
+	if (!*name)
+		return tl_config_doc_fail(doc, path, 1, "agent name must not be empty");
+	a->name = strdup(name);
+	if (!a->name) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	a->connect_timeout_ms = 1500;
+	a->idle_timeout_ms = 0;
+	if ((rc = tl_config_doc_keys(doc, obj, path, agent_keys)) < 0 ||
+	    (rc = load_url(doc, obj, path, a)) < 0 || (rc = load_dialect(doc, obj, path, a)) < 0 ||
+	    (rc = tl_config_doc_int(doc, obj, path, "connect_timeout_ms", 1, 60000,
+	                            &a->connect_timeout_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, obj, path, "idle_timeout_ms", 0, 86400000,
+	                            &a->idle_timeout_ms)) < 0 ||
+	    (rc = load_sample_rate(doc, obj, path, a)) < 0 ||
+	    (rc = tl_config_doc_strmap(doc, obj, path, "headers", &a->headers)) < 0 ||
+	    (rc = tl_config_doc_strmap(doc, obj, path, "params", &a->params)) < 0)
+		return rc;
+	return check_headers(doc, a->headers, path);
+}
+
+static int load_agents(const struct tl_config_doc *doc, struct tl_rules *rules)
+{
+	json_t *agents = json_object_get(doc->root, "agents"), *v;
+	const char *name;
+	size_t i = 0;
+	int rc;
+
+	if (!agents)
+		return tl_config_doc_fail(doc, "", 0, "missing required key \"agents\"");
+	if (!json_is_object(agents))
+		return tl_config_doc_fail(doc, "/agents", 0, "expected an object");
+	if (json_object_size(agents) == 0)
+		return tl_config_doc_fail(doc, "/agents", 0,
+		                          "\"agents\" must name at least one agent");
+	rules->agents = calloc(json_object_size(agents), sizeof(*rules->agents));
+	if (!rules->agents) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	rules->n_agents = json_object_size(agents);
+	json_object_foreach(agents, name, v)
+	{
+		rc = load_agent(doc, name, v, &rules->agents[i++]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* fallback and forward: where a call goes instead of (or when failing over from) an agent. */
+static int check_uri(const struct tl_config_doc *doc, json_t *route, const char *path,
+                     const char *key)
+{
+	json_t *v = json_object_get(route, key);
+	char sub[TL_CONFIG_PATH_MAX];
+	const char *s;
+
+	if (!v)
+		return 0;
+	tl_config_path(sub, sizeof(sub), path, key);
+	if (!json_is_string(v))
+		return tl_config_doc_fail(doc, sub, 0, "expected a string");
+	s = json_string_value(v);
+	if ((strncmp(s, "sip:", 4) != 0 || !s[4]) && (strncmp(s, "sips:", 5) != 0 || !s[5]) &&
+	    (strncmp(s, "tel:", 4) != 0 || !s[4]))
+		return tl_config_doc_fail(doc, sub, 0, "\"%s\" must be a sip:, sips: or tel: URI",
+		                          key);
+	return 0;
+}
+
+/* A route does exactly one thing: hand the call to an agent, forward it, or reject it. */
+static int check_target(const struct tl_config_doc *doc, const struct tl_rules *rules,
+                        json_t *route, const char *path)
+{
+	static const char *const targets[] = {"agent", "forward", "reject"};
+	char sub[TL_CONFIG_PATH_MAX];
+	const char *first = NULL;
+	json_t *agent = json_object_get(route, "agent");
+
+	for (size_t i = 0; i < 3; i++) {
+		if (!json_object_get(route, targets[i]))
+			continue;
+		if (first) {
+			tl_config_path(sub, sizeof(sub), path, targets[i]);
+			return tl_config_doc_fail(doc, sub, 1,
+			                          "\"%s\" cannot be combined with \"%s\"",
+			                          targets[i], first);
+		}
+		first = targets[i];
+	}
+	if (!first)
+		return tl_config_doc_fail(
+		    doc, path, 0, "a route needs one of \"agent\", \"forward\" or \"reject\"");
+	if (!agent)
+		return 0;
+	tl_config_path(sub, sizeof(sub), path, "agent");
+	if (!json_is_string(agent))
+		return tl_config_doc_fail(doc, sub, 0, "expected a string");
+	if (!tl_rules_agent(rules, json_string_value(agent)))
+		return tl_config_doc_fail(doc, sub, 0, "unknown agent \"%s\"",
+		                          json_string_value(agent));
+	return 0;
+}
+
+static int check_enum_fields(const struct tl_config_doc *doc, json_t *route, const char *path)
+{
+	json_t *v = json_object_get(route, "forward_method");
+	char sub[TL_CONFIG_PATH_MAX];
+	const char *s;
+	int reject = 0;
+
+	if (v) {
+		tl_config_path(sub, sizeof(sub), path, "forward_method");
+		if (!json_is_string(v))
+			return tl_config_doc_fail(doc, sub, 0, "expected a string");
+		s = json_string_value(v);
+		if (strcmp(s, "redirect") != 0 && strcmp(s, "refer") != 0)
+			return tl_config_doc_fail(
+			    doc, sub, 0, "\"forward_method\" must be \"redirect\" or \"refer\"");
+	}
+	return tl_config_doc_int(doc, route, path, "reject", 400, 699, &reject);
+}
+
+static int check_route(const struct tl_config_doc *doc, const struct tl_rules *rules, json_t *route,
+                       const char *path)
+{
+	json_t *v, *params = NULL;
+	char sub[TL_CONFIG_PATH_MAX];
+	int rc;
+
+	if ((rc = tl_config_doc_keys(doc, route, path, route_keys)) < 0)
+		return rc;
+	v = json_object_get(route, "name");
+	tl_config_path(sub, sizeof(sub), path, "name");
+	if (v && !json_is_string(v))
+		return tl_config_doc_fail(doc, sub, 0, "expected a string");
+	v = json_object_get(route, "match");
+	tl_config_path(sub, sizeof(sub), path, "match");
+	if (v && !json_is_object(v))
+		return tl_config_doc_fail(doc, sub, 0, "expected an object");
+	if ((rc = check_target(doc, rules, route, path)) < 0 ||
+	    (rc = check_uri(doc, route, path, "forward")) < 0 ||
+	    (rc = check_uri(doc, route, path, "fallback")) < 0 ||
+	    (rc = check_enum_fields(doc, route, path)) < 0 ||
+	    (rc = tl_config_doc_strmap(doc, route, path, "params", &params)) < 0)
+		return rc;
+	json_decref(params);
+	return 0;
+}
+
+static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
+{
+	json_t *routes = json_object_get(doc->root, "routes"), *route;
+	char path[TL_CONFIG_PATH_MAX];
+	size_t i;
+	int rc;
+
+	if (routes && !json_is_array(routes))
+		return tl_config_doc_fail(doc, "/routes", 0, "expected an array");
+	json_array_foreach(routes, i, route)
+	{
+		tl_config_path_index(path, sizeof(path), "/routes", i);
+		rc = check_route(doc, rules, route, path);
+		if (rc < 0)
+			return rc;
+	}
+	rules->routes = routes ? json_incref(routes) : json_array();
+	if (!rules->routes) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err)
+{
+	struct tl_rules *rules = calloc(1, sizeof(*rules));
+	struct tl_config_doc doc;
+	int rc;
+
+	*out = NULL;
+	rc = tl_config_doc_open(&doc, path, err);
+	if (rc < 0)
+		goto out;
+	if (!rules || !(rules->path = strdup(path))) {
+		tl_err_set(err, path, 0, 0, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = tl_config_doc_keys(&doc, doc.root, "", rules_keys)) < 0 ||
+	    (rc = load_agents(&doc, rules)) < 0 || (rc = load_routes(&doc, rules)) < 0)
+		goto out;
+	*out = rules;
+	rules = NULL;
+out:
+	tl_config_doc_close(&doc);
+	tl_rules_destroy(rules);
+	return rc;
+}
+
+void tl_rules_destroy(struct tl_rules *rules)
+{
+	if (!rules)
+		return;
+	for (size_t i = 0; i < rules->n_agents; i++) {
+		free(rules->agents[i].name);
+		free(rules->agents[i].url);
+		json_decref(rules->agents[i].headers);
+		json_decref(rules->agents[i].params);
+	}
+	free(rules->agents);
+	json_decref(rules->routes);
+	free(rules->path);
+	free(rules);
+}
+
+const struct tl_agent *tl_rules_agent(const struct tl_rules *rules, const char *name)
+{
+	if (!rules || !name)
+		return NULL;
+	for (size_t i = 0; i < rules->n_agents; i++)
+		if (rules->agents[i].name && strcmp(rules->agents[i].name, name) == 0)
+			return &rules->agents[i];
+	return NULL;
+}

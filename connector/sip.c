@@ -1,0 +1,399 @@
+/* SIP trunk endpoint on Sofia-SIP nua: transports, request dispatch, call lifecycle, drain and
+ * shutdown. SDP and per-call work live in call.c; everything here runs on the su_root thread. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "sip_int.h"
+
+#include <sofia-sip/su_string.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_tag_io.h>
+#include <sofia-sip/tport_tag.h>
+
+#include "trunkline/log.h"
+#include "trunkline/sip.h"
+
+#define TL_ALLOW     "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, NOTIFY"
+#define TL_SUPPORTED "timer, 100rel"
+#define TL_ACCEPT    "application/sdp, application/dtmf-relay, application/dtmf"
+
+static const char *transport_name(enum tl_transport tp)
+{
+	return tp == TL_TRANSPORT_TCP ? "tcp" : tp == TL_TRANSPORT_TLS ? "tls" : "udp";
+}
+
+static void shutdown_now(struct tl_sip *sip)
+{
+	if (sip->shutting_down)
+		return;
+	sip->shutting_down = 1;
+	tl_log_info(NULL, "shutting down SIP stack");
+	nua_shutdown(sip->nua);
+}
+
+static void hangup_all(struct tl_sip *sip, const char *reason)
+{
+	for (struct tl_call *c = sip->calls; c; c = c->next)
+		tl_call_hangup(c, reason);
+}
+
+static void on_drain_deadline(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct tl_sip *sip = magic;
+
+	if (sip->n_calls > 0 && !sip->shutting_down) {
+		tl_log_warn(NULL, "drain deadline reached: ending %u call(s)", sip->n_calls);
+		hangup_all(sip, "SIP;cause=503;text=\"Service shutting down\"");
+		/* Give the BYEs a moment to be answered, then stop regardless. */
+		su_timer_set_interval(t, on_drain_deadline, NULL, 2000);
+		sip->draining = 2;
+		return;
+	}
+	shutdown_now(sip);
+}
+
+static void start_drain(struct tl_sip *sip)
+{
+	if (sip->draining) {
+		tl_log_warn(NULL, "second stop signal: ending calls now");
+		hangup_all(sip, "SIP;cause=503;text=\"Service shutting down\"");
+		shutdown_now(sip);
+		return;
+	}
+	sip->draining = 1;
+	tl_log_info(NULL, "draining: new calls get 503, %u call(s) in progress, deadline %d ms",
+		    sip->n_calls, sip->cfg->shutdown_timeout_ms);
+	if (sip->n_calls == 0) {
+		shutdown_now(sip);
+		return;
+	}
+	sip->drain_timer = su_timer_create(su_root_task(sip->root), 0);
+	if (!sip->drain_timer ||
+	    su_timer_set_interval(sip->drain_timer, on_drain_deadline, NULL,
+				  (su_duration_t)sip->cfg->shutdown_timeout_ms) < 0)
+		shutdown_now(sip);
+}
+
+static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
+{
+	struct tl_sip *sip = magic;
+	struct signalfd_siginfo si;
+
+	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			tl_log_info(NULL, "SIGHUP: rules reload arrives with the routing issue; "
+					  "rules unchanged");
+		else
+			start_drain(sip);
+	}
+	return 0;
+}
+
+static void call_gone(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh)
+{
+	if (call) {
+		tl_log_info(call->call_id, "call ended");
+		tl_call_destroy(call);
+	}
+	nua_handle_bind(nh, NULL);
+	nua_handle_destroy(nh);
+	if (sip->draining == 1 && sip->n_calls == 0)
+		shutdown_now(sip);
+}
+
+static void on_state(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh, tagi_t tags[])
+{
+	int state = nua_callstate_init;
+
+	tl_gets(tags, NUTAG_CALLSTATE_REF(state), TAG_END());
+	if (state == nua_callstate_terminated)
+		call_gone(sip, call, nh);
+}
+
+/* Refuses an initial INVITE we will not serve; the handle goes at nua_callstate_terminated. */
+static void refuse(struct tl_sip *sip, nua_handle_t *nh, int status, const char *phrase,
+		   const sip_t *req)
+{
+	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "INVITE refused: %d %s",
+		    status, phrase);
+	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(sip->nua),
+		    TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("30")), TAG_END());
+}
+
+static int is_tls(const sip_t *req)
+{
+	return req->sip_via && req->sip_via->v_protocol &&
+	       su_casematch(req->sip_via->v_protocol, sip_transport_tls);
+}
+
+static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req)
+{
+	struct tl_call *call = NULL;
+	int err;
+
+	if (sip->draining) {
+		refuse(sip, nh, SIP_503_SERVICE_UNAVAILABLE, req);
+		return;
+	}
+	if (req->sip_request->rq_url->url_type == url_sips && !is_tls(req)) {
+		refuse(sip, nh, 416, "sips: URI requires TLS", req);
+		return;
+	}
+	if (sip->n_calls >= (unsigned)sip->cfg->max_calls) {
+		refuse(sip, nh, 503, "Too many calls", req);
+		return;
+	}
+	err = tl_call_create(&call, sip, nh, req, nua_current_request(sip->nua));
+	if (err < 0) {
+		refuse(sip, nh, err == -EADDRINUSE ? 503 : 500,
+		       err == -EADDRINUSE ? "No media ports left" : "Internal error", req);
+		return;
+	}
+	if (tl_log_enabled(TL_LOG_INFO)) {
+		char *m = json_dumps(call->meta, JSON_COMPACT | JSON_SORT_KEYS);
+		tl_log_info(call->call_id, "INVITE: %s", m ? m : "");
+		free(m);
+	}
+	tl_call_on_invite(call, req);
+}
+
+static void on_options(struct tl_sip *sip, nua_handle_t *nh)
+{
+	/* A draining instance says so, so a dispatcher (Kamailio) takes it out of rotation. */
+	nua_respond(nh, sip->draining ? 503 : 200, sip->draining ? "Shutting down" : "OK",
+		    NUTAG_WITH_THIS(sip->nua), SIPTAG_ALLOW_STR(TL_ALLOW),
+		    SIPTAG_ACCEPT_STR(TL_ACCEPT), SIPTAG_SUPPORTED_STR(TL_SUPPORTED), TAG_END());
+	nua_handle_destroy(nh);
+}
+
+static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+		      struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call, sip_t const *req,
+		      tagi_t tags[])
+{
+	switch (event) {
+	case nua_i_invite:
+		if (!call)
+			on_new_invite(sip, nh, req);
+		else
+			tl_call_on_reinvite(call, req);
+		break;
+	case nua_i_ack:
+		if (call)
+			tl_call_on_ack(call, req);
+		break;
+	case nua_i_update:
+		if (call)
+			tl_call_on_update(call, req);
+		else
+			nua_respond(nh, 481, "Call Does Not Exist", NUTAG_WITH_THIS(nua), TAG_END());
+		break;
+	case nua_i_options:
+		on_options(sip, nh);
+		break;
+	case nua_i_state:
+		on_state(sip, call, nh, tags);
+		break;
+	case nua_i_bye:
+	case nua_i_cancel:
+		if (call)
+			tl_log_info(call->call_id, "%s from PBX",
+				    event == nua_i_bye ? "BYE" : "CANCEL");
+		break;
+	case nua_r_shutdown:
+		if (status >= 200) {
+			sip->shutdown_done = 1;
+			su_root_break(sip->root);
+		}
+		break;
+	case nua_i_error:
+		tl_log_warn(call ? call->call_id : NULL, "SIP error: %d %s", status, phrase);
+		break;
+	case nua_i_info:
+		/* Out of dialog: nua answered it; nothing else will use the handle. */
+		if (!call && nh)
+			nua_handle_destroy(nh);
+		break;
+	case nua_r_bye:
+	case nua_i_prack:
+	case nua_i_active:
+	case nua_i_terminated:
+	case nua_i_media_error:
+		break;
+	default:
+		tl_log_debug(call ? call->call_id : NULL, "unhandled %s %d %s",
+			     nua_event_name(event), status, phrase);
+		break;
+	}
+}
+
+/* Sofia's nua takes two listen URLs (NUTAG_URL, NUTAG_SIPS_URL), each with a transport list:
+ * listen entries are grouped by host and port, and 0.0.0.0 + :: on one port become "*". */
+static int build_urls(const struct tl_config *cfg, char urls[2][192])
+{
+	struct {
+		char host[64];
+		uint16_t port;
+		char tps[32];
+	} g[TL_CONFIG_MAX_LISTEN];
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		const struct tl_listen *l = &cfg->listen[i];
+		const char *host = l->host;
+		size_t j;
+
+		if (l->transport == TL_TRANSPORT_TLS) {
+			tl_log_error(NULL, "listen tls:%s:%u: TLS is not supported yet", host, l->port);
+			return -ENOTSUP;
+		}
+		for (j = 0; j < n; j++) {
+			int wild = (strcmp(g[j].host, "0.0.0.0") == 0 && strcmp(host, "::") == 0) ||
+				   (strcmp(g[j].host, "::") == 0 && strcmp(host, "0.0.0.0") == 0);
+			if (g[j].port == l->port && (wild || strcmp(g[j].host, host) == 0 ||
+						     strcmp(g[j].host, "*") == 0)) {
+				if (wild)
+					snprintf(g[j].host, sizeof(g[j].host), "*");
+				break;
+			}
+		}
+		if (j == n) {
+			snprintf(g[n].host, sizeof(g[n].host), "%s", host);
+			g[n].port = l->port;
+			g[n].tps[0] = '\0';
+			n++;
+		}
+		if (!strstr(g[j].tps, transport_name(l->transport)))
+			snprintf(g[j].tps + strlen(g[j].tps), sizeof(g[j].tps) - strlen(g[j].tps),
+				 "%s%s", g[j].tps[0] ? "," : "", transport_name(l->transport));
+	}
+	if (n > 2) {
+		tl_log_error(NULL, "at most two distinct listen host:port pairs are supported");
+		return -EINVAL;
+	}
+	for (size_t j = 0; j < n; j++) {
+		int v6 = strchr(g[j].host, ':') != NULL;
+		snprintf(urls[j], sizeof(urls[j]), "sip:%s%s%s:%u;transport=%s", v6 ? "[" : "",
+			 g[j].host, v6 ? "]" : "", g[j].port, g[j].tps);
+	}
+	return (int)n;
+}
+
+static int create_nua(struct tl_sip *sip)
+{
+	const struct tl_config *cfg = sip->cfg;
+	char urls[2][192], ua[128];
+	int n = build_urls(cfg, urls);
+
+	if (n <= 0)
+		return n < 0 ? n : -EINVAL;
+	snprintf(ua, sizeof(ua), "%s", cfg->user_agent ? cfg->user_agent : "trunkline/" TL_VERSION);
+	sip->nua = nua_create(
+		sip->root, on_nua_event, sip, NUTAG_URL(urls[0]), TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])),
+		NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0),
+		NUTAG_ALLOW(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
+		NUTAG_SUPPORTED(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
+		NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
+		NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
+		TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms), TAG_END());
+	if (!sip->nua) {
+		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
+			     n > 1 ? urls[1] : "");
+		return -EADDRINUSE;
+	}
+	for (int i = 0; i < n; i++)
+		tl_log_info(NULL, "listening on %s", urls[i]);
+	if (cfg->public_address)
+		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "<sip:trunkline@%s>",
+			 cfg->public_address);
+	else
+		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "%s", urls[0]);
+	return 0;
+}
+
+int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
+{
+	struct tl_sip *sip = calloc(1, sizeof(*sip));
+	int err = -ENOMEM;
+
+	if (!sip)
+		return -ENOMEM;
+	sip->cfg = cfg;
+	sip->sig_index = -1;
+	su_init();
+	su_home_init(sip->home);
+	sip->root = su_root_create(sip);
+	if (!sip->root)
+		goto out;
+	/* Without this nua_create starts a hidden stack thread (su_clone_start). */
+	su_root_threading(sip->root, 0);
+	err = tl_portpool_create(&sip->ports, cfg->media_address, cfg->port_min, cfg->port_max);
+	if (err < 0) {
+		tl_log_error(NULL, "bad media address %s", cfg->media_address);
+		goto out;
+	}
+	if (tl_portpool_capacity(sip->ports) < (unsigned)cfg->max_calls)
+		tl_log_warn(NULL, "media port range %u-%u holds %u calls, fewer than max_calls %d",
+			    cfg->port_min, cfg->port_max, tl_portpool_capacity(sip->ports),
+			    cfg->max_calls);
+	err = create_nua(sip);
+	if (err < 0)
+		goto out;
+	*out = sip;
+	return 0;
+out:
+	tl_sip_destroy(sip);
+	return err;
+}
+
+const char *tl_sip_contact_hint(const struct tl_sip *sip)
+{
+	return sip->contact_hint;
+}
+
+int tl_sip_run(struct tl_sip *sip, int sigfd)
+{
+	if (sigfd >= 0) {
+		su_wait_create(sip->sig_wait, sigfd, SU_WAIT_IN);
+		sip->sig_index = su_root_register(sip->root, sip->sig_wait, on_signal, NULL, 0);
+		if (sip->sig_index < 0)
+			return -EIO;
+	}
+	while (!sip->shutdown_done)
+		su_root_run(sip->root);
+	return 0;
+}
+
+void tl_sip_destroy(struct tl_sip *sip)
+{
+	if (!sip)
+		return;
+	while (sip->calls) {
+		nua_handle_t *nh = sip->calls->nh;
+		tl_call_destroy(sip->calls);
+		nua_handle_bind(nh, NULL);
+		nua_handle_destroy(nh);
+	}
+	if (sip->nua && !sip->shutdown_done) {
+		nua_shutdown(sip->nua);
+		for (int i = 0; i < 50 && !sip->shutdown_done; i++)
+			su_root_step(sip->root, 100);
+	}
+	if (sip->nua)
+		nua_destroy(sip->nua);
+	if (sip->drain_timer)
+		su_timer_destroy(sip->drain_timer);
+	if (sip->root && sip->sig_index >= 0)
+		su_root_deregister(sip->root, sip->sig_index);
+	if (sip->root)
+		su_root_destroy(sip->root);
+	tl_portpool_destroy(sip->ports);
+	su_home_deinit(sip->home);
+	su_deinit();
+	free(sip);
+}

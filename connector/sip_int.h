@@ -1,0 +1,84 @@
+/* Private to the SIP endpoint (sip.c) and its per-call state (call.c). */
+#ifndef TL_SIP_INT_H
+#define TL_SIP_INT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+struct tl_sip;
+struct tl_call;
+#define NUA_MAGIC_T   struct tl_sip
+#define NUA_HMAGIC_T  struct tl_call
+#define SU_ROOT_MAGIC_T struct tl_sip
+#define SU_WAKEUP_ARG_T void
+#define SU_TIMER_ARG_T  void
+
+#include <sofia-sip/nua.h>
+#include <sofia-sip/su_wait.h>
+
+#include "trunkline/config.h"
+#include "trunkline/portpool.h"
+#include "trunkline/sdp.h"
+
+enum tl_call_state {
+	TL_CALL_NEW = 0,    /* INVITE received, not answered */
+	TL_CALL_ANSWERED,   /* 200 OK sent, waiting for ACK */
+	TL_CALL_CONFIRMED,  /* ACK received */
+	TL_CALL_ENDING,     /* BYE/CANCEL/error: waiting for nua to terminate */
+};
+
+struct tl_call {
+	struct tl_sip *sip; /* borrowed: the endpoint outlives its calls */
+	nua_handle_t *nh;   /* owned: destroyed with the call */
+	struct tl_call *next, **pprev;
+	enum tl_call_state state;
+	char call_id[160];
+	char from_user[64], to_user[64];
+	json_t *meta; /* owned */
+	struct sockaddr_storage source;
+	int transport_tls; /* arrived over TLS */
+
+	int rtp_fd, rtcp_fd; /* owned; -1 when none */
+	char local_addr[64];
+	struct tl_sdp_local local;
+	struct tl_sdp_media media;
+	int have_media;     /* media holds a negotiated stream */
+	int offer_pending;  /* we sent an offer (delayed offer, re-INVITE without SDP) */
+	char *last_body;    /* owned: last SDP we sent, to bump o= version only on change */
+	su_timer_t *duration_timer; /* owned */
+};
+
+struct tl_sip {
+	const struct tl_config *cfg; /* borrowed */
+	su_home_t home[1];
+	su_root_t *root;
+	nua_t *nua;
+	struct tl_portpool *ports;
+	struct tl_call *calls;
+	unsigned n_calls;
+	unsigned long calls_total;
+	int draining;
+	int shutting_down;
+	int shutdown_done;
+	su_timer_t *drain_timer;
+	su_wait_t sig_wait[1];
+	int sig_index;
+	char contact_hint[256];
+};
+
+/* call.c */
+int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
+		   msg_t *msg);
+void tl_call_destroy(struct tl_call *call);
+void tl_call_on_invite(struct tl_call *call, const sip_t *req);
+void tl_call_on_reinvite(struct tl_call *call, const sip_t *req);
+void tl_call_on_update(struct tl_call *call, const sip_t *req);
+void tl_call_on_ack(struct tl_call *call, const sip_t *req);
+void tl_call_hangup(struct tl_call *call, const char *reason);
+
+/* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */
+const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len);
+
+#endif

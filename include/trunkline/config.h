@@ -1,0 +1,84 @@
+/* Daemon configuration (config.json) and routing rules (rules.json): loading and validation.
+ * A loaded config is an immutable snapshot; reload builds a new one and swaps it, so a bad
+ * file leaves the old one in force. Errors carry the file, line and column of the bad value. */
+#ifndef TRUNKLINE_CONFIG_H
+#define TRUNKLINE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "trunkline/err.h"
+
+#define TL_CONFIG_MAX_LISTEN 8
+
+enum tl_transport {
+	TL_TRANSPORT_UDP,
+	TL_TRANSPORT_TCP,
+	TL_TRANSPORT_TLS,
+};
+
+struct tl_listen {
+	enum tl_transport transport;
+	char host[64]; /* "0.0.0.0", "::", "127.0.0.1"; no brackets */
+	uint16_t port;
+};
+
+enum tl_dialect {
+	TL_DIALECT_TWILIO,
+	TL_DIALECT_NATIVE,
+};
+
+struct tl_agent {
+	char *name;
+	char *url; /* ws:// or wss:// */
+	enum tl_dialect dialect;
+	int connect_timeout_ms; /* default 1500 */
+	int idle_timeout_ms;    /* default 0 = off */
+	int sample_rate;        /* native dialect: 8000, 16000 or 24000; default 8000 */
+	json_t *headers;        /* object name -> string value, never NULL (may be empty) */
+	json_t *params;         /* object name -> string value, never NULL (may be empty) */
+};
+
+struct tl_rules {
+	char *path;
+	struct tl_agent *agents; /* in file order */
+	size_t n_agents;
+	json_t *routes; /* array, validated for shape; matching comes later; never NULL */
+};
+
+struct tl_config {
+	char *path;
+	struct tl_listen listen[TL_CONFIG_MAX_LISTEN];
+	size_t n_listen;
+	char *public_address;     /* host or host:port put in Contact/SDP; NULL = derive */
+	char *user_agent;         /* default "trunkline/<version>" */
+	int tcp_idle_timeout_ms;  /* default 60000 */
+	int session_expires;      /* seconds, default 1800 */
+	int min_se;               /* seconds, default 90 */
+	int max_calls;            /* default 1000 */
+	char *media_address;      /* local bind address for RTP, default "0.0.0.0" */
+	char *media_public;       /* address put in SDP c=, default media_address or public host */
+	uint16_t port_min;        /* default 20000, even */
+	uint16_t port_max;        /* default 29999 */
+	int reorder_ms;           /* default 40 */
+	int shutdown_timeout_ms;  /* default 30000 */
+	char *rules_path;         /* resolved: relative paths are relative to the config file */
+	struct tl_rules *rules;   /* owned */
+};
+
+/* Loads and validates path and the rules file it names. On success *out is a new config the
+ * caller frees with tl_config_destroy; on failure returns -EINVAL (or -ENOENT, -ENOMEM) and
+ * fills *err with the position of the offending value. */
+int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err);
+void tl_config_destroy(struct tl_config *cfg);
+
+/* Loads and validates a rules file alone (for reload). Caller frees with tl_rules_destroy. */
+int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err);
+void tl_rules_destroy(struct tl_rules *rules);
+
+/* The agent named name, or NULL. Borrowed from rules. */
+const struct tl_agent *tl_rules_agent(const struct tl_rules *rules, const char *name);
+
+#endif

@@ -1,0 +1,104 @@
+/* The media engine: worker threads that move RTP for many calls (one epoll set and one 20 ms
+ * timerfd per worker). The connector sees a call's audio only through this API: decoded frames
+ * and DTMF come out of a per-stream queue (uplink); agent audio, marks, clear and DTMF go in
+ * (downlink). No SIP, no WebSocket in here.
+ *
+ * Threads: the engine and streams are created and destroyed by one control thread (the SIP
+ * thread). The uplink has one consumer thread and the downlink one producer thread (both the
+ * WebSocket thread); neither blocks, and neither ever takes a lock the workers take per packet. */
+#ifndef TRUNKLINE_MEDIA_H
+#define TRUNKLINE_MEDIA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "trunkline/sdp.h"
+
+struct tl_media;
+struct tl_media_stream;
+
+struct tl_media_config {
+	int workers;        /* worker threads, default 1 */
+	int reorder_ms;     /* caller->agent: longest wait for a missing packet, default 40 */
+	int playout_max_ms; /* agent->caller: queued audio bound, default 60000 */
+};
+
+int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg);
+/* Stops the workers. Every stream must have been released first. */
+void tl_media_destroy(struct tl_media *m);
+
+/* What the agent side exchanges: 8 kHz µ-law bytes (Twilio dialect) or 16-bit little-endian
+ * PCM at 8000, 16000 or 24000 Hz (native dialect). */
+enum tl_media_agent_format {
+	TL_MEDIA_AGENT_ULAW = 0,
+	TL_MEDIA_AGENT_L16,
+};
+
+struct tl_media_stream_params {
+	int rtp_fd, rtcp_fd; /* ownership passes to the stream (closed when it is freed) */
+	struct sockaddr_storage remote; /* from SDP; symmetric RTP follows the packets' source */
+	struct tl_sdp_media sdp;        /* negotiated codec, payload types, ptime, direction */
+	enum tl_media_agent_format agent_format;
+	int agent_rate; /* L16 only: 8000, 16000 or 24000 */
+	/* Called on a media worker when the uplink goes from empty to non-empty or a played mark
+	 * is due. It must not block: set a flag and wake the consumer (lws_cancel_service). */
+	void (*notify)(void *arg);
+	void *notify_arg; /* borrowed for the stream's life */
+};
+
+/* Creates a stream and starts moving its RTP. *out holds one reference. */
+int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
+			   const struct tl_media_stream_params *p);
+/* References: the call holds one, the agent connection takes one; the stream is freed on a
+ * worker after the last is dropped. Any thread. */
+void tl_media_stream_ref(struct tl_media_stream *s);
+void tl_media_stream_unref(struct tl_media_stream *s);
+
+/* Control thread: new SDP after a re-INVITE/UPDATE (hold, new address, new codec). */
+int tl_media_stream_update(struct tl_media_stream *s, const struct sockaddr_storage *remote,
+			   const struct tl_sdp_media *sdp);
+
+/* ---- Uplink: caller -> agent. One consumer thread. ---- */
+#define TL_MEDIA_FRAME_MAX 960 /* 20 ms of 24 kHz L16 */
+
+enum tl_media_event_kind {
+	TL_MEDIA_EV_AUDIO = 1, /* one 20 ms frame in the agent format */
+	TL_MEDIA_EV_DTMF,      /* one digit, at its end (RFC 4733 end bit) */
+	TL_MEDIA_EV_MARK,      /* the audio queued before mark `mark` has been played (or cleared) */
+};
+
+struct tl_media_event {
+	enum tl_media_event_kind kind;
+	uint32_t ts_ms;   /* media time of the frame since the stream began, ms */
+	uint32_t seq;     /* 1, 2, ... per audio frame */
+	char digit;       /* DTMF */
+	uint16_t duration_ms; /* DTMF */
+	uint32_t mark;    /* MARK: the id given to tl_media_stream_mark */
+	uint16_t len;     /* AUDIO: bytes in data */
+	uint8_t data[TL_MEDIA_FRAME_MAX];
+};
+
+/* Takes the next event; returns 1 when *ev was filled, 0 when there is none. */
+int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev);
+
+/* ---- Downlink: agent -> caller. One producer thread. ---- */
+/* Queues audio in the agent format, any length. Returns bytes queued (all of them), or -ENOSPC
+ * when it would exceed playout_max_ms (nothing queued). */
+int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t len);
+/* Mark: reported back as TL_MEDIA_EV_MARK once the audio queued before it has been played. */
+int tl_media_stream_mark(struct tl_media_stream *s, uint32_t mark);
+/* Drops all queued audio within one frame (barge-in); pending marks are reported at once. */
+int tl_media_stream_clear(struct tl_media_stream *s);
+/* Sends digit (0-9 * # A-D) to the caller as RFC 4733 events. -ENOTSUP when not negotiated. */
+int tl_media_stream_dtmf(struct tl_media_stream *s, char digit);
+
+/* Counters, any thread (approximate while running). */
+struct tl_media_stats {
+	uint64_t rx_packets, rx_bytes, rx_late, rx_dup, rx_lost, rx_bad;
+	uint64_t tx_packets, tx_bytes, tx_silence, uplink_drops;
+	uint32_t jitter_ms;
+};
+void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);
+
+#endif

@@ -1,0 +1,55 @@
+/* The agent WebSocket client: one libwebsockets thread serving every call's connection, in the
+ * Twilio Media Streams dialect or the native binary-PCM dialect. The control (SIP) thread opens
+ * and closes connections through a queue and learns what happened through events it drains
+ * when tl_ws_event_fd() is readable. Audio moves between the socket and the call's media stream
+ * directly on the WebSocket thread. */
+#ifndef TRUNKLINE_WS_H
+#define TRUNKLINE_WS_H
+
+#include <stdint.h>
+
+#include "trunkline/config.h"
+#include "trunkline/media.h"
+
+struct tl_ws;
+
+enum tl_ws_event_kind {
+	TL_WS_EV_OPEN = 1,  /* connected and `connected`/`start` sent: answer the call */
+	TL_WS_EV_FAILED,    /* could not connect within connect_timeout_ms, or upgrade refused */
+	TL_WS_EV_CLOSED,    /* the agent closed or errored, or went idle, mid-call */
+	TL_WS_EV_HANGUP,    /* agent sent {"event":"hangup"} */
+	TL_WS_EV_TRANSFER,  /* agent sent {"event":"transfer"[,"target":"sip:..."]} */
+};
+
+struct tl_ws_event {
+	enum tl_ws_event_kind kind;
+	uint64_t call;     /* the id given to tl_ws_connect */
+	char target[256];  /* TRANSFER: the target, "" when none was given */
+	char reason[128];  /* FAILED/CLOSED: why, for the log */
+};
+
+int tl_ws_create(struct tl_ws **out);
+/* Closes every connection and stops the thread. */
+void tl_ws_destroy(struct tl_ws *ws);
+
+/* Readable when events are waiting. */
+int tl_ws_event_fd(const struct tl_ws *ws);
+/* Control thread: delivers every waiting event to cb. Returns the number delivered. */
+int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event *ev), void *arg);
+
+struct tl_ws_conn_params {
+	uint64_t call;                 /* id echoed in events; unique per call */
+	const struct tl_agent *agent;  /* copied */
+	const char *call_sid;          /* copied: Twilio callSid */
+	const char *stream_sid;        /* copied: Twilio streamSid */
+	const char *meta_json;         /* copied: the call metadata, a JSON object */
+	struct tl_media_stream *stream; /* the connection takes its own reference */
+};
+
+/* Starts connecting (asynchronous). Control thread. Returns 0 or a negative errno. */
+int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p);
+/* Sends `stop` (when open) and closes; no event for this call follows except those already
+ * queued, which the control thread ignores for calls it no longer has. Control thread. */
+void tl_ws_close(struct tl_ws *ws, uint64_t call);
+
+#endif

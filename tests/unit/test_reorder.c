@@ -1,0 +1,285 @@
+/* Reorder stage tests: in-order pass-through, swapped pair, gap concealed exactly at reorder_ms,
+ * burst loss, late and duplicate drops, sequence wrap, big-jump resync both ways, -ENOBUFS on a
+ * busy slot, reset, argument checks, and the stats invariant. */
+#include "trunkline/reorder.h"
+#include "tl_test.h"
+
+#include <errno.h>
+
+static struct tl_reorder *mk(unsigned slots)
+{
+	struct tl_reorder *r = NULL;
+	TL_CHECK_INT(tl_reorder_create(&r, slots, 160, TL_REORDER_DEFAULT_MS), 0);
+	return r;
+}
+
+/* Payload of packet seq: 4 bytes that identify it. */
+static int push(struct tl_reorder *r, uint16_t seq, int64_t now)
+{
+	uint8_t p[4] = {(uint8_t)(seq >> 8), (uint8_t)seq, 0xA5, 0x5A};
+	return tl_reorder_push(r, seq, (uint32_t)seq * 160, p, sizeof(p), now);
+}
+
+/* Pops one result: the seq, or -1000 - seq for a gap, or -1 for -EAGAIN. */
+static long pop(struct tl_reorder *r, int64_t now)
+{
+	struct tl_reorder_pkt k;
+	int rc = tl_reorder_pop(r, now, &k);
+
+	if (rc == -EAGAIN)
+		return -1;
+	if (rc != 0)
+		return -2;
+	if (k.gap)
+		return k.payload == NULL && k.len == 0 ? -1000 - (long)k.seq : -3;
+	if (k.len != 4 || k.payload[0] != (uint8_t)(k.seq >> 8) || k.payload[1] != (uint8_t)k.seq ||
+	    k.ts != (uint32_t)k.seq * 160)
+		return -4;
+	return k.seq;
+}
+
+/* received == every outcome + still buffered */
+static void check_invariant(struct tl_reorder *r, uint64_t buffered)
+{
+	struct tl_reorder_stats s;
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.received, s.forwarded + s.late + s.duplicate + s.flushed + s.oversize +
+					 s.overflow + buffered);
+}
+
+static void test_in_order(void)
+{
+	struct tl_reorder *r = mk(16);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(pop(r, 0), -1);
+	TL_CHECK_INT(tl_reorder_next_deadline(r), -1);
+	for (int i = 0; i < 50; i++) {
+		TL_CHECK_INT(push(r, (uint16_t)(40000 + i), i * 20), 0); /* any first seq */
+		TL_CHECK_INT(tl_reorder_next_deadline(r), 0);
+		TL_CHECK_INT(pop(r, i * 20), 40000 + i);
+		TL_CHECK_INT(pop(r, i * 20), -1);
+		TL_CHECK_INT(tl_reorder_next_deadline(r), -1);
+	}
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.received, 50);
+	TL_CHECK_INT(s.forwarded, 50);
+	TL_CHECK_INT(s.lost + s.late + s.duplicate, 0);
+	tl_reorder_destroy(r);
+}
+
+static void test_swapped_pair(void)
+{
+	struct tl_reorder *r = mk(16);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(push(r, 100, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 100);
+	TL_CHECK_INT(push(r, 102, 20), 0);
+	TL_CHECK_INT(pop(r, 20), -1);
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 60);
+	TL_CHECK_INT(push(r, 101, 25), 0);
+	TL_CHECK_INT(pop(r, 25), 101); /* handed on as soon as it is there */
+	TL_CHECK_INT(pop(r, 25), 102);
+	TL_CHECK_INT(pop(r, 1000), -1);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.lost, 0);
+	TL_CHECK_INT(s.forwarded, 3);
+	tl_reorder_destroy(r);
+}
+
+static void test_gap_concealed_then_late(void)
+{
+	struct tl_reorder *r = mk(16);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(push(r, 100, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 100);
+	TL_CHECK_INT(pop(r, 500), -1); /* nothing later arrived: no gap, however long */
+	TL_CHECK_INT(push(r, 102, 520), 0);
+	TL_CHECK_INT(push(r, 103, 540), 0); /* the wait runs from 102's arrival */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 560);
+	TL_CHECK_INT(pop(r, 520), -1);
+	TL_CHECK_INT(pop(r, 559), -1);
+	TL_CHECK_INT(pop(r, 560), -1000 - 101);
+	TL_CHECK_INT(pop(r, 560), 102);
+	TL_CHECK_INT(pop(r, 560), 103);
+	TL_CHECK_INT(pop(r, 560), -1);
+	TL_CHECK_INT(push(r, 101, 570), -ESTALE); /* after its concealment */
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.lost, 1);
+	TL_CHECK_INT(s.late, 1);
+	TL_CHECK_INT(s.duplicate, 0);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+}
+
+static void test_burst_loss(void)
+{
+	struct tl_reorder *r = mk(16);
+
+	TL_CHECK_INT(push(r, 10, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 10);
+	TL_CHECK_INT(push(r, 14, 80), 0); /* 11..13 lost */
+	TL_CHECK_INT(push(r, 16, 100), 0);  /* 15 lost too */
+	TL_CHECK_INT(pop(r, 119), -1);
+	/* one wait covers the whole burst, not reorder_ms per missing packet */
+	TL_CHECK_INT(pop(r, 120), -1011);
+	TL_CHECK_INT(pop(r, 120), -1012);
+	TL_CHECK_INT(pop(r, 120), -1013);
+	TL_CHECK_INT(pop(r, 120), 14);
+	TL_CHECK_INT(pop(r, 120), -1); /* 15: now measured from 16's arrival */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 140);
+	TL_CHECK_INT(pop(r, 140), -1015);
+	TL_CHECK_INT(pop(r, 140), 16);
+	tl_reorder_destroy(r);
+}
+
+static void test_duplicates(void)
+{
+	struct tl_reorder *r = mk(16);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(push(r, 7, 0), 0);
+	TL_CHECK_INT(push(r, 7, 1), -EEXIST); /* still buffered */
+	TL_CHECK_INT(pop(r, 1), 7);
+	TL_CHECK_INT(push(r, 7, 2), -EEXIST); /* already forwarded */
+	TL_CHECK_INT(push(r, 9, 3), 0);
+	TL_CHECK_INT(push(r, 9, 4), -EEXIST); /* buffered behind a hole */
+	TL_CHECK_INT(pop(r, 4), -1);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.duplicate, 3);
+	TL_CHECK_INT(s.late, 0);
+	check_invariant(r, 1);
+	tl_reorder_destroy(r);
+}
+
+static void test_wrap(void)
+{
+	struct tl_reorder *r = mk(16);
+
+	TL_CHECK_INT(push(r, 65533, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 65533);
+	TL_CHECK_INT(push(r, 0, 20), 0); /* 65534, 65535 missing, ahead across the wrap */
+	TL_CHECK_INT(push(r, 65535, 21), 0);
+	TL_CHECK_INT(pop(r, 59), -1);
+	TL_CHECK_INT(pop(r, 60), -1000 - 65534);
+	TL_CHECK_INT(pop(r, 60), 65535);
+	TL_CHECK_INT(pop(r, 60), 0);
+	TL_CHECK_INT(push(r, 1, 61), 0);
+	TL_CHECK_INT(pop(r, 61), 1);
+	TL_CHECK_INT(push(r, 65535, 62), -EEXIST);
+	TL_CHECK_INT(push(r, 65534, 63), -ESTALE);
+	tl_reorder_destroy(r);
+}
+
+static void test_big_jump(void)
+{
+	struct tl_reorder *r = mk(16);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(push(r, 100, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 100);
+	TL_CHECK_INT(push(r, 102, 20), 0); /* buffered behind 101 ... */
+	TL_CHECK_INT(push(r, 102 + TL_REORDER_MAX_JUMP, 40), 0); /* ... then a restart */
+	TL_CHECK_INT(pop(r, 40), 102 + TL_REORDER_MAX_JUMP);     /* no gaps, no wait */
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.resync, 1);
+	TL_CHECK_INT(s.flushed, 1);
+	TL_CHECK_INT(s.lost, 0);
+
+	/* exactly MAX_JUMP ahead is still a gap run, concealed frame by frame */
+	TL_CHECK_INT(push(r, 203 + 2 * TL_REORDER_MAX_JUMP - 100, 60), 0);
+	for (int i = 0; i < TL_REORDER_MAX_JUMP; i++)
+		TL_CHECK_INT(pop(r, 100), -1000 - (103 + i + TL_REORDER_MAX_JUMP));
+	TL_CHECK_INT(pop(r, 100), 203 + 2 * TL_REORDER_MAX_JUMP - 100);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.resync, 1);
+
+	/* far behind: one stray is late; two in sequence restart the stream lower */
+	TL_CHECK_INT(push(r, 5, 120), -ESTALE);
+	TL_CHECK_INT(push(r, 500, 121), 0); /* unrelated packet ends the probation */
+	TL_CHECK_INT(push(r, 6, 122), -ESTALE);
+	TL_CHECK_INT(push(r, 7, 123), 0);
+	TL_CHECK_INT(pop(r, 123), 7);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.resync, 3);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+}
+
+static void test_busy_slot(void)
+{
+	struct tl_reorder *r = mk(4);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(push(r, 10, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 10);
+	TL_CHECK_INT(push(r, 12, 1), 0);         /* 11 missing */
+	TL_CHECK_INT(push(r, 15, 2), 0);         /* slot 3 free: fits though 5 ahead */
+	TL_CHECK_INT(push(r, 16, 3), -ENOBUFS); /* slot 0 holds 12 */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 0);
+	TL_CHECK_INT(pop(r, 3), -1011); /* the wait for 11 is cut short */
+	TL_CHECK_INT(pop(r, 3), 12);
+	TL_CHECK_INT(pop(r, 3), -1); /* 13 gets its normal wait: 15 arrived at 2 */
+	TL_CHECK_INT(push(r, 16, 4), 0);
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 42);
+	TL_CHECK_INT(pop(r, 42), -1013);
+	TL_CHECK_INT(pop(r, 42), -1014);
+	TL_CHECK_INT(pop(r, 42), 15);
+	TL_CHECK_INT(pop(r, 42), 16);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.overflow, 1);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+}
+
+static void test_reset_and_args(void)
+{
+	struct tl_reorder *r = NULL;
+	uint8_t big[161] = {0};
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(tl_reorder_create(&r, 12, 160, 40), -EINVAL);
+	TL_CHECK_INT(tl_reorder_create(&r, 1, 160, 40), -EINVAL);
+	TL_CHECK_INT(tl_reorder_create(&r, 16, 0, 40), -EINVAL);
+	TL_CHECK(r == NULL);
+	tl_reorder_destroy(NULL);
+	r = mk(16);
+	TL_CHECK_INT(tl_reorder_push(r, 1, 0, big, sizeof(big), 0), -EMSGSIZE);
+	TL_CHECK_INT(push(r, 1, 0), 0);
+	TL_CHECK_INT(push(r, 3, 0), 0);
+	tl_reorder_reset(r); /* new SSRC: starts over at any seq */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), -1);
+	TL_CHECK_INT(push(r, 30000, 5), 0);
+	TL_CHECK_INT(pop(r, 5), 30000);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.flushed, 2);
+	TL_CHECK_INT(s.oversize, 1);
+	TL_CHECK_INT(s.resync, 0);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+
+	/* reorder_ms 0: a hole is skipped as soon as a later packet is there */
+	TL_CHECK_INT(tl_reorder_create(&r, 8, 160, 0), 0);
+	TL_CHECK_INT(push(r, 1, 0), 0);
+	TL_CHECK_INT(push(r, 3, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 1);
+	TL_CHECK_INT(pop(r, 0), -1002);
+	TL_CHECK_INT(pop(r, 0), 3);
+	tl_reorder_destroy(r);
+}
+
+int main(void)
+{
+	TL_TEST_RUN(test_in_order);
+	TL_TEST_RUN(test_swapped_pair);
+	TL_TEST_RUN(test_gap_concealed_then_late);
+	TL_TEST_RUN(test_burst_loss);
+	TL_TEST_RUN(test_duplicates);
+	TL_TEST_RUN(test_wrap);
+	TL_TEST_RUN(test_big_jump);
+	TL_TEST_RUN(test_busy_slot);
+	TL_TEST_RUN(test_reset_and_args);
+	return TL_TEST_END();
+}
