@@ -22,7 +22,7 @@
 #include "trunkline/meta.h"
 
 #define TL_CALL_MAX_HEADERS 128
-#define TL_SDP_MAX 2048
+#define TL_SDP_MAX          2048
 
 static int is_wildcard(const char *a)
 {
@@ -44,10 +44,11 @@ static void first_host_addr(char *out, size_t size)
 	if (getifaddrs(&ifa) < 0)
 		return;
 	for (i = ifa; i; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK))
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+		    (i->ifa_flags & IFF_LOOPBACK))
 			continue;
 		inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out,
-			  (socklen_t)size);
+		          (socklen_t)size);
 		break;
 	}
 	freeifaddrs(ifa);
@@ -99,7 +100,8 @@ static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 			hdrs[n].name = h->sh_unknown->un_name;
 			hdrs[n].value = h->sh_unknown->un_value ? h->sh_unknown->un_value : "";
 		} else if (hash >= 0 && h->sh_class->hc_name) {
-			if (msg_header_field_e(values[n], sizeof(values[n]), (msg_header_t *)h, 0) < 0)
+			if (msg_header_field_e(values[n], sizeof(values[n]), (msg_header_t *)h, 0) <
+			    0)
 				continue;
 			values[n][sizeof(values[n]) - 1] = '\0';
 			hdrs[n].name = h->sh_class->hc_name;
@@ -113,7 +115,7 @@ static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 }
 
 int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
-		   msg_t *msg)
+                   msg_t *msg)
 {
 	struct tl_call *call = calloc(1, sizeof(*call));
 	su_addrinfo_t *ai;
@@ -125,7 +127,7 @@ int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, c
 	call->nh = nh;
 	call->rtp_fd = call->rtcp_fd = -1;
 	snprintf(call->call_id, sizeof(call->call_id), "%s",
-		 req->sip_call_id ? req->sip_call_id->i_id : "-");
+	         req->sip_call_id ? req->sip_call_id->i_id : "-");
 	ai = msg ? msg_addrinfo(msg) : NULL;
 	if (ai && ai->ai_addrlen <= sizeof(call->source))
 		memcpy(&call->source, ai->ai_addr, ai->ai_addrlen);
@@ -164,8 +166,9 @@ void tl_call_destroy(struct tl_call *call)
 			call->next->pprev = call->pprev;
 		call->sip->n_calls--;
 	}
-	if (call->duration_timer)
-		su_timer_destroy(call->duration_timer);
+	if (call->timer)
+		su_timer_destroy(call->timer);
+	free(call->answer_body);
 	if (call->rtp_fd >= 0)
 		close(call->rtp_fd);
 	if (call->rtcp_fd >= 0)
@@ -201,14 +204,14 @@ const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size
 
 /* Keeps the o= version when the body is unchanged, bumps it when it changes (RFC 3264 §8). */
 static int make_body(struct tl_call *call, int offer, const char *remote, size_t rlen, char *out,
-		     size_t size)
+                     size_t size)
 {
 	struct tl_sdp_media neg = call->media;
 	int n;
 
 	for (int pass = 0; pass < 2; pass++) {
 		n = offer ? tl_sdp_offer(&call->local, out, size)
-			  : tl_sdp_answer(remote, rlen, &call->local, &neg, out, size);
+		          : tl_sdp_answer(remote, rlen, &call->local, &neg, out, size);
 		if (n < 0)
 			return n;
 		if (!call->last_body || pass == 1)
@@ -233,25 +236,59 @@ static const char *sdp_error_phrase(int err)
 	return err == -ENOTSUP ? "No acceptable codec" : "Bad session description";
 }
 
-static void respond_sdp(struct tl_call *call, int status, const char *phrase, const char *body)
+/* with_this: the response is sent from the request's own event callback. */
+static void respond_sdp(struct tl_call *call, int with_this, int status, const char *phrase,
+                        const char *body)
 {
 	const char *contact = call->sip->cfg->public_address ? call->sip->contact_hint : NULL;
 
-	nua_respond(call->nh, status, phrase, NUTAG_WITH_THIS(call->sip->nua),
-		    TAG_IF(contact, SIPTAG_CONTACT_STR(contact)),
-		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body), TAG_END());
+	nua_respond(call->nh, status, phrase, TAG_IF(with_this, NUTAG_WITH_THIS(call->sip->nua)),
+	            TAG_IF(contact, SIPTAG_CONTACT_STR(contact)),
+	            SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(body),
+	            TAG_END());
 }
 
-/* Answer hook: the call's media and agent are ready. Until the agent issue lands, a call is
- * ready as soon as its SDP is. */
-static void call_answer(struct tl_call *call, const char *body)
+static void on_max_duration(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
-	respond_sdp(call, SIP_200_OK, body);
+	struct tl_call *call = arg;
+
+	tl_log_info(call->call_id, "maximum call duration (%d s) reached",
+	            call->sip->cfg->max_call_duration_s);
+	tl_call_hangup(call, "SIP;cause=200;text=\"Maximum call duration\"");
+}
+
+static void start_timer(struct tl_call *call, su_timer_f fn, int ms)
+{
+	if (!call->timer)
+		call->timer = su_timer_create(su_root_task(call->sip->root), 0);
+	if (call->timer)
+		su_timer_set_interval(call->timer, fn, call, (su_duration_t)ms);
+}
+
+/* Sends the 200 OK once everything the call waits for is there: the answer delay has passed
+ * (and, with the agent issue, the agent's WebSocket is open). */
+static void call_try_answer(struct tl_call *call, int with_this)
+{
+	if (call->state != TL_CALL_NEW || !call->delay_done || !call->answer_body)
+		return;
+	respond_sdp(call, with_this, SIP_200_OK, call->answer_body);
 	call->state = TL_CALL_ANSWERED;
+	free(call->answer_body);
+	call->answer_body = NULL;
 	tl_log_info(call->call_id, "answered: %s pt %u, remote %s:%u%s",
-		    call->have_media ? tl_sdp_codec_name(call->media.codec) : "(offer sent)",
-		    call->media.pt, call->media.remote_addr, call->media.remote_port,
-		    call->offer_pending ? " (delayed offer)" : "");
+	            call->have_media ? tl_sdp_codec_name(call->media.codec) : "(offer sent)",
+	            call->media.pt, call->media.remote_addr, call->media.remote_port,
+	            call->offer_pending ? " (delayed offer)" : "");
+	if (call->sip->cfg->max_call_duration_s > 0)
+		start_timer(call, on_max_duration, call->sip->cfg->max_call_duration_s * 1000);
+}
+
+static void on_answer_delay(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct tl_call *call = arg;
+
+	call->delay_done = 1;
+	call_try_answer(call, 0);
 }
 
 void tl_call_on_invite(struct tl_call *call, const sip_t *req)
@@ -272,15 +309,21 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	if (n < 0) {
 		tl_log_warn(call->call_id, "rejecting INVITE: %s", sdp_error_phrase(n));
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
-			    SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media "
-							       "format\""
-							     : "399 trunkline \"Bad SDP\""),
-			    TAG_END());
+		            SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media "
+		                                               "format\""
+		                                             : "399 trunkline \"Bad SDP\""),
+		            TAG_END());
 		call->state = TL_CALL_ENDING;
 		return;
 	}
+	call->answer_body = strdup(body);
 	nua_respond(call->nh, SIP_180_RINGING, NUTAG_WITH_THIS(call->sip->nua), TAG_END());
-	call_answer(call, body);
+	if (call->sip->cfg->answer_delay_ms > 0) {
+		start_timer(call, on_answer_delay, call->sip->cfg->answer_delay_ms);
+	} else {
+		call->delay_done = 1;
+		call_try_answer(call, 1);
+	}
 }
 
 /* re-INVITE and UPDATE: hold/unhold, codec change, session refresh with or without SDP. */
@@ -296,8 +339,8 @@ static void on_modify(struct tl_call *call, const sip_t *req, int allow_offer)
 		n = make_body(call, 0, sdp, len, body, sizeof(body));
 		if (n >= 0)
 			tl_log_info(call->call_id, "media updated: %s%s",
-				    tl_sdp_codec_name(call->media.codec),
-				    call->media.hold ? " (on hold)" : "");
+			            tl_sdp_codec_name(call->media.codec),
+			            call->media.hold ? " (on hold)" : "");
 	} else if (allow_offer) {
 		n = make_body(call, 1, NULL, 0, body, sizeof(body));
 		if (n >= 0)
@@ -311,10 +354,10 @@ static void on_modify(struct tl_call *call, const sip_t *req, int allow_offer)
 	if (n < 0) {
 		/* The old session stays in force (RFC 3261 §14.2). */
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
-			    TAG_END());
+		            TAG_END());
 		return;
 	}
-	respond_sdp(call, SIP_200_OK, body);
+	respond_sdp(call, 1, SIP_200_OK, body);
 }
 
 void tl_call_on_reinvite(struct tl_call *call, const sip_t *req)
@@ -349,8 +392,8 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 	}
 	call->have_media = 1;
 	tl_log_info(call->call_id, "delayed offer answered: %s pt %u, remote %s:%u",
-		    tl_sdp_codec_name(call->media.codec), call->media.pt, call->media.remote_addr,
-		    call->media.remote_port);
+	            tl_sdp_codec_name(call->media.codec), call->media.pt, call->media.remote_addr,
+	            call->media.remote_port);
 }
 
 void tl_call_hangup(struct tl_call *call, const char *reason)
@@ -359,7 +402,7 @@ void tl_call_hangup(struct tl_call *call, const char *reason)
 		return;
 	if (call->state == TL_CALL_NEW)
 		nua_respond(call->nh, SIP_480_TEMPORARILY_UNAVAILABLE,
-			    TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		            TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	else
 		nua_bye(call->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	call->state = TL_CALL_ENDING;

@@ -279,8 +279,8 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 }
 
 static const char *const sip_keys[] = {
-    "listen",          "public_address", "user_agent", "tcp_idle_timeout_ms",
-    "session_expires", "min_se",         "max_calls",  NULL};
+    "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
+    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", NULL};
 
 static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
@@ -299,7 +299,12 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "session_expires", 90, 86400,
 	                            &cfg->session_expires)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "min_se", 90, 86400, &cfg->min_se)) < 0 ||
-	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_calls", 1, 100000, &cfg->max_calls)) < 0)
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_calls", 1, 100000, &cfg->max_calls)) <
+	        0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "answer_delay_ms", 0, 60000,
+	                            &cfg->answer_delay_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_call_duration_s", 0, 604800,
+	                            &cfg->max_call_duration_s)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
 		return tl_config_doc_fail(
@@ -329,8 +334,9 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 	return 0;
 }
 
-static const char *const media_keys[] = {"address",  "public_address", "port_min",
-                                         "port_max", "reorder_ms",     NULL};
+static const char *const media_keys[] = {
+    "address",    "public_address", "port_min",       "port_max",
+    "reorder_ms", "workers",        "playout_max_ms", NULL};
 
 static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
@@ -348,7 +354,11 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, media, "/media", "port_max", 1024, 65535, &port_max)) <
 	        0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "reorder_ms", 0, 1000,
-	                            &cfg->reorder_ms)) < 0)
+	                            &cfg->reorder_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "workers", 1, 64, &cfg->media_workers)) <
+	        0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "playout_max_ms", 1000, 600000,
+	                            &cfg->playout_max_ms)) < 0)
 		return rc;
 	cfg->port_min = (uint16_t)port_min;
 	cfg->port_max = (uint16_t)port_max;
@@ -408,6 +418,9 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->port_min = 20000;
 	cfg->port_max = 29999;
 	cfg->reorder_ms = 40;
+	cfg->media_workers = 1;
+	cfg->playout_max_ms = 60000;
+	cfg->max_call_duration_s = 14400;
 	cfg->shutdown_timeout_ms = 30000;
 	cfg->path = strdup(path);
 	cfg->user_agent = strdup("trunkline/" TL_VERSION);

@@ -21,8 +21,8 @@ void tl_err_set(struct tl_err *err, const char *file, int line, int col, const c
 const char *tl_err_str(const struct tl_err *err, char *buf, size_t size)
 {
 	if (err->line > 0)
-		snprintf(buf, size, "%s:%d:%d: %s", err->file, err->line, err->col > 0 ? err->col : 1,
-			 err->msg);
+		snprintf(buf, size, "%s:%d:%d: %s", err->file, err->line,
+		         err->col > 0 ? err->col : 1, err->msg);
 	else
 		snprintf(buf, size, "%s: %s", err->file, err->msg);
 	return buf;

@@ -121,8 +121,8 @@ void tl_log(enum tl_log_level level, const char *call_id, const char *fmt, ...)
 		return;
 	}
 	if (call_id)
-		n = snprintf(line, sizeof(line), "%s %-5s [%s] %s\n", ts, level_names[level], call_id,
-			     msg);
+		n = snprintf(line, sizeof(line), "%s %-5s [%s] %s\n", ts, level_names[level],
+		             call_id, msg);
 	else
 		n = snprintf(line, sizeof(line), "%s %-5s %s\n", ts, level_names[level], msg);
 	if (n < 0)

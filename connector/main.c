@@ -14,15 +14,17 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: trunkline --config FILE [--log-level LEVEL] [--log-format text|json]\n"
-		   "       trunkline --check-config FILE\n"
-		   "       trunkline --version | --help\n"
-		   "\n"
-		   "  --config FILE        run in the foreground with this configuration\n"
-		   "  --check-config FILE  validate FILE and the rules file it names; exit 0 if valid,\n"
-		   "                       else print file:line:col: message and exit 1\n"
-		   "  --log-level LEVEL    error, warn, info (default) or debug\n"
-		   "  --log-format FORMAT  text (default) or json (one JSON object a line)\n");
+	fprintf(
+	    f,
+	    "usage: trunkline --config FILE [--log-level LEVEL] [--log-format text|json]\n"
+	    "       trunkline --check-config FILE\n"
+	    "       trunkline --version | --help\n"
+	    "\n"
+	    "  --config FILE        run in the foreground with this configuration\n"
+	    "  --check-config FILE  validate FILE and the rules file it names; exit 0 if valid,\n"
+	    "                       else print file:line:col: message and exit 1\n"
+	    "  --log-level LEVEL    error, warn, info (default) or debug\n"
+	    "  --log-format FORMAT  text (default) or json (one JSON object a line)\n");
 }
 
 static int load(const char *path, struct tl_config **cfg)
@@ -60,7 +62,7 @@ static int run(const char *path)
 	rc = tl_sip_create(&sip, cfg);
 	if (rc == 0) {
 		tl_log_info(NULL, "trunkline %s ready: point your PBX trunk at %s", TL_VERSION,
-			    tl_sip_contact_hint(sip));
+		            tl_sip_contact_hint(sip));
 		rc = tl_sip_run(sip, sigfd);
 		tl_sip_destroy(sip);
 		tl_log_info(NULL, "stopped");
@@ -73,13 +75,13 @@ static int run(const char *path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check-config", required_argument, NULL, 'k'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"log-format", required_argument, NULL, 'f'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", required_argument, NULL, 'k'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"log-format", required_argument, NULL, 'f'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	enum tl_log_level level = TL_LOG_INFO;
 	enum tl_log_format format = TL_LOG_TEXT;

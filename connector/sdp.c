@@ -91,10 +91,10 @@ static int out_finish(struct sdp_out *o)
 static unsigned local_codecs(const struct tl_sdp_local *local)
 {
 	unsigned all = (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA) | (1u << TL_CODEC_G722) |
-		       (1u << TL_CODEC_OPUS);
+	               (1u << TL_CODEC_OPUS);
 
 	return local->codecs & all ? local->codecs & all
-				   : (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA);
+	                           : (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA);
 }
 
 static uint32_t codec_rate(enum tl_codec id)
@@ -186,7 +186,7 @@ static int media_fmts(const sdp_media_t *m, struct sdp_fmt *f, char (*scratch)[6
 
 	for (rm = m->m_rtpmaps; rm && n < max; rm = rm->rm_next, n++) {
 		f[n] = (struct sdp_fmt){rm->rm_pt, rm->rm_encoding ? rm->rm_encoding : "",
-					rm->rm_rate, rm->rm_params, rm->rm_fmtp};
+		                        rm->rm_rate, rm->rm_params, rm->rm_fmtp};
 	}
 	for (l = m->m_rtpmaps ? NULL : m->m_format; l && n < max; l = l->l_next) {
 		int len = parse_uint(l->l_text, 127, &pt);
@@ -301,8 +301,9 @@ static enum tl_sdp_dir dir_enum(unsigned bits)
 {
 	if (bits == (DIR_SEND | DIR_RECV))
 		return TL_SDP_SENDRECV;
-	return bits == DIR_SEND ? TL_SDP_SENDONLY : bits == DIR_RECV ? TL_SDP_RECVONLY
-								      : TL_SDP_INACTIVE;
+	return bits == DIR_SEND   ? TL_SDP_SENDONLY
+	       : bits == DIR_RECV ? TL_SDP_RECVONLY
+	                          : TL_SDP_INACTIVE;
 }
 
 static const char *dir_name(enum tl_sdp_dir dir)
@@ -334,7 +335,7 @@ static void fill_ptime(const struct sdp_pick *pick, struct tl_sdp_media *neg)
 
 /* Fills *neg from the peer's description; media-level c= and direction win over session level. */
 static int fill_neg(const struct sdp_pick *pick, const struct tl_sdp_local *local,
-		    struct tl_sdp_media *neg)
+                    struct tl_sdp_media *neg)
 {
 	const sdp_media_t *m = pick->m;
 	const sdp_connection_t *c = m->m_connections ? m->m_connections : pick->sdp->sdp_connection;
@@ -373,15 +374,15 @@ static void write_head(struct sdp_out *o, const struct tl_sdp_local *local)
 	const char *ipv = strchr(local->addr, ':') ? "IP6" : "IP4";
 
 	out_printf(o, "v=0\r\no=trunkline %llu %llu IN %s %s\r\ns=trunkline\r\n",
-		   (unsigned long long)local->sess_id, (unsigned long long)local->sess_version, ipv,
-		   local->addr);
+	           (unsigned long long)local->sess_id, (unsigned long long)local->sess_version, ipv,
+	           local->addr);
 	out_printf(o, "c=IN %s %s\r\nt=0 0\r\n", ipv, local->addr);
 }
 
 static void write_rtpmap(struct sdp_out *o, unsigned pt, enum tl_codec id)
 {
 	out_printf(o, "a=rtpmap:%u %s/%u%s\r\n", pt, tl_sdp_codec_name(id), codec_rate(id),
-		   id == TL_CODEC_OPUS ? "/2" : "");
+	           id == TL_CODEC_OPUS ? "/2" : "");
 }
 
 /* RFC 3264 §6: a refused stream keeps its place, with port 0 and one of its formats. */
@@ -394,14 +395,14 @@ static void write_rejected(struct sdp_out *o, const sdp_media_t *m)
 		out_printf(o, "m=%s 0 %s %u\r\n", type, proto, (unsigned)m->m_rtpmaps->rm_pt);
 	else
 		out_printf(o, "m=%s 0 %s %s\r\n", type, proto,
-			   m->m_format && m->m_format->l_text ? m->m_format->l_text : "0");
+		           m->m_format && m->m_format->l_text ? m->m_format->l_text : "0");
 }
 
 static void write_audio(struct sdp_out *o, const struct sdp_pick *pick,
-			const struct tl_sdp_local *local, const struct tl_sdp_media *neg)
+                        const struct tl_sdp_local *local, const struct tl_sdp_media *neg)
 {
 	out_printf(o, "m=audio %u %s %u", (unsigned)local->port, pick->m->m_proto_name,
-		   pick->codec.pt);
+	           pick->codec.pt);
 	if (pick->has_te)
 		out_printf(o, " %u", pick->te.pt);
 	out_printf(o, "\r\n");
@@ -409,28 +410,86 @@ static void write_audio(struct sdp_out *o, const struct sdp_pick *pick,
 	if (pick->has_te) {
 		out_printf(o, "a=rtpmap:%u telephone-event/8000\r\n", pick->te.pt);
 		out_printf(o, "a=fmtp:%u %s\r\n", pick->te.pt,
-			   pick->te.fmtp && pick->te.fmtp[0] ? pick->te.fmtp : "0-16");
+		           pick->te.fmtp && pick->te.fmtp[0] ? pick->te.fmtp : "0-16");
 	}
 	if (neg->ptime_given)
 		out_printf(o, "a=ptime:%d\r\n", neg->ptime);
 	out_printf(o, "a=%s\r\n", dir_name(neg->dir));
 }
 
+static int is_token(char c)
+{
+	return c && strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	                   "-!#$%&'*+.^_`{|}~",
+	                   c);
+}
+
+/* Word w of "m=<media> <port>[/<n>] <proto> <fmt> ...". */
+static int m_word_ok(const char *s, size_t n, int w)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w == 1 ? !(s[i] >= '0' && s[i] <= '9') && !(s[i] == '/' && i > 0)
+		           : !is_token(s[i]) && !(w == 2 && s[i] == '/'))
+			return 0;
+	}
+	return 1;
+}
+
+static int m_line_ok(const char *s, size_t n)
+{
+	size_t i = 0, start;
+	int words = 0;
+
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	while (i < n) {
+		for (start = i; i < n && s[i] != ' '; i++)
+			;
+		if (!m_word_ok(s + start, i - start, words > 3 ? 3 : words))
+			return 0;
+		words++;
+		while (i < n && s[i] == ' ')
+			i++;
+	}
+	return words >= 3;
+}
+
+/* Sofia 1.12.11 loops forever, allocating, on an m= format list it cannot split into tokens
+ * ("m=audio 1 UDP \t", a non-ASCII byte), so m= lines are checked against RFC 4566 first. */
+static int m_lines_ok(const char *text, size_t len)
+{
+	size_t i = 0, s, end;
+
+	while (i < len) {
+		for (end = i; end < len && text[end] != '\r' && text[end] != '\n'; end++)
+			;
+		for (s = i; s < end && (text[s] == ' ' || text[s] == '\t'); s++)
+			;
+		if (end - s >= 2 && text[s] == 'm' && text[s + 1] == '=' &&
+		    !m_line_ok(text + s + 2, end - s - 2))
+			return 0;
+		i = end + 1;
+	}
+	return 1;
+}
+
 /* Parses text into *parser (free with sdp_parser_free) and returns its session or NULL. */
 static sdp_session_t *parse(su_home_t *home, const char *text, size_t len, sdp_parser_t **parser)
 {
 	*parser = NULL;
-	if (!text || len == 0 || len > SDP_MAX_INPUT || memchr(text, '\0', len))
+	if (!text || len == 0 || len > SDP_MAX_INPUT || memchr(text, '\0', len) ||
+	    !m_lines_ok(text, len))
 		return NULL;
-	/* Direction attributes stay attributes: we apply media-over-session precedence ourselves. */
+	/* Direction attributes stay attributes: we apply media-over-session precedence ourselves.
+	 */
 	*parser = sdp_parse(home, text, (issize_t)len, sdp_f_mode_manual);
 	return sdp_session(*parser);
 }
 
 /* Parses text and picks its audio stream and codec into *pick and *neg. */
 static int negotiate(su_home_t *home, const char *text, size_t len,
-		     const struct tl_sdp_local *local, struct sdp_pick *pick,
-		     struct tl_sdp_media *neg, sdp_parser_t **parser)
+                     const struct tl_sdp_local *local, struct sdp_pick *pick,
+                     struct tl_sdp_media *neg, sdp_parser_t **parser)
 {
 	sdp_session_t *sdp = parse(home, text, len, parser);
 	int err = sdp ? pick_audio(sdp, local_codecs(local), pick) : -EPROTO;
@@ -439,8 +498,8 @@ static int negotiate(su_home_t *home, const char *text, size_t len,
 }
 
 static int answer_write(const sdp_session_t *sdp, const struct sdp_pick *pick,
-			const struct tl_sdp_local *local, const struct tl_sdp_media *neg,
-			char *out, size_t size)
+                        const struct tl_sdp_local *local, const struct tl_sdp_media *neg, char *out,
+                        size_t size)
 {
 	struct sdp_out o = {out, size, 0, 0};
 
@@ -455,7 +514,7 @@ static int answer_write(const sdp_session_t *sdp, const struct sdp_pick *pick,
 }
 
 int tl_sdp_answer(const char *offer, size_t len, const struct tl_sdp_local *local,
-		  struct tl_sdp_media *neg, char *out, size_t size)
+                  struct tl_sdp_media *neg, char *out, size_t size)
 {
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	sdp_parser_t *parser;
@@ -505,7 +564,7 @@ int tl_sdp_offer(const struct tl_sdp_local *local, char *out, size_t size)
 }
 
 int tl_sdp_read_answer(const char *answer, size_t len, const struct tl_sdp_local *local,
-		       struct tl_sdp_media *neg)
+                       struct tl_sdp_media *neg)
 {
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	sdp_parser_t *parser;

@@ -68,7 +68,7 @@ static void start_drain(struct tl_sip *sip)
 	}
 	sip->draining = 1;
 	tl_log_info(NULL, "draining: new calls get 503, %u call(s) in progress, deadline %d ms",
-		    sip->n_calls, sip->cfg->shutdown_timeout_ms);
+	            sip->n_calls, sip->cfg->shutdown_timeout_ms);
 	if (sip->n_calls == 0) {
 		shutdown_now(sip);
 		return;
@@ -76,7 +76,7 @@ static void start_drain(struct tl_sip *sip)
 	sip->drain_timer = su_timer_create(su_root_task(sip->root), 0);
 	if (!sip->drain_timer ||
 	    su_timer_set_interval(sip->drain_timer, on_drain_deadline, NULL,
-				  (su_duration_t)sip->cfg->shutdown_timeout_ms) < 0)
+	                          (su_duration_t)sip->cfg->shutdown_timeout_ms) < 0)
 		shutdown_now(sip);
 }
 
@@ -88,7 +88,7 @@ static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
 			tl_log_info(NULL, "SIGHUP: rules reload arrives with the routing issue; "
-					  "rules unchanged");
+			                  "rules unchanged");
 		else
 			start_drain(sip);
 	}
@@ -118,12 +118,12 @@ static void on_state(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh,
 
 /* Refuses an initial INVITE we will not serve; the handle goes at nua_callstate_terminated. */
 static void refuse(struct tl_sip *sip, nua_handle_t *nh, int status, const char *phrase,
-		   const sip_t *req)
+                   const sip_t *req)
 {
 	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "INVITE refused: %d %s",
-		    status, phrase);
+	            status, phrase);
 	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(sip->nua),
-		    TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("30")), TAG_END());
+	            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("30")), TAG_END());
 }
 
 static int is_tls(const sip_t *req)
@@ -167,14 +167,14 @@ static void on_options(struct tl_sip *sip, nua_handle_t *nh)
 {
 	/* A draining instance says so, so a dispatcher (Kamailio) takes it out of rotation. */
 	nua_respond(nh, sip->draining ? 503 : 200, sip->draining ? "Shutting down" : "OK",
-		    NUTAG_WITH_THIS(sip->nua), SIPTAG_ALLOW_STR(TL_ALLOW),
-		    SIPTAG_ACCEPT_STR(TL_ACCEPT), SIPTAG_SUPPORTED_STR(TL_SUPPORTED), TAG_END());
+	            NUTAG_WITH_THIS(sip->nua), SIPTAG_ALLOW_STR(TL_ALLOW),
+	            SIPTAG_ACCEPT_STR(TL_ACCEPT), SIPTAG_SUPPORTED_STR(TL_SUPPORTED), TAG_END());
 	nua_handle_destroy(nh);
 }
 
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
-		      struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call, sip_t const *req,
-		      tagi_t tags[])
+                         struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call,
+                         sip_t const *req, tagi_t tags[])
 {
 	switch (event) {
 	case nua_i_invite:
@@ -191,7 +191,8 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		if (call)
 			tl_call_on_update(call, req);
 		else
-			nua_respond(nh, 481, "Call Does Not Exist", NUTAG_WITH_THIS(nua), TAG_END());
+			nua_respond(nh, 481, "Call Does Not Exist", NUTAG_WITH_THIS(nua),
+			            TAG_END());
 		break;
 	case nua_i_options:
 		on_options(sip, nh);
@@ -203,7 +204,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	case nua_i_cancel:
 		if (call)
 			tl_log_info(call->call_id, "%s from PBX",
-				    event == nua_i_bye ? "BYE" : "CANCEL");
+			            event == nua_i_bye ? "BYE" : "CANCEL");
 		break;
 	case nua_r_shutdown:
 		if (status >= 200) {
@@ -227,7 +228,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	default:
 		tl_log_debug(call ? call->call_id : NULL, "unhandled %s %d %s",
-			     nua_event_name(event), status, phrase);
+		             nua_event_name(event), status, phrase);
 		break;
 	}
 }
@@ -249,14 +250,15 @@ static int build_urls(const struct tl_config *cfg, char urls[2][192])
 		size_t j;
 
 		if (l->transport == TL_TRANSPORT_TLS) {
-			tl_log_error(NULL, "listen tls:%s:%u: TLS is not supported yet", host, l->port);
+			tl_log_error(NULL, "listen tls:%s:%u: TLS is not supported yet", host,
+			             l->port);
 			return -ENOTSUP;
 		}
 		for (j = 0; j < n; j++) {
 			int wild = (strcmp(g[j].host, "0.0.0.0") == 0 && strcmp(host, "::") == 0) ||
-				   (strcmp(g[j].host, "::") == 0 && strcmp(host, "0.0.0.0") == 0);
-			if (g[j].port == l->port && (wild || strcmp(g[j].host, host) == 0 ||
-						     strcmp(g[j].host, "*") == 0)) {
+			           (strcmp(g[j].host, "::") == 0 && strcmp(host, "0.0.0.0") == 0);
+			if (g[j].port == l->port &&
+			    (wild || strcmp(g[j].host, host) == 0 || strcmp(g[j].host, "*") == 0)) {
 				if (wild)
 					snprintf(g[j].host, sizeof(g[j].host), "*");
 				break;
@@ -270,7 +272,7 @@ static int build_urls(const struct tl_config *cfg, char urls[2][192])
 		}
 		if (!strstr(g[j].tps, transport_name(l->transport)))
 			snprintf(g[j].tps + strlen(g[j].tps), sizeof(g[j].tps) - strlen(g[j].tps),
-				 "%s%s", g[j].tps[0] ? "," : "", transport_name(l->transport));
+			         "%s%s", g[j].tps[0] ? "," : "", transport_name(l->transport));
 	}
 	if (n > 2) {
 		tl_log_error(NULL, "at most two distinct listen host:port pairs are supported");
@@ -279,7 +281,7 @@ static int build_urls(const struct tl_config *cfg, char urls[2][192])
 	for (size_t j = 0; j < n; j++) {
 		int v6 = strchr(g[j].host, ':') != NULL;
 		snprintf(urls[j], sizeof(urls[j]), "sip:%s%s%s:%u;transport=%s", v6 ? "[" : "",
-			 g[j].host, v6 ? "]" : "", g[j].port, g[j].tps);
+		         g[j].host, v6 ? "]" : "", g[j].port, g[j].tps);
 	}
 	return (int)n;
 }
@@ -294,23 +296,23 @@ static int create_nua(struct tl_sip *sip)
 		return n < 0 ? n : -EINVAL;
 	snprintf(ua, sizeof(ua), "%s", cfg->user_agent ? cfg->user_agent : "trunkline/" TL_VERSION);
 	sip->nua = nua_create(
-		sip->root, on_nua_event, sip, NUTAG_URL(urls[0]), TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])),
-		NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0),
-		NUTAG_ALLOW(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
-		NUTAG_SUPPORTED(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
-		NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
-		NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
-		TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms), TAG_END());
+	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
+	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
+	    NUTAG_AUTOANSWER(0), NUTAG_ALLOW(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
+	    NUTAG_SUPPORTED(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
+	    NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
+	    NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
+	    TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms), TAG_END());
 	if (!sip->nua) {
 		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
-			     n > 1 ? urls[1] : "");
+		             n > 1 ? urls[1] : "");
 		return -EADDRINUSE;
 	}
 	for (int i = 0; i < n; i++)
 		tl_log_info(NULL, "listening on %s", urls[i]);
 	if (cfg->public_address)
 		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "<sip:trunkline@%s>",
-			 cfg->public_address);
+		         cfg->public_address);
 	else
 		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "%s", urls[0]);
 	return 0;
@@ -339,8 +341,8 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	}
 	if (tl_portpool_capacity(sip->ports) < (unsigned)cfg->max_calls)
 		tl_log_warn(NULL, "media port range %u-%u holds %u calls, fewer than max_calls %d",
-			    cfg->port_min, cfg->port_max, tl_portpool_capacity(sip->ports),
-			    cfg->max_calls);
+		            cfg->port_min, cfg->port_max, tl_portpool_capacity(sip->ports),
+		            cfg->max_calls);
 	err = create_nua(sip);
 	if (err < 0)
 		goto out;

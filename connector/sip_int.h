@@ -9,8 +9,8 @@
 
 struct tl_sip;
 struct tl_call;
-#define NUA_MAGIC_T   struct tl_sip
-#define NUA_HMAGIC_T  struct tl_call
+#define NUA_MAGIC_T     struct tl_sip
+#define NUA_HMAGIC_T    struct tl_call
 #define SU_ROOT_MAGIC_T struct tl_sip
 #define SU_WAKEUP_ARG_T void
 #define SU_TIMER_ARG_T  void
@@ -23,10 +23,10 @@ struct tl_call;
 #include "trunkline/sdp.h"
 
 enum tl_call_state {
-	TL_CALL_NEW = 0,    /* INVITE received, not answered */
-	TL_CALL_ANSWERED,   /* 200 OK sent, waiting for ACK */
-	TL_CALL_CONFIRMED,  /* ACK received */
-	TL_CALL_ENDING,     /* BYE/CANCEL/error: waiting for nua to terminate */
+	TL_CALL_NEW = 0,   /* INVITE received, not answered */
+	TL_CALL_ANSWERED,  /* 200 OK sent, waiting for ACK */
+	TL_CALL_CONFIRMED, /* ACK received */
+	TL_CALL_ENDING,    /* BYE/CANCEL/error: waiting for nua to terminate */
 };
 
 struct tl_call {
@@ -44,10 +44,12 @@ struct tl_call {
 	char local_addr[64];
 	struct tl_sdp_local local;
 	struct tl_sdp_media media;
-	int have_media;     /* media holds a negotiated stream */
-	int offer_pending;  /* we sent an offer (delayed offer, re-INVITE without SDP) */
-	char *last_body;    /* owned: last SDP we sent, to bump o= version only on change */
-	su_timer_t *duration_timer; /* owned */
+	int have_media;    /* media holds a negotiated stream */
+	int offer_pending; /* we sent an offer (delayed offer, re-INVITE without SDP) */
+	char *last_body;   /* owned: last SDP we sent, to bump o= version only on change */
+	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
+	int delay_done;    /* answer_delay_ms has passed */
+	su_timer_t *timer; /* owned: answer delay, then maximum duration */
 };
 
 struct tl_sip {
@@ -70,7 +72,7 @@ struct tl_sip {
 
 /* call.c */
 int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
-		   msg_t *msg);
+                   msg_t *msg);
 void tl_call_destroy(struct tl_call *call);
 void tl_call_on_invite(struct tl_call *call, const sip_t *req);
 void tl_call_on_reinvite(struct tl_call *call, const sip_t *req);

@@ -6,7 +6,9 @@
 #define ULAW_BIAS 0x84
 #define ULAW_CLIP 32635
 
-/* Generated from the G.711 decode formulas; tests check them against the formulas. */
+/* Generated from the G.711 decode formulas; tests check them against the formulas.
+ * Rows of 8 entries: two rows per segment. */
+/* clang-format off */
 static const int16_t ulaw_to_pcm[256] = {
 	-32124, -31100, -30076, -29052, -28028, -27004, -25980, -24956,
 	-23932, -22908, -21884, -20860, -19836, -18812, -17788, -16764,
@@ -93,6 +95,8 @@ static const uint8_t log2_lut[256] = {
 	7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
 	7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
 };
+
+/* clang-format on */
 
 uint8_t tl_g711_ulaw_encode1(int16_t pcm)
 {

@@ -19,7 +19,7 @@ struct tl_portpool {
 };
 
 int tl_portpool_create(struct tl_portpool **out, const char *bind_addr, uint16_t port_min,
-		       uint16_t port_max)
+                       uint16_t port_max)
 {
 	struct tl_portpool *pool;
 	struct sockaddr_in *in4;

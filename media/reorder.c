@@ -45,7 +45,7 @@ static int seq_before(uint16_t a, uint16_t b)
 }
 
 int tl_reorder_create(struct tl_reorder **out, unsigned slots, size_t max_payload,
-		      unsigned reorder_ms)
+                      unsigned reorder_ms)
 {
 	struct tl_reorder *r;
 	size_t head;
@@ -153,7 +153,7 @@ static int refuse_busy(struct tl_reorder *r, const struct slot *s, uint16_t seq)
 }
 
 int tl_reorder_push(struct tl_reorder *r, uint16_t seq, uint32_t ts, const uint8_t *payload,
-		    size_t len, int64_t now_ms)
+                    size_t len, int64_t now_ms)
 {
 	unsigned i = seq & r->mask;
 	struct slot *s = &r->slots[i];

@@ -6,10 +6,10 @@
 #include <errno.h>
 #include <string.h>
 
-#define RTCP_SR   200
-#define RTCP_RR   201
-#define RTCP_SDES 202
-#define SDES_CNAME 1
+#define RTCP_SR         200
+#define RTCP_RR         201
+#define RTCP_SDES       202
+#define SDES_CNAME      1
 #define NTP_UNIX_OFFSET 2208988800u /* seconds from 1900 to 1970 */
 
 static uint16_t get16(const uint8_t *p)
@@ -198,8 +198,7 @@ static size_t put_sdes(uint8_t *p, uint32_t ssrc, const char *cname, size_t cnam
 	return n;
 }
 
-ssize_t tl_rtcp_build(uint8_t *buf, size_t cap, const struct tl_rtcp_report *rep,
-		      const char *cname)
+ssize_t tl_rtcp_build(uint8_t *buf, size_t cap, const struct tl_rtcp_report *rep, const char *cname)
 {
 	size_t clen = cname ? strlen(cname) : 0;
 	size_t rlen = report_len(rep), slen = sdes_len(clen);

@@ -52,20 +52,24 @@ struct tl_config {
 	char *path;
 	struct tl_listen listen[TL_CONFIG_MAX_LISTEN];
 	size_t n_listen;
-	char *public_address;     /* host or host:port put in Contact/SDP; NULL = derive */
-	char *user_agent;         /* default "trunkline/<version>" */
-	int tcp_idle_timeout_ms;  /* default 60000 */
-	int session_expires;      /* seconds, default 1800 */
-	int min_se;               /* seconds, default 90 */
-	int max_calls;            /* default 1000 */
-	char *media_address;      /* local bind address for RTP, default "0.0.0.0" */
-	char *media_public;       /* address put in SDP c=, default media_address or public host */
-	uint16_t port_min;        /* default 20000, even */
-	uint16_t port_max;        /* default 29999 */
-	int reorder_ms;           /* default 40 */
-	int shutdown_timeout_ms;  /* default 30000 */
-	char *rules_path;         /* resolved: relative paths are relative to the config file */
-	struct tl_rules *rules;   /* owned */
+	char *public_address;    /* host or host:port put in Contact/SDP; NULL = derive */
+	char *user_agent;        /* default "trunkline/<version>" */
+	int tcp_idle_timeout_ms; /* default 60000 */
+	int session_expires;     /* seconds, default 1800 */
+	int min_se;              /* seconds, default 90 */
+	int max_calls;           /* default 1000 */
+	int answer_delay_ms;     /* ring at least this long before answering, default 0 */
+	int max_call_duration_s; /* BYE after this long, default 14400 (4 h); 0 = no limit */
+	char *media_address;     /* local bind address for RTP, default "0.0.0.0" */
+	char *media_public;      /* address put in SDP c=, default media_address or public host */
+	uint16_t port_min;       /* default 20000, even */
+	uint16_t port_max;       /* default 29999 */
+	int reorder_ms;          /* default 40 */
+	int media_workers;       /* media worker threads, default 1 */
+	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
+	int shutdown_timeout_ms; /* default 30000 */
+	char *rules_path;        /* resolved: relative paths are relative to the config file */
+	struct tl_rules *rules;  /* owned */
 };
 
 /* Loads and validates path and the rules file it names. On success *out is a new config the

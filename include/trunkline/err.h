@@ -14,7 +14,7 @@ struct tl_err {
 
 /* Fills *err (may be NULL: then does nothing). */
 void tl_err_set(struct tl_err *err, const char *file, int line, int col, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 
 /* Writes "file:line:col: msg" (or "file: msg" without a position) into buf; returns buf. */
 const char *tl_err_str(const struct tl_err *err, char *buf, size_t size);

@@ -27,7 +27,7 @@ int tl_log_enabled(enum tl_log_level level);
 
 /* call_id may be NULL. All strings are borrowed until return. */
 void tl_log(enum tl_log_level level, const char *call_id, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define tl_log_error(cid, ...) tl_log(TL_LOG_ERROR, cid, __VA_ARGS__)
 #define tl_log_warn(cid, ...)  tl_log(TL_LOG_WARN, cid, __VA_ARGS__)

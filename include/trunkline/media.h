@@ -49,7 +49,7 @@ struct tl_media_stream_params {
 
 /* Creates a stream and starts moving its RTP. *out holds one reference. */
 int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
-			   const struct tl_media_stream_params *p);
+                           const struct tl_media_stream_params *p);
 /* References: the call holds one, the agent connection takes one; the stream is freed on a
  * worker after the last is dropped. Any thread. */
 void tl_media_stream_ref(struct tl_media_stream *s);
@@ -57,7 +57,7 @@ void tl_media_stream_unref(struct tl_media_stream *s);
 
 /* Control thread: new SDP after a re-INVITE/UPDATE (hold, new address, new codec). */
 int tl_media_stream_update(struct tl_media_stream *s, const struct sockaddr_storage *remote,
-			   const struct tl_sdp_media *sdp);
+                           const struct tl_sdp_media *sdp);
 
 /* ---- Uplink: caller -> agent. One consumer thread. ---- */
 #define TL_MEDIA_FRAME_MAX 960 /* 20 ms of 24 kHz L16 */
@@ -65,17 +65,17 @@ int tl_media_stream_update(struct tl_media_stream *s, const struct sockaddr_stor
 enum tl_media_event_kind {
 	TL_MEDIA_EV_AUDIO = 1, /* one 20 ms frame in the agent format */
 	TL_MEDIA_EV_DTMF,      /* one digit, at its end (RFC 4733 end bit) */
-	TL_MEDIA_EV_MARK,      /* the audio queued before mark `mark` has been played (or cleared) */
+	TL_MEDIA_EV_MARK, /* the audio queued before mark `mark` has been played (or cleared) */
 };
 
 struct tl_media_event {
 	enum tl_media_event_kind kind;
-	uint32_t ts_ms;   /* media time of the frame since the stream began, ms */
-	uint32_t seq;     /* 1, 2, ... per audio frame */
-	char digit;       /* DTMF */
+	uint32_t ts_ms;       /* media time of the frame since the stream began, ms */
+	uint32_t seq;         /* 1, 2, ... per audio frame */
+	char digit;           /* DTMF */
 	uint16_t duration_ms; /* DTMF */
-	uint32_t mark;    /* MARK: the id given to tl_media_stream_mark */
-	uint16_t len;     /* AUDIO: bytes in data */
+	uint32_t mark;        /* MARK: the id given to tl_media_stream_mark */
+	uint16_t len;         /* AUDIO: bytes in data */
 	uint8_t data[TL_MEDIA_FRAME_MAX];
 };
 

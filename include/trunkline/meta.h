@@ -19,7 +19,7 @@ struct tl_meta_header {
  * appears repeatedly). Everything is borrowed until return. On success *out is a new JSON
  * object of string values (caller json_decref's it) and 0 is returned; -ENOMEM otherwise. */
 int tl_meta_build(json_t **out, const char *request_uri, const struct tl_meta_header *hdrs,
-		  size_t n_hdrs);
+                  size_t n_hdrs);
 
 /* Convenience for raw SIP text (a whole request, CRLF or LF line ends, folded lines allowed),
  * as in tests/data/pbx-samples: splits the request line and headers and calls tl_meta_build.

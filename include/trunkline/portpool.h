@@ -10,7 +10,7 @@ struct tl_portpool;
 
 /* bind_addr: IPv4 or IPv6 literal, borrowed until return. port_min even, port_max >= min+1. */
 int tl_portpool_create(struct tl_portpool **out, const char *bind_addr, uint16_t port_min,
-		       uint16_t port_max);
+                       uint16_t port_max);
 void tl_portpool_destroy(struct tl_portpool *pool);
 
 /* Number of pairs in the range (the concurrency cap the range implies). */

@@ -40,7 +40,7 @@ struct tl_reorder_pkt {
  * reorder_ms: longest wait for a missing packet (TL_REORDER_DEFAULT_MS; 0 = none).
  * Returns 0 or -EINVAL/-ENOMEM; caller destroys. */
 int tl_reorder_create(struct tl_reorder **out, unsigned slots, size_t max_payload,
-		      unsigned reorder_ms);
+                      unsigned reorder_ms);
 void tl_reorder_destroy(struct tl_reorder *r);
 
 /* Stores a packet; payload (len bytes) is copied, borrowed until return. now_ms: a monotonic
@@ -50,7 +50,7 @@ void tl_reorder_destroy(struct tl_reorder *r);
  *   -ENOBUFS  its slot still holds an older packet: the wait for everything before that one
  *             is cut short, so pop until -EAGAIN and push this packet again. */
 int tl_reorder_push(struct tl_reorder *r, uint16_t seq, uint32_t ts, const uint8_t *payload,
-		    size_t len, int64_t now_ms);
+                    size_t len, int64_t now_ms);
 
 /* Next in-sequence packet or gap into *out. Returns 0, or -EAGAIN when there is nothing to hand
  * on yet. A missing packet is reported as a gap once reorder_ms have passed since the earliest

@@ -77,7 +77,7 @@ struct tl_rtcp_report {
  * cname: borrowed until return, 1..255 bytes. Returns the length (a multiple of 4),
  * -ENOSPC, or -EINVAL. */
 ssize_t tl_rtcp_build(uint8_t *buf, size_t cap, const struct tl_rtcp_report *rep,
-		      const char *cname);
+                      const char *cname);
 
 struct tl_rtcp_sr {
 	uint32_t ssrc;

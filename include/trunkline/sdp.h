@@ -36,15 +36,15 @@ struct tl_sdp_local {
 struct tl_sdp_media {
 	char remote_addr[64]; /* peer's c= address; "0.0.0.0"/"::" or port 0 means no media */
 	uint16_t remote_port;
-	int remote_ipv6;       /* 1 when remote_addr is IPv6 */
+	int remote_ipv6; /* 1 when remote_addr is IPv6 */
 	enum tl_codec codec;
-	uint8_t pt;            /* payload type of codec, as the offer numbered it */
-	uint32_t clock_rate;   /* RTP clock rate of codec */
-	int te_pt;             /* telephone-event payload type, or -1 */
-	int ptime;             /* ms; the offer's a=ptime, else 20 */
-	int ptime_given;       /* 1 when the offer had a=ptime */
-	enum tl_sdp_dir dir;   /* OUR direction: sendonly offer -> we are recvonly */
-	int hold;              /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	uint8_t pt;          /* payload type of codec, as the offer numbered it */
+	uint32_t clock_rate; /* RTP clock rate of codec */
+	int te_pt;           /* telephone-event payload type, or -1 */
+	int ptime;           /* ms; the offer's a=ptime, else 20 */
+	int ptime_given;     /* 1 when the offer had a=ptime */
+	enum tl_sdp_dir dir; /* OUR direction: sendonly offer -> we are recvonly */
+	int hold;            /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
 };
 
 /* Answers offer (len bytes). Writes the answer into out (NUL-terminated) and the result into
@@ -52,7 +52,7 @@ struct tl_sdp_media {
  * stream (-> 400/488), -ENOTSUP when no codec is acceptable (-> 488), -ENOSPC when out is
  * too small. All pointers are borrowed until return. */
 int tl_sdp_answer(const char *offer, size_t len, const struct tl_sdp_local *local,
-		  struct tl_sdp_media *neg, char *out, size_t size);
+                  struct tl_sdp_media *neg, char *out, size_t size);
 
 /* Writes our offer (every codec in local->codecs, then telephone-event/8000 as 101) into out.
  * Returns its length or -ENOSPC. */
@@ -61,7 +61,7 @@ int tl_sdp_offer(const struct tl_sdp_local *local, char *out, size_t size);
 /* Reads the answer to our offer: picks the first codec of the answer we offered.
  * Returns 0, -EPROTO or -ENOTSUP as tl_sdp_answer. */
 int tl_sdp_read_answer(const char *answer, size_t len, const struct tl_sdp_local *local,
-		       struct tl_sdp_media *neg);
+                       struct tl_sdp_media *neg);
 
 /* "PCMU", "PCMA", "G722", "opus"; "none" for TL_CODEC_NONE. */
 const char *tl_sdp_codec_name(enum tl_codec codec);

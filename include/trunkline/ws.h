@@ -14,18 +14,18 @@
 struct tl_ws;
 
 enum tl_ws_event_kind {
-	TL_WS_EV_OPEN = 1,  /* connected and `connected`/`start` sent: answer the call */
-	TL_WS_EV_FAILED,    /* could not connect within connect_timeout_ms, or upgrade refused */
-	TL_WS_EV_CLOSED,    /* the agent closed or errored, or went idle, mid-call */
-	TL_WS_EV_HANGUP,    /* agent sent {"event":"hangup"} */
-	TL_WS_EV_TRANSFER,  /* agent sent {"event":"transfer"[,"target":"sip:..."]} */
+	TL_WS_EV_OPEN = 1, /* connected and `connected`/`start` sent: answer the call */
+	TL_WS_EV_FAILED,   /* could not connect within connect_timeout_ms, or upgrade refused */
+	TL_WS_EV_CLOSED,   /* the agent closed or errored, or went idle, mid-call */
+	TL_WS_EV_HANGUP,   /* agent sent {"event":"hangup"} */
+	TL_WS_EV_TRANSFER, /* agent sent {"event":"transfer"[,"target":"sip:..."]} */
 };
 
 struct tl_ws_event {
 	enum tl_ws_event_kind kind;
-	uint64_t call;     /* the id given to tl_ws_connect */
-	char target[256];  /* TRANSFER: the target, "" when none was given */
-	char reason[128];  /* FAILED/CLOSED: why, for the log */
+	uint64_t call;    /* the id given to tl_ws_connect */
+	char target[256]; /* TRANSFER: the target, "" when none was given */
+	char reason[128]; /* FAILED/CLOSED: why, for the log */
 };
 
 int tl_ws_create(struct tl_ws **out);
@@ -38,11 +38,11 @@ int tl_ws_event_fd(const struct tl_ws *ws);
 int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event *ev), void *arg);
 
 struct tl_ws_conn_params {
-	uint64_t call;                 /* id echoed in events; unique per call */
-	const struct tl_agent *agent;  /* copied */
-	const char *call_sid;          /* copied: Twilio callSid */
-	const char *stream_sid;        /* copied: Twilio streamSid */
-	const char *meta_json;         /* copied: the call metadata, a JSON object */
+	uint64_t call;                  /* id echoed in events; unique per call */
+	const struct tl_agent *agent;   /* copied */
+	const char *call_sid;           /* copied: Twilio callSid */
+	const char *stream_sid;         /* copied: Twilio streamSid */
+	const char *meta_json;          /* copied: the call metadata, a JSON object */
 	struct tl_media_stream *stream; /* the connection takes its own reference */
 };
 

@@ -5,6 +5,10 @@
 
 #include <math.h>
 
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
 /* ITU-T G.711 µ-law expansion, written from the spec independently of the code under test. */
 static int ref_ulaw(uint8_t c)
 {
@@ -124,7 +128,8 @@ static void test_buffers(void)
 	tl_g711_ulaw_decode(out_u, cu, 512);
 	tl_g711_alaw_decode(out_a, ca, 512);
 	for (int i = 0; i < 512; i++) {
-		bad += cu[i] != tl_g711_ulaw_encode1(pcm[i]) || ca[i] != tl_g711_alaw_encode1(pcm[i]);
+		bad +=
+		    cu[i] != tl_g711_ulaw_encode1(pcm[i]) || ca[i] != tl_g711_alaw_encode1(pcm[i]);
 		bad += out_u[i] != tl_g711_ulaw_decode1(cu[i]);
 		bad += out_a[i] != tl_g711_alaw_decode1(ca[i]);
 	}

@@ -7,8 +7,8 @@
 #include <errno.h>
 
 /* PCMU packet header as captured from a PBX (marker set on the first packet of a talkspurt). */
-static const uint8_t pcmu_hdr[12] = {0x80, 0x80, 0x5d, 0x2c, 0x00, 0x01, 0xe2,
-				     0x40, 0x3a, 0x1f, 0x9c, 0x07};
+static const uint8_t pcmu_hdr[12] = {0x80, 0x80, 0x5d, 0x2c, 0x00, 0x01,
+                                     0xe2, 0x40, 0x3a, 0x1f, 0x9c, 0x07};
 
 static void test_parse_basic(void)
 {
@@ -36,8 +36,9 @@ static void test_parse_csrc_ext_pad(void)
 {
 	/* V=2 P=1 X=1 CC=2, pt 8; 2 CSRCs; extension profile 0xBEDE with 1 word; 3 payload
 	 * bytes; 4 bytes padding (last byte says 4). */
-	uint8_t pkt[] = {0xB2, 0x08, 0x00, 0x01, 0, 0, 0, 160, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2,
-			 0xBE, 0xDE, 0x00, 0x01, 0x10, 0xAA, 0, 0, 'a', 'b', 'c', 0, 0, 0, 4};
+	uint8_t pkt[] = {0xB2, 0x08, 0x00, 0x01, 0,   0,   0,   160, 0,    0,    0,    7,
+	                 0,    0,    0,    1,    0,   0,   0,   2,   0xBE, 0xDE, 0x00, 0x01,
+	                 0x10, 0xAA, 0,    0,    'a', 'b', 'c', 0,   0,    0,    4};
 	struct tl_rtp_hdr h;
 
 	TL_CHECK_INT(tl_rtp_parse(&h, pkt, sizeof(pkt)), 0);
@@ -63,8 +64,8 @@ static void test_parse_csrc_ext_pad(void)
 
 static void test_parse_malformed(void)
 {
-	uint8_t pkt[] = {0x92, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2,
-			 0xBE, 0xDE, 0x00, 0x02, 1, 2, 3, 4, 5, 6, 7, 8};
+	uint8_t pkt[] = {0x92, 0x00, 0, 1, 0,    0,    0,    0,    0, 0, 0, 1, 0, 0, 0, 1,
+	                 0,    0,    0, 2, 0xBE, 0xDE, 0x00, 0x02, 1, 2, 3, 4, 5, 6, 7, 8};
 	struct tl_rtp_hdr h;
 	size_t n;
 
@@ -82,8 +83,8 @@ static void test_parse_malformed(void)
 
 static void test_write(void)
 {
-	struct tl_rtp_hdr h = {.pt = 0, .marker = 1, .seq = 0x5d2c, .ts = 0x1e240,
-			       .ssrc = 0x3a1f9c07};
+	struct tl_rtp_hdr h = {
+	    .pt = 0, .marker = 1, .seq = 0x5d2c, .ts = 0x1e240, .ssrc = 0x3a1f9c07};
 	uint8_t buf[16];
 
 	TL_CHECK_INT(tl_rtp_write(buf, 11, &h), -ENOSPC);
@@ -113,6 +114,14 @@ static void test_jitter(void)
 	tl_rtp_jitter_update(&j, 320, 1000 + 320); /* 160 early again: 10 + 150/16 */
 	TL_CHECK_INT(tl_rtp_jitter_get(&j), 19);
 
+	/* the RFC's integer version rounds: two 8-unit changes give 8 + 8 - 1, not 16 */
+	memset(&j, 0, sizeof(j));
+	tl_rtp_jitter_update(&j, 0, 0);
+	tl_rtp_jitter_update(&j, 160, 168);
+	tl_rtp_jitter_update(&j, 320, 320);
+	TL_CHECK_INT(j.jitter_q4, 15);
+	TL_CHECK_INT(tl_rtp_jitter_get(&j), 0);
+
 	/* alternating +-80 transit converges on 160 like the floating-point formula */
 	memset(&j, 0, sizeof(j));
 	for (uint32_t i = 0; i < 400; i++) {
@@ -132,12 +141,20 @@ static uint32_t rd32(const uint8_t *p)
 
 static void test_rtcp_sr_layout(void)
 {
-	struct tl_rtcp_report r = {.ssrc = 0x11223344, .sender = 1, .ntp = 0xE1234567890ABCDEull,
-				   .rtp_ts = 8000, .packets_sent = 50, .octets_sent = 8000,
-				   .have_block = 1, .remote_ssrc = 0x3a1f9c07,
-				   .fraction_lost = 64, .cum_lost = -1,
-				   .ext_highest_seq = 0x00015d2c, .jitter = 19,
-				   .lsr = 0x4567890A, .dlsr = 65536};
+	struct tl_rtcp_report r = {.ssrc = 0x11223344,
+	                           .sender = 1,
+	                           .ntp = 0xE1234567890ABCDEull,
+	                           .rtp_ts = 8000,
+	                           .packets_sent = 50,
+	                           .octets_sent = 8000,
+	                           .have_block = 1,
+	                           .remote_ssrc = 0x3a1f9c07,
+	                           .fraction_lost = 64,
+	                           .cum_lost = -1,
+	                           .ext_highest_seq = 0x00015d2c,
+	                           .jitter = 19,
+	                           .lsr = 0x4567890A,
+	                           .dlsr = 65536};
 	uint8_t buf[128];
 	struct tl_rtcp_sr sr;
 
@@ -158,8 +175,8 @@ static void test_rtcp_sr_layout(void)
 	TL_CHECK_INT(rd32(buf + 44), 0x4567890A);
 	TL_CHECK_INT(rd32(buf + 48), 65536);
 	/* SDES: 0x81 202 len 3, SSRC, CNAME(1) len 3 "abc", END + pad */
-	static const uint8_t sdes[16] = {0x81, 202, 0, 3, 0x11, 0x22, 0x33, 0x44,
-					 1,    3,   'a', 'b', 'c', 0, 0, 0};
+	static const uint8_t sdes[16] = {0x81, 202, 0,   3,   0x11, 0x22, 0x33, 0x44,
+	                                 1,    3,   'a', 'b', 'c',  0,    0,    0};
 	TL_CHECK(memcmp(buf + 52, sdes, 16) == 0);
 
 	TL_CHECK_INT(tl_rtcp_parse_sr(buf, 68, &sr), 0);
@@ -215,6 +232,10 @@ static void test_rtcp_parse_compound(void)
 	TL_CHECK_INT(tl_rtcp_parse_sr(buf, (size_t)(a + b), &sr), 0); /* SR not first */
 	TL_CHECK_INT(sr.ssrc, 2);
 	TL_CHECK_INT(tl_rtcp_ntp_mid(sr.ntp), 0x12345678);
+	s.ssrc = 3; /* a second SR in the same compound is not the one reported */
+	TL_CHECK_INT(tl_rtcp_build(buf + a + b, sizeof(buf) - (size_t)(a + b), &s, "sr"), b);
+	TL_CHECK_INT(tl_rtcp_parse_sr(buf, (size_t)(a + 2 * b), &sr), 0);
+	TL_CHECK_INT(sr.ssrc, 2);
 	TL_CHECK_INT(tl_rtcp_parse_sr(buf, (size_t)(a + b) - 4, &sr), -EPROTO);
 	TL_CHECK_INT(tl_rtcp_parse_sr(buf, (size_t)(a + b) + 2, &sr), -EPROTO);
 	TL_CHECK_INT(tl_rtcp_parse_sr(buf, 3, &sr), -EPROTO);

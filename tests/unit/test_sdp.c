@@ -105,16 +105,16 @@ static int answer_sample(const char *name, unsigned codecs)
 static void test_avaya(void)
 {
 	const char *expect = "v=0\r\n"
-			     "o=trunkline 4242 7 IN IP4 192.0.2.10\r\n"
-			     "s=trunkline\r\n"
-			     "c=IN IP4 192.0.2.10\r\n"
-			     "t=0 0\r\n"
-			     "m=audio 40000 RTP/AVP 0 101\r\n"
-			     "a=rtpmap:0 PCMU/8000\r\n"
-			     "a=rtpmap:101 telephone-event/8000\r\n"
-			     "a=fmtp:101 0-15\r\n"
-			     "a=ptime:20\r\n"
-			     "a=sendrecv\r\n";
+	                     "o=trunkline 4242 7 IN IP4 192.0.2.10\r\n"
+	                     "s=trunkline\r\n"
+	                     "c=IN IP4 192.0.2.10\r\n"
+	                     "t=0 0\r\n"
+	                     "m=audio 40000 RTP/AVP 0 101\r\n"
+	                     "a=rtpmap:0 PCMU/8000\r\n"
+	                     "a=rtpmap:101 telephone-event/8000\r\n"
+	                     "a=fmtp:101 0-15\r\n"
+	                     "a=ptime:20\r\n"
+	                     "a=sendrecv\r\n";
 	int n = answer_sample("avaya-early-offer-tcp.sip", 0);
 
 	TL_CHECK_INT(n, strlen(expect));
@@ -181,7 +181,7 @@ static void test_freepbx_and_cucm(void)
 }
 
 static const char *offer_head = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\n"
-				"c=IN IP4 198.51.100.7\r\nt=0 0\r\n";
+                                "c=IN IP4 198.51.100.7\r\nt=0 0\r\n";
 
 /* offer_head followed by the media part. */
 static int answer_media(const char *media, unsigned codecs)
@@ -195,8 +195,8 @@ static int answer_media(const char *media, unsigned codecs)
 static void test_dynamic_pts(void)
 {
 	TL_CHECK(answer_media("m=audio 5000 RTP/AVP 0 96\r\na=rtpmap:96 telephone-event/8000\r\n"
-			      "a=fmtp:96 0-11\r\n",
-			      0) > 0);
+	                      "a=fmtp:96 0-11\r\n",
+	                      0) > 0);
 	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 0 96"));
 	TL_CHECK(has_line(out, "a=rtpmap:96 telephone-event/8000"));
 	TL_CHECK(has_line(out, "a=fmtp:96 0-11"));
@@ -204,9 +204,9 @@ static void test_dynamic_pts(void)
 
 	/* No fmtp offered: the RFC 4733 default events. Only the 8000 Hz telephone-event. */
 	TL_CHECK(answer_media("m=audio 5000 RTP/AVP 8 127 126\r\n"
-			      "a=rtpmap:127 telephone-event/48000\r\n"
-			      "a=rtpmap:126 TELEPHONE-EVENT/8000\r\n",
-			      0) > 0);
+	                      "a=rtpmap:127 telephone-event/48000\r\n"
+	                      "a=rtpmap:126 TELEPHONE-EVENT/8000\r\n",
+	                      0) > 0);
 	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 8 126"));
 	TL_CHECK(has_line(out, "a=rtpmap:8 PCMA/8000"));
 	TL_CHECK(has_line(out, "a=fmtp:126 0-16"));
@@ -221,7 +221,7 @@ static void test_dynamic_pts(void)
 	TL_CHECK_INT(neg.pt, 8);
 
 	const char *opus = "m=audio 5000 RTP/AVP 107 0 101\r\na=rtpmap:107 OPUS/48000/2\r\n"
-			   "a=fmtp:107 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\n";
+	                   "a=fmtp:107 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\n";
 	TL_CHECK(answer_media(opus, WITH_OPUS) > 0);
 	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 107 101"));
 	TL_CHECK(has_line(out, "a=rtpmap:107 opus/48000/2"));
@@ -240,6 +240,12 @@ static void test_dynamic_pts(void)
 	TL_CHECK_INT(neg.codec, TL_CODEC_PCMA);
 	TL_CHECK_INT(neg.pt, 100);
 	TL_CHECK(has_line(out, "a=rtpmap:100 PCMA/8000"));
+	/* The clock rate must match too. */
+	TL_CHECK(answer_media("m=audio 5000 RTP/AVP 96 8\r\na=rtpmap:96 PCMU/16000\r\n", 0) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_PCMA);
+	TL_CHECK_INT(
+	    answer_media("m=audio 5000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/1\r\n", WITH_OPUS),
+	    -ENOTSUP);
 	/* A dynamic type without rtpmap names nothing. */
 	TL_CHECK_INT(answer_media("m=audio 5000 RTP/AVP 100\r\n", 0), -ENOTSUP);
 }
@@ -272,7 +278,7 @@ static void test_direction(void)
 	/* Our own direction narrows the answer. */
 	struct tl_sdp_local local = local_v4(0);
 	const char *offer = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\n"
-			    "t=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+	                    "t=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
 	local.dir = TL_SDP_RECVONLY;
 	TL_CHECK(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)) > 0);
 	TL_CHECK_INT(neg.dir, TL_SDP_RECVONLY);
@@ -282,7 +288,7 @@ static void test_direction(void)
 static void test_old_hold(void)
 {
 	const char *hold = "v=0\r\no=- 1 2 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 0.0.0.0\r\n"
-			   "t=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
+	                   "t=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
 
 	TL_CHECK(answer_str(hold, 0) > 0);
 	TL_CHECK_INT(neg.hold, 1);
@@ -292,7 +298,7 @@ static void test_old_hold(void)
 	TL_CHECK_INT(check_valid(out), 1);
 
 	TL_CHECK(answer_media("m=audio 5000 RTP/AVP 8\r\nc=IN IP4 0.0.0.0\r\na=recvonly\r\n", 0) >
-		 0);
+	         0);
 	TL_CHECK_INT(neg.hold, 1);
 	TL_CHECK_INT(neg.dir, TL_SDP_INACTIVE);
 
@@ -307,18 +313,18 @@ static void test_errors(void)
 {
 	struct tl_sdp_local local = local_v4(0);
 	static const char *garbage[] = {
-		"",
-		"hello world",
-		"v=0\r\n",
-		"v=1\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 0\r\n",
-		"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n",
-		"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-		"m=video 5000 RTP/AVP 96\r\n",
-		"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-		"m=audio 0 RTP/AVP 0\r\n",
-		"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n",
-		"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-		"m=audio 5000 RTP/AVP 0 300\r\n",
+	    "",
+	    "hello world",
+	    "v=0\r\n",
+	    "v=1\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 0\r\n",
+	    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n",
+	    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=video 5000 RTP/AVP 96\r\n",
+	    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 0 RTP/AVP 0\r\n",
+	    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n",
+	    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 5000 RTP/AVP 0 300\r\n",
 	};
 
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
@@ -329,16 +335,21 @@ static void test_errors(void)
 	TL_CHECK_INT(tl_sdp_answer("v=0\0", 4, &local, &neg, out, sizeof(out)), -EPROTO);
 
 	TL_CHECK_INT(answer_media("m=audio 5000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n", 0),
-		     -ENOTSUP);
+	             -ENOTSUP);
 	TL_CHECK_STR(out, "");
 	TL_CHECK_INT(answer_sample("3cx-g722.sip", 1u << TL_CODEC_OPUS), -ENOTSUP);
 	/* SRTP comes later: refused, not misread as plain RTP. */
 	TL_CHECK_INT(answer_media("m=audio 5000 RTP/SAVP 0\r\n"
-				  "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
-				  0),
-		     -ENOTSUP);
+	                          "a=crypto:1 AES_CM_128_HMAC_SHA1_80 "
+	                          "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+	                          0),
+	             -ENOTSUP);
 	TL_CHECK_INT(answer_media("m=audio 5000 UDP/TLS/RTP/SAVPF 0\r\n", 0), -ENOTSUP);
 	TL_CHECK_INT(answer_media("m=image 5000 udptl t38\r\n", 0), -EPROTO);
+	/* Sofia 1.12.11 loops forever on these m= lines; they must be refused before parsing. */
+	TL_CHECK_INT(answer_media("m=audio 5000 RT\xe5/AVP 0 8\r\n", 0), -EPROTO);
+	TL_CHECK_INT(answer_media("m=audio 5000 RTP/AVP 0\r\nm=video 0 foo \t\r\n", 0), -EPROTO);
+	TL_CHECK_INT(answer_media("m=audio 5000 RTP/AVP 0\r\nm=text 0 x a/b\r\n", 0), -EPROTO);
 
 	local.addr = NULL;
 	TL_CHECK_INT(tl_sdp_answer("v=0", 3, &local, &neg, out, sizeof(out)), -EINVAL);
@@ -348,14 +359,14 @@ static void test_errors(void)
 static void test_refused_streams(void)
 {
 	const char *media = "m=video 6000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
-			    "m=audio 5000 RTP/AVP 18 0\r\n"
-			    "m=audio 5002 RTP/AVP 8\r\n"
-			    "m=application 7000 UDP/BFCP *\r\n";
+	                    "m=audio 5000 RTP/AVP 18 0\r\n"
+	                    "m=audio 5002 RTP/AVP 8\r\n"
+	                    "m=application 7000 UDP/BFCP *\r\n";
 
 	TL_CHECK(answer_media(media, 0) > 0);
 	TL_CHECK_INT(check_valid(out), 4);
 	const char *v = strstr(out, "m=video"), *a = strstr(out, "m=audio 40000"),
-		   *a2 = strstr(out, "m=audio 0"), *app = strstr(out, "m=application");
+	           *a2 = strstr(out, "m=audio 0"), *app = strstr(out, "m=application");
 	TL_CHECK(v && a && a2 && app && v < a && a < a2 && a2 < app);
 	TL_CHECK(has_line(out, "m=video 0 RTP/AVP 96"));
 	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 0"));
@@ -374,9 +385,10 @@ static void test_refused_streams(void)
 
 static void test_avpf(void)
 {
-	TL_CHECK(answer_media("m=audio 5000 RTP/AVPF 18 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
-			      "a=fmtp:101 0-15\r\na=rtcp-fb:* nack\r\na=sendonly\r\n",
-			      0) > 0);
+	TL_CHECK(
+	    answer_media("m=audio 5000 RTP/AVPF 18 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+	                 "a=fmtp:101 0-15\r\na=rtcp-fb:* nack\r\na=sendonly\r\n",
+	                 0) > 0);
 	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVPF 8 101"));
 	TL_CHECK(has_line(out, "a=rtpmap:8 PCMA/8000"));
 	TL_CHECK(has_line(out, "a=fmtp:101 0-15"));
@@ -389,7 +401,7 @@ static void test_avpf(void)
 static void test_ipv6(void)
 {
 	const char *offer = "v=0\r\no=- 1 1 IN IP6 2001:db8::7\r\ns=-\r\nc=IN IP6 2001:db8::7\r\n"
-			    "t=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+	                    "t=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
 	struct tl_sdp_local local = local_v4(0);
 
 	local.addr = "2001:db8::1";
@@ -461,7 +473,7 @@ static void test_offer_round_trip(void)
 
 	/* An answer naming G722 first; one we never offered; one that puts us on hold. */
 	const char *g722 = "v=0\r\no=- 5 5 IN IP4 203.0.113.51\r\ns=-\r\nc=IN IP4 203.0.113.51\r\n"
-			   "t=0 0\r\nm=audio 31000 RTP/AVP 9 0\r\na=ptime:30\r\na=sendonly\r\n";
+	                   "t=0 0\r\nm=audio 31000 RTP/AVP 9 0\r\na=ptime:30\r\na=sendonly\r\n";
 	TL_CHECK_INT(tl_sdp_read_answer(g722, strlen(g722), &local, &neg), 0);
 	TL_CHECK_INT(neg.codec, TL_CODEC_G722);
 	TL_CHECK_INT(neg.pt, 9);
@@ -474,7 +486,7 @@ static void test_offer_round_trip(void)
 	TL_CHECK_INT(tl_sdp_read_answer(g722, strlen(g722), &local, &neg), 0);
 	TL_CHECK_INT(neg.codec, TL_CODEC_PCMU);
 	const char *g729 = "v=0\r\no=- 5 5 IN IP4 203.0.113.51\r\ns=-\r\nc=IN IP4 203.0.113.51\r\n"
-			   "t=0 0\r\nm=audio 31000 RTP/AVP 18\r\n";
+	                   "t=0 0\r\nm=audio 31000 RTP/AVP 18\r\n";
 	TL_CHECK_INT(tl_sdp_read_answer(g729, strlen(g729), &local, &neg), -ENOTSUP);
 	TL_CHECK_INT(tl_sdp_read_answer("junk", 4, &local, &neg), -EPROTO);
 
@@ -493,7 +505,7 @@ static void test_offer_round_trip(void)
 static void test_mangled(void)
 {
 	static const char *names[] = {"avaya-early-offer-tcp.sip", "3cx-g722.sip",
-				      "freepbx-pjsip.sip"};
+	                              "freepbx-pjsip.sip"};
 	struct tl_sdp_local local = local_v4(WITH_G722 | WITH_OPUS);
 	uint32_t seed = 12345;
 	int bad = 0;

@@ -25,7 +25,7 @@ static int tl_test_checks;
 		tl_test_checks++;                                                                  \
 		if (tl_a_ != tl_b_) {                                                              \
 			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__,  \
-				#a, tl_a_, tl_b_);                                                 \
+			        #a, tl_a_, tl_b_);                                                 \
 			tl_test_failures++;                                                        \
 		}                                                                                  \
 	} while (0)
@@ -36,7 +36,7 @@ static int tl_test_checks;
 		tl_test_checks++;                                                                  \
 		if (!tl_a_ || !tl_b_ || strcmp(tl_a_, tl_b_) != 0) {                               \
 			fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__,        \
-				__LINE__, #a, tl_a_ ? tl_a_ : "(null)", tl_b_ ? tl_b_ : "(null)"); \
+			        __LINE__, #a, tl_a_ ? tl_a_ : "(null)", tl_b_ ? tl_b_ : "(null)"); \
 			tl_test_failures++;                                                        \
 		}                                                                                  \
 	} while (0)

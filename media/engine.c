@@ -1,0 +1,317 @@
+/* Media workers: each owns an epoll set with its streams' RTP/RTCP sockets, a 20 ms timerfd that
+ * paces every stream's outbound frame, and an eventfd for control commands (add, update,
+ * release), which are the only thing behind a mutex. Streams are pinned round-robin. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "media_int.h"
+
+#define TL_TAG_RTCP    1u
+#define TL_TAG_TIMER   ((uint64_t)1)
+#define TL_TAG_CMD     ((uint64_t)2)
+#define TL_RX_ROUNDS   4 /* recvmmsg batches per wake-up before others get their turn */
+#define TL_MAX_CATCHUP 5
+
+int64_t tl_media_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int post(struct tl_media_worker *w, const struct tl_media_cmd *cmd)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->n_cmds == w->cap_cmds) {
+		size_t cap = w->cap_cmds ? w->cap_cmds * 2 : 16;
+		struct tl_media_cmd *c = realloc(w->cmds, cap * sizeof(*c));
+		if (!c) {
+			pthread_mutex_unlock(&w->lock);
+			return -ENOMEM;
+		}
+		w->cmds = c;
+		w->cap_cmds = cap;
+	}
+	w->cmds[w->n_cmds++] = *cmd;
+	pthread_mutex_unlock(&w->lock);
+	if (write(w->cmdfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	if (w->n_streams == w->cap_streams) {
+		size_t cap = w->cap_streams ? w->cap_streams * 2 : 64;
+		struct tl_media_stream **a = realloc(w->streams, cap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		w->streams = a;
+		w->cap_streams = cap;
+	}
+	ev.data.u64 = (uint64_t)(uintptr_t)s;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->rtp_fd, &ev) < 0)
+		return -errno;
+	ev.data.u64 = (uint64_t)(uintptr_t)s | TL_TAG_RTCP;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->rtcp_fd, &ev) < 0) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtp_fd, NULL);
+		return -errno;
+	}
+	s->registered = 1;
+	s->index = (int)w->n_streams;
+	w->streams[w->n_streams++] = s;
+	return 0;
+}
+
+static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
+{
+	if (s->registered) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtp_fd, NULL);
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtcp_fd, NULL);
+		w->streams[s->index] = w->streams[--w->n_streams];
+		w->streams[s->index]->index = s->index;
+	}
+	tl_stream_free(s);
+}
+
+static void run_commands(struct tl_media_worker *w)
+{
+	struct tl_media_cmd *cmds;
+	size_t n;
+	uint64_t v;
+
+	if (read(w->cmdfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&w->lock);
+	cmds = w->cmds;
+	n = w->n_cmds;
+	w->cmds = NULL;
+	w->n_cmds = w->cap_cmds = 0;
+	pthread_mutex_unlock(&w->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct tl_media_stream *s = cmds[i].s;
+		if (cmds[i].kind == TL_CMD_ADD && add_stream(w, s) < 0)
+			s->registered = 0; /* stays silent; freed at release */
+		else if (cmds[i].kind == TL_CMD_UPDATE)
+			tl_stream_apply(s, &cmds[i].remote, &cmds[i].sdp);
+		else if (cmds[i].kind == TL_CMD_RELEASE)
+			remove_stream(w, s);
+	}
+	free(cmds);
+}
+
+static void on_readable(struct tl_media_worker *w, struct tl_media_stream *s, int rtcp, int64_t now)
+{
+	int fd = rtcp ? s->rtcp_fd : s->rtp_fd;
+
+	for (int round = 0; round < TL_RX_ROUNDS; round++) {
+		for (int i = 0; i < TL_BATCH; i++) {
+			w->in_iov[i].iov_base = w->in_buf[i];
+			w->in_iov[i].iov_len = TL_PKT_MAX;
+			memset(&w->in_msgs[i].msg_hdr, 0, sizeof(w->in_msgs[i].msg_hdr));
+			w->in_msgs[i].msg_hdr.msg_iov = &w->in_iov[i];
+			w->in_msgs[i].msg_hdr.msg_iovlen = 1;
+			w->in_msgs[i].msg_hdr.msg_name = &w->in_addr[i];
+			w->in_msgs[i].msg_hdr.msg_namelen = sizeof(w->in_addr[i]);
+		}
+		int n = recvmmsg(fd, w->in_msgs, TL_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		for (int i = 0; i < n; i++) {
+			size_t len = w->in_msgs[i].msg_len;
+			socklen_t alen = w->in_msgs[i].msg_hdr.msg_namelen;
+			if (rtcp)
+				tl_stream_on_rtcp(s, w->in_buf[i], len, &w->in_addr[i], alen, now);
+			else
+				tl_stream_on_rtp(s, w->in_buf[i], len, &w->in_addr[i], alen, now);
+		}
+		if (n < TL_BATCH)
+			return;
+	}
+}
+
+static void on_tick(struct tl_media_worker *w)
+{
+	uint64_t expirations = 0;
+	int64_t now;
+
+	if (read(w->timerfd, &expirations, sizeof(expirations)) < 0 || expirations == 0)
+		return;
+	/* A late wake-up sends the frames that were due, so the clock keeps pace. */
+	if (expirations > TL_MAX_CATCHUP)
+		expirations = TL_MAX_CATCHUP;
+	now = tl_media_now_ms();
+	while (expirations--)
+		for (size_t i = 0; i < w->n_streams; i++)
+			tl_stream_tick(w->streams[i], now);
+}
+
+static void *worker_main(void *arg)
+{
+	struct tl_media_worker *w = arg;
+	struct epoll_event evs[256];
+
+	while (!w->stop) {
+		int n = epoll_wait(w->epfd, evs, 256, -1), cmds = 0;
+		int64_t now = tl_media_now_ms();
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == TL_TAG_TIMER)
+				on_tick(w);
+			else if (tag == TL_TAG_CMD)
+				cmds = 1;
+			else
+				on_readable(
+				    w,
+				    (struct tl_media_stream *)(uintptr_t)(tag &
+				                                          ~(uint64_t)TL_TAG_RTCP),
+				    (int)(tag & TL_TAG_RTCP), now);
+		}
+		/* After the batch: a release frees a stream other events may still name. */
+		if (cmds)
+			run_commands(w);
+	}
+	return NULL;
+}
+
+static int worker_init(struct tl_media_worker *w, struct tl_media *m)
+{
+	struct itimerspec its = {.it_interval = {0, 20000000}, .it_value = {0, 20000000}};
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	w->m = m;
+	pthread_mutex_init(&w->lock, NULL);
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	w->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->epfd < 0 || w->timerfd < 0 || w->cmdfd < 0)
+		return -errno;
+	ev.data.u64 = TL_TAG_TIMER;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->timerfd, &ev) < 0)
+		return -errno;
+	ev.data.u64 = TL_TAG_CMD;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->cmdfd, &ev) < 0)
+		return -errno;
+	if (timerfd_settime(w->timerfd, 0, &its, NULL) < 0)
+		return -errno;
+	return -pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg)
+{
+	struct tl_media *m = calloc(1, sizeof(*m));
+	int err = 0;
+
+	if (!m)
+		return -ENOMEM;
+	m->cfg = *cfg;
+	if (m->cfg.workers <= 0)
+		m->cfg.workers = 1;
+	if (m->cfg.playout_max_ms <= 0)
+		m->cfg.playout_max_ms = 60000;
+	m->workers = calloc((size_t)m->cfg.workers, sizeof(*m->workers));
+	if (!m->workers) {
+		free(m);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < m->cfg.workers; i++) {
+		m->workers[i].epfd = m->workers[i].timerfd = m->workers[i].cmdfd = -1;
+		err = worker_init(&m->workers[i], m);
+		if (err < 0)
+			break;
+		m->n_workers++;
+	}
+	if (err < 0) {
+		tl_media_destroy(m);
+		return err;
+	}
+	*out = m;
+	return 0;
+}
+
+void tl_media_destroy(struct tl_media *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < m->n_workers; i++) {
+		struct tl_media_worker *w = &m->workers[i];
+		uint64_t one = 1;
+		w->stop = 1;
+		if (write(w->cmdfd, &one, sizeof(one)) < 0) {
+			/* the worker also wakes on its next tick */
+		}
+		pthread_join(w->thread, NULL);
+		run_commands(w);
+		while (w->n_streams > 0)
+			remove_stream(w, w->streams[w->n_streams - 1]);
+		free(w->streams);
+	}
+	for (int i = 0; i < m->cfg.workers; i++) {
+		struct tl_media_worker *w = &m->workers[i];
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->timerfd >= 0)
+			close(w->timerfd);
+		if (w->cmdfd >= 0)
+			close(w->cmdfd);
+		free(w->cmds);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(m->workers);
+	free(m);
+}
+
+int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
+                           const struct tl_media_stream_params *p)
+{
+	struct tl_media_stream *s;
+	struct tl_media_cmd cmd = {.kind = TL_CMD_ADD};
+	int err = tl_stream_alloc(&s, m, p);
+
+	if (err < 0)
+		return err;
+	s->w = &m->workers[m->next_worker++ % (unsigned)m->n_workers];
+	cmd.s = s;
+	err = post(s->w, &cmd);
+	if (err < 0) {
+		tl_stream_free(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+void tl_media_stream_ref(struct tl_media_stream *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void tl_media_stream_unref(struct tl_media_stream *s)
+{
+	struct tl_media_cmd cmd = {.kind = TL_CMD_RELEASE, .s = s};
+
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (post(s->w, &cmd) < 0) {
+		/* Out of memory for one command: leak the stream rather than free it under the
+		 * worker's feet. */
+	}
+}
+
+int tl_media_stream_update(struct tl_media_stream *s, const struct sockaddr_storage *remote,
+                           const struct tl_sdp_media *sdp)
+{
+	struct tl_media_cmd cmd = {.kind = TL_CMD_UPDATE, .s = s, .remote = *remote, .sdp = *sdp};
+
+	return post(s->w, &cmd);
+}

@@ -1,0 +1,156 @@
+/* Private to the media engine (engine.c: workers and commands; stream.c: one call's audio). */
+#ifndef TL_MEDIA_INT_H
+#define TL_MEDIA_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <speex/speex_resampler.h>
+
+#include "trunkline/media.h"
+#include "trunkline/reorder.h"
+#include "trunkline/rtp.h"
+
+#define TL_UP_SLOTS      32 /* uplink events: 640 ms of audio */
+#define TL_MARK_SLOTS    64
+#define TL_DTMF_SLOTS    32
+#define TL_CHUNK_DATA    4000 /* downlink chunk payload: 0.5 s of µ-law */
+#define TL_PKT_MAX       1500
+#define TL_RX_PAYLOAD    640
+#define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
+#define TL_RTCP_INTERVAL 5000 /* ms */
+
+/* Downlink audio: a singly linked list of chunks written by the producer thread and read by the
+ * worker; consumed chunks go back through a lock-free stack so the worker never frees. */
+struct tl_chunk {
+	_Atomic(struct tl_chunk *) next;
+	struct tl_chunk *free_next;
+	_Atomic uint32_t len;
+	uint8_t data[TL_CHUNK_DATA];
+};
+
+struct tl_mark {
+	uint64_t pos; /* downlink byte position the mark follows */
+	uint32_t id;
+};
+
+struct tl_media_worker;
+
+struct tl_media_stream {
+	atomic_int refs;
+	struct tl_media_worker *w;
+	int rtp_fd, rtcp_fd;
+	int registered; /* in the worker's epoll set */
+	int index;      /* in the worker's stream array */
+
+	/* Worker-owned copy of the negotiation; replaced by update commands. */
+	struct sockaddr_storage remote;
+	socklen_t remote_len;
+	struct sockaddr_storage rtcp_remote;
+	socklen_t rtcp_remote_len;
+	struct tl_sdp_media sdp;
+	enum tl_media_agent_format fmt;
+	int agent_rate;
+	size_t agent_frame; /* bytes of 20 ms in the agent format */
+	void (*notify)(void *arg);
+	void *notify_arg;
+
+	/* Uplink: worker produces, consumer thread polls. */
+	struct tl_reorder *reorder;
+	SpeexResamplerState *up_rs, *down_rs;
+	struct tl_media_event *up;
+	atomic_uint up_head, up_tail;
+	atomic_int up_notified;
+	uint32_t up_seq, up_ms;
+	uint32_t rx_ssrc;
+	int have_rx_ssrc;
+	uint32_t dtmf_last_ts; /* RTP ts of the last digit reported */
+	int dtmf_reported;
+	struct tl_rtp_jitter jitter;
+	uint16_t rx_max_seq;
+	uint32_t rx_cycles, rx_base_seq, rx_count;
+
+	/* Downlink: producer thread plays, worker sends. */
+	struct tl_chunk *dl_tail;    /* producer */
+	uint64_t dl_written;         /* producer: bytes ever written */
+	atomic_uint_fast64_t dl_pub; /* published dl_written */
+	atomic_uint_fast64_t dl_clear_upto;
+	struct tl_chunk *dl_head;           /* worker */
+	uint32_t dl_rd;                     /* worker: offset in dl_head */
+	uint64_t dl_read;                   /* worker: bytes ever consumed */
+	atomic_uint_fast64_t dl_read_pub;   /* published dl_read, for the producer's bound */
+	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
+	size_t dl_max;                      /* bound in bytes */
+	struct tl_mark marks[TL_MARK_SLOTS];
+	atomic_uint mark_head, mark_tail;
+	char dtmf_q[TL_DTMF_SLOTS];
+	atomic_uint dtmf_head, dtmf_tail;
+
+	/* Transmit state, worker only. */
+	uint32_t ssrc;
+	uint16_t tx_seq;
+	uint32_t tx_ts;
+	int talking;
+	char dtmf_digit; /* digit being sent, 0 when none */
+	uint32_t dtmf_ts;
+	unsigned dtmf_ticks, dtmf_end_sent;
+	int64_t next_rtcp_ms;
+	uint32_t last_sr_mid;
+	int64_t last_sr_at;
+	uint32_t rtcp_expected_prior, rtcp_received_prior;
+
+	/* Counters: written by the worker, read anywhere (relaxed). */
+	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,
+	    st_tx_silence, st_up_drops;
+};
+
+struct tl_media_cmd {
+	enum { TL_CMD_ADD = 1, TL_CMD_UPDATE, TL_CMD_RELEASE } kind;
+	struct tl_media_stream *s;
+	struct sockaddr_storage remote;
+	struct tl_sdp_media sdp;
+};
+
+struct tl_media_worker {
+	struct tl_media *m;
+	pthread_t thread;
+	int epfd, timerfd, cmdfd;
+	pthread_mutex_t lock; /* guards cmds only: control plane, never per packet */
+	struct tl_media_cmd *cmds;
+	size_t n_cmds, cap_cmds;
+	struct tl_media_stream **streams;
+	size_t n_streams, cap_streams;
+	int stop;
+	uint8_t
+	    out_buf[TL_PKT_MAX]; /* one outgoing packet at a time: each call has its own socket */
+	/* recvmmsg batch */
+	struct mmsghdr in_msgs[TL_BATCH];
+	struct iovec in_iov[TL_BATCH];
+	uint8_t in_buf[TL_BATCH][TL_PKT_MAX];
+	struct sockaddr_storage in_addr[TL_BATCH];
+};
+
+struct tl_media {
+	struct tl_media_config cfg;
+	struct tl_media_worker *workers;
+	int n_workers;
+	unsigned next_worker;
+};
+
+int64_t tl_media_now_ms(void);
+
+/* stream.c, called on the stream's worker */
+void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
+                      const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
+void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
+                       const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
+void tl_stream_tick(struct tl_media_stream *s, int64_t now);
+void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
+                     const struct tl_sdp_media *sdp);
+void tl_stream_free(struct tl_media_stream *s);
+int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
+                    const struct tl_media_stream_params *p);
+
+#endif

@@ -1,0 +1,639 @@
+/* One call's audio on its media worker: RTP in -> reorder -> decode -> agent format -> uplink
+ * queue; downlink chunks -> 20 ms frames -> encode -> RTP out; RFC 4733 both ways; RTCP.
+ * No allocation, lock or log on these paths: buffers are made in tl_media_stream_create. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "media_int.h"
+#include "trunkline/g711.h"
+
+static const char dtmf_chars[] = "0123456789*#ABCD";
+
+/* ---- uplink queue: worker produces ---- */
+
+static struct tl_media_event *up_slot(struct tl_media_stream *s)
+{
+	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
+	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_acquire);
+
+	if (h - t >= TL_UP_SLOTS) {
+		atomic_fetch_add_explicit(&s->st_up_drops, 1, memory_order_relaxed);
+		return NULL;
+	}
+	return &s->up[h % TL_UP_SLOTS];
+}
+
+static void up_commit(struct tl_media_stream *s)
+{
+	atomic_fetch_add_explicit(&s->up_head, 1, memory_order_release);
+	if (!atomic_exchange_explicit(&s->up_notified, 1, memory_order_acq_rel) && s->notify)
+		s->notify(s->notify_arg);
+}
+
+int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev)
+{
+	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_relaxed);
+	unsigned h = atomic_load_explicit(&s->up_head, memory_order_acquire);
+
+	if (t == h) {
+		/* Re-arm the wake-up before the last look, so a frame pushed meanwhile notifies. */
+		atomic_store_explicit(&s->up_notified, 0, memory_order_seq_cst);
+		h = atomic_load_explicit(&s->up_head, memory_order_acquire);
+		if (t == h)
+			return 0;
+	}
+	*ev = s->up[t % TL_UP_SLOTS];
+	atomic_store_explicit(&s->up_tail, t + 1, memory_order_release);
+	return 1;
+}
+
+/* ---- codec conversions ---- */
+
+static void pcm_to_agent(struct tl_media_stream *s, const int16_t *pcm, size_t n,
+                         struct tl_media_event *ev)
+{
+	if (s->fmt == TL_MEDIA_AGENT_ULAW) {
+		tl_g711_ulaw_encode(ev->data, pcm, n);
+		ev->len = (uint16_t)n;
+		return;
+	}
+	if (!s->up_rs) {
+		memcpy(ev->data, pcm, n * 2);
+		ev->len = (uint16_t)(n * 2);
+		return;
+	}
+	spx_uint32_t in_len = (spx_uint32_t)n, out_len = TL_MEDIA_FRAME_MAX / 2;
+	speex_resampler_process_int(s->up_rs, 0, pcm, &in_len, (int16_t *)ev->data, &out_len);
+	ev->len = (uint16_t)(out_len * 2);
+}
+
+/* An RTP audio payload (or a concealed gap when payload is NULL) to one uplink event. */
+static void uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len)
+{
+	int16_t pcm[TL_RX_PAYLOAD];
+	struct tl_media_event *ev = up_slot(s);
+	size_t n = payload ? len : 160;
+
+	if (n > TL_MEDIA_FRAME_MAX / 6)
+		n = TL_MEDIA_FRAME_MAX / 6; /* 60 ms of 8 kHz at most: 24 kHz L16 must fit */
+	s->up_ms += (uint32_t)(n / 8);
+	if (!ev)
+		return;
+	ev->kind = TL_MEDIA_EV_AUDIO;
+	ev->seq = ++s->up_seq;
+	ev->ts_ms = s->up_ms - (uint32_t)(n / 8);
+	if (payload && s->fmt == TL_MEDIA_AGENT_ULAW && s->sdp.codec == TL_CODEC_PCMU) {
+		memcpy(ev->data, payload, n); /* Twilio takes µ-law: no transcoding */
+		ev->len = (uint16_t)n;
+	} else {
+		if (!payload)
+			memset(pcm, 0, n * 2);
+		else if (s->sdp.codec == TL_CODEC_PCMA)
+			tl_g711_alaw_decode(pcm, payload, n);
+		else
+			tl_g711_ulaw_decode(pcm, payload, n);
+		pcm_to_agent(s, pcm, n, ev);
+	}
+	up_commit(s);
+}
+
+static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len, uint32_t ts)
+{
+	struct tl_media_event *ev;
+
+	if (len < 4 || !(p[1] & 0x80) || p[0] > 15)
+		return;
+	if (s->dtmf_reported && ts == s->dtmf_last_ts)
+		return; /* the end packet is sent three times */
+	s->dtmf_reported = 1;
+	s->dtmf_last_ts = ts;
+	ev = up_slot(s);
+	if (!ev)
+		return;
+	ev->kind = TL_MEDIA_EV_DTMF;
+	ev->digit = dtmf_chars[p[0]];
+	ev->duration_ms = (uint16_t)(((p[2] << 8) | p[3]) / 8);
+	ev->ts_ms = s->up_ms;
+	ev->len = 0;
+	up_commit(s);
+}
+
+static void drain_reorder(struct tl_media_stream *s, int64_t now)
+{
+	struct tl_reorder_pkt pkt;
+
+	while (tl_reorder_pop(s->reorder, now, &pkt) == 0) {
+		if (pkt.gap) {
+			uplink_audio(s, NULL, 0);
+			continue;
+		}
+		if (pkt.len < 1)
+			continue;
+		uint8_t pt = pkt.payload[0];
+		if (s->sdp.te_pt >= 0 && pt == s->sdp.te_pt)
+			uplink_dtmf(s, pkt.payload + 1, pkt.len - 1, pkt.ts);
+		else if (pt == s->sdp.pt)
+			uplink_audio(s, pkt.payload + 1, pkt.len - 1);
+		else if (pt == 13)
+			uplink_audio(s, NULL, 0); /* comfort noise: a silent frame */
+	}
+}
+
+static void track_seq(struct tl_media_stream *s, uint16_t seq)
+{
+	if (s->rx_count++ == 0) {
+		s->rx_base_seq = seq;
+		s->rx_max_seq = seq;
+		return;
+	}
+	if ((uint16_t)(seq - s->rx_max_seq) < 0x8000) {
+		if (seq < s->rx_max_seq)
+			s->rx_cycles += 0x10000;
+		s->rx_max_seq = seq;
+	}
+}
+
+void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
+                      const struct sockaddr_storage *from, socklen_t fromlen, int64_t now)
+{
+	struct tl_rtp_hdr h;
+	uint8_t buf[TL_RX_PAYLOAD + 1];
+
+	if (tl_rtp_parse(&h, pkt, len) < 0 || h.payload_len > TL_RX_PAYLOAD ||
+	    (h.pt != s->sdp.pt && (int)h.pt != s->sdp.te_pt && h.pt != 13)) {
+		atomic_fetch_add_explicit(&s->st_rx_bad, 1, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&s->st_rx_packets, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->st_rx_bytes, len, memory_order_relaxed);
+	/* Symmetric RTP: answer where the PBX's packets come from (NAT). */
+	if (fromlen != s->remote_len || memcmp(from, &s->remote, fromlen) != 0) {
+		memcpy(&s->remote, from, fromlen);
+		s->remote_len = fromlen;
+	}
+	if (!s->have_rx_ssrc || h.ssrc != s->rx_ssrc) {
+		if (s->have_rx_ssrc)
+			tl_reorder_reset(s->reorder);
+		s->rx_ssrc = h.ssrc;
+		s->have_rx_ssrc = 1;
+	}
+	track_seq(s, h.seq);
+	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * 8));
+	buf[0] = h.pt;
+	memcpy(buf + 1, h.payload, h.payload_len);
+	if (tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now) == -ENOBUFS) {
+		drain_reorder(s, now);
+		tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now);
+	}
+	drain_reorder(s, now);
+}
+
+void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
+                       const struct sockaddr_storage *from, socklen_t fromlen, int64_t now)
+{
+	struct tl_rtcp_sr sr;
+
+	memcpy(&s->rtcp_remote, from, fromlen);
+	s->rtcp_remote_len = fromlen;
+	if (tl_rtcp_parse_sr(pkt, len, &sr) == 0) {
+		s->last_sr_mid = tl_rtcp_ntp_mid(sr.ntp);
+		s->last_sr_at = now;
+	}
+}
+
+/* ---- downlink: producer side ---- */
+
+static struct tl_chunk *chunk_get(struct tl_media_stream *s)
+{
+	struct tl_chunk *c = atomic_exchange_explicit(&s->dl_free, NULL, memory_order_acquire);
+
+	if (c) {
+		/* Keep one for this call, free the rest: memory follows the queued audio. */
+		struct tl_chunk *rest = c->free_next;
+		while (rest) {
+			struct tl_chunk *n = rest->free_next;
+			free(rest);
+			rest = n;
+		}
+	} else {
+		c = malloc(sizeof(*c));
+		if (!c)
+			return NULL;
+	}
+	atomic_store_explicit(&c->next, NULL, memory_order_relaxed);
+	atomic_store_explicit(&c->len, 0, memory_order_relaxed);
+	c->free_next = NULL;
+	return c;
+}
+
+int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t len)
+{
+	const uint8_t *p = audio;
+	uint64_t read = atomic_load_explicit(&s->dl_read_pub, memory_order_acquire);
+	size_t done = 0;
+
+	if (len > INT32_MAX || s->dl_written - read + len > s->dl_max)
+		return -ENOSPC;
+	while (done < len) {
+		struct tl_chunk *t = s->dl_tail;
+		uint32_t used = atomic_load_explicit(&t->len, memory_order_relaxed);
+		if (used == TL_CHUNK_DATA) {
+			struct tl_chunk *n = chunk_get(s);
+			if (!n)
+				break;
+			atomic_store_explicit(&t->next, n, memory_order_release);
+			s->dl_tail = n;
+			continue;
+		}
+		size_t k = len - done < TL_CHUNK_DATA - used ? len - done : TL_CHUNK_DATA - used;
+		memcpy(t->data + used, p + done, k);
+		atomic_store_explicit(&t->len, used + (uint32_t)k, memory_order_release);
+		done += k;
+	}
+	s->dl_written += done;
+	atomic_store_explicit(&s->dl_pub, s->dl_written, memory_order_release);
+	return done == len ? (int)len : -ENOMEM;
+}
+
+int tl_media_stream_mark(struct tl_media_stream *s, uint32_t mark)
+{
+	unsigned h = atomic_load_explicit(&s->mark_head, memory_order_relaxed);
+	unsigned t = atomic_load_explicit(&s->mark_tail, memory_order_acquire);
+
+	if (h - t >= TL_MARK_SLOTS)
+		return -ENOSPC;
+	s->marks[h % TL_MARK_SLOTS].pos = s->dl_written;
+	s->marks[h % TL_MARK_SLOTS].id = mark;
+	atomic_store_explicit(&s->mark_head, h + 1, memory_order_release);
+	return 0;
+}
+
+int tl_media_stream_clear(struct tl_media_stream *s)
+{
+	atomic_store_explicit(&s->dl_clear_upto, s->dl_written, memory_order_release);
+	return 0;
+}
+
+int tl_media_stream_dtmf(struct tl_media_stream *s, char digit)
+{
+	unsigned h = atomic_load_explicit(&s->dtmf_head, memory_order_relaxed);
+	unsigned t = atomic_load_explicit(&s->dtmf_tail, memory_order_acquire);
+	const char *d = digit ? strchr(dtmf_chars, digit) : NULL;
+
+	if (!d)
+		return -EINVAL;
+	if (s->sdp.te_pt < 0)
+		return -ENOTSUP;
+	if (h - t >= TL_DTMF_SLOTS)
+		return -ENOSPC;
+	s->dtmf_q[h % TL_DTMF_SLOTS] = digit;
+	atomic_store_explicit(&s->dtmf_head, h + 1, memory_order_release);
+	return 0;
+}
+
+/* ---- downlink: worker side ---- */
+
+/* Takes up to n bytes of queued agent audio into out (NULL: discard). Returns bytes taken. */
+static size_t dl_take(struct tl_media_stream *s, uint8_t *out, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		struct tl_chunk *h = s->dl_head;
+		uint32_t l = atomic_load_explicit(&h->len, memory_order_acquire);
+		if (s->dl_rd < l) {
+			size_t k = l - s->dl_rd < n - got ? l - s->dl_rd : n - got;
+			if (out)
+				memcpy(out + got, h->data + s->dl_rd, k);
+			s->dl_rd += (uint32_t)k;
+			got += k;
+			continue;
+		}
+		struct tl_chunk *nx = atomic_load_explicit(&h->next, memory_order_acquire);
+		if (!nx)
+			break;
+		/* h is full and behind us: hand it back to the producer. */
+		struct tl_chunk *old = atomic_load_explicit(&s->dl_free, memory_order_relaxed);
+		do {
+			h->free_next = old;
+		} while (!atomic_compare_exchange_weak_explicit(
+		    &s->dl_free, &old, h, memory_order_release, memory_order_relaxed));
+		s->dl_head = nx;
+		s->dl_rd = 0;
+	}
+	s->dl_read += got;
+	atomic_store_explicit(&s->dl_read_pub, s->dl_read, memory_order_release);
+	return got;
+}
+
+static void report_marks(struct tl_media_stream *s)
+{
+	unsigned t = atomic_load_explicit(&s->mark_tail, memory_order_relaxed);
+	unsigned h = atomic_load_explicit(&s->mark_head, memory_order_acquire);
+
+	while (t != h && s->marks[t % TL_MARK_SLOTS].pos <= s->dl_read) {
+		struct tl_media_event *ev = up_slot(s);
+		if (!ev)
+			break; /* reported at a later tick */
+		ev->kind = TL_MEDIA_EV_MARK;
+		ev->mark = s->marks[t % TL_MARK_SLOTS].id;
+		ev->ts_ms = s->up_ms;
+		ev->len = 0;
+		up_commit(s);
+		t++;
+		atomic_store_explicit(&s->mark_tail, t, memory_order_release);
+	}
+}
+
+static int may_send(const struct tl_media_stream *s)
+{
+	return s->remote_len > 0 && s->sdp.remote_port != 0 &&
+	       (s->sdp.dir == TL_SDP_SENDRECV || s->sdp.dir == TL_SDP_SENDONLY);
+}
+
+static void send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t ts,
+                     size_t payload_len)
+{
+	struct tl_rtp_hdr h = {
+	    .pt = pt, .marker = (uint8_t)marker, .seq = s->tx_seq++, .ts = ts, .ssrc = s->ssrc};
+	uint8_t *pkt = s->w->out_buf;
+
+	tl_rtp_write(pkt, TL_RTP_HDR_LEN, &h);
+	if (sendto(s->rtp_fd, pkt, TL_RTP_HDR_LEN + payload_len, MSG_DONTWAIT,
+	           (const struct sockaddr *)&s->remote, s->remote_len) > 0) {
+		atomic_fetch_add_explicit(&s->st_tx_packets, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->st_tx_bytes, TL_RTP_HDR_LEN + payload_len,
+		                          memory_order_relaxed);
+	}
+}
+
+/* RFC 4733: about 100 ms of event packets, then the end packet three times. */
+static int tx_dtmf(struct tl_media_stream *s)
+{
+	uint8_t *p = s->w->out_buf + TL_RTP_HDR_LEN;
+
+	if (!s->dtmf_digit) {
+		unsigned t = atomic_load_explicit(&s->dtmf_tail, memory_order_relaxed);
+		if (t == atomic_load_explicit(&s->dtmf_head, memory_order_acquire))
+			return 0;
+		s->dtmf_digit = s->dtmf_q[t % TL_DTMF_SLOTS];
+		atomic_store_explicit(&s->dtmf_tail, t + 1, memory_order_release);
+		s->dtmf_ts = s->tx_ts;
+		s->dtmf_ticks = 0;
+		s->dtmf_end_sent = 0;
+	}
+	s->dtmf_ticks++;
+	int end = s->dtmf_ticks > 5;
+	uint16_t dur = (uint16_t)((end ? 5 : s->dtmf_ticks) * 160);
+	p[0] = (uint8_t)(strchr(dtmf_chars, s->dtmf_digit) - dtmf_chars);
+	p[1] = (uint8_t)((end ? 0x80 : 0) | 10);
+	p[2] = (uint8_t)(dur >> 8);
+	p[3] = (uint8_t)dur;
+	if (may_send(s))
+		send_rtp(s, (uint8_t)s->sdp.te_pt, s->dtmf_ticks == 1, s->dtmf_ts, 4);
+	if (end && ++s->dtmf_end_sent >= 3)
+		s->dtmf_digit = 0;
+	return 1;
+}
+
+/* 20 ms of agent audio (or silence) as the call's G.711 payload. Returns 1 when it was audio. */
+static int next_frame(struct tl_media_stream *s, uint8_t *payload)
+{
+	uint8_t agent[TL_MEDIA_FRAME_MAX];
+	int16_t pcm[TL_MEDIA_FRAME_MAX / 2], pcm8[160];
+	size_t got = dl_take(s, agent, s->agent_frame);
+
+	if (got == 0) {
+		memset(payload, s->sdp.codec == TL_CODEC_PCMA ? 0xD5 : 0xFF, 160);
+		return 0;
+	}
+	if (got < s->agent_frame) /* a short tail: pad with silence */
+		memset(agent + got, s->fmt == TL_MEDIA_AGENT_ULAW ? 0xFF : 0, s->agent_frame - got);
+	if (s->fmt == TL_MEDIA_AGENT_ULAW) {
+		if (s->sdp.codec == TL_CODEC_PCMU) {
+			memcpy(payload, agent, 160);
+			return 1;
+		}
+		tl_g711_ulaw_decode(pcm8, agent, 160);
+	} else if (!s->down_rs) {
+		memcpy(pcm8, agent, 320);
+	} else {
+		spx_uint32_t in_len = (spx_uint32_t)(s->agent_frame / 2), out_len = 160;
+		memcpy(pcm, agent, s->agent_frame);
+		speex_resampler_process_int(s->down_rs, 0, pcm, &in_len, pcm8, &out_len);
+		if (out_len < 160)
+			memset(pcm8 + out_len, 0, (160 - out_len) * 2);
+	}
+	if (s->sdp.codec == TL_CODEC_PCMA)
+		tl_g711_alaw_encode(payload, pcm8, 160);
+	else
+		tl_g711_ulaw_encode(payload, pcm8, 160);
+	return 1;
+}
+
+static void send_rtcp(struct tl_media_stream *s, int64_t now)
+{
+	struct tl_rtcp_report rep = {.ssrc = s->ssrc};
+	struct timespec rt;
+	uint8_t buf[256];
+	ssize_t n;
+	uint64_t txp = atomic_load_explicit(&s->st_tx_packets, memory_order_relaxed);
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	rep.sender = txp > 0;
+	rep.ntp = tl_rtcp_ntp(&rt);
+	rep.rtp_ts = s->tx_ts;
+	rep.packets_sent = (uint32_t)txp;
+	rep.octets_sent = (uint32_t)(atomic_load_explicit(&s->st_tx_bytes, memory_order_relaxed) -
+	                             txp * TL_RTP_HDR_LEN);
+	if (s->rx_count > 0) {
+		uint32_t ext = s->rx_cycles + s->rx_max_seq;
+		uint32_t expected = ext - s->rx_base_seq + 1;
+		uint32_t exp_int = expected - s->rtcp_expected_prior;
+		uint32_t rec_int = s->rx_count - s->rtcp_received_prior;
+		rep.have_block = 1;
+		rep.remote_ssrc = s->rx_ssrc;
+		rep.ext_highest_seq = ext;
+		rep.cum_lost = (int32_t)(expected - s->rx_count);
+		rep.fraction_lost = tl_rtcp_fraction_lost(exp_int, rec_int);
+		rep.jitter = tl_rtp_jitter_get(&s->jitter);
+		rep.lsr = s->last_sr_mid;
+		rep.dlsr = s->last_sr_at ? tl_rtcp_dlsr(now - s->last_sr_at) : 0;
+		s->rtcp_expected_prior = expected;
+		s->rtcp_received_prior = s->rx_count;
+	}
+	n = tl_rtcp_build(buf, sizeof(buf), &rep, "trunkline");
+	if (n > 0 && s->rtcp_remote_len > 0)
+		sendto(s->rtcp_fd, buf, (size_t)n, MSG_DONTWAIT,
+		       (const struct sockaddr *)&s->rtcp_remote, s->rtcp_remote_len);
+}
+
+void tl_stream_tick(struct tl_media_stream *s, int64_t now)
+{
+	uint8_t *payload = s->w->out_buf + TL_RTP_HDR_LEN;
+	uint64_t clear = atomic_load_explicit(&s->dl_clear_upto, memory_order_acquire);
+
+	drain_reorder(s, now);
+	if (clear > s->dl_read) /* barge-in: drop what was queued before the clear */
+		dl_take(s, NULL, (size_t)(clear - s->dl_read));
+	if (!tx_dtmf(s)) {
+		int audio = next_frame(s, payload);
+		if (!audio)
+			atomic_fetch_add_explicit(&s->st_tx_silence, 1, memory_order_relaxed);
+		if (may_send(s))
+			send_rtp(s, s->sdp.pt, audio && !s->talking, s->tx_ts, 160);
+		s->talking = audio;
+	}
+	s->tx_ts += 160;
+	report_marks(s);
+	if (now >= s->next_rtcp_ms) {
+		send_rtcp(s, now);
+		s->next_rtcp_ms = now + TL_RTCP_INTERVAL;
+	}
+}
+
+/* ---- lifecycle ---- */
+
+void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
+                     const struct tl_sdp_media *sdp)
+{
+	socklen_t len = remote->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                              : sizeof(struct sockaddr_in);
+	int changed = sdp->remote_port != s->sdp.remote_port ||
+	              strcmp(sdp->remote_addr, s->sdp.remote_addr) != 0;
+
+	s->sdp = *sdp;
+	if (changed || s->remote_len == 0) {
+		/* A new address from SDP wins until packets show where the PBX really is. */
+		if (remote->ss_family == AF_INET || remote->ss_family == AF_INET6) {
+			memcpy(&s->remote, remote, len);
+			s->remote_len = len;
+			s->rtcp_remote = s->remote;
+			s->rtcp_remote_len = len;
+			if (remote->ss_family == AF_INET6)
+				((struct sockaddr_in6 *)&s->rtcp_remote)->sin6_port =
+				    htons((uint16_t)(sdp->remote_port + 1));
+			else
+				((struct sockaddr_in *)&s->rtcp_remote)->sin_port =
+				    htons((uint16_t)(sdp->remote_port + 1));
+		} else {
+			s->remote_len = 0;
+		}
+	}
+}
+
+static int make_resamplers(struct tl_media_stream *s)
+{
+	int err = 0;
+
+	if (s->fmt != TL_MEDIA_AGENT_L16 || s->agent_rate == 8000)
+		return 0;
+	s->up_rs = speex_resampler_init(1, 8000, (spx_uint32_t)s->agent_rate, 3, &err);
+	s->down_rs = speex_resampler_init(1, (spx_uint32_t)s->agent_rate, 8000, 3, &err);
+	if (!s->up_rs || !s->down_rs)
+		return -ENOMEM;
+	speex_resampler_skip_zeros(s->up_rs);
+	speex_resampler_skip_zeros(s->down_rs);
+	return 0;
+}
+
+static uint32_t random32(void)
+{
+	struct timespec ts;
+	static _Atomic uint32_t counter;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint32_t x = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u ^
+	             atomic_fetch_add(&counter, 0x9E3779B9u);
+	x ^= x >> 16;
+	x *= 0x7feb352d;
+	x ^= x >> 15;
+	return x;
+}
+
+int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
+                    const struct tl_media_stream_params *p)
+{
+	struct tl_media_stream *s;
+	int rate = p->agent_format == TL_MEDIA_AGENT_L16 ? p->agent_rate : 8000;
+
+	if (p->agent_format == TL_MEDIA_AGENT_L16 && rate != 8000 && rate != 16000 && rate != 24000)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	atomic_init(&s->refs, 1);
+	s->rtp_fd = p->rtp_fd;
+	s->rtcp_fd = p->rtcp_fd;
+	s->fmt = p->agent_format;
+	s->agent_rate = rate;
+	s->agent_frame = s->fmt == TL_MEDIA_AGENT_ULAW ? 160 : (size_t)rate / 50 * 2;
+	s->notify = p->notify;
+	s->notify_arg = p->notify_arg;
+	s->dl_max = (size_t)m->cfg.playout_max_ms * (s->agent_frame / 20);
+	s->ssrc = random32();
+	s->tx_seq = (uint16_t)random32();
+	s->tx_ts = random32();
+	s->next_rtcp_ms = tl_media_now_ms() + TL_RTCP_INTERVAL;
+	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
+	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
+	if (!s->up || !s->dl_head || make_resamplers(s) < 0 ||
+	    tl_reorder_create(&s->reorder, 16, TL_RX_PAYLOAD + 1, (unsigned)m->cfg.reorder_ms) <
+	        0) {
+		s->rtp_fd = s->rtcp_fd = -1; /* the caller still owns them on failure */
+		tl_stream_free(s);
+		return -ENOMEM;
+	}
+	tl_stream_apply(s, &p->remote, &p->sdp);
+	*out = s;
+	return 0;
+}
+
+void tl_stream_free(struct tl_media_stream *s)
+{
+	struct tl_chunk *c, *n;
+
+	if (s->rtp_fd >= 0)
+		close(s->rtp_fd);
+	if (s->rtcp_fd >= 0)
+		close(s->rtcp_fd);
+	for (c = s->dl_head; c; c = n) {
+		n = atomic_load(&c->next);
+		free(c);
+	}
+	for (c = atomic_load(&s->dl_free); c; c = n) {
+		n = c->free_next;
+		free(c);
+	}
+	if (s->up_rs)
+		speex_resampler_destroy(s->up_rs);
+	if (s->down_rs)
+		speex_resampler_destroy(s->down_rs);
+	tl_reorder_destroy(s->reorder);
+	free(s->up);
+	free(s);
+}
+
+void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st)
+{
+	struct tl_reorder_stats rs;
+
+	memset(st, 0, sizeof(*st));
+	st->rx_packets = atomic_load_explicit(&s->st_rx_packets, memory_order_relaxed);
+	st->rx_bytes = atomic_load_explicit(&s->st_rx_bytes, memory_order_relaxed);
+	st->rx_bad = atomic_load_explicit(&s->st_rx_bad, memory_order_relaxed);
+	st->tx_packets = atomic_load_explicit(&s->st_tx_packets, memory_order_relaxed);
+	st->tx_bytes = atomic_load_explicit(&s->st_tx_bytes, memory_order_relaxed);
+	st->tx_silence = atomic_load_explicit(&s->st_tx_silence, memory_order_relaxed);
+	st->uplink_drops = atomic_load_explicit(&s->st_up_drops, memory_order_relaxed);
+	/* Reorder counters are worker-owned plain integers: a racy but harmless snapshot. */
+	tl_reorder_stats_get(s->reorder, &rs);
+	st->rx_late = rs.late;
+	st->rx_dup = rs.duplicate;
+	st->rx_lost = rs.lost;
+	st->jitter_ms = tl_rtp_jitter_get(&s->jitter) / 8;
+}
