@@ -126,6 +126,7 @@ int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, c
 	call->sip = sip;
 	call->nh = nh;
 	call->rtp_fd = call->rtcp_fd = -1;
+	call->num = ++sip->next_call_num;
 	snprintf(call->call_id, sizeof(call->call_id), "%s",
 	         req->sip_call_id ? req->sip_call_id->i_id : "-");
 	ai = msg ? msg_addrinfo(msg) : NULL;
@@ -166,6 +167,7 @@ void tl_call_destroy(struct tl_call *call)
 			call->next->pprev = call->pprev;
 		call->sip->n_calls--;
 	}
+	tl_bridge_stop(call);
 	if (call->timer)
 		su_timer_destroy(call->timer);
 	free(call->answer_body);
@@ -254,7 +256,7 @@ static void on_max_duration(su_root_magic_t *magic, su_timer_t *t, void *arg)
 
 	tl_log_info(call->call_id, "maximum call duration (%d s) reached",
 	            call->sip->cfg->max_call_duration_s);
-	tl_call_hangup(call, "SIP;cause=200;text=\"Maximum call duration\"");
+	tl_call_hangup(call, 480, "SIP;cause=200;text=\"Maximum call duration\"");
 }
 
 static void start_timer(struct tl_call *call, su_timer_f fn, int ms)
@@ -269,7 +271,8 @@ static void start_timer(struct tl_call *call, su_timer_f fn, int ms)
  * (and, with the agent issue, the agent's WebSocket is open). */
 static void call_try_answer(struct tl_call *call, int with_this)
 {
-	if (call->state != TL_CALL_NEW || !call->delay_done || !call->answer_body)
+	if (call->state != TL_CALL_NEW || !call->delay_done || !call->agent_ready ||
+	    !call->answer_body)
 		return;
 	respond_sdp(call, with_this, SIP_200_OK, call->answer_body);
 	call->state = TL_CALL_ANSWERED;
@@ -288,6 +291,12 @@ static void on_answer_delay(su_root_magic_t *magic, su_timer_t *t, void *arg)
 	struct tl_call *call = arg;
 
 	call->delay_done = 1;
+	call_try_answer(call, 0);
+}
+
+void tl_call_agent_ready(struct tl_call *call)
+{
+	call->agent_ready = 1;
 	call_try_answer(call, 0);
 }
 
@@ -318,6 +327,12 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	}
 	call->answer_body = strdup(body);
 	nua_respond(call->nh, SIP_180_RINGING, NUTAG_WITH_THIS(call->sip->nua), TAG_END());
+	n = call->answer_body ? tl_bridge_start(call) : -ENOMEM;
+	if (n < 0) {
+		tl_log_error(call->call_id, "cannot start the agent connection: %s", strerror(-n));
+		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent unavailable\"");
+		return;
+	}
 	if (call->sip->cfg->answer_delay_ms > 0) {
 		start_timer(call, on_answer_delay, call->sip->cfg->answer_delay_ms);
 	} else {
@@ -358,6 +373,7 @@ static void on_modify(struct tl_call *call, const sip_t *req, int allow_offer)
 		return;
 	}
 	respond_sdp(call, 1, SIP_200_OK, body);
+	tl_bridge_update(call);
 }
 
 void tl_call_on_reinvite(struct tl_call *call, const sip_t *req)
@@ -387,22 +403,25 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 	su_home_deinit(home);
 	if (err < 0) {
 		tl_log_warn(call->call_id, "ACK carries no usable answer to our offer: hanging up");
-		tl_call_hangup(call, "SIP;cause=488;text=\"No usable SDP answer in ACK\"");
+		tl_call_hangup(call, 488, "SIP;cause=488;text=\"No usable SDP answer in ACK\"");
 		return;
 	}
 	call->have_media = 1;
-	tl_log_info(call->call_id, "delayed offer answered: %s pt %u, remote %s:%u",
+	tl_bridge_update(call);
+	tl_log_info(call->call_id, "offer answered in ACK: %s pt %u, remote %s:%u",
 	            tl_sdp_codec_name(call->media.codec), call->media.pt, call->media.remote_addr,
 	            call->media.remote_port);
 }
 
-void tl_call_hangup(struct tl_call *call, const char *reason)
+void tl_call_hangup(struct tl_call *call, int status, const char *reason)
 {
 	if (call->state == TL_CALL_ENDING)
 		return;
+	tl_bridge_stop(call);
 	if (call->state == TL_CALL_NEW)
-		nua_respond(call->nh, SIP_480_TEMPORARILY_UNAVAILABLE,
-		            TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		nua_respond(call->nh, status, sip_status_phrase(status),
+			    TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")),
+			    TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	else
 		nua_bye(call->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	call->state = TL_CALL_ENDING;

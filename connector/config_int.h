@@ -1,5 +1,5 @@
-/* Private to config.c and rules.c: a parsed JSON file with its value positions, and checkers
- * that read one typed field and, when it is wrong, report "file:line:col: message". */
+/* Private to config.c, rules.c and route.c: a parsed JSON file with its value positions, and
+ * checkers that read one typed field and, when it is wrong, report "file:line:col: message". */
 #ifndef TRUNKLINE_CONFIG_INT_H
 #define TRUNKLINE_CONFIG_INT_H
 
@@ -50,5 +50,17 @@ int tl_config_doc_str(const struct tl_config_doc *doc, json_t *obj, const char *
 /* Object of string values: *out becomes a new reference (an empty object when absent). */
 int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const char *path,
                          const char *key, json_t **out);
+
+/* route.c: compiles routes[index] (obj at path, already checked for shape by rules.c) into
+ * *r, which the caller zeroed. Errors point at the offending value. */
+struct tl_route;
+int tl_route_compile(const struct tl_config_doc *doc, const struct tl_rules *rules, json_t *obj,
+                     const char *path, size_t index, struct tl_route *r);
+/* Frees what tl_route_compile allocated in r (not r itself); NULL-safe. */
+void tl_route_release(struct tl_route *r);
+/* Each value of the string map params (member key of obj at path) must have well-formed
+ * ${name} substitutions. */
+int tl_route_check_params(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                          const char *key);
 
 #endif

@@ -1,7 +1,10 @@
 /* rules.json: the agents (WebSocket endpoints) and the routes that pick one for a call. Routes
- * are checked for shape and references here and kept as JSON; matching them against a call is
- * not done here. Errors point at the offending value, like config.c's. */
+ * are checked for shape and references here, then compiled by route.c (conditions, zones);
+ * matching them against a call is route_match.c's. Errors point at the offending value, like
+ * config.c's. */
 #include "config_int.h"
+
+#include "trunkline/route.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -136,7 +139,8 @@ static int load_agent(const struct tl_config_doc *doc, const char *name, json_t 
 	                            &a->idle_timeout_ms)) < 0 ||
 	    (rc = load_sample_rate(doc, obj, path, a)) < 0 ||
 	    (rc = tl_config_doc_strmap(doc, obj, path, "headers", &a->headers)) < 0 ||
-	    (rc = tl_config_doc_strmap(doc, obj, path, "params", &a->params)) < 0)
+	    (rc = tl_config_doc_strmap(doc, obj, path, "params", &a->params)) < 0 ||
+	    (rc = tl_route_check_params(doc, obj, path, "params")) < 0)
 		return rc;
 	return check_headers(doc, a->headers, path);
 }
@@ -280,10 +284,19 @@ static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
 
 	if (routes && !json_is_array(routes))
 		return tl_config_doc_fail(doc, "/routes", 0, "expected an array");
+	rules->route_tab = calloc(json_array_size(routes) + 1, sizeof(*rules->route_tab));
+	if (!rules->route_tab) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
 	json_array_foreach(routes, i, route)
 	{
 		tl_config_path_index(path, sizeof(path), "/routes", i);
 		rc = check_route(doc, rules, route, path);
+		if (rc < 0)
+			return rc;
+		rules->n_routes++;
+		rc = tl_route_compile(doc, rules, route, path, i, &rules->route_tab[i]);
 		if (rc < 0)
 			return rc;
 	}
@@ -332,6 +345,9 @@ void tl_rules_destroy(struct tl_rules *rules)
 		json_decref(rules->agents[i].params);
 	}
 	free(rules->agents);
+	for (size_t i = 0; i < rules->n_routes; i++)
+		tl_route_release(&rules->route_tab[i]);
+	free(rules->route_tab);
 	json_decref(rules->routes);
 	free(rules->path);
 	free(rules);

@@ -40,7 +40,7 @@ static void shutdown_now(struct tl_sip *sip)
 static void hangup_all(struct tl_sip *sip, const char *reason)
 {
 	for (struct tl_call *c = sip->calls; c; c = c->next)
-		tl_call_hangup(c, reason);
+		tl_call_hangup(c, 503, reason);
 }
 
 static void on_drain_deadline(su_root_magic_t *magic, su_timer_t *t, void *arg)
@@ -318,6 +318,37 @@ static int create_nua(struct tl_sip *sip)
 	return 0;
 }
 
+static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
+{
+	struct tl_sip *sip = magic;
+
+	tl_ws_drain(sip->ws, tl_bridge_on_ws_event, sip);
+	return 0;
+}
+
+static int start_media_and_agents(struct tl_sip *sip)
+{
+	struct tl_media_config mc = {
+		.workers = sip->cfg->media_workers,
+		.reorder_ms = sip->cfg->reorder_ms,
+		.playout_max_ms = sip->cfg->playout_max_ms,
+	};
+	int err = tl_media_create(&sip->media, &mc);
+
+	if (err < 0) {
+		tl_log_error(NULL, "cannot start media workers: %s", strerror(-err));
+		return err;
+	}
+	err = tl_ws_create(&sip->ws);
+	if (err < 0) {
+		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
+		return err;
+	}
+	su_wait_create(sip->ws_wait, tl_ws_event_fd(sip->ws), SU_WAIT_IN);
+	sip->ws_index = su_root_register(sip->root, sip->ws_wait, on_ws_events, NULL, 0);
+	return sip->ws_index < 0 ? -EIO : 0;
+}
+
 int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 {
 	struct tl_sip *sip = calloc(1, sizeof(*sip));
@@ -327,6 +358,7 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 		return -ENOMEM;
 	sip->cfg = cfg;
 	sip->sig_index = -1;
+	sip->ws_index = -1;
 	su_init();
 	su_home_init(sip->home);
 	sip->root = su_root_create(sip);
@@ -344,6 +376,9 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 		            cfg->port_min, cfg->port_max, tl_portpool_capacity(sip->ports),
 		            cfg->max_calls);
 	err = create_nua(sip);
+	if (err < 0)
+		goto out;
+	err = start_media_and_agents(sip);
 	if (err < 0)
 		goto out;
 	*out = sip;
@@ -392,6 +427,11 @@ void tl_sip_destroy(struct tl_sip *sip)
 		su_timer_destroy(sip->drain_timer);
 	if (sip->root && sip->sig_index >= 0)
 		su_root_deregister(sip->root, sip->sig_index);
+	if (sip->root && sip->ws_index >= 0)
+		su_root_deregister(sip->root, sip->ws_index);
+	/* The agent client first: it holds stream references the media engine must see dropped. */
+	tl_ws_destroy(sip->ws);
+	tl_media_destroy(sip->media);
 	if (sip->root)
 		su_root_destroy(sip->root);
 	tl_portpool_destroy(sip->ports);

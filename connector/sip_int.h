@@ -20,7 +20,9 @@ struct tl_call;
 
 #include "trunkline/config.h"
 #include "trunkline/portpool.h"
+#include "trunkline/media.h"
 #include "trunkline/sdp.h"
+#include "trunkline/ws.h"
 
 enum tl_call_state {
 	TL_CALL_NEW = 0,   /* INVITE received, not answered */
@@ -47,6 +49,12 @@ struct tl_call {
 	int have_media;    /* media holds a negotiated stream */
 	int offer_pending; /* we sent an offer (delayed offer, re-INVITE without SDP) */
 	char *last_body;   /* owned: last SDP we sent, to bump o= version only on change */
+	uint64_t num;                  /* our id for the call across threads (WS events) */
+	const struct tl_agent *agent;  /* borrowed from the rules in force at INVITE */
+	struct tl_media_stream *stream; /* one reference, owned */
+	int agent_ready;               /* the agent's WebSocket is open */
+	int agent_started;             /* tl_ws_connect was called */
+	char call_sid[40], stream_sid[40];
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
 	su_timer_t *timer; /* owned: answer delay, then maximum duration */
@@ -68,6 +76,11 @@ struct tl_sip {
 	su_wait_t sig_wait[1];
 	int sig_index;
 	char contact_hint[256];
+	struct tl_media *media;
+	struct tl_ws *ws;
+	su_wait_t ws_wait[1];
+	int ws_index;
+	uint64_t next_call_num;
 };
 
 /* call.c */
@@ -78,7 +91,16 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req);
 void tl_call_on_reinvite(struct tl_call *call, const sip_t *req);
 void tl_call_on_update(struct tl_call *call, const sip_t *req);
 void tl_call_on_ack(struct tl_call *call, const sip_t *req);
-void tl_call_hangup(struct tl_call *call, const char *reason);
+/* Ends the call: BYE once answered, else a final status (480, 503, ...). */
+void tl_call_hangup(struct tl_call *call, int status, const char *reason);
+
+/* bridge.c: the call's media stream and agent connection */
+int tl_bridge_start(struct tl_call *call);
+void tl_bridge_update(struct tl_call *call);
+void tl_bridge_stop(struct tl_call *call);
+void tl_bridge_on_ws_event(void *sip, const struct tl_ws_event *ev);
+/* call.c: the agent is connected: answer when nothing else is awaited */
+void tl_call_agent_ready(struct tl_call *call);
 
 /* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */
 const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len);

@@ -42,8 +42,11 @@ static int post(struct tl_media_worker *w, const struct tl_media_cmd *cmd)
 	}
 	w->cmds[w->n_cmds++] = *cmd;
 	pthread_mutex_unlock(&w->lock);
-	if (write(w->cmdfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
+	/* Queued now, so it must not fail: a caller that freed the stream on an error would
+	 * leave the worker a dangling command. eventfd writes only fail on overflow (EAGAIN),
+	 * and then the counter is nonzero and the worker wakes anyway. */
+	if (write(w->cmdfd, &one, sizeof(one)) < 0) {
+	}
 	return 0;
 }
 
@@ -224,8 +227,10 @@ int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg)
 		free(m);
 		return -ENOMEM;
 	}
-	for (int i = 0; i < m->cfg.workers; i++) {
+	/* All of them: destroy after a failure closes every worker's fds, reached or not. */
+	for (int i = 0; i < m->cfg.workers; i++)
 		m->workers[i].epfd = m->workers[i].timerfd = m->workers[i].cmdfd = -1;
+	for (int i = 0; i < m->cfg.workers; i++) {
 		err = worker_init(&m->workers[i], m);
 		if (err < 0)
 			break;
@@ -284,6 +289,9 @@ int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
 	cmd.s = s;
 	err = post(s->w, &cmd);
 	if (err < 0) {
+		/* The caller still owns the fds and notify_arg on failure. */
+		s->rtp_fd = s->rtcp_fd = -1;
+		s->notify_release = NULL;
 		tl_stream_free(s);
 		return err;
 	}

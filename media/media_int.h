@@ -56,6 +56,7 @@ struct tl_media_stream {
 	size_t agent_frame; /* bytes of 20 ms in the agent format */
 	void (*notify)(void *arg);
 	void *notify_arg;
+	void (*notify_release)(void *arg);
 
 	/* Uplink: worker produces, consumer thread polls. */
 	struct tl_reorder *reorder;
@@ -122,7 +123,7 @@ struct tl_media_worker {
 	size_t n_cmds, cap_cmds;
 	struct tl_media_stream **streams;
 	size_t n_streams, cap_streams;
-	int stop;
+	atomic_int stop; /* set by tl_media_destroy on its thread */
 	uint8_t
 	    out_buf[TL_PKT_MAX]; /* one outgoing packet at a time: each call has its own socket */
 	/* recvmmsg batch */

@@ -71,15 +71,13 @@ static void pcm_to_agent(struct tl_media_stream *s, const int16_t *pcm, size_t n
 	ev->len = (uint16_t)(out_len * 2);
 }
 
-/* An RTP audio payload (or a concealed gap when payload is NULL) to one uplink event. */
-static void uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len)
+/* At most 20 ms of 8 kHz audio (or a concealed frame when payload is NULL) to one uplink event:
+ * that much is what fits an event as 24 kHz L16. */
+static void uplink_frame(struct tl_media_stream *s, const uint8_t *payload, size_t n)
 {
-	int16_t pcm[TL_RX_PAYLOAD];
+	int16_t pcm[TL_MEDIA_FRAME_MAX / 6];
 	struct tl_media_event *ev = up_slot(s);
-	size_t n = payload ? len : 160;
 
-	if (n > TL_MEDIA_FRAME_MAX / 6)
-		n = TL_MEDIA_FRAME_MAX / 6; /* 60 ms of 8 kHz at most: 24 kHz L16 must fit */
 	s->up_ms += (uint32_t)(n / 8);
 	if (!ev)
 		return;
@@ -99,6 +97,28 @@ static void uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size
 		pcm_to_agent(s, pcm, n, ev);
 	}
 	up_commit(s);
+}
+
+/* An RTP audio payload, or a lost packet (payload NULL, one ptime of silence), as 20 ms
+ * events: a 30, 40 or 60 ms packet is several frames, none of it cut off. */
+static void uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len)
+{
+	const size_t frame = TL_MEDIA_FRAME_MAX / 6;
+
+	if (payload && len == 0)
+		return;
+	if (!payload) {
+		len = s->sdp.ptime > 0 ? (size_t)s->sdp.ptime * 8 : frame;
+		if (len > TL_RX_PAYLOAD)
+			len = TL_RX_PAYLOAD;
+	}
+	while (len > frame) {
+		uplink_frame(s, payload, frame);
+		if (payload)
+			payload += frame;
+		len -= frame;
+	}
+	uplink_frame(s, payload, len);
 }
 
 static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len, uint32_t ts)
@@ -316,6 +336,9 @@ static size_t dl_take(struct tl_media_stream *s, uint8_t *out, size_t n)
 		struct tl_chunk *nx = atomic_load_explicit(&h->next, memory_order_acquire);
 		if (!nx)
 			break;
+		/* The producer may have filled h after we read l: its last bytes come first. */
+		if (s->dl_rd < atomic_load_explicit(&h->len, memory_order_acquire))
+			continue;
 		/* h is full and behind us: hand it back to the producer. */
 		struct tl_chunk *old = atomic_load_explicit(&s->dl_free, memory_order_relaxed);
 		do {
@@ -534,11 +557,9 @@ static int make_resamplers(struct tl_media_stream *s)
 		return 0;
 	s->up_rs = speex_resampler_init(1, 8000, (spx_uint32_t)s->agent_rate, 3, &err);
 	s->down_rs = speex_resampler_init(1, (spx_uint32_t)s->agent_rate, 8000, 3, &err);
-	if (!s->up_rs || !s->down_rs)
-		return -ENOMEM;
-	speex_resampler_skip_zeros(s->up_rs);
-	speex_resampler_skip_zeros(s->down_rs);
-	return 0;
+	/* No speex_resampler_skip_zeros: it makes the first frame short (17 ms up, a 3 ms hole
+	 * down); keeping the filter's 3 ms delay keeps every frame 20 ms. */
+	return !s->up_rs || !s->down_rs ? -ENOMEM : 0;
 }
 
 static uint32_t random32(void)
@@ -574,6 +595,7 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->agent_frame = s->fmt == TL_MEDIA_AGENT_ULAW ? 160 : (size_t)rate / 50 * 2;
 	s->notify = p->notify;
 	s->notify_arg = p->notify_arg;
+	s->notify_release = p->notify_release;
 	s->dl_max = (size_t)m->cfg.playout_max_ms * (s->agent_frame / 20);
 	s->ssrc = random32();
 	s->tx_seq = (uint16_t)random32();
@@ -584,7 +606,9 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	if (!s->up || !s->dl_head || make_resamplers(s) < 0 ||
 	    tl_reorder_create(&s->reorder, 16, TL_RX_PAYLOAD + 1, (unsigned)m->cfg.reorder_ms) <
 	        0) {
-		s->rtp_fd = s->rtcp_fd = -1; /* the caller still owns them on failure */
+		/* The caller still owns the fds and notify_arg on failure. */
+		s->rtp_fd = s->rtcp_fd = -1;
+		s->notify_release = NULL;
 		tl_stream_free(s);
 		return -ENOMEM;
 	}
@@ -615,6 +639,8 @@ void tl_stream_free(struct tl_media_stream *s)
 		speex_resampler_destroy(s->down_rs);
 	tl_reorder_destroy(s->reorder);
 	free(s->up);
+	if (s->notify_release)
+		s->notify_release(s->notify_arg);
 	free(s);
 }
 

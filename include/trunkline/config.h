@@ -41,11 +41,15 @@ struct tl_agent {
 	json_t *params;         /* object name -> string value, never NULL (may be empty) */
 };
 
+struct tl_route; /* trunkline/route.h */
+
 struct tl_rules {
 	char *path;
 	struct tl_agent *agents; /* in file order */
 	size_t n_agents;
-	json_t *routes; /* array, validated for shape; matching comes later; never NULL */
+	json_t *routes;             /* the "routes" array as written; never NULL */
+	struct tl_route *route_tab; /* the same routes compiled, in file order (route.h) */
+	size_t n_routes;            /* entries of route_tab (= json_array_size(routes)) */
 };
 
 struct tl_config {

@@ -45,6 +45,9 @@ struct tl_media_stream_params {
 	 * is due. It must not block: set a flag and wake the consumer (lws_cancel_service). */
 	void (*notify)(void *arg);
 	void *notify_arg; /* borrowed for the stream's life */
+	/* Called once on a media worker when the stream is freed: the last notify has happened
+	 * and notify_arg will not be used again. May be NULL. */
+	void (*notify_release)(void *arg);
 };
 
 /* Creates a stream and starts moving its RTP. *out holds one reference. */

@@ -37,7 +37,19 @@ int tl_ws_event_fd(const struct tl_ws *ws);
 /* Control thread: delivers every waiting event to cb. Returns the number delivered. */
 int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event *ev), void *arg);
 
+/* A call's wake-up cell: made before the call's media stream, whose notify / notify_release
+ * callbacks are tl_ws_notify / tl_ws_notify_release with the cell as argument; the connection
+ * made by tl_ws_connect takes the cell over. Control thread.
+ * References: the cell starts with one, the stream's, which tl_ws_notify_release drops; if the
+ * stream cannot be created, call tl_ws_notify_release(cell) yourself instead. tl_ws_connect
+ * adds the connection's own (not when it fails). A cell may outlive tl_ws_destroy (a stream
+ * freed later): tl_ws_notify then does nothing, tl_ws_notify_release still frees it. */
+int tl_ws_cell_create(struct tl_ws *ws, uint64_t call, void **cell);
+void tl_ws_notify(void *cell);         /* media worker: never blocks */
+void tl_ws_notify_release(void *cell); /* media worker: the stream is gone */
+
 struct tl_ws_conn_params {
+	void *cell; /* from tl_ws_cell_create, the stream's notify_arg; the connection refs it */
 	uint64_t call;                  /* id echoed in events; unique per call */
 	const struct tl_agent *agent;   /* copied */
 	const char *call_sid;           /* copied: Twilio callSid */
@@ -46,7 +58,9 @@ struct tl_ws_conn_params {
 	struct tl_media_stream *stream; /* the connection takes its own reference */
 };
 
-/* Starts connecting (asynchronous). Control thread. Returns 0 or a negative errno. */
+/* Starts connecting (asynchronous): OPEN or FAILED follows. Control thread. Returns 0, or
+ * -EINVAL (bad URL or parameters: no event follows), -ENOMEM. wss:// checks the agent's
+ * certificate unless TL_WS_INSECURE=1 is in the environment when tl_ws_create runs. */
 int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p);
 /* Sends `stop` (when open) and closes; no event for this call follows except those already
  * queued, which the control thread ignores for calls it no longer has. Control thread. */

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -39,11 +40,64 @@ def free_port(udp_and_tcp=True, lo=21000, hi=60000):
     raise RuntimeError("no free port")
 
 
-class Trunkline:
-    """One trunkline process with its own config, rules and log file."""
+class EchoAgent:
+    """The example echo agent (build/tl-echo-agent) on a free 127.0.0.1 port."""
 
-    def __init__(self, binary, sip=None, media=None, rules=None, extra=None):
+    def __init__(self, binary, args=()):
+        self.dir = tempfile.mkdtemp(prefix="tl-agent-")
+        self.log_path = os.path.join(self.dir, "agent.log")
+        self.stats_path = os.path.join(self.dir, "stats.json")
+        self.logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--tone-report",
+                                      "--stats", self.stats_path] + list(args),
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        self.port = None
+        while time.time() < deadline and self.port is None:
+            for line in self.log().splitlines():
+                if "listening on ws://" in line:
+                    self.port = int(line.rsplit(":", 1)[1].split("/")[0])
+            if self.proc.poll() is not None:
+                raise AssertionError("echo agent exited at start:\n" + self.log())
+            time.sleep(0.05)
+        if self.port is None:
+            self.stop()
+            raise AssertionError("echo agent not ready:\n" + self.log())
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stats(self):
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.logf.close()
+
+
+def echo_agent_binary(trunkline_binary):
+    return os.path.join(os.path.dirname(os.path.abspath(trunkline_binary)), "tl-echo-agent")
+
+
+class Trunkline:
+    """One trunkline process with its own config, rules and log file. Unless rules are given,
+    it routes every call to its own echo agent (started here, stopped with trunkline)."""
+
+    def __init__(self, binary, sip=None, media=None, rules=None, extra=None, agent_args=()):
         self.binary = binary
+        self.agent = None
         self.dir = tempfile.mkdtemp(prefix="tl-it-")
         self.port = free_port()
         mport = free_port(udp_and_tcp=False, lo=30000, hi=50000) & ~1
@@ -55,7 +109,10 @@ class Trunkline:
         cfg["sip"].update(sip or {})
         cfg["media"].update(media or {})
         cfg.update(extra or {})
-        self.rules = rules or {"agents": {"echo": {"url": "ws://127.0.0.1:9/", "dialect": "twilio"}}}
+        if rules is None:
+            self.agent = EchoAgent(echo_agent_binary(binary), agent_args)
+            rules = {"agents": {"echo": {"url": self.agent.url, "dialect": "twilio"}}}
+        self.rules = rules
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as f:
             json.dump(cfg, f, indent=2)
@@ -99,8 +156,37 @@ class Trunkline:
                 self.proc.kill()
                 self.proc.wait(10)
                 raise AssertionError("trunkline did not stop in time:\n" + self.log()[-4000:])
+            finally:
+                if self.agent:
+                    self.agent.stop()
+        if self.agent:
+            self.agent.stop()
         self.logf.close()
         return self.proc.returncode
+
+    def wait_log(self, text, timeout=10.0):
+        """Waits until text appears in the log; fails after timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in trunkline log after {timeout} s:\n"
+                             + self.log()[-4000:])
+
+    def invite_meta(self):
+        """The caller metadata of every initial INVITE, from the 'INVITE: {json}' log lines."""
+        out = []
+        for line in self.log().splitlines():
+            i = line.find("] INVITE: {")
+            if i >= 0:
+                text = line[i + len("] INVITE: "):]
+                try:
+                    out.append(json.loads(text))
+                except ValueError:
+                    raise AssertionError("INVITE log line is not JSON (cut at the log line "
+                                         "limit?): " + text[-200:])
+        return out
 
     def check_clean(self):
         text = self.log()
@@ -110,11 +196,12 @@ class Trunkline:
 
 
 def sipp(tl, scenario, transport="u1", calls=1, rate=None, timeout=60, extra=(), keys=None,
-         expect_rc=0):
-    """Runs one sipp scenario against tl; fails unless sipp exits with expect_rc."""
+         expect_rc=0, remote=None, local_ip="127.0.0.1"):
+    """Runs one sipp scenario against tl; fails unless sipp exits with expect_rc.
+    remote: host:port to call instead of 127.0.0.1:tl.port (e.g. "[::1]:5060" with local_ip="::1")."""
     port = free_port()
-    args = ["sipp", f"127.0.0.1:{tl.port}", "-sf", os.path.join(SCENARIOS, scenario),
-            "-i", "127.0.0.1", "-p", str(port), "-t", transport, "-m", str(calls),
+    args = ["sipp", remote or f"127.0.0.1:{tl.port}", "-sf", os.path.join(SCENARIOS, scenario),
+            "-i", local_ip, "-p", str(port), "-t", transport, "-m", str(calls),
             "-l", str(max(1, calls if rate else 1)), "-nostdin", "-timeout", f"{timeout}s",
             "-timeout_error", "-max_recv_loops", "1000", "-aa"]
     if rate:
@@ -143,6 +230,31 @@ def sipp(tl, scenario, transport="u1", calls=1, rate=None, timeout=60, extra=(),
                              f"expected {expect_rc}\n{out[-3000:]}\n{errs}\n--- trunkline log:\n"
                              + tl.log()[-4000:])
     return out
+
+
+class SippBg:
+    """sipp() in a background thread: start it, do other things, then join() (which re-raises
+    sipp's failure). join is bounded by sipp's own timeout."""
+
+    def __init__(self, *args, **kwargs):
+        self.error = None
+        self.out = None
+        self.thread = threading.Thread(target=self._run, args=args, kwargs=kwargs, daemon=True)
+        self.thread.start()
+
+    def _run(self, *args, **kwargs):
+        try:
+            self.out = sipp(*args, **kwargs)
+        except BaseException as e:  # re-raised in join()
+            self.error = e
+
+    def join(self, timeout=120.0):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError("background sipp still running")
+        if self.error:
+            raise self.error
+        return self.out
 
 
 def run(tests):

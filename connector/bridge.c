@@ -1,0 +1,178 @@
+/* The bridge between a SIP call and its audio: creates the call's media stream on the
+ * negotiated SDP, connects the route's agent over WebSocket, and turns agent events (open,
+ * failure, close, hangup, transfer) into SIP actions. Runs on the SIP thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "sip_int.h"
+
+#include "trunkline/log.h"
+
+static void random_sid(char *out, size_t size, const char *prefix)
+{
+	unsigned char r[16];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		memset(r, 0, sizeof(r));
+	snprintf(out, size, "%s", prefix);
+	for (size_t i = 0; i < sizeof(r) && strlen(out) + 2 < size; i++)
+		snprintf(out + strlen(out), size - strlen(out), "%02x", r[i]);
+}
+
+/* The negotiated remote address as a socket address; AF_UNSPEC when there is none yet
+ * (delayed offer before the ACK, or hold with 0.0.0.0). */
+static void remote_addr(const struct tl_call *call, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (!call->have_media || call->media.remote_port == 0)
+		return;
+	if (call->media.remote_ipv6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		if (inet_pton(AF_INET6, call->media.remote_addr, &in6->sin6_addr) == 1) {
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = htons(call->media.remote_port);
+		}
+	} else {
+		struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+		if (inet_pton(AF_INET, call->media.remote_addr, &in4->sin_addr) == 1 &&
+		    in4->sin_addr.s_addr != 0) {
+			in4->sin_family = AF_INET;
+			in4->sin_port = htons(call->media.remote_port);
+		}
+	}
+}
+
+static int make_stream(struct tl_call *call, void *cell)
+{
+	struct tl_media_stream_params p = {
+		.rtp_fd = call->rtp_fd,
+		.rtcp_fd = call->rtcp_fd,
+		.sdp = call->media,
+		.agent_format = call->agent->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16
+									  : TL_MEDIA_AGENT_ULAW,
+		.agent_rate = call->agent->sample_rate,
+		.notify = tl_ws_notify,
+		.notify_arg = cell,
+		.notify_release = tl_ws_notify_release,
+	};
+	int err;
+
+	if (!call->have_media) {
+		/* Delayed offer: no answer yet. Codec and address come with the ACK. */
+		p.sdp.codec = TL_CODEC_PCMU;
+		p.sdp.pt = 0;
+		p.sdp.te_pt = -1;
+		p.sdp.ptime = 20;
+	}
+	remote_addr(call, &p.remote);
+	err = tl_media_stream_create(&call->stream, call->sip->media, &p);
+	if (err == 0)
+		call->rtp_fd = call->rtcp_fd = -1; /* the stream owns them now */
+	return err;
+}
+
+int tl_bridge_start(struct tl_call *call)
+{
+	struct tl_ws_conn_params p = {0};
+	void *cell = NULL;
+	char *meta;
+	int err;
+
+	call->agent = call->sip->cfg->rules->n_agents ? &call->sip->cfg->rules->agents[0] : NULL;
+	if (!call->agent)
+		return -ENOENT;
+	random_sid(call->call_sid, sizeof(call->call_sid), "CA");
+	random_sid(call->stream_sid, sizeof(call->stream_sid), "MZ");
+	err = tl_ws_cell_create(call->sip->ws, call->num, &cell);
+	if (err < 0)
+		return err;
+	err = make_stream(call, cell);
+	if (err < 0) {
+		tl_ws_notify_release(cell);
+		return err;
+	}
+	meta = json_dumps(call->meta, JSON_COMPACT | JSON_SORT_KEYS);
+	p.call = call->num;
+	p.cell = cell;
+	p.agent = call->agent;
+	p.call_sid = call->call_sid;
+	p.stream_sid = call->stream_sid;
+	p.meta_json = meta ? meta : "{}";
+	p.stream = call->stream;
+	err = tl_ws_connect(call->sip->ws, &p);
+	free(meta);
+	if (err < 0)
+		return err;
+	call->agent_started = 1;
+	tl_log_info(call->call_id, "connecting agent \"%s\" at %s (%s), callSid %s",
+		    call->agent->name, call->agent->url,
+		    call->agent->dialect == TL_DIALECT_NATIVE ? "native" : "twilio", call->call_sid);
+	return 0;
+}
+
+void tl_bridge_update(struct tl_call *call)
+{
+	struct sockaddr_storage ss;
+
+	if (!call->stream || !call->have_media)
+		return;
+	remote_addr(call, &ss);
+	tl_media_stream_update(call->stream, &ss, &call->media);
+}
+
+void tl_bridge_stop(struct tl_call *call)
+{
+	if (call->agent_started)
+		tl_ws_close(call->sip->ws, call->num);
+	call->agent_started = 0;
+	if (call->stream)
+		tl_media_stream_unref(call->stream);
+	call->stream = NULL;
+}
+
+static struct tl_call *call_by_num(struct tl_sip *sip, uint64_t num)
+{
+	for (struct tl_call *c = sip->calls; c; c = c->next)
+		if (c->num == num)
+			return c;
+	return NULL;
+}
+
+void tl_bridge_on_ws_event(void *arg, const struct tl_ws_event *ev)
+{
+	struct tl_sip *sip = arg;
+	struct tl_call *call = call_by_num(sip, ev->call);
+
+	if (!call || call->state == TL_CALL_ENDING)
+		return; /* the call ended while the event was queued */
+	switch (ev->kind) {
+	case TL_WS_EV_OPEN:
+		tl_log_info(call->call_id, "agent connected");
+		tl_call_agent_ready(call);
+		break;
+	case TL_WS_EV_FAILED:
+		tl_log_warn(call->call_id, "agent unreachable: %s", ev->reason);
+		call->agent_started = 0;
+		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent unavailable\"");
+		break;
+	case TL_WS_EV_CLOSED:
+		tl_log_warn(call->call_id, "agent left the call: %s", ev->reason);
+		call->agent_started = 0;
+		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent disconnected\"");
+		break;
+	case TL_WS_EV_HANGUP:
+		tl_log_info(call->call_id, "agent hung up");
+		tl_call_hangup(call, 480, "SIP;cause=200;text=\"Agent hung up\"");
+		break;
+	case TL_WS_EV_TRANSFER:
+		tl_log_warn(call->call_id, "agent asked for a transfer to %s: not supported yet, "
+					   "hanging up",
+			    ev->target[0] ? ev->target : "(fallback)");
+		tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer not available\"");
+		break;
+	}
+}

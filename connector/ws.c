@@ -1,0 +1,491 @@
+/* The agent WebSocket client: one thread runs a client-only lws_context for every call's agent
+ * connection and moves audio between the socket and the call's media stream. The control
+ * thread talks to it through a command queue + lws_cancel_service(), and hears back through an
+ * event queue + eventfd; media workers wake it through per-call cells on a lock-free stack.
+ * Per-connection I/O is ws_conn.c, message formats ws_dialect.c. */
+#include "trunkline/ws.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "trunkline/log.h"
+#include "ws_int.h"
+
+/* ---- shell and cells ---- */
+
+static void ws_unref(struct tl_ws *ws)
+{
+	if (atomic_fetch_sub_explicit(&ws->refs, 1, memory_order_acq_rel) == 1)
+		free(ws);
+}
+
+static void cell_unref(struct tl_ws_cell *cell)
+{
+	struct tl_ws *ws = cell->ws;
+
+	if (atomic_fetch_sub_explicit(&cell->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	free(cell);
+	ws_unref(ws);
+}
+
+int tl_ws_cell_create(struct tl_ws *ws, uint64_t call, void **out)
+{
+	struct tl_ws_cell *cell = calloc(1, sizeof(*cell));
+
+	if (!cell)
+		return -ENOMEM;
+	cell->ws = ws;
+	cell->call = call;
+	atomic_init(&cell->refs, 1);
+	atomic_init(&cell->queued, 0);
+	atomic_fetch_add_explicit(&ws->refs, 1, memory_order_relaxed);
+	*out = cell;
+	return 0;
+}
+
+void tl_ws_notify(void *arg)
+{
+	struct tl_ws_cell *cell = arg, *old;
+	struct tl_ws *ws = cell->ws;
+
+	if (atomic_exchange_explicit(&cell->queued, 1, memory_order_acq_rel))
+		return;
+	/* in_notify and dead pair up (seq_cst) so tl_ws_destroy never frees the context under
+	 * us and never misses a cell we pushed. */
+	atomic_fetch_add(&ws->in_notify, 1);
+	if (!atomic_load(&ws->dead)) {
+		atomic_fetch_add_explicit(&cell->refs, 1, memory_order_relaxed);
+		old = atomic_load_explicit(&ws->ready, memory_order_relaxed);
+		do
+			cell->next = old;
+		while (!atomic_compare_exchange_weak_explicit(&ws->ready, &old, cell,
+		                                              memory_order_release,
+		                                              memory_order_relaxed));
+		if (!old) /* otherwise a wake-up is already on its way */
+			lws_cancel_service(ws->ctx);
+	}
+	atomic_fetch_sub(&ws->in_notify, 1);
+}
+
+void tl_ws_notify_release(void *arg)
+{
+	if (arg)
+		cell_unref(arg);
+}
+
+/* ---- events to the control thread ---- */
+
+void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *text)
+{
+	struct tl_ws *ws = c->ws;
+	struct evnode *n = calloc(1, sizeof(*n));
+	uint64_t one = 1;
+
+	if (!n) {
+		tl_log_error(c->d.call_sid, "agent event lost: out of memory");
+		return;
+	}
+	n->ev.kind = kind;
+	n->ev.call = c->call;
+	if (kind == TL_WS_EV_TRANSFER)
+		snprintf(n->ev.target, sizeof(n->ev.target), "%s", text ? text : "");
+	else if (text)
+		snprintf(n->ev.reason, sizeof(n->ev.reason), "%s", text);
+	pthread_mutex_lock(&ws->lock);
+	*ws->ev_tail = n;
+	ws->ev_tail = &n->next;
+	pthread_mutex_unlock(&ws->lock);
+	if (write(ws->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		tl_log_error(NULL, "ws eventfd: %s", strerror(errno));
+}
+
+int tl_ws_event_fd(const struct tl_ws *ws)
+{
+	return ws->efd;
+}
+
+int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event *ev), void *arg)
+{
+	struct evnode *n, *next;
+	uint64_t v;
+	int count = 0;
+
+	if (read(ws->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	pthread_mutex_lock(&ws->lock);
+	n = ws->ev_head;
+	ws->ev_head = NULL;
+	ws->ev_tail = &ws->ev_head;
+	pthread_mutex_unlock(&ws->lock);
+	for (; n; n = next) {
+		next = n->next;
+		if (cb)
+			cb(arg, &n->ev);
+		free(n);
+		count++;
+	}
+	return count;
+}
+
+/* ---- buffers ---- */
+
+int tl_wsc_grow(unsigned char **buf, size_t *cap, size_t need, size_t extra)
+{
+	size_t n = *cap ? *cap : 1024;
+	unsigned char *p;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	p = realloc(*buf, n + extra);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* ---- the WS thread ---- */
+
+static struct tl_ws_conn *conn_by_call(struct tl_ws *ws, uint64_t call)
+{
+	for (struct tl_ws_conn *c = ws->conns; c; c = c->next)
+		if (c->call == call)
+			return c;
+	return NULL;
+}
+
+static void on_shutdown_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws *ws = lws_container_of(sul, struct tl_ws, sul_shutdown);
+
+	ws->quit = 1;
+}
+
+void tl_wsc_cancelled(struct tl_ws *ws)
+{
+	struct tl_ws_cell *cell, *next;
+	struct cmd *cmd, *cnext;
+	struct tl_ws_conn *c, *cn;
+
+	pthread_mutex_lock(&ws->lock);
+	cmd = ws->cmd_head;
+	ws->cmd_head = NULL;
+	ws->cmd_tail = &ws->cmd_head;
+	pthread_mutex_unlock(&ws->lock);
+	for (; cmd; cmd = cnext) {
+		cnext = cmd->next;
+		if (cmd->kind == CMD_CONNECT)
+			tl_wsc_start(cmd->conn);
+		else if ((c = conn_by_call(ws, cmd->call)))
+			tl_wsc_close(c);
+		free(cmd);
+	}
+
+	cell = atomic_exchange_explicit(&ws->ready, NULL, memory_order_acquire);
+	for (; cell; cell = next) {
+		next = cell->next;
+		atomic_store_explicit(&cell->queued, 0, memory_order_seq_cst);
+		c = cell->conn;
+		if (c && c->state == C_OPEN && c->sent_start)
+			lws_callback_on_writable(c->wsi);
+		cell_unref(cell);
+	}
+
+	if (atomic_load(&ws->stop) && !ws->shutting_down) {
+		ws->shutting_down = 1;
+		for (c = ws->conns; c; c = cn) {
+			cn = c->next;
+			tl_wsc_close(c);
+		}
+		if (!ws->conns)
+			ws->quit = 1;
+		lws_sul_schedule(ws->ctx, 0, &ws->sul_shutdown, on_shutdown_deadline,
+		                 TL_WSC_SHUTDOWN_US);
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+    {"tl-agent", tl_wsc_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *ws_main(void *arg)
+{
+	struct tl_ws *ws = arg;
+
+	while (!ws->quit)
+		lws_service(ws->ctx, 0);
+	return NULL;
+}
+
+/* ---- connections: setting up and freeing ---- */
+
+void tl_wsc_free(struct tl_ws_conn *c)
+{
+	struct tl_ws *ws = c->ws;
+
+	if (c->wsi)
+		lws_set_opaque_user_data(c->wsi, NULL);
+	lws_sul_cancel(&c->sul_connect);
+	lws_sul_cancel(&c->sul_idle);
+	lws_sul_cancel(&c->sul_play);
+	if (c->linked) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			ws->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		if (ws->shutting_down && !ws->conns)
+			ws->quit = 1;
+	}
+	if (c->st_bad || c->st_marks_refused || c->st_audio_dropped)
+		tl_log_info(c->d.call_sid,
+		            "agent connection: %llu bad messages, %llu marks refused, %llu bytes of "
+		            "agent audio dropped",
+		            (unsigned long long)c->st_bad, (unsigned long long)c->st_marks_refused,
+		            (unsigned long long)c->st_audio_dropped);
+	if (c->cell) {
+		c->cell->conn = NULL;
+		cell_unref(c->cell);
+	}
+	if (c->stream)
+		tl_media_stream_unref(c->stream);
+	tl_wsd_marks_reset(&c->marks);
+	tl_wsd_fini(&c->d);
+	json_decref(c->headers);
+	free(c->url);
+	free(c->path);
+	free(c->host);
+	free(c->tx);
+	free(c->rx);
+	free(c->dec);
+	free(c->bl);
+	free(c);
+}
+
+/* Splits the agent URL; lws_parse_uri cuts c->url in place. */
+static int conn_parse_url(struct tl_ws_conn *c, const char *url)
+{
+	const char *prot, *path;
+	size_t n;
+
+	c->url = strdup(url);
+	if (!c->url)
+		return -ENOMEM;
+	if (lws_parse_uri(c->url, &prot, &c->address, &c->port, &path) || !*c->address)
+		return -EINVAL;
+	if (strcmp(prot, "wss") == 0)
+		c->ssl = 1;
+	else if (strcmp(prot, "ws") != 0)
+		return -EINVAL;
+	n = strlen(path) + 2;
+	c->path = malloc(n);
+	n = strlen(c->address) + 16;
+	c->host = malloc(n);
+	if (!c->path || !c->host)
+		return -ENOMEM;
+	snprintf(c->path, strlen(path) + 2, "/%s", path);
+	if (c->port == (c->ssl ? 443 : 80))
+		snprintf(c->host, n, strchr(c->address, ':') ? "[%s]" : "%s", c->address);
+	else
+		snprintf(c->host, n, strchr(c->address, ':') ? "[%s]:%d" : "%s:%d", c->address,
+		         c->port);
+	return 0;
+}
+
+static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_ws_conn_params *p)
+{
+	const struct tl_agent *a = p->agent;
+	struct tl_ws_conn *c = calloc(1, sizeof(*c));
+	int err;
+
+	if (!c)
+		return -ENOMEM;
+	c->ws = ws;
+	c->call = p->call;
+	c->connect_timeout_ms = a->connect_timeout_ms > 0 ? a->connect_timeout_ms : 1500;
+	c->idle_timeout_ms = a->idle_timeout_ms;
+	err = tl_wsd_init(&c->d, a->dialect, a->sample_rate, p->call_sid, p->stream_sid,
+	                  p->meta_json);
+	if (err < 0)
+		goto out;
+	err = conn_parse_url(c, a->url);
+	if (err < 0)
+		goto out;
+	c->headers = a->headers ? json_deep_copy(a->headers) : json_object();
+	err = -ENOMEM;
+	if (!c->headers)
+		goto out;
+	if (tl_wsc_grow(&c->tx, &c->tx_cap, tl_wsd_media_max(&c->d, TL_MEDIA_FRAME_MAX), LWS_PRE) < 0)
+		goto out;
+	*out = c;
+	return 0;
+out:
+	tl_wsc_free(c);
+	return err;
+}
+
+int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
+{
+	struct tl_ws_conn *c;
+	struct cmd *cmd;
+	int err;
+
+	if (!ws || !p || !p->cell || !p->agent || !p->agent->url || !p->stream)
+		return -EINVAL;
+	err = conn_new(&c, ws, p);
+	if (err < 0) {
+		tl_log_warn(p->call_sid, "agent URL \"%s\" or call data unusable: %s",
+		            p->agent->url, strerror(-err));
+		return err;
+	}
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd) {
+		tl_wsc_free(c);
+		return -ENOMEM;
+	}
+	c->cell = p->cell;
+	atomic_fetch_add_explicit(&c->cell->refs, 1, memory_order_relaxed);
+	c->stream = p->stream;
+	tl_media_stream_ref(c->stream);
+	cmd->kind = CMD_CONNECT;
+	cmd->call = p->call;
+	cmd->conn = c;
+	pthread_mutex_lock(&ws->lock);
+	*ws->cmd_tail = cmd;
+	ws->cmd_tail = &cmd->next;
+	pthread_mutex_unlock(&ws->lock);
+	lws_cancel_service(ws->ctx);
+	return 0;
+}
+
+void tl_ws_close(struct tl_ws *ws, uint64_t call)
+{
+	struct cmd *cmd;
+
+	if (!ws)
+		return;
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd) {
+		tl_log_error(NULL, "cannot close the agent connection: out of memory");
+		return;
+	}
+	cmd->kind = CMD_CLOSE;
+	cmd->call = call;
+	pthread_mutex_lock(&ws->lock);
+	*ws->cmd_tail = cmd;
+	ws->cmd_tail = &cmd->next;
+	pthread_mutex_unlock(&ws->lock);
+	lws_cancel_service(ws->ctx);
+}
+
+/* ---- the client ---- */
+
+static void lws_log_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	if (level == LLL_ERR)
+		tl_log_warn(NULL, "libwebsockets: %.*s", (int)n, line);
+	else
+		tl_log_debug(NULL, "libwebsockets: %.*s", (int)n, line);
+}
+
+int tl_ws_create(struct tl_ws **out)
+{
+	struct lws_context_creation_info info;
+	const char *insecure = getenv("TL_WS_INSECURE");
+	struct tl_ws *ws = calloc(1, sizeof(*ws));
+	int err = -ENOMEM;
+
+	if (!ws)
+		return -ENOMEM;
+	atomic_init(&ws->refs, 1);
+	ws->cmd_tail = &ws->cmd_head;
+	ws->ev_tail = &ws->ev_head;
+	ws->insecure = insecure && strcmp(insecure, "1") == 0;
+	pthread_mutex_init(&ws->lock, NULL);
+	ws->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ws->efd < 0) {
+		err = -errno;
+		goto out;
+	}
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.user = ws;
+	info.uid = -1;
+	info.gid = -1;
+	ws->ctx = lws_create_context(&info);
+	if (!ws->ctx) {
+		err = -EIO;
+		goto out;
+	}
+	err = -pthread_create(&ws->thread, NULL, ws_main, ws);
+	if (err)
+		goto out;
+	ws->thread_started = 1;
+	if (ws->insecure)
+		tl_log_warn(NULL, "TL_WS_INSECURE=1: agent TLS certificates are not checked");
+	*out = ws;
+	return 0;
+out:
+	tl_ws_destroy(ws);
+	return err;
+}
+
+void tl_ws_destroy(struct tl_ws *ws)
+{
+	struct tl_ws_cell *cell, *next;
+	struct cmd *cmd, *cnext;
+
+	if (!ws)
+		return;
+	if (ws->thread_started) {
+		atomic_store(&ws->stop, 1);
+		lws_cancel_service(ws->ctx);
+		pthread_join(ws->thread, NULL);
+	}
+	/* The WS thread is gone: lws is ours now. Fence off tl_ws_notify first. */
+	atomic_store(&ws->dead, 1);
+	while (atomic_load(&ws->in_notify))
+		sched_yield();
+	cell = atomic_exchange(&ws->ready, NULL);
+	for (; cell; cell = next) {
+		next = cell->next;
+		cell_unref(cell);
+	}
+	for (cmd = ws->cmd_head; cmd; cmd = cnext) {
+		cnext = cmd->next;
+		if (cmd->conn)
+			tl_wsc_free(cmd->conn);
+		free(cmd);
+	}
+	ws->cmd_head = NULL;
+	while (ws->conns)
+		tl_wsc_kill(ws->conns);
+	if (ws->ctx)
+		lws_context_destroy(ws->ctx);
+	tl_ws_drain(ws, NULL, NULL);
+	if (ws->efd >= 0)
+		close(ws->efd);
+	pthread_mutex_destroy(&ws->lock);
+	ws_unref(ws);
+}

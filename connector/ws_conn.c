@@ -1,0 +1,534 @@
+/* The agent WebSocket client: one thread runs a client-only lws_context for every call's agent
+ * connection (ws.c: threads, queues, cells, set-up; this file: one connection's lws callbacks,
+ * sending media events and playing agent messages). Message formats are in ws_dialect.c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "trunkline/b64.h"
+#include "trunkline/log.h"
+#include "ws_int.h"
+
+static int conn_msg(struct tl_ws_conn *c, int binary, const unsigned char *data, size_t len);
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum msg { M_CONNECTED, M_START, M_MEDIA, M_DTMF, M_MARK, M_STOP };
+
+/* Formats one message into c->tx after LWS_PRE, growing it as needed. Returns the length. */
+static ssize_t format(struct tl_ws_conn *c, enum msg m, const void *arg, int *binary)
+{
+	for (;;) {
+		char *buf = (char *)c->tx + LWS_PRE;
+		ssize_t n = -EINVAL;
+
+		*binary = 0;
+		switch (m) {
+		case M_CONNECTED:
+			n = tl_wsd_connected(&c->d, buf, c->tx_cap);
+			break;
+		case M_START:
+			n = tl_wsd_start(&c->d, buf, c->tx_cap);
+			break;
+		case M_MEDIA:
+			n = tl_wsd_media(&c->d, arg, buf, c->tx_cap, binary);
+			break;
+		case M_DTMF:
+			n = tl_wsd_dtmf(&c->d, *(const char *)arg, buf, c->tx_cap);
+			break;
+		case M_MARK:
+			n = tl_wsd_mark(&c->d, arg, buf, c->tx_cap);
+			break;
+		case M_STOP:
+			n = tl_wsd_stop(&c->d, buf, c->tx_cap);
+			break;
+		}
+		if (n < 0 || (size_t)n < c->tx_cap)
+			return n;
+		if (tl_wsc_grow(&c->tx, &c->tx_cap, (size_t)n + 1, LWS_PRE) < 0)
+			return -ENOMEM;
+	}
+}
+
+/* Formats and writes one message. Returns 0 (nothing to send counts) or -1 to close. */
+static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
+{
+	int binary;
+	ssize_t n = format(c, m, arg, &binary);
+
+	if (n < 0) {
+		tl_log_error(c->d.call_sid, "cannot format a message for the agent: %s",
+		             strerror((int)-n));
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	if (lws_write(c->wsi, c->tx + LWS_PRE, (size_t)n, binary ? LWS_WRITE_BINARY
+	                                                         : LWS_WRITE_TEXT) < n)
+		return -1;
+	return 0;
+}
+
+/* ---- connection life ---- */
+
+/* Drops the connection without a word: lws closes the socket on its next turn. */
+void tl_wsc_kill(struct tl_ws_conn *c)
+{
+	if (c->wsi) {
+		lws_set_opaque_user_data(c->wsi, NULL);
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		c->wsi = NULL;
+	}
+	tl_wsc_free(c);
+}
+
+/* Frees c now; its socket, detached, sends the close frame on its next WRITEABLE (our callback
+ * returns -1 for a wsi without a connection) or is cut after the grace time. Open only. */
+static void conn_drop(struct tl_ws_conn *c, enum lws_close_status code, const char *why)
+{
+	struct lws *wsi = c->wsi;
+
+	lws_close_reason(wsi, code, (unsigned char *)why, strlen(why));
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, TL_WSC_CLOSE_GRACE);
+	lws_callback_on_writable(wsi);
+	tl_wsc_free(c);
+}
+
+static void on_connect_timeout(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_connect);
+
+	tl_wsc_emit(c, TL_WS_EV_FAILED, "connect timeout");
+	tl_wsc_kill(c);
+}
+
+static void on_idle(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_idle);
+	int64_t left = c->last_rx_ms + c->idle_timeout_ms - now_ms();
+
+	if (left > 0) {
+		lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_idle, on_idle,
+		                 left * LWS_US_PER_MS);
+		return;
+	}
+	tl_wsc_emit(c, TL_WS_EV_CLOSED, "agent idle");
+	conn_drop(c, LWS_CLOSE_STATUS_GOINGAWAY, "idle");
+}
+
+void tl_wsc_start(struct tl_ws_conn *c)
+{
+	struct tl_ws *ws = c->ws;
+	struct lws_client_connect_info i;
+	struct lws *wsi;
+
+	c->next = ws->conns;
+	if (ws->conns)
+		ws->conns->prev = c;
+	ws->conns = c;
+	c->linked = 1;
+	c->cell->conn = c;
+
+	memset(&i, 0, sizeof(i));
+	i.context = ws->ctx;
+	i.address = c->address;
+	i.port = c->port;
+	i.path = c->path;
+	i.host = c->host;
+	i.origin = c->host;
+	i.ietf_version_or_minus_one = -1;
+	i.local_protocol_name = "tl-agent";
+	i.opaque_user_data = c;
+	i.pwsi = &c->wsi;
+	if (c->ssl)
+		i.ssl_connection = LCCSCF_USE_SSL |
+		                   (ws->insecure ? LCCSCF_ALLOW_SELFSIGNED |
+		                                       LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+		                                       LCCSCF_ALLOW_EXPIRED
+		                                 : 0);
+	c->in_connect = 1;
+	wsi = lws_client_connect_via_info(&i);
+	c->in_connect = 0;
+	if (!wsi || c->sync_failed) {
+		c->wsi = wsi;
+		tl_wsc_emit(c, TL_WS_EV_FAILED, c->reason[0] ? c->reason : "cannot start connecting");
+		tl_wsc_kill(c);
+		return;
+	}
+	c->wsi = wsi;
+	lws_sul_schedule(ws->ctx, 0, &c->sul_connect, on_connect_timeout,
+	                 (lws_usec_t)c->connect_timeout_ms * LWS_US_PER_MS);
+}
+
+/* tl_ws_close on the WS thread. */
+void tl_wsc_close(struct tl_ws_conn *c)
+{
+	if (c->state == C_CLOSING)
+		return;
+	if (c->state == C_CONNECTING) {
+		tl_wsc_kill(c);
+		return;
+	}
+	c->state = C_CLOSING;
+	lws_sul_cancel(&c->sul_idle);
+	lws_sul_cancel(&c->sul_play);
+	/* If the socket never drains, lws cuts it and CLIENT_CLOSED frees us. */
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, TL_WSC_CLOSE_GRACE);
+	lws_callback_on_writable(c->wsi);
+}
+
+static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
+{
+	snprintf(c->reason, sizeof(c->reason), "%s", why && *why ? why : "connection error");
+	if (c->in_connect) {
+		c->sync_failed = 1; /* tl_wsc_start reports it */
+		return;
+	}
+	if (c->state != C_CLOSING)
+		tl_wsc_emit(c, TL_WS_EV_FAILED, c->reason);
+	c->wsi = wsi; /* so that it is detached */
+	tl_wsc_free(c);
+}
+
+/* The socket is gone (CLIENT_CLOSED or WSI_DESTROY) while we still held it. */
+static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
+{
+	if (c->state != C_CLOSING)
+		tl_wsc_emit(c, c->opened ? TL_WS_EV_CLOSED : TL_WS_EV_FAILED,
+		     c->reason[0] ? c->reason : "connection lost");
+	c->wsi = wsi;
+	tl_wsc_free(c);
+}
+
+static int conn_established(struct tl_ws_conn *c)
+{
+	lws_sul_cancel(&c->sul_connect);
+	c->state = C_OPEN;
+	c->last_rx_ms = now_ms();
+	if (c->idle_timeout_ms > 0)
+		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle,
+		                 (lws_usec_t)c->idle_timeout_ms * LWS_US_PER_MS);
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static int add_headers(struct tl_ws_conn *c, unsigned char **p, size_t len)
+{
+	unsigned char *end = *p + len;
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(c->headers, key, v) {
+		char name[128];
+		const char *s = json_string_value(v);
+		size_t k = strlen(key);
+
+		if (!s || k + 2 > sizeof(name))
+			continue;
+		for (size_t j = 0; j < k; j++)
+			name[j] = key[j] >= 'A' && key[j] <= 'Z' ? (char)(key[j] + 32) : key[j];
+		name[k] = ':';
+		name[k + 1] = '\0';
+		if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)name,
+		                                (const unsigned char *)s, (int)strlen(s), p, end)) {
+			snprintf(c->reason, sizeof(c->reason), "agent headers too long");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- sending ---- */
+
+static int conn_writeable(struct tl_ws_conn *c)
+{
+	if (c->state == C_CLOSING) {
+		if (c->sent_start && send_msg(c, M_STOP, NULL) == 0)
+			lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+		tl_wsc_free(c);
+		return -1;
+	}
+	if (!c->sent_connected) {
+		c->sent_connected = 1;
+		if (send_msg(c, M_CONNECTED, NULL) < 0)
+			return -1;
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
+	if (!c->sent_start) {
+		c->sent_start = 1;
+		if (send_msg(c, M_START, NULL) < 0)
+			return -1;
+		c->opened = 1;
+		tl_wsc_emit(c, TL_WS_EV_OPEN, NULL);
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
+	/* One message per WRITEABLE: the next event that makes one. */
+	while (tl_media_stream_poll(c->stream, &c->mev)) {
+		int err;
+
+		if (c->mev.kind == TL_MEDIA_EV_AUDIO) {
+			err = send_msg(c, M_MEDIA, &c->mev);
+		} else if (c->mev.kind == TL_MEDIA_EV_DTMF) {
+			err = send_msg(c, M_DTMF, &c->mev.digit);
+		} else if (c->mev.kind == TL_MEDIA_EV_MARK) {
+			char *name = tl_wsd_marks_pop(&c->marks, c->mev.mark);
+			if (!name)
+				continue;
+			err = send_msg(c, M_MARK, name);
+			free(name);
+		} else {
+			continue;
+		}
+		if (err < 0)
+			return -1;
+		lws_callback_on_writable(c->wsi);
+		break;
+	}
+	return 0;
+}
+
+/* ---- receiving ---- */
+
+static int dec_room(struct tl_ws_conn *c, size_t n)
+{
+	return tl_wsc_grow(&c->dec, &c->dec_cap, n, 0);
+}
+
+/* Plays c->dec; on a full playout queue keeps it, pauses rx and retries. 1 when blocked. */
+static void on_play_retry(lws_sorted_usec_list_t *sul);
+
+static int play(struct tl_ws_conn *c)
+{
+	int r;
+
+	if (!c->dec_len)
+		return 0;
+	r = tl_media_stream_play(c->stream, c->dec, c->dec_len);
+	if (r == -ENOSPC) {
+		if (!c->blocked) {
+			c->blocked = 1;
+			lws_rx_flow_control(c->wsi, 0);
+		}
+		lws_sul_schedule(c->ws->ctx, 0, &c->sul_play, on_play_retry, TL_WSC_PLAY_RETRY);
+		return 1;
+	}
+	if (r < 0)
+		c->st_audio_dropped += c->dec_len;
+	c->dec_len = 0;
+	return 0;
+}
+
+static void on_play_retry(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_play);
+
+	if (play(c))
+		return;
+	while (c->bl_off < c->bl_len) {
+		uint32_t len;
+		int binary;
+
+		memcpy(&len, c->bl + c->bl_off, sizeof(len));
+		binary = c->bl[c->bl_off + sizeof(len)];
+		c->bl_off += sizeof(len) + 1 + len;
+		if (conn_msg(c, binary, c->bl + c->bl_off - len, len))
+			return; /* blocked again: still paused */
+	}
+	c->bl_len = c->bl_off = 0;
+	c->blocked = 0;
+	lws_rx_flow_control(c->wsi, 1);
+}
+
+static void warn_bad(struct tl_ws_conn *c, const char *why)
+{
+	c->st_bad++;
+	if (!c->warned_bad)
+		tl_log_warn(c->d.call_sid, "ignoring a bad message from the agent: %s "
+		                           "(further ones are only counted)",
+		            why);
+	c->warned_bad = 1;
+}
+
+static void agent_mark(struct tl_ws_conn *c, const char *name)
+{
+	uint32_t id;
+	int err = tl_wsd_marks_push(&c->marks, name, &id);
+
+	if (err == 0 && (err = tl_media_stream_mark(c->stream, id)) < 0)
+		tl_wsd_marks_unpush(&c->marks);
+	if (err < 0) {
+		c->st_marks_refused++;
+		if (!c->warned_mark)
+			tl_log_warn(c->d.call_sid, "agent mark \"%s\" refused: %s (%u pending)", name,
+			            strerror(-err), tl_wsd_marks_count(&c->marks));
+		c->warned_mark = 1;
+	}
+}
+
+static int text_msg(struct tl_ws_conn *c, const char *text, size_t len)
+{
+	struct tl_wsd_in in;
+	ssize_t n;
+	int blocked = 0, err;
+
+	switch (tl_wsd_parse(&c->d, text, len, &in)) {
+	case TL_WSD_IN_BAD:
+		warn_bad(c, in.error);
+		break;
+	case TL_WSD_IN_OTHER:
+		tl_log_debug(c->d.call_sid, "agent event \"%s\" ignored", in.event);
+		break;
+	case TL_WSD_IN_MEDIA:
+		if (dec_room(c, TL_B64_DEC_MAX(in.payload_len)) < 0) {
+			c->st_audio_dropped += TL_B64_DEC_MAX(in.payload_len);
+			break;
+		}
+		n = tl_b64_decode(c->dec, c->dec_cap, in.payload, in.payload_len);
+		if (n < 0) {
+			warn_bad(c, "media payload is not base64");
+			break;
+		}
+		c->dec_len = (size_t)n;
+		blocked = play(c);
+		break;
+	case TL_WSD_IN_MARK:
+		agent_mark(c, in.name);
+		break;
+	case TL_WSD_IN_CLEAR:
+		tl_media_stream_clear(c->stream);
+		break;
+	case TL_WSD_IN_DTMF:
+		err = tl_media_stream_dtmf(c->stream, in.digit);
+		if (err < 0 && !c->warned_dtmf)
+			tl_log_warn(c->d.call_sid, "agent DTMF '%c' not sent: %s", in.digit,
+			            strerror(-err));
+		c->warned_dtmf |= err < 0;
+		break;
+	case TL_WSD_IN_HANGUP:
+		tl_wsc_emit(c, TL_WS_EV_HANGUP, NULL);
+		break;
+	case TL_WSD_IN_TRANSFER:
+		tl_wsc_emit(c, TL_WS_EV_TRANSFER, in.target);
+		break;
+	}
+	tl_wsd_in_free(&in);
+	return blocked;
+}
+
+/* One whole agent message. Returns 1 when its audio is pending (rx paused). */
+static int conn_msg(struct tl_ws_conn *c, int binary, const unsigned char *data, size_t len)
+{
+	if (!binary)
+		return text_msg(c, (const char *)data, len);
+	if (c->d.dialect != TL_DIALECT_NATIVE) {
+		if (!c->warned_binary)
+			tl_log_warn(c->d.call_sid, "binary frames from a Twilio-dialect agent ignored");
+		c->warned_binary = 1;
+		return 0;
+	}
+	if (dec_room(c, len + 1) < 0) {
+		c->st_audio_dropped += len;
+		return 0;
+	}
+	c->dec_len = tl_wsd_pcm_join(&c->carry, &c->has_carry, data, len, c->dec);
+	return play(c);
+}
+
+/* Closes from inside a callback with a status the agent sees; the caller returns -1. */
+static int close_in_cb(struct tl_ws_conn *c, enum lws_close_status code, const char *why)
+{
+	lws_close_reason(c->wsi, code, (unsigned char *)why, strlen(why));
+	tl_wsc_emit(c, TL_WS_EV_CLOSED, why);
+	tl_wsc_free(c);
+	return -1;
+}
+
+static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
+{
+	struct lws *wsi = c->wsi;
+
+	c->last_rx_ms = now_ms();
+	if (c->state != C_OPEN)
+		return 0;
+	if (c->rx_len == 0)
+		c->rx_binary = lws_frame_is_binary(wsi);
+	if (c->rx_len + len > TL_WSC_RX_MAX)
+		return close_in_cb(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+	if (tl_wsc_grow(&c->rx, &c->rx_cap, c->rx_len + len, 0) < 0)
+		return close_in_cb(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+		return 0;
+	if (c->blocked) {
+		/* lws stops reading once paused, but keep order if it hands us more. */
+		uint32_t n = (uint32_t)c->rx_len;
+		if (c->bl_len + c->rx_len + 5 > TL_WSC_RX_MAX ||
+		    tl_wsc_grow(&c->bl, &c->bl_cap, c->bl_len + c->rx_len + 5, 0) < 0)
+			return close_in_cb(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		memcpy(c->bl + c->bl_len, &n, sizeof(n));
+		c->bl[c->bl_len + 4] = (unsigned char)c->rx_binary;
+		memcpy(c->bl + c->bl_len + 5, c->rx, c->rx_len);
+		c->bl_len += c->rx_len + 5;
+	} else {
+		conn_msg(c, c->rx_binary, c->rx, c->rx_len);
+	}
+	c->rx_len = 0;
+	return 0;
+}
+
+/* ---- lws ---- */
+
+int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+	struct tl_ws_conn *c;
+
+	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+		tl_wsc_cancelled(lws_context_user(lws_get_context(wsi)));
+		return 0;
+	}
+	c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		return c ? add_headers(c, in, len) : -1;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (c)
+			conn_failed(c, wsi, in);
+		return 0;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		return c ? conn_established(c) : -1;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		return c ? conn_receive(c, in, len) : -1;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return c ? conn_writeable(c) : -1;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (c && len >= 2) {
+			const unsigned char *p = in;
+			snprintf(c->reason, sizeof(c->reason), "agent closed (%u%s%.*s)",
+			         (unsigned)(p[0] << 8 | p[1]), len > 2 ? " " : "", (int)(len - 2),
+			         (const char *)p + 2);
+		} else if (c) {
+			snprintf(c->reason, sizeof(c->reason), "agent closed");
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (c)
+			conn_gone(c, wsi);
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+

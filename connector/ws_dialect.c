@@ -1,0 +1,372 @@
+/* Agent WebSocket messages, both dialects: formatting what we send (byte-compatible with Twilio
+ * Media Streams in the Twilio dialect) and parsing what the agent sends. Pure functions over
+ * caller buffers; the socket side is ws.c. Media frames are formatted without allocation. */
+#include "ws_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trunkline/b64.h"
+
+int tl_wsd_init(struct tl_wsd *d, enum tl_dialect dialect, int sample_rate, const char *call_sid,
+                const char *stream_sid, const char *meta_json)
+{
+	json_t *sid;
+	json_error_t jerr;
+
+	memset(d, 0, sizeof(*d));
+	d->dialect = dialect;
+	d->sample_rate = sample_rate > 0 ? sample_rate : 8000;
+	d->call_sid = strdup(call_sid ? call_sid : "");
+	d->stream_sid = strdup(stream_sid ? stream_sid : "");
+	if (!d->call_sid || !d->stream_sid)
+		goto nomem;
+	sid = json_string(d->stream_sid);
+	if (!sid) {
+		tl_wsd_fini(d);
+		return -EINVAL; /* not UTF-8 */
+	}
+	d->sid_json = json_dumps(sid, JSON_ENCODE_ANY | JSON_COMPACT);
+	json_decref(sid);
+	if (!d->sid_json)
+		goto nomem;
+	d->meta = meta_json ? json_loads(meta_json, 0, &jerr) : json_object();
+	if (!json_is_object(d->meta)) {
+		tl_wsd_fini(d);
+		return -EINVAL;
+	}
+	return 0;
+nomem:
+	tl_wsd_fini(d);
+	return -ENOMEM;
+}
+
+void tl_wsd_fini(struct tl_wsd *d)
+{
+	free(d->call_sid);
+	free(d->stream_sid);
+	free(d->sid_json);
+	json_decref(d->meta);
+	memset(d, 0, sizeof(*d));
+}
+
+/* Dumps and releases o; consumes a sequenceNumber when counted and it fitted. */
+static ssize_t dump(struct tl_wsd *d, json_t *o, char *buf, size_t cap, int counted)
+{
+	size_t n;
+
+	if (!o)
+		return -ENOMEM;
+	n = json_dumpb(o, buf, cap, JSON_COMPACT);
+	json_decref(o);
+	if (n == 0)
+		return -ENOMEM;
+	if (n < cap) {
+		buf[n] = '\0';
+		if (counted)
+			d->seq++;
+	}
+	return (ssize_t)n;
+}
+
+static json_t *seq_string(const struct tl_wsd *d)
+{
+	char s[24];
+
+	snprintf(s, sizeof(s), "%" PRIu64, d->seq + 1);
+	return json_string(s);
+}
+
+ssize_t tl_wsd_connected(struct tl_wsd *d, char *buf, size_t cap)
+{
+	if (d->dialect == TL_DIALECT_NATIVE)
+		return 0;
+	return dump(d, json_pack("{s:s, s:s, s:s}", "event", "connected", "protocol", "Call",
+	                         "version", "1.0.0"),
+	            buf, cap, 0);
+}
+
+ssize_t tl_wsd_start(struct tl_wsd *d, char *buf, size_t cap)
+{
+	json_t *o;
+
+	if (d->dialect == TL_DIALECT_NATIVE)
+		o = json_pack("{s:s, s:s, s:s, s:O, s:{s:s, s:i, s:i, s:i}}", "event", "start",
+		              "call_sid", d->call_sid, "stream_sid", d->stream_sid, "call", d->meta,
+		              "audio", "encoding", "L16", "sample_rate", d->sample_rate, "channels",
+		              1, "frame_ms", 20);
+	else
+		o = json_pack("{s:s, s:o, s:{s:s, s:s, s:s, s:[s], s:O, s:{s:s, s:i, s:i}}, s:s}",
+		              "event", "start", "sequenceNumber", seq_string(d), "start",
+		              "accountSid", TL_WSD_ACCOUNT_SID, "streamSid", d->stream_sid,
+		              "callSid", d->call_sid, "tracks", "inbound", "customParameters",
+		              d->meta, "mediaFormat", "encoding", "audio/x-mulaw", "sampleRate",
+		              8000, "channels", 1, "streamSid", d->stream_sid);
+	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
+}
+
+ssize_t tl_wsd_dtmf(struct tl_wsd *d, char digit, char *buf, size_t cap)
+{
+	char s[2] = {digit, '\0'};
+	json_t *o;
+
+	if (d->dialect == TL_DIALECT_NATIVE)
+		o = json_pack("{s:s, s:s}", "event", "dtmf", "digit", s);
+	else
+		o = json_pack("{s:s, s:s, s:o, s:{s:s, s:s}}", "event", "dtmf", "streamSid",
+		              d->stream_sid, "sequenceNumber", seq_string(d), "dtmf", "track",
+		              "inbound_track", "digit", s);
+	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
+}
+
+ssize_t tl_wsd_mark(struct tl_wsd *d, const char *name, char *buf, size_t cap)
+{
+	json_t *o;
+
+	if (d->dialect == TL_DIALECT_NATIVE)
+		o = json_pack("{s:s, s:s}", "event", "mark", "name", name);
+	else
+		o = json_pack("{s:s, s:o, s:s, s:{s:s}}", "event", "mark", "sequenceNumber",
+		              seq_string(d), "streamSid", d->stream_sid, "mark", "name", name);
+	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
+}
+
+ssize_t tl_wsd_stop(struct tl_wsd *d, char *buf, size_t cap)
+{
+	json_t *o;
+
+	if (d->dialect == TL_DIALECT_NATIVE)
+		o = json_pack("{s:s}", "event", "stop");
+	else
+		o = json_pack("{s:s, s:o, s:s, s:{s:s, s:s}}", "event", "stop", "sequenceNumber",
+		              seq_string(d), "streamSid", d->stream_sid, "stop", "accountSid",
+		              TL_WSD_ACCOUNT_SID, "callSid", d->call_sid);
+	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
+}
+
+static const char media_tail[] = "\"},\"streamSid\":";
+
+size_t tl_wsd_media_max(const struct tl_wsd *d, size_t n)
+{
+	/* The fixed text plus three 20-digit numbers, with slack. */
+	return 160 + TL_B64_ENC_LEN(n) + strlen(d->sid_json);
+}
+
+ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *buf, size_t cap,
+                     int *binary)
+{
+	size_t sid = strlen(d->sid_json), need;
+	ssize_t enc;
+	int h;
+
+	if (d->dialect == TL_DIALECT_NATIVE) {
+		*binary = 1;
+		if (ev->len < cap)
+			memcpy(buf, ev->data, ev->len);
+		return ev->len;
+	}
+	*binary = 0;
+	h = snprintf(buf, cap,
+	             "{\"event\":\"media\",\"sequenceNumber\":\"%" PRIu64 "\",\"media\":{\"track\":"
+	             "\"inbound\",\"chunk\":\"%" PRIu32 "\",\"timestamp\":\"%" PRIu32
+	             "\",\"payload\":\"",
+	             d->seq + 1, ev->seq, ev->ts_ms);
+	if (h < 0)
+		return -EINVAL;
+	need = (size_t)h + TL_B64_ENC_LEN(ev->len) + sizeof(media_tail) - 1 + sid + 1;
+	if (need >= cap)
+		return (ssize_t)need;
+	enc = tl_b64_encode(buf + h, cap - (size_t)h, ev->data, ev->len);
+	if (enc < 0)
+		return enc;
+	h += (int)enc;
+	memcpy(buf + h, media_tail, sizeof(media_tail) - 1);
+	h += (int)sizeof(media_tail) - 1;
+	memcpy(buf + h, d->sid_json, sid);
+	h += (int)sid;
+	buf[h++] = '}';
+	buf[h] = '\0';
+	d->seq++;
+	return h;
+}
+
+/* ---- parsing ---- */
+
+static int bad(struct tl_wsd_in *in, const char *why)
+{
+	snprintf(in->error, sizeof(in->error), "%s", why);
+	in->kind = TL_WSD_IN_BAD;
+	return in->kind;
+}
+
+static const char *str_at(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static int parse_dtmf(json_t *root, struct tl_wsd_in *in)
+{
+	json_t *d = json_object_get(root, "digit");
+	const char *s;
+	char c;
+
+	if (!d)
+		d = json_object_get(json_object_get(root, "dtmf"), "digit");
+	s = json_string_value(d);
+	if (!s || json_string_length(d) != 1)
+		return bad(in, "dtmf without a one-character digit");
+	c = s[0] >= 'a' && s[0] <= 'd' ? (char)(s[0] - 'a' + 'A') : s[0];
+	if (!strchr("0123456789*#ABCD", c))
+		return bad(in, "dtmf digit not one of 0-9 * # A-D");
+	in->digit = c;
+	in->kind = TL_WSD_IN_DTMF;
+	return in->kind;
+}
+
+static int parse_transfer(json_t *root, struct tl_wsd_in *in)
+{
+	json_t *t = json_object_get(root, "target");
+
+	if (!t || json_is_null(t)) {
+		in->target = "";
+	} else if (!json_is_string(t)) {
+		return bad(in, "transfer target is not a string");
+	} else if (json_string_length(t) >= 256 || strlen(json_string_value(t)) != json_string_length(t)) {
+		return bad(in, "transfer target too long or contains NUL");
+	} else {
+		in->target = json_string_value(t);
+	}
+	in->kind = TL_WSD_IN_TRANSFER;
+	return in->kind;
+}
+
+int tl_wsd_parse(const struct tl_wsd *d, const char *text, size_t len, struct tl_wsd_in *in)
+{
+	json_error_t jerr;
+	json_t *media;
+	const char *ev;
+
+	memset(in, 0, sizeof(*in));
+	in->root = json_loadb(text, len, 0, &jerr);
+	if (!in->root) {
+		snprintf(in->error, sizeof(in->error), "invalid JSON at %d: %s", jerr.position,
+		         jerr.text);
+		in->kind = TL_WSD_IN_BAD;
+		return in->kind;
+	}
+	if (!json_is_object(in->root))
+		return bad(in, "not a JSON object");
+	ev = str_at(in->root, "event");
+	if (!ev)
+		return bad(in, "no \"event\" string");
+	if (strcmp(ev, "media") == 0 && d->dialect == TL_DIALECT_TWILIO) {
+		media = json_object_get(json_object_get(in->root, "media"), "payload");
+		if (!json_is_string(media))
+			return bad(in, "media without a payload string");
+		in->payload = json_string_value(media);
+		in->payload_len = json_string_length(media);
+		in->kind = TL_WSD_IN_MEDIA;
+	} else if (strcmp(ev, "mark") == 0) {
+		in->name = str_at(in->root, "name");
+		if (!in->name)
+			in->name = str_at(json_object_get(in->root, "mark"), "name");
+		if (!in->name)
+			return bad(in, "mark without a name string");
+		in->kind = TL_WSD_IN_MARK;
+	} else if (strcmp(ev, "clear") == 0) {
+		in->kind = TL_WSD_IN_CLEAR;
+	} else if (strcmp(ev, "dtmf") == 0) {
+		return parse_dtmf(in->root, in);
+	} else if (strcmp(ev, "hangup") == 0) {
+		in->kind = TL_WSD_IN_HANGUP;
+	} else if (strcmp(ev, "transfer") == 0) {
+		return parse_transfer(in->root, in);
+	} else {
+		in->event = ev;
+		in->kind = TL_WSD_IN_OTHER;
+	}
+	return in->kind;
+}
+
+void tl_wsd_in_free(struct tl_wsd_in *in)
+{
+	json_decref(in->root);
+	in->root = NULL;
+}
+
+size_t tl_wsd_pcm_join(uint8_t *carry, int *has_carry, const uint8_t *in, size_t n, uint8_t *out)
+{
+	size_t k = 0;
+
+	if (*has_carry && n > 0)
+		out[k++] = *carry;
+	else if (*has_carry)
+		return 0;
+	memcpy(out + k, in, n);
+	k += n;
+	*has_carry = (int)(k & 1);
+	if (*has_carry)
+		*carry = out[--k];
+	return k;
+}
+
+/* ---- mark names ---- */
+
+int tl_wsd_marks_push(struct tl_wsd_marks *m, const char *name, uint32_t *id)
+{
+	unsigned e = m->head % TL_WSD_MARKS;
+
+	if (m->head - m->tail >= TL_WSD_MARKS)
+		return -ENOSPC;
+	m->name[e] = strdup(name);
+	if (!m->name[e])
+		return -ENOMEM;
+	if (++m->next_id == 0)
+		m->next_id = 1;
+	m->id[e] = *id = m->next_id;
+	m->head++;
+	return 0;
+}
+
+void tl_wsd_marks_unpush(struct tl_wsd_marks *m)
+{
+	if (m->head == m->tail)
+		return;
+	m->head--;
+	free(m->name[m->head % TL_WSD_MARKS]);
+	m->name[m->head % TL_WSD_MARKS] = NULL;
+}
+
+char *tl_wsd_marks_pop(struct tl_wsd_marks *m, uint32_t id)
+{
+	while (m->tail != m->head) {
+		unsigned e = m->tail % TL_WSD_MARKS;
+		char *name = m->name[e];
+
+		if (m->id[e] != id && (int32_t)(m->id[e] - id) > 0)
+			return NULL; /* id is older than anything we hold */
+		m->name[e] = NULL;
+		m->tail++;
+		if (m->id[e] == id)
+			return name;
+		free(name);
+	}
+	return NULL;
+}
+
+unsigned tl_wsd_marks_count(const struct tl_wsd_marks *m)
+{
+	return m->head - m->tail;
+}
+
+void tl_wsd_marks_reset(struct tl_wsd_marks *m)
+{
+	while (m->tail != m->head) {
+		free(m->name[m->tail % TL_WSD_MARKS]);
+		m->name[m->tail % TL_WSD_MARKS] = NULL;
+		m->tail++;
+	}
+}

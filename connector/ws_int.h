@@ -1,0 +1,228 @@
+/* Private to the agent WebSocket client: the pure half (ws_dialect.c) that formats what we send
+ * and parses what the agent sends, in the Twilio Media Streams or the native dialect, and the
+ * ring that maps the agent's mark names to media mark ids. No sockets, no threads in here. */
+#ifndef TL_WS_INT_H
+#define TL_WS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "trunkline/config.h"
+#include "trunkline/media.h"
+
+/* Twilio's accountSid is "AC" + 32 hex digits; ours names no account. */
+#define TL_WSD_ACCOUNT_SID "AC00000000000000000000000000000000"
+
+/* One connection's outbound state: who we are and the Twilio sequenceNumber. */
+struct tl_wsd {
+	enum tl_dialect dialect;
+	int sample_rate; /* native: the agent's L16 rate */
+	char *call_sid, *stream_sid;
+	char *sid_json; /* stream_sid as a JSON string literal, quotes included */
+	json_t *meta;   /* the call metadata object */
+	uint64_t seq;   /* Twilio sequenceNumber of the last message sent, 0 before `start` */
+};
+
+/* Copies the strings and parses meta_json (NULL = {}). Returns 0, -EINVAL when meta_json is not
+ * a JSON object, or -ENOMEM. */
+int tl_wsd_init(struct tl_wsd *d, enum tl_dialect dialect, int sample_rate, const char *call_sid,
+                const char *stream_sid, const char *meta_json);
+void tl_wsd_fini(struct tl_wsd *d);
+
+/* Formatters: write one message into buf (cap bytes, borrowed until return) and return the
+ * length it needs, excluding a NUL. The message was written, and the sequenceNumber consumed,
+ * only when that length is < cap; otherwise grow buf and call again. Negative errno on other
+ * failures. tl_wsd_connected returns 0 in the native dialect (it has no such message). */
+ssize_t tl_wsd_connected(struct tl_wsd *d, char *buf, size_t cap);
+ssize_t tl_wsd_start(struct tl_wsd *d, char *buf, size_t cap);
+ssize_t tl_wsd_dtmf(struct tl_wsd *d, char digit, char *buf, size_t cap);
+ssize_t tl_wsd_mark(struct tl_wsd *d, const char *name, char *buf, size_t cap);
+ssize_t tl_wsd_stop(struct tl_wsd *d, char *buf, size_t cap);
+/* One uplink audio frame (ev->kind TL_MEDIA_EV_AUDIO): Twilio `media` text, or in the native
+ * dialect the raw L16 bytes (*binary set to 1). No allocation. */
+ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *buf, size_t cap,
+                     int *binary);
+/* The most bytes a media message for n audio bytes can need (Twilio), given d's stream sid. */
+size_t tl_wsd_media_max(const struct tl_wsd *d, size_t n);
+
+enum tl_wsd_in_kind {
+	TL_WSD_IN_BAD = -1, /* not JSON, not an object, no event, or a known event malformed */
+	TL_WSD_IN_OTHER = 0, /* an event we do not handle (in->event names it) */
+	TL_WSD_IN_MEDIA,     /* in->payload / payload_len: base64 audio (Twilio dialect) */
+	TL_WSD_IN_MARK,      /* in->name */
+	TL_WSD_IN_CLEAR,
+	TL_WSD_IN_DTMF,     /* in->digit: 0-9 * # A-D */
+	TL_WSD_IN_HANGUP,
+	TL_WSD_IN_TRANSFER, /* in->target: "" when none was given; fits tl_ws_event.target */
+};
+
+/* A parsed agent text message. The strings point into root: valid until tl_wsd_in_free. */
+struct tl_wsd_in {
+	enum tl_wsd_in_kind kind;
+	json_t *root;
+	const char *event; /* OTHER: the event name */
+	const char *name;
+	const char *target;
+	const char *payload;
+	size_t payload_len;
+	char digit;
+	char error[80]; /* BAD: why */
+};
+
+/* Parses one complete text message (text: len bytes, borrowed until return). Returns in->kind.
+ * Call tl_wsd_in_free afterwards whatever the result. */
+int tl_wsd_parse(const struct tl_wsd *d, const char *text, size_t len, struct tl_wsd_in *in);
+void tl_wsd_in_free(struct tl_wsd_in *in);
+
+/* Native dialect: joins agent PCM across frames so every play is whole 16-bit samples. Copies
+ * *carry (when *has_carry) and in[0..n) into out (room for n + 1 bytes) and keeps an odd
+ * trailing byte back in *carry. Returns the bytes written to out, always even. */
+size_t tl_wsd_pcm_join(uint8_t *carry, int *has_carry, const uint8_t *in, size_t n, uint8_t *out);
+
+/* The agent's mark names in the order sent to the media stream, each with the id it was given
+ * there. Bounded like the media mark queue; a full ring refuses a new mark. */
+#define TL_WSD_MARKS 64
+
+struct tl_wsd_marks {
+	char *name[TL_WSD_MARKS];
+	uint32_t id[TL_WSD_MARKS];
+	unsigned head, tail; /* head - tail = entries */
+	uint32_t next_id;
+};
+
+/* Copies name and assigns it the next id (*id). Returns 0, -ENOSPC when full, or -ENOMEM. */
+int tl_wsd_marks_push(struct tl_wsd_marks *m, const char *name, uint32_t *id);
+/* Takes back the newest entry (its media mark could not be queued). */
+void tl_wsd_marks_unpush(struct tl_wsd_marks *m);
+/* The name for a played mark id: entries older than id are discarded (they were lost), the
+ * matching one is removed and its name returned (caller frees). NULL when id is unknown. */
+char *tl_wsd_marks_pop(struct tl_wsd_marks *m, uint32_t id);
+unsigned tl_wsd_marks_count(const struct tl_wsd_marks *m);
+void tl_wsd_marks_reset(struct tl_wsd_marks *m);
+
+/* ---- The socket side (ws.c, ws_conn.c): shared between those two files only. ---- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <libwebsockets.h>
+
+#include "trunkline/ws.h"
+
+#define TL_WSC_RX_MAX       (4u << 20) /* largest agent message */
+#define TL_WSC_PLAY_RETRY   20000      /* us between tries while the playout queue is full */
+#define TL_WSC_CLOSE_GRACE  5          /* s for `stop` + close handshake before the cut */
+#define TL_WSC_SHUTDOWN_US  1000000    /* tl_ws_destroy waits this long for polite closes */
+
+/* A call's wake-up target, shared by its media stream (notify) and its connection; see the
+ * header. refs: the stream's, the connection's, and one while on the ready stack. */
+struct tl_ws_cell {
+	struct tl_ws *ws;
+	struct tl_ws_conn *conn; /* WS thread only */
+	uint64_t call;
+	atomic_int refs;
+	atomic_int queued;
+	struct tl_ws_cell *next; /* ready stack link, written by the one pusher */
+};
+
+enum conn_state {
+	C_CONNECTING,
+	C_OPEN,
+	C_CLOSING, /* tl_ws_close: `stop`, then close, no event */
+};
+
+struct tl_ws_conn {
+	struct tl_ws *ws;
+	struct tl_ws_conn *prev, *next; /* ws->conns, WS thread */
+	struct tl_ws_cell *cell;
+	struct tl_media_stream *stream;
+	struct lws *wsi;
+	uint64_t call;
+	enum conn_state state;
+	unsigned linked : 1, in_connect : 1, sync_failed : 1, sent_connected : 1, sent_start : 1, opened : 1,
+	    blocked : 1, warned_bad : 1, warned_mark : 1, warned_dtmf : 1, warned_binary : 1;
+	char reason[128]; /* FAILED / CLOSED reason when lws gave one */
+
+	/* Where to connect, parsed on the control thread. */
+	char *url;   /* copy cut up by lws_parse_uri */
+	const char *address;
+	char *path, *host;
+	int port, ssl;
+	json_t *headers;
+	int connect_timeout_ms, idle_timeout_ms;
+
+	struct tl_wsd d;
+	struct tl_wsd_marks marks;
+	struct tl_media_event mev;
+
+	unsigned char *tx; /* LWS_PRE + tx_cap */
+	size_t tx_cap;
+	unsigned char *rx; /* the agent message being assembled */
+	size_t rx_len, rx_cap;
+	int rx_binary;
+	uint8_t *dec; /* agent audio decoded, pending while blocked */
+	size_t dec_len, dec_cap;
+	uint8_t carry; /* native: odd trailing byte */
+	int has_carry;
+	unsigned char *bl; /* messages that came in while blocked: [u32 len][u8 binary][data] */
+	size_t bl_len, bl_off, bl_cap;
+
+	lws_sorted_usec_list_t sul_connect, sul_idle, sul_play;
+	int64_t last_rx_ms;
+	uint64_t st_bad, st_marks_refused, st_audio_dropped;
+};
+
+enum cmd_kind { CMD_CONNECT, CMD_CLOSE };
+
+struct cmd {
+	struct cmd *next;
+	enum cmd_kind kind;
+	uint64_t call;
+	struct tl_ws_conn *conn; /* CONNECT */
+};
+
+struct evnode {
+	struct evnode *next;
+	struct tl_ws_event ev;
+};
+
+struct tl_ws {
+	/* Shell: lives until the last cell is gone, since streams may outlive tl_ws_destroy. */
+	atomic_int refs;
+	atomic_int dead, in_notify;
+	_Atomic(struct tl_ws_cell *) ready;
+	struct lws_context *ctx;
+
+	pthread_t thread;
+	int thread_started;
+	atomic_int stop;
+	pthread_mutex_t lock; /* cmds and events */
+	struct cmd *cmd_head, **cmd_tail;
+	struct evnode *ev_head, **ev_tail;
+	int efd;
+	int insecure;
+
+	/* WS thread */
+	struct tl_ws_conn *conns;
+	int quit, shutting_down;
+	lws_sorted_usec_list_t sul_shutdown;
+};
+
+/* ws.c */
+void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *text);
+/* Grows *buf (plus extra bytes of slack) to hold need bytes. 0 or -ENOMEM. */
+int tl_wsc_grow(unsigned char **buf, size_t *cap, size_t need, size_t extra);
+void tl_wsc_cancelled(struct tl_ws *ws); /* EVENT_WAIT_CANCELLED: commands, ready cells */
+void tl_wsc_free(struct tl_ws_conn *c);  /* unlinks, drops its refs, detaches its wsi */
+
+/* ws_conn.c, WS thread */
+void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */
+void tl_wsc_close(struct tl_ws_conn *c); /* tl_ws_close: `stop` + close, or abort; no event */
+void tl_wsc_kill(struct tl_ws_conn *c);  /* drops it at once, no word to the agent, no event */
+int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len);
+
+#endif

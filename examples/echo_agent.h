@@ -1,0 +1,107 @@
+/* tl-echo-agent internals shared by echo_agent.c (options, lws server, timers, stats) and
+ * echo_conn.c (one call's messages: dialect, echo, marks, DTMF, tone check).
+ * Single-threaded: everything runs on the lws_service() thread. */
+#ifndef TL_ECHO_AGENT_H
+#define TL_ECHO_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#define ECHO_MARK_EVERY  50         /* a mark after every 50th media frame */
+#define ECHO_TONE_FRAMES 10         /* 20 ms frames of 1 kHz before the tone counts */
+#define ECHO_TONE_HZ     1000.0     /* the test tone */
+#define ECHO_MAX_RATE    48000      /* highest native sample rate taken as is */
+#define ECHO_RX_MAX      (1u << 20) /* longest inbound message */
+#define ECHO_TX_MAX      (8u << 20) /* per-connection send queue; beyond, echoes are dropped */
+
+struct echo_opts {
+	int port;
+	const char *host;
+	int delay_ms;
+	const char *stats_path;
+	int hangup_ms;
+	int close_ms;
+	int transfer_ms;
+	const char *transfer_target;
+	int reject;
+	int tone_report;
+	int verbose;
+};
+
+enum echo_dialect { ECHO_UNKNOWN = 0, ECHO_TWILIO, ECHO_NATIVE };
+
+/* What the stats file reports for one connection; kept after it closes. */
+struct echo_rec {
+	char call_sid[64];
+	char stream_sid[64];
+	char digits[64];
+	enum echo_dialect dialect;
+	uint64_t media_in, media_out, marks_sent, marks_in, drops;
+	int tone;
+	int closed;
+};
+
+struct echo_totals {
+	uint64_t connections, rejected, media_in, media_out, marks_sent, marks_in, dtmf, tones,
+	    drops;
+};
+
+/* Growable byte buffer; grows by doubling, so steady-state traffic allocates nothing. */
+struct echo_buf {
+	uint8_t *p;
+	size_t head, len, cap; /* live bytes are p[head .. len) */
+};
+
+struct echo_app;
+
+/* Per-connection state: lws' per-session data. */
+struct echo_conn {
+	struct echo_app *app;
+	struct lws *wsi;
+	struct echo_conn *prev, *next; /* app->active */
+	struct echo_rec rec;
+	unsigned rate; /* of the audio received */
+	int alaw;
+	struct echo_buf rx;                       /* a fragmented message being reassembled */
+	struct echo_buf tx;                       /* queued messages, see echo_conn.c */
+	int64_t hangup_at, close_at, transfer_at; /* monotonic us, 0 = not armed */
+	int64_t timer_at;                         /* what the wsi timer is set for */
+	int16_t frame[ECHO_MAX_RATE / 50];
+	size_t frame_n;
+	int have_odd; /* native: a byte of a sample split across frames */
+	uint8_t odd;
+	unsigned tone_frames;
+	unsigned since_mark;
+	int stopping;
+};
+
+struct echo_app {
+	struct echo_opts o;
+	struct echo_totals t;
+	struct lws_context *ctx;
+	struct echo_conn *active;
+	struct echo_rec *done;
+	size_t n_done, cap_done;
+	lws_sorted_usec_list_t stats_sul;
+	int dirty;
+};
+
+int64_t echo_now_us(void);
+
+/* echo_conn.c */
+void echo_conn_open(struct echo_conn *c, struct echo_app *app, struct lws *wsi);
+void echo_conn_close(struct echo_conn *c);
+/* One whole message. Returns 0, or -1 to close the connection. */
+int echo_conn_message(struct echo_conn *c, const uint8_t *msg, size_t n, int binary);
+/* Fragments of a message; calls echo_conn_message once it is whole. */
+int echo_conn_receive(struct echo_conn *c, const void *in, size_t n);
+/* WRITEABLE: sends the first due message. Returns 0 or -1. */
+int echo_conn_writeable(struct echo_conn *c);
+/* TIMER: fires due hangup/transfer/close. Returns 0 or -1 (close). */
+int echo_conn_timer(struct echo_conn *c);
+/* Re-arms the wsi timer or asks for WRITEABLE, whichever comes next. */
+void echo_conn_schedule(struct echo_conn *c);
+
+#endif

@@ -1,0 +1,1170 @@
+/* Media engine tests over real UDP on 127.0.0.1: a fake PBX exchanges RTP/RTCP with streams on
+ * one engine (1 worker). Uplink µ-law passthrough, A-law and L16 16 kHz conversion, reordering,
+ * concealment and duplicates; downlink pacing, marks, clear, playout bound; RFC 4733 both ways;
+ * symmetric RTP, hold, RTCP, and the stream lifecycle. Every wait is bounded. */
+#include "trunkline/g711.h"
+#include "trunkline/media.h"
+#include "trunkline/rtp.h"
+#include "trunkline/tone.h"
+#include "tl_test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PKT_CAP 1500
+
+/* ---- clocks ---- */
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000 + ts.tv_nsec / 1e6;
+}
+
+/* Packet arrival times come from the kernel (SO_TIMESTAMPNS, realtime): compare with this. */
+static double rt_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec * 1000 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+	poll(NULL, 0, ms);
+}
+
+/* ---- sockets ---- */
+
+struct pair {
+	int rtp, rtcp;
+	uint16_t port; /* RTP, even; RTCP is port + 1 */
+};
+
+static struct sockaddr_in loopback(uint16_t port)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return a;
+}
+
+static int udp_bind(uint16_t port)
+{
+	struct sockaddr_in a = loopback(port);
+	int one = 1, fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int pair_open(struct pair *p)
+{
+	static uint16_t next;
+
+	if (!next)
+		next = (uint16_t)(20000 + (getpid() % 10000) * 2);
+	for (int tries = 0; tries < 4000; tries++) {
+		uint16_t port = next;
+		next = next >= 59998 ? 20000 : (uint16_t)(next + 2);
+		int a = udp_bind(port), b = a >= 0 ? udp_bind((uint16_t)(port + 1)) : -1;
+		if (a >= 0 && b >= 0) {
+			p->rtp = a;
+			p->rtcp = b;
+			p->port = port;
+			return 0;
+		}
+		if (a >= 0)
+			close(a);
+	}
+	return -1;
+}
+
+static void pair_close(struct pair *p)
+{
+	close(p->rtp);
+	close(p->rtcp);
+}
+
+/* One datagram within timeout_ms into buf; *at_ms is its kernel arrival time (realtime).
+ * Returns its length, or 0 when none came. */
+static size_t udp_recv(int fd, uint8_t *buf, size_t cap, double *at_ms, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	char ctl[CMSG_SPACE(sizeof(struct timespec))];
+	struct iovec iov = {.iov_base = buf, .iov_len = cap};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+	ssize_t n;
+
+	if (poll(&pfd, 1, timeout_ms) <= 0)
+		return 0;
+	n = recvmsg(fd, &mh, MSG_DONTWAIT);
+	if (n <= 0)
+		return 0;
+	*at_ms = rt_ms();
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+			*at_ms = (double)ts.tv_sec * 1000 + ts.tv_nsec / 1e6;
+		}
+	}
+	return (size_t)n;
+}
+
+/* ---- the fixture: a PBX and one stream ---- */
+
+struct sink {
+	atomic_int notifies, releases;
+	int efd;
+};
+
+static void on_notify(void *arg)
+{
+	struct sink *k = arg;
+	uint64_t one = 1;
+
+	atomic_fetch_add(&k->notifies, 1);
+	if (write(k->efd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the waiter wakes anyway */
+	}
+}
+
+static void on_release(void *arg)
+{
+	struct sink *k = arg;
+	atomic_fetch_add(&k->releases, 1);
+}
+
+struct call {
+	struct pair pbx;   /* the PBX's sockets (ours) */
+	struct pair local; /* the stream's ports (fds owned by the stream) */
+	struct tl_media_stream *s;
+	struct tl_sdp_media sdp;
+	struct sockaddr_storage remote;
+	struct sink sink;
+	uint16_t seq0; /* PBX's first RTP seq */
+	uint32_t ts0, ssrc;
+};
+
+struct opts {
+	enum tl_codec codec;
+	uint8_t pt;
+	int te_pt;
+	enum tl_media_agent_format fmt;
+	int rate;
+	int ptime;            /* 0: 20 */
+	uint16_t remote_port; /* 0: the PBX's */
+};
+
+static const struct opts pcmu = {.codec = TL_CODEC_PCMU, .pt = 0, .te_pt = 101};
+
+/* Heap allocated: if a stream is never released, its sink must stay valid. */
+static struct call *call_open(struct tl_media *m, const struct opts *o)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	struct tl_media_stream_params p;
+	struct sockaddr_in ra;
+
+	if (!c)
+		return NULL;
+	if (pair_open(&c->pbx) < 0 || pair_open(&c->local) < 0) {
+		TL_CHECK(!"cannot bind UDP ports on 127.0.0.1");
+		return NULL;
+	}
+	c->sink.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->seq0 = (uint16_t)(1000 + c->local.port);
+	c->ts0 = 0x12345678u + c->local.port;
+	c->ssrc = 0xC0DE0000u | c->local.port;
+	strcpy(c->sdp.remote_addr, "127.0.0.1");
+	c->sdp.remote_port = o->remote_port ? o->remote_port : c->pbx.port;
+	c->sdp.codec = o->codec;
+	c->sdp.pt = o->pt;
+	c->sdp.clock_rate = 8000;
+	c->sdp.te_pt = o->te_pt;
+	c->sdp.ptime = o->ptime ? o->ptime : 20;
+	c->sdp.dir = TL_SDP_SENDRECV;
+	ra = loopback(c->sdp.remote_port);
+	memset(&c->remote, 0, sizeof(c->remote));
+	memcpy(&c->remote, &ra, sizeof(ra));
+
+	memset(&p, 0, sizeof(p));
+	p.rtp_fd = c->local.rtp;
+	p.rtcp_fd = c->local.rtcp;
+	p.remote = c->remote;
+	p.sdp = c->sdp;
+	p.agent_format = o->fmt;
+	p.agent_rate = o->rate;
+	p.notify = on_notify;
+	p.notify_arg = &c->sink;
+	p.notify_release = on_release;
+	TL_CHECK_INT(tl_media_stream_create(&c->s, m, &p), 0);
+	return c;
+}
+
+/* Waits (bounded) for predicate-free things: the stream's release. */
+static int wait_release(struct call *c, int timeout_ms)
+{
+	double end = mono_ms() + timeout_ms;
+
+	while (atomic_load(&c->sink.releases) == 0 && mono_ms() < end)
+		sleep_ms(2);
+	return atomic_load(&c->sink.releases);
+}
+
+static void call_close(struct call *c)
+{
+	if (!c)
+		return;
+	tl_media_stream_unref(c->s);
+	if (wait_release(c, 2000) != 1) {
+		TL_CHECK(!"stream not released within 2 s");
+		return; /* leak: the worker may still use the sink */
+	}
+	pair_close(&c->pbx);
+	close(c->sink.efd);
+	free(c);
+}
+
+/* Next uplink event within timeout_ms, sleeping on the notify eventfd. Returns 1 or 0. */
+static int next_event(struct call *c, struct tl_media_event *ev, int timeout_ms)
+{
+	double end = mono_ms() + timeout_ms;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = c->sink.efd, .events = POLLIN};
+		uint64_t v;
+		if (tl_media_stream_poll(c->s, ev))
+			return 1;
+		double left = end - mono_ms();
+		if (left <= 0)
+			return 0;
+		if (poll(&pfd, 1, (int)ceil(left)) > 0 && read(c->sink.efd, &v, sizeof(v)) < 0) {
+			/* raced with another read: poll again */
+		}
+	}
+}
+
+/* PBX -> stream RTP. idx numbers the PBX's packets: seq and ts follow from it. */
+static void pbx_send(struct call *c, uint8_t pt, int marker, unsigned idx, uint32_t ts,
+                     const uint8_t *payload, size_t len)
+{
+	struct tl_rtp_hdr h = {.pt = pt,
+	                       .marker = (uint8_t)marker,
+	                       .seq = (uint16_t)(c->seq0 + idx),
+	                       .ts = ts,
+	                       .ssrc = c->ssrc};
+	struct sockaddr_in to = loopback(c->local.port);
+	uint8_t pkt[PKT_CAP];
+
+	tl_rtp_write(pkt, sizeof(pkt), &h);
+	memcpy(pkt + TL_RTP_HDR_LEN, payload, len);
+	TL_CHECK(sendto(c->pbx.rtp, pkt, TL_RTP_HDR_LEN + len, 0, (struct sockaddr *)&to,
+	                sizeof(to)) == (ssize_t)(TL_RTP_HDR_LEN + len));
+}
+
+static void pbx_audio(struct call *c, uint8_t pt, unsigned idx, const uint8_t *payload)
+{
+	pbx_send(c, pt, idx == 0, idx, c->ts0 + idx * 160, payload, 160);
+}
+
+struct pkt {
+	uint8_t pt, marker;
+	uint16_t seq;
+	uint32_t ts, ssrc;
+	double at; /* kernel arrival, realtime ms */
+	size_t plen;
+	uint8_t pl[PKT_CAP];
+};
+
+/* One RTP packet at the PBX within timeout_ms: 1, 0 when none came, -1 when it does not parse. */
+static int pbx_recv(int fd, struct pkt *p, int timeout_ms)
+{
+	uint8_t buf[PKT_CAP];
+	struct tl_rtp_hdr h;
+	size_t n = udp_recv(fd, buf, sizeof(buf), &p->at, timeout_ms);
+
+	if (n == 0)
+		return 0;
+	if (tl_rtp_parse(&h, buf, n) < 0)
+		return -1;
+	p->pt = h.pt;
+	p->marker = h.marker;
+	p->seq = h.seq;
+	p->ts = h.ts;
+	p->ssrc = h.ssrc;
+	p->plen = h.payload_len;
+	memcpy(p->pl, h.payload, h.payload_len);
+	return 1;
+}
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != v)
+			return 0;
+	return n > 0;
+}
+
+static int is_silence(const struct pkt *p)
+{
+	return p->pt == 0 && all_bytes(p->pl, p->plen, 0xFF);
+}
+
+/* Reads what is queued now; counts audio (PT 0 and not silence) packets into *audio. */
+static int pbx_drain(int fd, int *audio)
+{
+	struct pkt p;
+	int n = 0;
+
+	while (pbx_recv(fd, &p, 0) == 1) {
+		n++;
+		if (audio && p.pt == 0 && !is_silence(&p))
+			(*audio)++;
+	}
+	return n;
+}
+
+/* ---- audio helpers ---- */
+
+static void tone_pcm(int16_t *pcm, size_t n, unsigned rate, double freq)
+{
+	struct tl_tone_gen g;
+	TL_CHECK_INT(tl_tone_gen_init(&g, rate, freq, 8000), 0);
+	tl_tone_gen_fill(&g, pcm, n);
+}
+
+static void tone_ulaw(uint8_t *out, size_t n)
+{
+	int16_t *pcm = malloc(n * sizeof(*pcm));
+	tone_pcm(pcm, n, 8000, 1000);
+	tl_g711_ulaw_encode(out, pcm, n);
+	free(pcm);
+}
+
+static int ulaw_has_tone(const uint8_t *ulaw, size_t n)
+{
+	int16_t pcm[PKT_CAP];
+	tl_g711_ulaw_decode(pcm, ulaw, n);
+	return tl_tone_detect(pcm, n, 8000, 1000) == 1;
+}
+
+/* The engine most cases share (1 worker, reorder 40 ms, playout 60 s), and the RTCP case's
+ * stream, opened first so its 5 s interval runs while the other cases do. */
+static struct tl_media *engine;
+static struct call *rtcp_call;
+static double rtcp_created;
+
+/* ---- uplink ---- */
+
+static void test_uplink_ulaw(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	static uint8_t tone[50 * 160];
+	struct tl_media_event ev;
+	struct tl_media_stats st;
+	int got = 0, in_order = 0, exact = 0, toned = 0;
+
+	if (!c)
+		return;
+	tone_ulaw(tone, sizeof(tone));
+	for (unsigned i = 0; i < 50; i++) {
+		double t = mono_ms();
+		pbx_audio(c, 0, i, tone + i * 160);
+		if (!next_event(c, &ev, 200))
+			continue;
+		got++;
+		in_order += ev.kind == TL_MEDIA_EV_AUDIO && ev.len == 160 && ev.seq == i + 1 &&
+		            ev.ts_ms == i * 20;
+		exact += ev.len == 160 && memcmp(ev.data, tone + i * 160, 160) == 0;
+		toned += ev.len == 160 && ulaw_has_tone(ev.data, 160);
+		while (mono_ms() < t + 10) /* ~10 ms pacing: faster than real time */
+			sleep_ms(1);
+	}
+	TL_CHECK_INT(got, 50);
+	TL_CHECK_INT(in_order, 50);
+	TL_CHECK_INT(exact, 50); /* PCMU to a µ-law agent is passed through */
+	TL_CHECK_INT(toned, 50);
+	TL_CHECK(atomic_load(&c->sink.notifies) >= 1);
+	TL_CHECK_INT(next_event(c, &ev, 80), 0);
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.rx_packets, 50);
+	TL_CHECK_INT(st.rx_lost, 0);
+	TL_CHECK_INT(st.uplink_drops, 0);
+	call_close(c);
+}
+
+/* ptime 40: each 320-byte packet is two 20 ms frames for the agent, nothing cut off. */
+static void test_uplink_ptime40(void)
+{
+	struct opts o = pcmu;
+	struct call *c;
+	static uint8_t tone[10 * 160];
+	struct tl_media_event ev;
+	int got = 0, good = 0;
+
+	o.ptime = 40;
+	c = call_open(engine, &o);
+	if (!c)
+		return;
+	tone_ulaw(tone, sizeof(tone));
+	for (unsigned i = 0; i < 5; i++)
+		pbx_send(c, 0, i == 0, i, c->ts0 + i * 320, tone + i * 320, 320);
+	while (got < 12 && next_event(c, &ev, 150)) {
+		good += ev.kind == TL_MEDIA_EV_AUDIO && ev.len == 160 && ev.seq == (unsigned)got + 1 &&
+		        ev.ts_ms == (unsigned)got * 20 && got < 10 &&
+		        memcmp(ev.data, tone + got * 160, 160) == 0;
+		got++;
+	}
+	TL_CHECK_INT(got, 10);
+	TL_CHECK_INT(good, 10);
+
+	/* packet 6 lost: one ptime (two frames) of silence in its place, then packet 7 */
+	pbx_send(c, 0, 0, 6, c->ts0 + 6 * 320, tone, 320);
+	got = good = 0;
+	while (got < 6 && next_event(c, &ev, 150)) {
+		good += ev.kind == TL_MEDIA_EV_AUDIO && ev.len == 160 && ev.seq == 11u + got &&
+		        ev.ts_ms == 200u + 20 * got &&
+		        (got < 2 ? all_bytes(ev.data, 160, 0xFF)
+		                 : got < 4 && memcmp(ev.data, tone + (got - 2) * 160, 160) == 0);
+		got++;
+	}
+	TL_CHECK_INT(got, 4);
+	TL_CHECK_INT(good, 4);
+	call_close(c);
+}
+
+/* Expects an audio event whose payload is all `fill`, with the given seq. */
+static void expect_frame(struct call *c, uint32_t seq, uint8_t fill, int timeout_ms)
+{
+	struct tl_media_event ev;
+
+	if (!next_event(c, &ev, timeout_ms)) {
+		fprintf(stderr, "  no event for seq %u\n", (unsigned)seq);
+		TL_CHECK(!"event expected");
+		return;
+	}
+	TL_CHECK_INT(ev.kind, TL_MEDIA_EV_AUDIO);
+	TL_CHECK_INT(ev.seq, seq);
+	TL_CHECK_INT(ev.ts_ms, (seq - 1) * 20);
+	TL_CHECK_INT(ev.len, 160);
+	if (!all_bytes(ev.data, ev.len, fill))
+		fprintf(stderr, "  seq %u: expected 0x%02x, got 0x%02x\n", (unsigned)seq, fill,
+		        ev.data[0]);
+	TL_CHECK(all_bytes(ev.data, ev.len, fill));
+}
+
+/* Packet idx carries 160 bytes of 0x10 + idx, so each event names its packet. */
+static void send_marked(struct call *c, unsigned idx)
+{
+	uint8_t pl[160];
+	memset(pl, 0x10 + (int)idx, sizeof(pl));
+	pbx_audio(c, 0, idx, pl);
+}
+
+static void test_reorder(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	const unsigned swapped[] = {0, 1, 3, 2, 4};
+	struct tl_media_event ev;
+	struct tl_media_stats st;
+	double t;
+
+	if (!c)
+		return;
+	/* 1 2 4 3 5: in order, nothing concealed */
+	for (unsigned i = 0; i < 5; i++)
+		send_marked(c, swapped[i]);
+	for (unsigned i = 0; i < 5; i++)
+		expect_frame(c, i + 1, (uint8_t)(0x10 + i), 200);
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.rx_lost, 0);
+
+	/* 6 7 _ 9 10 11: one silent frame in 8's place, only after the reorder wait */
+	send_marked(c, 5);
+	send_marked(c, 6);
+	expect_frame(c, 6, 0x15, 200);
+	expect_frame(c, 7, 0x16, 200);
+	t = mono_ms();
+	send_marked(c, 8);
+	send_marked(c, 9);
+	send_marked(c, 10);
+	expect_frame(c, 8, 0xFF, 200); /* µ-law silence */
+	t = mono_ms() - t;
+	fprintf(stderr, "  gap concealed after %.1f ms\n", t);
+	TL_CHECK(t >= 39 && t <= 120);
+	expect_frame(c, 9, 0x18, 50);
+	expect_frame(c, 10, 0x19, 50);
+	expect_frame(c, 11, 0x1A, 50);
+
+	/* duplicates: 12 twice and an old 11 again give 12, 13 only */
+	send_marked(c, 11);
+	send_marked(c, 11);
+	send_marked(c, 12);
+	send_marked(c, 10);
+	expect_frame(c, 12, 0x1B, 200);
+	expect_frame(c, 13, 0x1C, 200);
+	TL_CHECK_INT(next_event(c, &ev, 80), 0);
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.rx_lost, 1);
+	TL_CHECK_INT(st.rx_dup, 2);
+	call_close(c);
+}
+
+/* A-law from the PBX, µ-law to the agent: the same tone within quantization noise. */
+static void test_alaw(void)
+{
+	struct opts o = {.codec = TL_CODEC_PCMA, .pt = 8, .te_pt = 101};
+	struct call *c = call_open(engine, &o);
+	int16_t pcm[10 * 160], out[160];
+	uint8_t alaw[160];
+	struct tl_media_event ev;
+	int got = 0, toned = 0, close_enough = 0;
+
+	if (!c)
+		return;
+	tone_pcm(pcm, 10 * 160, 8000, 1000);
+	for (unsigned i = 0; i < 10; i++) {
+		double err = 0, sig = 0;
+		tl_g711_alaw_encode(alaw, pcm + i * 160, 160);
+		pbx_audio(c, 8, i, alaw);
+		if (!next_event(c, &ev, 200) || ev.kind != TL_MEDIA_EV_AUDIO || ev.len != 160)
+			continue;
+		got++;
+		tl_g711_ulaw_decode(out, ev.data, 160);
+		toned += tl_tone_detect(out, 160, 8000, 1000) == 1;
+		for (int k = 0; k < 160; k++) {
+			double d = out[k] - pcm[i * 160 + k];
+			err += d * d;
+			sig += (double)pcm[i * 160 + k] * pcm[i * 160 + k];
+		}
+		close_enough += err < sig / 300; /* SNR above ~25 dB */
+	}
+	TL_CHECK_INT(got, 10);
+	TL_CHECK_INT(toned, 10);
+	TL_CHECK_INT(close_enough, 10);
+	call_close(c);
+}
+
+/* L16 at 16 kHz: 640-byte frames up, 1 kHz still at 1 kHz; and 16 kHz audio played down. */
+static void test_l16(void)
+{
+	struct opts o = {
+	    .codec = TL_CODEC_PCMU, .pt = 0, .te_pt = 101, .fmt = TL_MEDIA_AGENT_L16, .rate = 16000};
+	struct call *c = call_open(engine, &o);
+	static uint8_t tone[10 * 160];
+	static int16_t down[16000 / 5]; /* 200 ms */
+	int16_t pcm[320];
+	struct tl_media_event ev;
+	struct pkt p;
+	static int16_t heard[12 * 160];
+	int got = 0, sized = 0, toned = 0, audio = 0, audio_toned = 0, hole = 0;
+	double end;
+
+	if (!c)
+		return;
+	tone_ulaw(tone, sizeof(tone));
+	for (unsigned i = 0; i < 10; i++) {
+		pbx_audio(c, 0, i, tone + i * 160);
+		if (!next_event(c, &ev, 200) || ev.kind != TL_MEDIA_EV_AUDIO)
+			continue;
+		got++;
+		if (ev.len != 640) {
+			fprintf(stderr, "  L16 frame %u: %u bytes\n", i, (unsigned)ev.len);
+			continue;
+		}
+		sized++;
+		memcpy(pcm, ev.data, 640);
+		/* the first frame holds the resampler's start-up transient */
+		toned += i > 0 && tl_tone_detect(pcm, 320, 16000, 1000) == 1;
+	}
+	TL_CHECK_INT(got, 10);
+	TL_CHECK_INT(sized, 10);
+	TL_CHECK_INT(toned, 9);
+
+	tone_pcm(down, sizeof(down) / 2, 16000, 1000);
+	pbx_drain(c->pbx.rtp, NULL);
+	TL_CHECK_INT(tl_media_stream_play(c->s, down, sizeof(down)), (int)sizeof(down));
+	end = mono_ms() + 600;
+	while (mono_ms() < end && pbx_recv(c->pbx.rtp, &p, 50) >= 0)
+		if (p.pt == 0 && p.plen == 160 && !is_silence(&p) && audio < 12) {
+			tl_g711_ulaw_decode(heard + audio * 160, p.pl, 160);
+			audio++;
+			audio_toned += ulaw_has_tone(p.pl, 160);
+		}
+	fprintf(stderr, "  L16 down: %d audio packets, %d with the tone\n", audio, audio_toned);
+	TL_CHECK(audio >= 10 && audio <= 11);
+	TL_CHECK(audio_toned >= 9);
+	/* no hole inside the tone: a 1 kHz sine at 8 kHz never has 4 quiet samples in a row */
+	for (int i = 0, loud = 0, quiet = 0; i < audio * 160; i++) {
+		if (abs(heard[i]) >= 1000) {
+			if (loud && quiet >= 4 && i < 200 * 8)
+				hole = i;
+			loud = 1;
+			quiet = 0;
+		} else {
+			quiet++;
+		}
+	}
+	if (hole)
+		fprintf(stderr, "  L16 down: hole in the tone ending at sample %d\n", hole);
+	TL_CHECK_INT(hole, 0);
+	call_close(c);
+}
+
+/* ---- downlink ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void test_downlink_pacing(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	static uint8_t tone[8000];
+	static struct pkt pk[120];
+	int n = 0, first = -1, bad_hdr = 0, bad_payload = 0, toned = 0, sil_ok = 0;
+	double iv[60], sorted[60], t_play, end, maxdev = 0;
+
+	if (!c)
+		return;
+	/* before any audio: comfort silence, PT 0, no marker */
+	for (int i = 0; i < 3; i++) {
+		struct pkt p;
+		TL_CHECK_INT(pbx_recv(c->pbx.rtp, &p, 100), 1);
+		TL_CHECK(is_silence(&p) && p.plen == 160 && !p.marker);
+	}
+	tone_ulaw(tone, sizeof(tone));
+	pbx_drain(c->pbx.rtp, NULL);
+	t_play = rt_ms();
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 8000);
+	end = mono_ms() + 1800;
+	while (n < 120 && mono_ms() < end) {
+		int r = pbx_recv(c->pbx.rtp, &pk[n], 50);
+		TL_CHECK(r >= 0);
+		if (r <= 0)
+			continue;
+		if (first < 0 && pk[n].marker)
+			first = n;
+		n++;
+		if (first >= 0 && n >= first + 56)
+			break;
+	}
+	TL_CHECK(first >= 0);
+	if (first < 0 || n < first + 56)
+		goto out;
+	fprintf(stderr, "  first audio %.1f ms after play\n", pk[first].at - t_play);
+	TL_CHECK(pk[first].at - t_play < 45);
+	for (int i = 0; i < first; i++)
+		TL_CHECK(is_silence(&pk[i]));
+	for (int k = 0; k < 56; k++) {
+		const struct pkt *p = &pk[first + k];
+		if (k > 0)
+			bad_hdr += p->seq != (uint16_t)(pk[first].seq + k) ||
+			           p->ts != pk[first].ts + 160u * (unsigned)k || p->marker ||
+			           p->ssrc != pk[first].ssrc;
+		bad_hdr += p->pt != 0 || p->plen != 160;
+		if (k < 50) {
+			bad_payload += memcmp(p->pl, tone + k * 160, 160) != 0;
+			toned += ulaw_has_tone(p->pl, 160);
+		} else {
+			/* the buffer is empty: comfort silence, every 20 ms */
+			double d = p->at - pk[first + k - 1].at;
+			sil_ok += is_silence(p) && d > 15 && d < 25;
+		}
+	}
+	TL_CHECK_INT(bad_hdr, 0);
+	TL_CHECK_INT(bad_payload, 0);
+	TL_CHECK_INT(toned, 50);
+	TL_CHECK_INT(sil_ok, 6);
+	for (int k = 1; k < 50; k++)
+		sorted[k - 1] = iv[k - 1] = pk[first + k].at - pk[first + k - 1].at;
+	qsort(sorted, 49, sizeof(double), cmp_double);
+	for (int k = 1; k < 49; k++) /* excluding the first interval */
+		if (fabs(iv[k] - 20) > maxdev)
+			maxdev = fabs(iv[k] - 20);
+	fprintf(stderr, "  downlink: median interval %.2f ms, max deviation %.2f ms\n", sorted[24],
+	        maxdev);
+	TL_CHECK(sorted[24] > 19 && sorted[24] < 21);
+	TL_CHECK(maxdev < 2);
+out:
+	call_close(c);
+}
+
+static void test_marks(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	uint8_t tone[1600];
+	struct tl_media_event ev;
+	double t0, t7 = 0, t8 = 0, end;
+	int audio = 0, audio7 = -1, audio8 = -1, order = 0;
+
+	if (!c)
+		return;
+	tone_ulaw(tone, sizeof(tone));
+	pbx_drain(c->pbx.rtp, NULL);
+	t0 = mono_ms();
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 1600);
+	TL_CHECK_INT(tl_media_stream_mark(c->s, 7), 0);
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 1600);
+	TL_CHECK_INT(tl_media_stream_mark(c->s, 8), 0);
+	end = t0 + 1500;
+	while (audio8 < 0 && mono_ms() < end) {
+		if (!next_event(c, &ev, 20)) {
+			pbx_drain(c->pbx.rtp, &audio);
+			continue;
+		}
+		TL_CHECK_INT(ev.kind, TL_MEDIA_EV_MARK);
+		/* the frame before a mark is sent before the mark is reported */
+		pbx_drain(c->pbx.rtp, &audio);
+		if (ev.kind == TL_MEDIA_EV_MARK && ev.mark == 7 && audio7 < 0) {
+			t7 = mono_ms();
+			audio7 = audio;
+			order = 1;
+		} else if (ev.kind == TL_MEDIA_EV_MARK && ev.mark == 8) {
+			t8 = mono_ms();
+			audio8 = audio;
+			order += order == 1;
+		}
+	}
+	fprintf(stderr, "  marks: 7 after %.0f ms and %d frames, 8 after %.0f ms and %d frames\n",
+	        t7 - t0, audio7, t8 - t0, audio8);
+	TL_CHECK_INT(order, 2);
+	TL_CHECK(audio7 >= 10 && audio7 <= 11);
+	TL_CHECK(audio8 >= 20 && audio8 <= 21);
+	TL_CHECK(t7 - t0 >= 175);
+	TL_CHECK(t8 - t7 >= 175 && t8 - t7 <= 260);
+	TL_CHECK_INT(next_event(c, &ev, 50), 0);
+	call_close(c);
+}
+
+static void test_clear(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	static uint8_t tone[40000];
+	struct tl_media_event ev;
+	struct pkt p;
+	int audio = 0, got9 = 0, early = 0, late_audio = 0, resumed = 0, marker = 0;
+	double t_clear, t_sil = 0, end;
+
+	if (!c)
+		return;
+	tone_ulaw(tone, sizeof(tone));
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 40000);
+	TL_CHECK_INT(tl_media_stream_mark(c->s, 9), 0);
+	end = mono_ms() + 100;
+	while (mono_ms() < end) {
+		early += next_event(c, &ev, 10);
+		pbx_drain(c->pbx.rtp, &audio);
+	}
+	TL_CHECK_INT(early, 0);
+	TL_CHECK(audio >= 3);
+	t_clear = rt_ms();
+	TL_CHECK_INT(tl_media_stream_clear(c->s), 0);
+	/* within two ticks the payload is silence again and mark 9 is out */
+	end = mono_ms() + 300;
+	while (mono_ms() < end) {
+		if (!got9 && next_event(c, &ev, 0) && ev.kind == TL_MEDIA_EV_MARK && ev.mark == 9) {
+			got9 = 1;
+			TL_CHECK(rt_ms() - t_clear < 60);
+		}
+		if (pbx_recv(c->pbx.rtp, &p, 5) != 1)
+			continue;
+		if (is_silence(&p) && t_sil == 0)
+			t_sil = p.at;
+		else if (t_sil != 0 && !is_silence(&p))
+			late_audio++;
+	}
+	fprintf(stderr, "  clear: silence %.1f ms after clear\n", t_sil - t_clear);
+	TL_CHECK_INT(got9, 1);
+	TL_CHECK(t_sil > 0 && t_sil - t_clear <= 45);
+	TL_CHECK_INT(late_audio, 0);
+
+	/* audio played after a clear is not cleared */
+	pbx_drain(c->pbx.rtp, NULL);
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, 1600), 1600);
+	TL_CHECK_INT(tl_media_stream_mark(c->s, 10), 0);
+	end = mono_ms() + 600;
+	got9 = 0;
+	while (mono_ms() < end && !got9) {
+		if (next_event(c, &ev, 5) && ev.kind == TL_MEDIA_EV_MARK && ev.mark == 10)
+			got9 = 1;
+		while (pbx_recv(c->pbx.rtp, &p, 0) == 1)
+			if (!is_silence(&p)) {
+				resumed++;
+				marker += p.marker;
+			}
+	}
+	TL_CHECK_INT(got9, 1);
+	TL_CHECK(resumed >= 10 && resumed <= 11);
+	TL_CHECK_INT(marker, 1);
+	call_close(c);
+}
+
+/* Its own engine: playout_max_ms 1000. Ends with destroying an engine without streams. */
+static void test_playout_max(void)
+{
+	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 1000};
+	struct tl_media *m = NULL;
+	static uint8_t tone[8000];
+	struct call *c;
+	double t;
+
+	TL_CHECK_INT(tl_media_create(&m, &cfg), 0);
+	if (!m)
+		return;
+	c = call_open(m, &pcmu);
+	if (c) {
+		tone_ulaw(tone, sizeof(tone));
+		TL_CHECK_INT(tl_media_stream_play(c->s, tone, 8000), 8000);
+		TL_CHECK_INT(tl_media_stream_play(c->s, tone, 800), -ENOSPC);
+		sleep_ms(200); /* about 10 frames played: room for 200 ms again, not for 300 */
+		TL_CHECK_INT(tl_media_stream_play(c->s, tone, 800), 800);
+		TL_CHECK_INT(tl_media_stream_play(c->s, tone, 1600), -ENOSPC);
+		call_close(c);
+	}
+	t = mono_ms();
+	tl_media_destroy(m);
+	TL_CHECK(mono_ms() - t < 1000);
+}
+
+/* ---- RFC 4733 ---- */
+
+static void send_event(struct call *c, unsigned idx, uint32_t ts, uint8_t event, int end,
+                       uint16_t dur, int marker)
+{
+	uint8_t pl[4] = {event, (uint8_t)((end ? 0x80 : 0) | 10), (uint8_t)(dur >> 8),
+	                 (uint8_t)dur};
+	pbx_send(c, 101, marker, idx, ts, pl, sizeof(pl));
+}
+
+static void test_dtmf_in(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	struct tl_media_event ev;
+	int digits = 0, other = 0;
+	char seen[4] = {0};
+	uint16_t dur5 = 0;
+	unsigned idx = 0;
+	double end;
+
+	if (!c)
+		return;
+	/* '5': three progressing, three end packets, one timestamp */
+	for (int i = 0; i < 3; i++, idx++)
+		send_event(c, idx, c->ts0, 5, 0, (uint16_t)(160 * (i + 1)), i == 0);
+	for (int i = 0; i < 3; i++, idx++)
+		send_event(c, idx, c->ts0, 5, 1, 640, 0);
+	/* then '#' (event 11), a new timestamp */
+	for (int i = 0; i < 2; i++, idx++)
+		send_event(c, idx, c->ts0 + 1600, 11, 0, (uint16_t)(160 * (i + 1)), i == 0);
+	for (int i = 0; i < 3; i++, idx++)
+		send_event(c, idx, c->ts0 + 1600, 11, 1, 480, 0);
+	end = mono_ms() + 250;
+	while (mono_ms() < end)
+		if (next_event(c, &ev, 20)) {
+			if (ev.kind != TL_MEDIA_EV_DTMF) {
+				other++;
+				continue;
+			}
+			if (digits < 4)
+				seen[digits] = ev.digit;
+			if (digits == 0)
+				dur5 = ev.duration_ms;
+			digits++;
+		}
+	TL_CHECK_INT(digits, 2);
+	TL_CHECK_INT(other, 0);
+	TL_CHECK_STR(seen, "5#");
+	TL_CHECK_INT(dur5, 80);
+	call_close(c);
+}
+
+static void test_dtmf_out(void)
+{
+	struct opts no_te = pcmu;
+	struct call *c = call_open(engine, &pcmu), *c2;
+	static struct pkt ev[20];
+	struct pkt p;
+	int n = 0, after = 0;
+	double end;
+
+	if (!c)
+		return;
+	TL_CHECK_INT(tl_media_stream_dtmf(c->s, 'x'), -EINVAL);
+	TL_CHECK_INT(tl_media_stream_dtmf(c->s, 0), -EINVAL);
+	pbx_drain(c->pbx.rtp, NULL);
+	TL_CHECK_INT(tl_media_stream_dtmf(c->s, '7'), 0);
+	end = mono_ms() + 600;
+	while (mono_ms() < end && !after && pbx_recv(c->pbx.rtp, &p, 50) >= 0) {
+		if (p.pt == 101 && n < 20)
+			ev[n++] = p;
+		else if (p.pt == 0 && n > 0) {
+			after = 1;
+			/* audio timing carries on past the event's duration */
+			TL_CHECK(p.ts - ev[0].ts >= 160u * (unsigned)n);
+			TL_CHECK_INT((uint16_t)(p.seq - ev[n - 1].seq), 1);
+		}
+	}
+	fprintf(stderr, "  dtmf out: %d event packets\n", n);
+	TL_CHECK(n >= 4);
+	TL_CHECK_INT(after, 1);
+	for (int i = 0; i < n; i++) {
+		int end_bit = (ev[i].pl[1] & 0x80) != 0, last3 = i >= n - 3;
+		TL_CHECK_INT(ev[i].plen, 4);
+		TL_CHECK_INT(ev[i].pl[0], 7);
+		TL_CHECK_INT(ev[i].marker, i == 0);
+		TL_CHECK_INT(ev[i].ts, ev[0].ts);
+		TL_CHECK_INT(end_bit, last3);
+		if (i > 0) {
+			uint16_t d0 = (uint16_t)(ev[i - 1].pl[2] << 8 | ev[i - 1].pl[3]);
+			uint16_t d1 = (uint16_t)(ev[i].pl[2] << 8 | ev[i].pl[3]);
+			TL_CHECK(d1 >= d0);
+			TL_CHECK_INT((uint16_t)(ev[i].seq - ev[i - 1].seq), 1);
+		}
+	}
+	call_close(c);
+
+	no_te.te_pt = -1;
+	c2 = call_open(engine, &no_te);
+	if (c2) {
+		TL_CHECK_INT(tl_media_stream_dtmf(c2->s, '7'), -ENOTSUP);
+		call_close(c2);
+	}
+}
+
+/* ---- addressing and direction ---- */
+
+static void test_symmetric(void)
+{
+	struct pair decoy;
+	struct opts o = pcmu;
+	struct call *c;
+	uint8_t sil[160];
+	struct pkt p;
+	int r;
+
+	if (pair_open(&decoy) < 0) {
+		TL_CHECK(!"cannot bind the decoy");
+		return;
+	}
+	o.remote_port = decoy.port;
+	c = call_open(engine, &o);
+	if (!c) {
+		pair_close(&decoy);
+		return;
+	}
+	/* the SDP address gets the packets until the PBX shows where it is */
+	TL_CHECK_INT(pbx_recv(decoy.rtp, &p, 200), 1);
+	TL_CHECK_INT(pbx_drain(c->pbx.rtp, NULL), 0);
+	memset(sil, 0xFF, sizeof(sil));
+	pbx_audio(c, 0, 0, sil);
+	r = pbx_recv(c->pbx.rtp, &p, 200);
+	TL_CHECK_INT(r, 1);
+	TL_CHECK(r == 1 && p.pt == 0);
+	sleep_ms(30);
+	pbx_drain(decoy.rtp, NULL);
+	TL_CHECK_INT(pbx_recv(decoy.rtp, &p, 100), 0);
+	TL_CHECK(pbx_drain(c->pbx.rtp, NULL) >= 3);
+	call_close(c);
+	pair_close(&decoy);
+}
+
+static void test_hold(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	struct tl_sdp_media sdp;
+	struct tl_media_event ev;
+	uint8_t tone[800];
+	struct pkt p;
+	int got = 0, sent = 0;
+	double end;
+
+	if (!c)
+		return;
+	TL_CHECK_INT(pbx_recv(c->pbx.rtp, &p, 100), 1); /* sending before the hold */
+	sdp = c->sdp;
+	sdp.dir = TL_SDP_RECVONLY;
+	TL_CHECK_INT(tl_media_stream_update(c->s, &c->remote, &sdp), 0);
+	sleep_ms(50); /* the update is applied on the worker */
+	pbx_drain(c->pbx.rtp, NULL);
+	tone_ulaw(tone, sizeof(tone));
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 800);
+	TL_CHECK_INT(tl_media_stream_mark(c->s, 11), 0);
+	end = mono_ms() + 200;
+	while (mono_ms() < end) {
+		if (next_event(c, &ev, 10) && ev.kind == TL_MEDIA_EV_MARK && ev.mark == 11)
+			got++;
+		sent += pbx_drain(c->pbx.rtp, NULL);
+	}
+	TL_CHECK_INT(sent, 0);
+	TL_CHECK_INT(got, 1);
+	/* off hold: packets again, to the same address */
+	sdp.dir = TL_SDP_SENDRECV;
+	TL_CHECK_INT(tl_media_stream_update(c->s, &c->remote, &sdp), 0);
+	TL_CHECK_INT(pbx_recv(c->pbx.rtp, &p, 100), 1);
+	call_close(c);
+}
+
+/* ---- RTCP: a stream opened at the start, checked at the end ---- */
+
+static void test_rtcp(void)
+{
+	struct call *c = rtcp_call;
+	double created_rt = rtcp_created;
+	uint8_t buf[PKT_CAP];
+	struct tl_rtcp_sr sr;
+	struct pkt p;
+	double at = 0, wait = created_rt + 5800 - rt_ms();
+	size_t n;
+
+	if (!c)
+		return;
+	n = udp_recv(c->pbx.rtcp, buf, sizeof(buf), &at, wait > 0 ? (int)wait : 0);
+	TL_CHECK(n >= 8);
+	if (n < 8)
+		return;
+	fprintf(stderr, "  rtcp after %.0f ms\n", at - created_rt);
+	TL_CHECK(at - created_rt >= 4900 && at - created_rt <= 5600);
+	TL_CHECK_INT(buf[0] >> 6, 2);
+	TL_CHECK_INT(buf[1], 200); /* SR: it has been sending comfort silence */
+	TL_CHECK_INT(tl_rtcp_parse_sr(buf, n, &sr), 0);
+	TL_CHECK_INT(pbx_recv(c->pbx.rtp, &p, 100), 1);
+	TL_CHECK_INT(sr.ssrc, p.ssrc);
+	TL_CHECK(sr.packets > 200);
+	call_close(c);
+}
+
+/* ---- lifecycle ---- */
+
+static void *ref_thread(void *arg)
+{
+	tl_media_stream_ref(arg);
+	return NULL;
+}
+
+static void *unref_thread(void *arg)
+{
+	tl_media_stream_unref(arg);
+	return NULL;
+}
+
+static void test_lifecycle(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	pthread_t th;
+	double end;
+	int closed = 0;
+
+	if (!c)
+		return;
+	TL_CHECK_INT(pthread_create(&th, NULL, ref_thread, c->s), 0);
+	pthread_join(th, NULL);
+	tl_media_stream_unref(c->s); /* the other reference keeps it */
+	sleep_ms(60);
+	TL_CHECK(fcntl(c->local.rtp, F_GETFD) >= 0);
+	TL_CHECK_INT(atomic_load(&c->sink.releases), 0);
+	TL_CHECK_INT(pthread_create(&th, NULL, unref_thread, c->s), 0);
+	pthread_join(th, NULL);
+	end = mono_ms() + 1000;
+	while (!closed && mono_ms() < end) {
+		closed = fcntl(c->local.rtp, F_GETFD) < 0 && fcntl(c->local.rtcp, F_GETFD) < 0;
+		if (!closed)
+			sleep_ms(2);
+	}
+	TL_CHECK_INT(closed, 1);
+	TL_CHECK_INT(wait_release(c, 500), 1);
+	sleep_ms(60);
+	TL_CHECK_INT(atomic_load(&c->sink.releases), 1);
+	TL_CHECK_INT(atomic_load(&c->sink.releases), 1);
+	if (atomic_load(&c->sink.releases) == 1) {
+		pair_close(&c->pbx);
+		close(c->sink.efd);
+		free(c);
+	}
+}
+
+/* A refused stream leaves its fds and its notify_arg with the caller. */
+static void test_create_refused(void)
+{
+	struct tl_media_stream_params p;
+	struct tl_media_stream *s = NULL;
+	struct pair local;
+	struct sink k = {.efd = -1};
+
+	if (pair_open(&local) < 0) {
+		TL_CHECK(!"cannot bind UDP ports on 127.0.0.1");
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	p.rtp_fd = local.rtp;
+	p.rtcp_fd = local.rtcp;
+	p.sdp.codec = TL_CODEC_PCMU;
+	p.sdp.te_pt = -1;
+	p.sdp.ptime = 20;
+	p.agent_format = TL_MEDIA_AGENT_L16;
+	p.agent_rate = 11025;
+	p.notify = on_notify;
+	p.notify_arg = &k;
+	p.notify_release = on_release;
+	TL_CHECK_INT(tl_media_stream_create(&s, engine, &p), -EINVAL);
+	TL_CHECK(fcntl(local.rtp, F_GETFD) >= 0 && fcntl(local.rtcp, F_GETFD) >= 0);
+	TL_CHECK_INT(atomic_load(&k.releases), 0);
+	pair_close(&local);
+}
+
+int main(void)
+{
+	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 60000};
+	double t0 = mono_ms();
+
+	alarm(60); /* a hang fails the run instead of stalling it */
+	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
+	if (!engine)
+		return TL_TEST_END();
+	rtcp_created = rt_ms();
+	rtcp_call = call_open(engine, &pcmu);
+
+	TL_TEST_RUN(test_uplink_ulaw);
+	TL_TEST_RUN(test_uplink_ptime40);
+	TL_TEST_RUN(test_reorder);
+	TL_TEST_RUN(test_alaw);
+	TL_TEST_RUN(test_l16);
+	TL_TEST_RUN(test_downlink_pacing);
+	TL_TEST_RUN(test_marks);
+	TL_TEST_RUN(test_clear);
+	TL_TEST_RUN(test_playout_max);
+	TL_TEST_RUN(test_dtmf_in);
+	TL_TEST_RUN(test_dtmf_out);
+	TL_TEST_RUN(test_symmetric);
+	TL_TEST_RUN(test_hold);
+	TL_TEST_RUN(test_lifecycle);
+	TL_TEST_RUN(test_create_refused);
+	TL_TEST_RUN(test_rtcp);
+
+	tl_media_destroy(engine);
+	fprintf(stderr, "total %.1f s\n", (mono_ms() - t0) / 1000);
+	return TL_TEST_END();
+}
