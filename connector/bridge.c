@@ -11,6 +11,7 @@
 #include "sip_int.h"
 
 #include "trunkline/log.h"
+#include "trunkline/route.h"
 
 static void random_sid(char *out, size_t size, const char *prefix)
 {
@@ -49,15 +50,15 @@ static void remote_addr(const struct tl_call *call, struct sockaddr_storage *ss)
 static int make_stream(struct tl_call *call, void *cell)
 {
 	struct tl_media_stream_params p = {
-		.rtp_fd = call->rtp_fd,
-		.rtcp_fd = call->rtcp_fd,
-		.sdp = call->media,
-		.agent_format = call->agent->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16
-									  : TL_MEDIA_AGENT_ULAW,
-		.agent_rate = call->agent->sample_rate,
-		.notify = tl_ws_notify,
-		.notify_arg = cell,
-		.notify_release = tl_ws_notify_release,
+	    .rtp_fd = call->rtp_fd,
+	    .rtcp_fd = call->rtcp_fd,
+	    .sdp = call->media,
+	    .agent_format = call->agent->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16
+	                                                              : TL_MEDIA_AGENT_ULAW,
+	    .agent_rate = call->agent->sample_rate,
+	    .notify = tl_ws_notify,
+	    .notify_arg = cell,
+	    .notify_release = tl_ws_notify_release,
 	};
 	int err;
 
@@ -82,7 +83,7 @@ int tl_bridge_start(struct tl_call *call)
 	char *meta;
 	int err;
 
-	call->agent = call->sip->cfg->rules->n_agents ? &call->sip->cfg->rules->agents[0] : NULL;
+	call->agent = call->route ? call->route->agent : NULL;
 	if (!call->agent)
 		return -ENOENT;
 	random_sid(call->call_sid, sizeof(call->call_sid), "CA");
@@ -95,7 +96,12 @@ int tl_bridge_start(struct tl_call *call)
 		tl_ws_notify_release(cell);
 		return err;
 	}
-	meta = json_dumps(call->meta, JSON_COMPACT | JSON_SORT_KEYS);
+	/* The agent sees the call metadata plus the agent's and route's params. */
+	json_t *start = tl_route_params(call->route, call->meta);
+	if (start)
+		json_object_update(start, call->meta);
+	meta = json_dumps(start ? start : call->meta, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(start);
 	p.call = call->num;
 	p.cell = cell;
 	p.agent = call->agent;
@@ -109,8 +115,9 @@ int tl_bridge_start(struct tl_call *call)
 		return err;
 	call->agent_started = 1;
 	tl_log_info(call->call_id, "connecting agent \"%s\" at %s (%s), callSid %s",
-		    call->agent->name, call->agent->url,
-		    call->agent->dialect == TL_DIALECT_NATIVE ? "native" : "twilio", call->call_sid);
+	            call->agent->name, call->agent->url,
+	            call->agent->dialect == TL_DIALECT_NATIVE ? "native" : "twilio",
+	            call->call_sid);
 	return 0;
 }
 
@@ -124,11 +131,16 @@ void tl_bridge_update(struct tl_call *call)
 	tl_media_stream_update(call->stream, &ss, &call->media);
 }
 
-void tl_bridge_stop(struct tl_call *call)
+void tl_bridge_stop_agent(struct tl_call *call)
 {
 	if (call->agent_started)
 		tl_ws_close(call->sip->ws, call->num);
 	call->agent_started = 0;
+}
+
+void tl_bridge_stop(struct tl_call *call)
+{
+	tl_bridge_stop_agent(call);
 	if (call->stream)
 		tl_media_stream_unref(call->stream);
 	call->stream = NULL;
@@ -157,22 +169,22 @@ void tl_bridge_on_ws_event(void *arg, const struct tl_ws_event *ev)
 	case TL_WS_EV_FAILED:
 		tl_log_warn(call->call_id, "agent unreachable: %s", ev->reason);
 		call->agent_started = 0;
-		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent unavailable\"");
+		tl_call_forward(call, call->route->fallback, "unavailable");
 		break;
 	case TL_WS_EV_CLOSED:
 		tl_log_warn(call->call_id, "agent left the call: %s", ev->reason);
 		call->agent_started = 0;
-		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent disconnected\"");
+		tl_call_forward(call, call->route->fallback, "unavailable");
 		break;
 	case TL_WS_EV_HANGUP:
 		tl_log_info(call->call_id, "agent hung up");
 		tl_call_hangup(call, 480, "SIP;cause=200;text=\"Agent hung up\"");
 		break;
 	case TL_WS_EV_TRANSFER:
-		tl_log_warn(call->call_id, "agent asked for a transfer to %s: not supported yet, "
-					   "hanging up",
-			    ev->target[0] ? ev->target : "(fallback)");
-		tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer not available\"");
+		tl_log_info(call->call_id, "agent asks for a transfer to %s",
+		            ev->target[0] ? ev->target : "the route's fallback");
+		tl_call_forward(call, ev->target[0] ? ev->target : call->route->fallback,
+		                "deflection");
 		break;
 	}
 }

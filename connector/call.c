@@ -20,6 +20,7 @@
 
 #include "trunkline/log.h"
 #include "trunkline/meta.h"
+#include "trunkline/route.h"
 
 #define TL_CALL_MAX_HEADERS 128
 #define TL_SDP_MAX          2048
@@ -83,6 +84,33 @@ static void pick_local_addr(struct tl_call *call, const sip_t *req)
 	}
 }
 
+static void trace_route(void *arg, const struct tl_route *route, const char *why)
+{
+	struct tl_call *call = arg;
+
+	tl_log_debug(call->call_id, "route \"%s\": %s", route->name, why ? why : "match");
+}
+
+/* First matching route of the rules in force; the call keeps those rules until it ends. */
+static int pick_route(struct tl_call *call, const struct tl_meta_header *hdrs, size_t n)
+{
+	struct tl_route_trace trace = {trace_route, call};
+	struct tl_route_call rc = {
+	    .meta = call->meta,
+	    .hdrs = hdrs,
+	    .n_hdrs = n,
+	    .source = call->source.ss_family ? (const struct sockaddr *)&call->source : NULL,
+	    .now = time(NULL),
+	    .active = call->sip->rules->active,
+	};
+
+	call->rules = tl_rules_ref(call->sip->rules);
+	call->route = tl_route_pick(call->rules, &rc, tl_log_enabled(TL_LOG_DEBUG) ? &trace : NULL);
+	if (call->route)
+		call->rules->active[call->route->index]++;
+	return 0;
+}
+
 static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 {
 	struct tl_meta_header hdrs[TL_CALL_MAX_HEADERS];
@@ -93,6 +121,8 @@ static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 
 	url_e(ruri, sizeof(ruri), req->sip_request->rq_url);
 	ruri[sizeof(ruri) - 1] = '\0';
+	snprintf(call->ruri_host, sizeof(call->ruri_host), "%s",
+	         req->sip_request->rq_url->url_host ? req->sip_request->rq_url->url_host : "");
 	for (sip_header_t *h = head ? (sip_header_t *)*head : NULL; h && n < TL_CALL_MAX_HEADERS;
 	     h = (sip_header_t *)h->sh_succ) {
 		int hash = h->sh_class->hc_hash;
@@ -111,7 +141,8 @@ static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 		}
 		n++;
 	}
-	return tl_meta_build(&call->meta, ruri, hdrs, n);
+	int err = tl_meta_build(&call->meta, ruri, hdrs, n);
+	return err < 0 ? err : pick_route(call, hdrs, n);
 }
 
 int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
@@ -168,6 +199,10 @@ void tl_call_destroy(struct tl_call *call)
 		call->sip->n_calls--;
 	}
 	tl_bridge_stop(call);
+	if (call->route)
+		call->rules->active[call->route->index]--;
+	tl_rules_destroy(call->rules);
+	free(call->refer_target);
 	if (call->timer)
 		su_timer_destroy(call->timer);
 	free(call->answer_body);
@@ -300,14 +335,41 @@ void tl_call_agent_ready(struct tl_call *call)
 	call_try_answer(call, 0);
 }
 
+/* What the route says before any SDP work: refuse, redirect, or go on. Returns 1 when done. */
+static int route_first(struct tl_call *call)
+{
+	const struct tl_route *r = call->route;
+
+	if (!r) {
+		tl_log_warn(call->call_id, "no route matches: 404");
+		nua_respond(call->nh, TL_ROUTE_NO_MATCH_STATUS, "No route", TAG_END());
+		call->state = TL_CALL_ENDING;
+		return 1;
+	}
+	tl_log_info(call->call_id, "route \"%s\"", r->name);
+	if (r->kind == TL_ROUTE_REJECT) {
+		nua_respond(call->nh, r->reject, sip_status_phrase(r->reject), TAG_END());
+		call->state = TL_CALL_ENDING;
+		return 1;
+	}
+	if (r->kind == TL_ROUTE_FORWARD && r->method == TL_ROUTE_REDIRECT) {
+		tl_call_forward(call, r->forward, "unconditional");
+		return 1;
+	}
+	return 0;
+}
+
 void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 {
 	char body[TL_SDP_MAX];
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	size_t len = 0;
-	const char *sdp = tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len);
+	const char *sdp;
 	int n;
 
+	if (route_first(call))
+		return;
+	sdp = tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len);
 	if (sdp) {
 		n = make_body(call, 0, sdp, len, body, sizeof(body));
 	} else {
@@ -327,18 +389,21 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	}
 	call->answer_body = strdup(body);
 	nua_respond(call->nh, SIP_180_RINGING, NUTAG_WITH_THIS(call->sip->nua), TAG_END());
+	if (call->sip->cfg->answer_delay_ms > 0)
+		start_timer(call, on_answer_delay, call->sip->cfg->answer_delay_ms);
+	else
+		call->delay_done = 1;
+	if (call->route->kind == TL_ROUTE_FORWARD) { /* forward_method "refer" */
+		tl_call_forward(call, call->route->forward, "unconditional");
+		return;
+	}
 	n = call->answer_body ? tl_bridge_start(call) : -ENOMEM;
 	if (n < 0) {
 		tl_log_error(call->call_id, "cannot start the agent connection: %s", strerror(-n));
-		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent unavailable\"");
+		tl_call_forward(call, call->route->fallback, "unavailable");
 		return;
 	}
-	if (call->sip->cfg->answer_delay_ms > 0) {
-		start_timer(call, on_answer_delay, call->sip->cfg->answer_delay_ms);
-	} else {
-		call->delay_done = 1;
-		call_try_answer(call, 1);
-	}
+	call_try_answer(call, 1);
 }
 
 /* re-INVITE and UPDATE: hold/unhold, codec change, session refresh with or without SDP. */
@@ -395,6 +460,7 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 
 	if (call->state == TL_CALL_ANSWERED)
 		call->state = TL_CALL_CONFIRMED;
+	tl_forward_send_refer(call); /* a transfer that waited for the ACK */
 	if (!call->offer_pending)
 		return;
 	call->offer_pending = 0;
@@ -420,8 +486,8 @@ void tl_call_hangup(struct tl_call *call, int status, const char *reason)
 	tl_bridge_stop(call);
 	if (call->state == TL_CALL_NEW)
 		nua_respond(call->nh, status, sip_status_phrase(status),
-			    TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")),
-			    TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")),
+		            TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	else
 		nua_bye(call->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	call->state = TL_CALL_ENDING;

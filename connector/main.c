@@ -10,6 +10,7 @@
 
 #include "trunkline/config.h"
 #include "trunkline/log.h"
+#include "trunkline/route.h"
 #include "trunkline/sip.h"
 
 static void usage(FILE *f)
@@ -88,6 +89,8 @@ int main(int argc, char **argv)
 	const char *config = NULL, *check = NULL;
 	int c;
 
+	if (argc > 1 && strcmp(argv[1], "route") == 0)
+		return tl_route_cli(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

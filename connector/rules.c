@@ -300,6 +300,19 @@ static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
 		if (rc < 0)
 			return rc;
 	}
+	if (!routes) {
+		/* No "routes" key: every call goes to the first agent, with no fallback. */
+		struct tl_route *r = &rules->route_tab[0];
+		r->name = strdup("default");
+		r->kind = TL_ROUTE_AGENT;
+		r->agent = rules->n_agents ? &rules->agents[0] : NULL;
+		r->params = json_object();
+		rules->n_routes = 1;
+		if (!r->name || !r->params || !r->agent) {
+			tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+			return -ENOMEM;
+		}
+	}
 	rules->routes = routes ? json_incref(routes) : json_array();
 	if (!rules->routes) {
 		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
@@ -323,9 +336,16 @@ int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err)
 		rc = -ENOMEM;
 		goto out;
 	}
+	rules->refs = 1;
 	if ((rc = tl_config_doc_keys(&doc, doc.root, "", rules_keys)) < 0 ||
 	    (rc = load_agents(&doc, rules)) < 0 || (rc = load_routes(&doc, rules)) < 0)
 		goto out;
+	rules->active = calloc(rules->n_routes + 1, sizeof(*rules->active));
+	if (!rules->active) {
+		tl_err_set(err, path, 0, 0, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
 	*out = rules;
 	rules = NULL;
 out:
@@ -334,10 +354,17 @@ out:
 	return rc;
 }
 
+struct tl_rules *tl_rules_ref(struct tl_rules *rules)
+{
+	rules->refs++;
+	return rules;
+}
+
 void tl_rules_destroy(struct tl_rules *rules)
 {
-	if (!rules)
+	if (!rules || --rules->refs > 0)
 		return;
+	free(rules->active);
 	for (size_t i = 0; i < rules->n_agents; i++) {
 		free(rules->agents[i].name);
 		free(rules->agents[i].url);

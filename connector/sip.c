@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sip_int.h"
@@ -17,6 +18,7 @@
 #include <sofia-sip/tport_tag.h>
 
 #include "trunkline/log.h"
+#include "trunkline/route.h"
 #include "trunkline/sip.h"
 
 #define TL_ALLOW     "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, NOTIFY"
@@ -87,8 +89,7 @@ static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 
 	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
-			tl_log_info(NULL, "SIGHUP: rules reload arrives with the routing issue; "
-			                  "rules unchanged");
+			tl_sip_reload_rules(sip, "SIGHUP");
 		else
 			start_drain(sip);
 	}
@@ -220,6 +221,14 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		if (!call && nh)
 			nua_handle_destroy(nh);
 		break;
+	case nua_r_refer:
+		if (call)
+			tl_forward_on_refer_response(call, status, phrase);
+		break;
+	case nua_i_notify:
+		if (call)
+			tl_forward_on_notify(call, req);
+		break;
 	case nua_r_bye:
 	case nua_i_prack:
 	case nua_i_active:
@@ -298,11 +307,13 @@ static int create_nua(struct tl_sip *sip)
 	sip->nua = nua_create(
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
 	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
-	    NUTAG_AUTOANSWER(0), NUTAG_ALLOW(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
-	    NUTAG_SUPPORTED(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
+	    NUTAG_AUTOANSWER(0), SIPTAG_ALLOW_STR(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
+	    SIPTAG_SUPPORTED_STR(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
 	    NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
 	    NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
-	    TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms), TAG_END());
+	    TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms),
+	    /* A stream connection that sent half a message is closed too, not left deaf. */
+	    TPTAG_TIMEOUT((unsigned)cfg->tcp_idle_timeout_ms), TAG_END());
 	if (!sip->nua) {
 		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
 		             n > 1 ? urls[1] : "");
@@ -318,6 +329,50 @@ static int create_nua(struct tl_sip *sip)
 	return 0;
 }
 
+static int rules_mtime(const char *path, struct timespec *out)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	*out = st.st_mtim;
+	return 0;
+}
+
+void tl_sip_reload_rules(struct tl_sip *sip, const char *why)
+{
+	struct tl_rules *rules = NULL;
+	struct tl_err err = {0};
+	char buf[1024];
+
+	rules_mtime(sip->cfg->rules_path, &sip->rules_mtime);
+	if (tl_rules_load(&rules, sip->cfg->rules_path, &err) < 0) {
+		tl_log_error(NULL, "%s: %s; keeping the rules in force", why,
+		             tl_err_str(&err, buf, sizeof(buf)));
+		return;
+	}
+	/* max_calls carries over: calls in progress count against the route of the same name. */
+	for (size_t i = 0; i < rules->n_routes; i++)
+		for (size_t j = 0; j < sip->rules->n_routes; j++)
+			if (strcmp(rules->route_tab[i].name, sip->rules->route_tab[j].name) == 0)
+				rules->active[i] += sip->rules->active[j];
+	tl_rules_destroy(sip->rules); /* calls in progress keep their own reference */
+	sip->rules = rules;
+	tl_log_info(NULL, "%s: rules reloaded from %s (%zu agent(s), %zu route(s))", why,
+	            sip->cfg->rules_path, rules->n_agents, rules->n_routes);
+}
+
+/* Editors save files in place or by rename: polling the mtime catches both. */
+static void on_watch(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct tl_sip *sip = magic;
+	struct timespec now;
+
+	if (rules_mtime(sip->cfg->rules_path, &now) == 0 &&
+	    (now.tv_sec != sip->rules_mtime.tv_sec || now.tv_nsec != sip->rules_mtime.tv_nsec))
+		tl_sip_reload_rules(sip, "rules file changed");
+}
+
 static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 {
 	struct tl_sip *sip = magic;
@@ -329,9 +384,9 @@ static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *a
 static int start_media_and_agents(struct tl_sip *sip)
 {
 	struct tl_media_config mc = {
-		.workers = sip->cfg->media_workers,
-		.reorder_ms = sip->cfg->reorder_ms,
-		.playout_max_ms = sip->cfg->playout_max_ms,
+	    .workers = sip->cfg->media_workers,
+	    .reorder_ms = sip->cfg->reorder_ms,
+	    .playout_max_ms = sip->cfg->playout_max_ms,
 	};
 	int err = tl_media_create(&sip->media, &mc);
 
@@ -344,6 +399,11 @@ static int start_media_and_agents(struct tl_sip *sip)
 		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
 		return err;
 	}
+	sip->rules = tl_rules_ref(sip->cfg->rules);
+	rules_mtime(sip->cfg->rules_path, &sip->rules_mtime);
+	sip->watch_timer = su_timer_create(su_root_task(sip->root), 1000);
+	if (sip->watch_timer)
+		su_timer_set_for_ever(sip->watch_timer, on_watch, NULL);
 	su_wait_create(sip->ws_wait, tl_ws_event_fd(sip->ws), SU_WAIT_IN);
 	sip->ws_index = su_root_register(sip->root, sip->ws_wait, on_ws_events, NULL, 0);
 	return sip->ws_index < 0 ? -EIO : 0;
@@ -425,6 +485,9 @@ void tl_sip_destroy(struct tl_sip *sip)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)
 		su_timer_destroy(sip->drain_timer);
+	if (sip->watch_timer)
+		su_timer_destroy(sip->watch_timer);
+	tl_rules_destroy(sip->rules);
 	if (sip->root && sip->sig_index >= 0)
 		su_root_deregister(sip->root, sip->sig_index);
 	if (sip->root && sip->ws_index >= 0)

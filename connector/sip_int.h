@@ -3,6 +3,7 @@
 #define TL_SIP_INT_H
 
 #include <stdint.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include <jansson.h>
@@ -49,12 +50,17 @@ struct tl_call {
 	int have_media;    /* media holds a negotiated stream */
 	int offer_pending; /* we sent an offer (delayed offer, re-INVITE without SDP) */
 	char *last_body;   /* owned: last SDP we sent, to bump o= version only on change */
-	uint64_t num;                  /* our id for the call across threads (WS events) */
-	const struct tl_agent *agent;  /* borrowed from the rules in force at INVITE */
+	uint64_t num;      /* our id for the call across threads (WS events) */
+	const struct tl_agent *agent;   /* borrowed from the rules in force at INVITE */
 	struct tl_media_stream *stream; /* one reference, owned */
-	int agent_ready;               /* the agent's WebSocket is open */
-	int agent_started;             /* tl_ws_connect was called */
+	int agent_ready;                /* the agent's WebSocket is open */
+	int agent_started;              /* tl_ws_connect was called */
 	char call_sid[40], stream_sid[40];
+	struct tl_rules *rules;       /* one reference: the rules the call was routed with */
+	const struct tl_route *route; /* borrowed from rules; NULL when no route matched */
+	char ruri_host[128];
+	char *refer_target; /* owned: where the call is being transferred */
+	int refer_sent;
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
 	su_timer_t *timer; /* owned: answer delay, then maximum duration */
@@ -81,6 +87,9 @@ struct tl_sip {
 	su_wait_t ws_wait[1];
 	int ws_index;
 	uint64_t next_call_num;
+	struct tl_rules *rules; /* one reference: the rules new calls are routed with */
+	su_timer_t *watch_timer;
+	struct timespec rules_mtime;
 };
 
 /* call.c */
@@ -97,10 +106,20 @@ void tl_call_hangup(struct tl_call *call, int status, const char *reason);
 /* bridge.c: the call's media stream and agent connection */
 int tl_bridge_start(struct tl_call *call);
 void tl_bridge_update(struct tl_call *call);
-void tl_bridge_stop(struct tl_call *call);
+void tl_bridge_stop(struct tl_call *call);       /* agent connection and media stream */
+void tl_bridge_stop_agent(struct tl_call *call); /* agent connection only */
 void tl_bridge_on_ws_event(void *sip, const struct tl_ws_event *ev);
 /* call.c: the agent is connected: answer when nothing else is awaited */
 void tl_call_agent_ready(struct tl_call *call);
+
+/* forward.c: 302 before answer, REFER after; NULL target: 503 before answer, BYE after */
+void tl_call_forward(struct tl_call *call, const char *target, const char *reason);
+void tl_forward_send_refer(struct tl_call *call);
+void tl_forward_on_refer_response(struct tl_call *call, int status, const char *phrase);
+void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
+
+/* sip.c: rules reload (SIGHUP, or the file changed) */
+void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
 
 /* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */
 const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len);

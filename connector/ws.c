@@ -68,9 +68,8 @@ void tl_ws_notify(void *arg)
 		old = atomic_load_explicit(&ws->ready, memory_order_relaxed);
 		do
 			cell->next = old;
-		while (!atomic_compare_exchange_weak_explicit(&ws->ready, &old, cell,
-		                                              memory_order_release,
-		                                              memory_order_relaxed));
+		while (!atomic_compare_exchange_weak_explicit(
+		    &ws->ready, &old, cell, memory_order_release, memory_order_relaxed));
 		if (!old) /* otherwise a wake-up is already on its way */
 			lws_cancel_service(ws->ctx);
 	}
@@ -88,7 +87,7 @@ void tl_ws_notify_release(void *arg)
 void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *text)
 {
 	struct tl_ws *ws = c->ws;
-	struct evnode *n = calloc(1, sizeof(*n));
+	struct tl_wsc_evnode *n = calloc(1, sizeof(*n));
 	uint64_t one = 1;
 
 	if (!n) {
@@ -116,7 +115,7 @@ int tl_ws_event_fd(const struct tl_ws *ws)
 
 int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event *ev), void *arg)
 {
-	struct evnode *n, *next;
+	struct tl_wsc_evnode *n, *next;
 	uint64_t v;
 	int count = 0;
 
@@ -176,7 +175,7 @@ static void on_shutdown_deadline(lws_sorted_usec_list_t *sul)
 void tl_wsc_cancelled(struct tl_ws *ws)
 {
 	struct tl_ws_cell *cell, *next;
-	struct cmd *cmd, *cnext;
+	struct tl_wsc_cmd *cmd, *cnext;
 	struct tl_ws_conn *c, *cn;
 
 	pthread_mutex_lock(&ws->lock);
@@ -186,7 +185,7 @@ void tl_wsc_cancelled(struct tl_ws *ws)
 	pthread_mutex_unlock(&ws->lock);
 	for (; cmd; cmd = cnext) {
 		cnext = cmd->next;
-		if (cmd->kind == CMD_CONNECT)
+		if (cmd->kind == TL_WSC_CMD_CONNECT)
 			tl_wsc_start(cmd->conn);
 		else if ((c = conn_by_call(ws, cmd->call)))
 			tl_wsc_close(c);
@@ -198,7 +197,7 @@ void tl_wsc_cancelled(struct tl_ws *ws)
 		next = cell->next;
 		atomic_store_explicit(&cell->queued, 0, memory_order_seq_cst);
 		c = cell->conn;
-		if (c && c->state == C_OPEN && c->sent_start)
+		if (c && c->state == TL_WSC_OPEN && c->sent_start)
 			lws_callback_on_writable(c->wsi);
 		cell_unref(cell);
 	}
@@ -226,7 +225,8 @@ static void *ws_main(void *arg)
 	struct tl_ws *ws = arg;
 
 	while (!ws->quit)
-		lws_service(ws->ctx, 0);
+		if (lws_service(ws->ctx, 0) < 0)
+			usleep(10000); /* not expected; do not spin */
 	return NULL;
 }
 
@@ -252,11 +252,12 @@ void tl_wsc_free(struct tl_ws_conn *c)
 			ws->quit = 1;
 	}
 	if (c->st_bad || c->st_marks_refused || c->st_audio_dropped)
-		tl_log_info(c->d.call_sid,
-		            "agent connection: %llu bad messages, %llu marks refused, %llu bytes of "
-		            "agent audio dropped",
-		            (unsigned long long)c->st_bad, (unsigned long long)c->st_marks_refused,
-		            (unsigned long long)c->st_audio_dropped);
+		tl_log_info(
+		    c->d.call_sid,
+		    "agent connection: %llu bad messages, %llu marks refused, %llu bytes of "
+		    "agent audio dropped",
+		    (unsigned long long)c->st_bad, (unsigned long long)c->st_marks_refused,
+		    (unsigned long long)c->st_audio_dropped);
 	if (c->cell) {
 		c->cell->conn = NULL;
 		cell_unref(c->cell);
@@ -329,7 +330,8 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 	err = -ENOMEM;
 	if (!c->headers)
 		goto out;
-	if (tl_wsc_grow(&c->tx, &c->tx_cap, tl_wsd_media_max(&c->d, TL_MEDIA_FRAME_MAX), LWS_PRE) < 0)
+	if (tl_wsc_grow(&c->tx, &c->tx_cap, tl_wsd_media_max(&c->d, TL_MEDIA_FRAME_MAX), LWS_PRE) <
+	    0)
 		goto out;
 	*out = c;
 	return 0;
@@ -341,7 +343,7 @@ out:
 int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 {
 	struct tl_ws_conn *c;
-	struct cmd *cmd;
+	struct tl_wsc_cmd *cmd;
 	int err;
 
 	if (!ws || !p || !p->cell || !p->agent || !p->agent->url || !p->stream)
@@ -361,7 +363,7 @@ int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 	atomic_fetch_add_explicit(&c->cell->refs, 1, memory_order_relaxed);
 	c->stream = p->stream;
 	tl_media_stream_ref(c->stream);
-	cmd->kind = CMD_CONNECT;
+	cmd->kind = TL_WSC_CMD_CONNECT;
 	cmd->call = p->call;
 	cmd->conn = c;
 	pthread_mutex_lock(&ws->lock);
@@ -374,7 +376,7 @@ int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 
 void tl_ws_close(struct tl_ws *ws, uint64_t call)
 {
-	struct cmd *cmd;
+	struct tl_wsc_cmd *cmd;
 
 	if (!ws)
 		return;
@@ -383,7 +385,7 @@ void tl_ws_close(struct tl_ws *ws, uint64_t call)
 		tl_log_error(NULL, "cannot close the agent connection: out of memory");
 		return;
 	}
-	cmd->kind = CMD_CLOSE;
+	cmd->kind = TL_WSC_CMD_CLOSE;
 	cmd->call = call;
 	pthread_mutex_lock(&ws->lock);
 	*ws->cmd_tail = cmd;
@@ -454,7 +456,7 @@ out:
 void tl_ws_destroy(struct tl_ws *ws)
 {
 	struct tl_ws_cell *cell, *next;
-	struct cmd *cmd, *cnext;
+	struct tl_wsc_cmd *cmd, *cnext;
 
 	if (!ws)
 		return;

@@ -70,8 +70,8 @@ static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
 	}
 	if (n == 0)
 		return 0;
-	if (lws_write(c->wsi, c->tx + LWS_PRE, (size_t)n, binary ? LWS_WRITE_BINARY
-	                                                         : LWS_WRITE_TEXT) < n)
+	if (lws_write(c->wsi, c->tx + LWS_PRE, (size_t)n,
+	              binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < n)
 		return -1;
 	return 0;
 }
@@ -115,8 +115,7 @@ static void on_idle(lws_sorted_usec_list_t *sul)
 	int64_t left = c->last_rx_ms + c->idle_timeout_ms - now_ms();
 
 	if (left > 0) {
-		lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_idle, on_idle,
-		                 left * LWS_US_PER_MS);
+		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle, left * LWS_US_PER_MS);
 		return;
 	}
 	tl_wsc_emit(c, TL_WS_EV_CLOSED, "agent idle");
@@ -148,17 +147,18 @@ void tl_wsc_start(struct tl_ws_conn *c)
 	i.opaque_user_data = c;
 	i.pwsi = &c->wsi;
 	if (c->ssl)
-		i.ssl_connection = LCCSCF_USE_SSL |
-		                   (ws->insecure ? LCCSCF_ALLOW_SELFSIGNED |
-		                                       LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-		                                       LCCSCF_ALLOW_EXPIRED
-		                                 : 0);
+		i.ssl_connection =
+		    LCCSCF_USE_SSL | (ws->insecure ? LCCSCF_ALLOW_SELFSIGNED |
+		                                         LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+		                                         LCCSCF_ALLOW_EXPIRED
+		                                   : 0);
 	c->in_connect = 1;
 	wsi = lws_client_connect_via_info(&i);
 	c->in_connect = 0;
 	if (!wsi || c->sync_failed) {
 		c->wsi = wsi;
-		tl_wsc_emit(c, TL_WS_EV_FAILED, c->reason[0] ? c->reason : "cannot start connecting");
+		tl_wsc_emit(c, TL_WS_EV_FAILED,
+		            c->reason[0] ? c->reason : "cannot start connecting");
 		tl_wsc_kill(c);
 		return;
 	}
@@ -170,13 +170,13 @@ void tl_wsc_start(struct tl_ws_conn *c)
 /* tl_ws_close on the WS thread. */
 void tl_wsc_close(struct tl_ws_conn *c)
 {
-	if (c->state == C_CLOSING)
+	if (c->state == TL_WSC_CLOSING)
 		return;
-	if (c->state == C_CONNECTING) {
+	if (c->state == TL_WSC_CONNECTING) {
 		tl_wsc_kill(c);
 		return;
 	}
-	c->state = C_CLOSING;
+	c->state = TL_WSC_CLOSING;
 	lws_sul_cancel(&c->sul_idle);
 	lws_sul_cancel(&c->sul_play);
 	/* If the socket never drains, lws cuts it and CLIENT_CLOSED frees us. */
@@ -191,7 +191,7 @@ static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
 		c->sync_failed = 1; /* tl_wsc_start reports it */
 		return;
 	}
-	if (c->state != C_CLOSING)
+	if (c->state != TL_WSC_CLOSING)
 		tl_wsc_emit(c, TL_WS_EV_FAILED, c->reason);
 	c->wsi = wsi; /* so that it is detached */
 	tl_wsc_free(c);
@@ -200,9 +200,9 @@ static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
 /* The socket is gone (CLIENT_CLOSED or WSI_DESTROY) while we still held it. */
 static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 {
-	if (c->state != C_CLOSING)
+	if (c->state != TL_WSC_CLOSING)
 		tl_wsc_emit(c, c->opened ? TL_WS_EV_CLOSED : TL_WS_EV_FAILED,
-		     c->reason[0] ? c->reason : "connection lost");
+		            c->reason[0] ? c->reason : "connection lost");
 	c->wsi = wsi;
 	tl_wsc_free(c);
 }
@@ -210,7 +210,7 @@ static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 static int conn_established(struct tl_ws_conn *c)
 {
 	lws_sul_cancel(&c->sul_connect);
-	c->state = C_OPEN;
+	c->state = TL_WSC_OPEN;
 	c->last_rx_ms = now_ms();
 	if (c->idle_timeout_ms > 0)
 		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle,
@@ -225,7 +225,8 @@ static int add_headers(struct tl_ws_conn *c, unsigned char **p, size_t len)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(c->headers, key, v) {
+	json_object_foreach(c->headers, key, v)
+	{
 		char name[128];
 		const char *s = json_string_value(v);
 		size_t k = strlen(key);
@@ -249,7 +250,7 @@ static int add_headers(struct tl_ws_conn *c, unsigned char **p, size_t len)
 
 static int conn_writeable(struct tl_ws_conn *c)
 {
-	if (c->state == C_CLOSING) {
+	if (c->state == TL_WSC_CLOSING) {
 		if (c->sent_start && send_msg(c, M_STOP, NULL) == 0)
 			lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
 		tl_wsc_free(c);
@@ -308,22 +309,28 @@ static void on_play_retry(lws_sorted_usec_list_t *sul);
 
 static int play(struct tl_ws_conn *c)
 {
-	int r;
+	/* In pieces, so a message longer than the whole playout bound still gets through. */
+	while (c->dec_off < c->dec_len) {
+		size_t n = c->dec_len - c->dec_off;
+		int r;
 
-	if (!c->dec_len)
-		return 0;
-	r = tl_media_stream_play(c->stream, c->dec, c->dec_len);
-	if (r == -ENOSPC) {
-		if (!c->blocked) {
-			c->blocked = 1;
-			lws_rx_flow_control(c->wsi, 0);
+		if (n > TL_WSC_PLAY_CHUNK)
+			n = TL_WSC_PLAY_CHUNK;
+		r = tl_media_stream_play(c->stream, c->dec + c->dec_off, n);
+		if (r == -ENOSPC) {
+			if (!c->blocked) {
+				c->blocked = 1;
+				lws_rx_flow_control(c->wsi, 0);
+			}
+			lws_sul_schedule(c->ws->ctx, 0, &c->sul_play, on_play_retry,
+			                 TL_WSC_PLAY_RETRY);
+			return 1;
 		}
-		lws_sul_schedule(c->ws->ctx, 0, &c->sul_play, on_play_retry, TL_WSC_PLAY_RETRY);
-		return 1;
+		if (r < 0)
+			c->st_audio_dropped += n;
+		c->dec_off += n;
 	}
-	if (r < 0)
-		c->st_audio_dropped += c->dec_len;
-	c->dec_len = 0;
+	c->dec_len = c->dec_off = 0;
 	return 0;
 }
 
@@ -352,8 +359,9 @@ static void warn_bad(struct tl_ws_conn *c, const char *why)
 {
 	c->st_bad++;
 	if (!c->warned_bad)
-		tl_log_warn(c->d.call_sid, "ignoring a bad message from the agent: %s "
-		                           "(further ones are only counted)",
+		tl_log_warn(c->d.call_sid,
+		            "ignoring a bad message from the agent: %s "
+		            "(further ones are only counted)",
 		            why);
 	c->warned_bad = 1;
 }
@@ -368,8 +376,8 @@ static void agent_mark(struct tl_ws_conn *c, const char *name)
 	if (err < 0) {
 		c->st_marks_refused++;
 		if (!c->warned_mark)
-			tl_log_warn(c->d.call_sid, "agent mark \"%s\" refused: %s (%u pending)", name,
-			            strerror(-err), tl_wsd_marks_count(&c->marks));
+			tl_log_warn(c->d.call_sid, "agent mark \"%s\" refused: %s (%u pending)",
+			            name, strerror(-err), tl_wsd_marks_count(&c->marks));
 		c->warned_mark = 1;
 	}
 }
@@ -431,7 +439,8 @@ static int conn_msg(struct tl_ws_conn *c, int binary, const unsigned char *data,
 		return text_msg(c, (const char *)data, len);
 	if (c->d.dialect != TL_DIALECT_NATIVE) {
 		if (!c->warned_binary)
-			tl_log_warn(c->d.call_sid, "binary frames from a Twilio-dialect agent ignored");
+			tl_log_warn(c->d.call_sid,
+			            "binary frames from a Twilio-dialect agent ignored");
 		c->warned_binary = 1;
 		return 0;
 	}
@@ -457,7 +466,7 @@ static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
 	struct lws *wsi = c->wsi;
 
 	c->last_rx_ms = now_ms();
-	if (c->state != C_OPEN)
+	if (c->state != TL_WSC_OPEN)
 		return 0;
 	if (c->rx_len == 0)
 		c->rx_binary = lws_frame_is_binary(wsi);
@@ -474,7 +483,8 @@ static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
 		uint32_t n = (uint32_t)c->rx_len;
 		if (c->bl_len + c->rx_len + 5 > TL_WSC_RX_MAX ||
 		    tl_wsc_grow(&c->bl, &c->bl_cap, c->bl_len + c->rx_len + 5, 0) < 0)
-			return close_in_cb(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+			return close_in_cb(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+			                   "message too big");
 		memcpy(c->bl + c->bl_len, &n, sizeof(n));
 		c->bl[c->bl_len + 4] = (unsigned char)c->rx_binary;
 		memcpy(c->bl + c->bl_len + 5, c->rx, c->rx_len);
@@ -489,7 +499,7 @@ static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
 /* ---- lws ---- */
 
 int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                       size_t len)
+                    size_t len)
 {
 	struct tl_ws_conn *c;
 
@@ -531,4 +541,3 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	}
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
-

@@ -84,8 +84,9 @@ ssize_t tl_wsd_connected(struct tl_wsd *d, char *buf, size_t cap)
 {
 	if (d->dialect == TL_DIALECT_NATIVE)
 		return 0;
-	return dump(d, json_pack("{s:s, s:s, s:s}", "event", "connected", "protocol", "Call",
-	                         "version", "1.0.0"),
+	return dump(d,
+	            json_pack("{s:s, s:s, s:s}", "event", "connected", "protocol", "Call",
+	                      "version", "1.0.0"),
 	            buf, cap, 0);
 }
 
@@ -234,7 +235,8 @@ static int parse_transfer(json_t *root, struct tl_wsd_in *in)
 		in->target = "";
 	} else if (!json_is_string(t)) {
 		return bad(in, "transfer target is not a string");
-	} else if (json_string_length(t) >= 256 || strlen(json_string_value(t)) != json_string_length(t)) {
+	} else if (json_string_length(t) >= 256 ||
+	           strlen(json_string_value(t)) != json_string_length(t)) {
 		return bad(in, "transfer target too long or contains NUL");
 	} else {
 		in->target = json_string_value(t);

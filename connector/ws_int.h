@@ -1,6 +1,7 @@
-/* Private to the agent WebSocket client: the pure half (ws_dialect.c) that formats what we send
- * and parses what the agent sends, in the Twilio Media Streams or the native dialect, and the
- * ring that maps the agent's mark names to media mark ids. No sockets, no threads in here. */
+/* Private to the agent WebSocket client. First the pure half (ws_dialect.c, tl_wsd_*): formats
+ * what we send and parses what the agent sends, in the Twilio Media Streams or the native
+ * dialect, and maps the agent's mark names to media mark ids; no sockets, no threads. Then the
+ * state shared by the socket half (ws.c, ws_conn.c, tl_wsc_*). */
 #ifndef TL_WS_INT_H
 #define TL_WS_INT_H
 
@@ -49,12 +50,12 @@ ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *bu
 size_t tl_wsd_media_max(const struct tl_wsd *d, size_t n);
 
 enum tl_wsd_in_kind {
-	TL_WSD_IN_BAD = -1, /* not JSON, not an object, no event, or a known event malformed */
+	TL_WSD_IN_BAD = -1,  /* not JSON, not an object, no event, or a known event malformed */
 	TL_WSD_IN_OTHER = 0, /* an event we do not handle (in->event names it) */
 	TL_WSD_IN_MEDIA,     /* in->payload / payload_len: base64 audio (Twilio dialect) */
 	TL_WSD_IN_MARK,      /* in->name */
 	TL_WSD_IN_CLEAR,
-	TL_WSD_IN_DTMF,     /* in->digit: 0-9 * # A-D */
+	TL_WSD_IN_DTMF, /* in->digit: 0-9 * # A-D */
 	TL_WSD_IN_HANGUP,
 	TL_WSD_IN_TRANSFER, /* in->target: "" when none was given; fits tl_ws_event.target */
 };
@@ -112,10 +113,11 @@ void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 
 #include "trunkline/ws.h"
 
-#define TL_WSC_RX_MAX       (4u << 20) /* largest agent message */
-#define TL_WSC_PLAY_RETRY   20000      /* us between tries while the playout queue is full */
-#define TL_WSC_CLOSE_GRACE  5          /* s for `stop` + close handshake before the cut */
-#define TL_WSC_SHUTDOWN_US  1000000    /* tl_ws_destroy waits this long for polite closes */
+#define TL_WSC_RX_MAX      (4u << 20) /* largest agent message */
+#define TL_WSC_PLAY_CHUNK  8000       /* bytes per play: 1 s of µ-law, even for L16 */
+#define TL_WSC_PLAY_RETRY  20000      /* us between tries while the playout queue is full */
+#define TL_WSC_CLOSE_GRACE 5          /* s for `stop` + close handshake before the cut */
+#define TL_WSC_SHUTDOWN_US 1000000    /* tl_ws_destroy waits this long for polite closes */
 
 /* A call's wake-up target, shared by its media stream (notify) and its connection; see the
  * header. refs: the stream's, the connection's, and one while on the ready stack. */
@@ -128,10 +130,10 @@ struct tl_ws_cell {
 	struct tl_ws_cell *next; /* ready stack link, written by the one pusher */
 };
 
-enum conn_state {
-	C_CONNECTING,
-	C_OPEN,
-	C_CLOSING, /* tl_ws_close: `stop`, then close, no event */
+enum tl_wsc_state {
+	TL_WSC_CONNECTING,
+	TL_WSC_OPEN,
+	TL_WSC_CLOSING, /* tl_ws_close: `stop`, then close, no event */
 };
 
 struct tl_ws_conn {
@@ -141,13 +143,14 @@ struct tl_ws_conn {
 	struct tl_media_stream *stream;
 	struct lws *wsi;
 	uint64_t call;
-	enum conn_state state;
-	unsigned linked : 1, in_connect : 1, sync_failed : 1, sent_connected : 1, sent_start : 1, opened : 1,
-	    blocked : 1, warned_bad : 1, warned_mark : 1, warned_dtmf : 1, warned_binary : 1;
+	enum tl_wsc_state state;
+	unsigned linked : 1, in_connect : 1, sync_failed : 1, sent_connected : 1, sent_start : 1,
+	    opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1, warned_dtmf : 1,
+	    warned_binary : 1;
 	char reason[128]; /* FAILED / CLOSED reason when lws gave one */
 
 	/* Where to connect, parsed on the control thread. */
-	char *url;   /* copy cut up by lws_parse_uri */
+	char *url; /* copy cut up by lws_parse_uri */
 	const char *address;
 	char *path, *host;
 	int port, ssl;
@@ -164,7 +167,7 @@ struct tl_ws_conn {
 	size_t rx_len, rx_cap;
 	int rx_binary;
 	uint8_t *dec; /* agent audio decoded, pending while blocked */
-	size_t dec_len, dec_cap;
+	size_t dec_len, dec_off, dec_cap;
 	uint8_t carry; /* native: odd trailing byte */
 	int has_carry;
 	unsigned char *bl; /* messages that came in while blocked: [u32 len][u8 binary][data] */
@@ -175,17 +178,17 @@ struct tl_ws_conn {
 	uint64_t st_bad, st_marks_refused, st_audio_dropped;
 };
 
-enum cmd_kind { CMD_CONNECT, CMD_CLOSE };
+enum tl_wsc_cmd_kind { TL_WSC_CMD_CONNECT, TL_WSC_CMD_CLOSE };
 
-struct cmd {
-	struct cmd *next;
-	enum cmd_kind kind;
+struct tl_wsc_cmd {
+	struct tl_wsc_cmd *next;
+	enum tl_wsc_cmd_kind kind;
 	uint64_t call;
 	struct tl_ws_conn *conn; /* CONNECT */
 };
 
-struct evnode {
-	struct evnode *next;
+struct tl_wsc_evnode {
+	struct tl_wsc_evnode *next;
 	struct tl_ws_event ev;
 };
 
@@ -200,8 +203,8 @@ struct tl_ws {
 	int thread_started;
 	atomic_int stop;
 	pthread_mutex_t lock; /* cmds and events */
-	struct cmd *cmd_head, **cmd_tail;
-	struct evnode *ev_head, **ev_tail;
+	struct tl_wsc_cmd *cmd_head, **cmd_tail;
+	struct tl_wsc_evnode *ev_head, **ev_tail;
 	int efd;
 	int insecure;
 

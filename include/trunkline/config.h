@@ -50,6 +50,9 @@ struct tl_rules {
 	json_t *routes;             /* the "routes" array as written; never NULL */
 	struct tl_route *route_tab; /* the same routes compiled, in file order (route.h) */
 	size_t n_routes;            /* entries of route_tab (= json_array_size(routes)) */
+	/* Shared by the calls routed with this snapshot; SIP thread only. */
+	int refs;
+	unsigned *active; /* calls in progress per route index (for max_calls) */
 };
 
 struct tl_config {
@@ -84,6 +87,9 @@ void tl_config_destroy(struct tl_config *cfg);
 
 /* Loads and validates a rules file alone (for reload). Caller frees with tl_rules_destroy. */
 int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err);
+/* Rules are reference counted (a reload swaps them while calls keep theirs): tl_rules_ref adds
+ * a reference, tl_rules_destroy drops one and frees with the last. Not thread-safe. */
+struct tl_rules *tl_rules_ref(struct tl_rules *rules);
 void tl_rules_destroy(struct tl_rules *rules);
 
 /* The agent named name, or NULL. Borrowed from rules. */

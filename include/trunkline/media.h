@@ -50,7 +50,8 @@ struct tl_media_stream_params {
 	void (*notify_release)(void *arg);
 };
 
-/* Creates a stream and starts moving its RTP. *out holds one reference. */
+/* Creates a stream and starts moving its RTP. *out holds one reference. On failure nothing is
+ * taken over: the caller still owns the fds and notify_arg (notify_release is not called). */
 int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
                            const struct tl_media_stream_params *p);
 /* References: the call holds one, the agent connection takes one; the stream is freed on a

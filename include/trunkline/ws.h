@@ -49,8 +49,8 @@ void tl_ws_notify(void *cell);         /* media worker: never blocks */
 void tl_ws_notify_release(void *cell); /* media worker: the stream is gone */
 
 struct tl_ws_conn_params {
-	void *cell; /* from tl_ws_cell_create, the stream's notify_arg; the connection refs it */
-	uint64_t call;                  /* id echoed in events; unique per call */
+	void *cell;    /* from tl_ws_cell_create, the stream's notify_arg; the connection refs it */
+	uint64_t call; /* id echoed in events; unique per call */
 	const struct tl_agent *agent;   /* copied */
 	const char *call_sid;           /* copied: Twilio callSid */
 	const char *stream_sid;         /* copied: Twilio streamSid */

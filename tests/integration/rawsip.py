@@ -108,8 +108,10 @@ class Peer:
         self.sock.close()
 
     def send(self, data):
+        """Sends bytes, or a str encoded as UTF-8 where lone surrogates "\udc80".."\udcff"
+        stand for raw bytes 0x80..0xff (invalid UTF-8 on purpose)."""
         if isinstance(data, str):
-            data = data.encode()
+            data = data.encode("utf-8", "surrogateescape")
         if self.transport == "udp":
             self.sock.sendto(data, self.remote)
         else:
@@ -174,7 +176,7 @@ class Peer:
         lines += list(headers)
         if body:
             lines.append(f"Content-Type: {content_type}")
-        lines.append(f"Content-Length: {len(body.encode())}")
+        lines.append(f"Content-Length: {len(body.encode('utf-8', 'surrogateescape'))}")
         self.send("\r\n".join(lines) + "\r\n\r\n" + body)
         return call_id, branch
 

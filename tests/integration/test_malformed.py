@@ -144,8 +144,8 @@ def test_torture_invites_metadata(binary):
             p = Peer(tl.port, tp)
             try:
                 call_and_hang_up(tl, p, f"sip:null-%00-null@{p.remote_hostport}", [
-                    "P-Asserted-Identity: \"\xff\xfe Bad\" <sip:%2B1555%00@example.com>",
-                    "X-Tenant: caf\xe9", "x-tenant: second"])
+                    "P-Asserted-Identity: \"\udcff\udcfe Bad\" <sip:%2B1555%00@example.com>",
+                    "X-Tenant: caf\udce9", "x-tenant: second"])
                 hdrs = ([f"X-H{i}: v{i}" for i in range(300)] +
                         ["X-Big: " + "b" * (20000 if tp == "tcp" else 6000),
                          "User-Agent: FPBX-" + "U" * 3000])

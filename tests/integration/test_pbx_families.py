@@ -36,7 +36,7 @@ def test_cucm_delayed_offer_hold_bye(binary):
         check_meta(tl, "cucm-delayed-offer", "c81e7280-9b61d4a2-5d2c-1@127.0.0.1")
         log = tl.log()
         assert "(delayed offer)" in log, log
-        assert "delayed offer answered: PCMU pt 0" in log, log
+        assert "offer answered in ACK: PCMU pt 0" in log, log
         assert "media updated: PCMU (on hold)" in log, log
         assert "BYE from PBX" in log and log.count("call ended") == 1, log
     finally:

@@ -431,8 +431,8 @@ static void test_uplink_ptime40(void)
 	for (unsigned i = 0; i < 5; i++)
 		pbx_send(c, 0, i == 0, i, c->ts0 + i * 320, tone + i * 320, 320);
 	while (got < 12 && next_event(c, &ev, 150)) {
-		good += ev.kind == TL_MEDIA_EV_AUDIO && ev.len == 160 && ev.seq == (unsigned)got + 1 &&
-		        ev.ts_ms == (unsigned)got * 20 && got < 10 &&
+		good += ev.kind == TL_MEDIA_EV_AUDIO && ev.len == 160 &&
+		        ev.seq == (unsigned)got + 1 && ev.ts_ms == (unsigned)got * 20 && got < 10 &&
 		        memcmp(ev.data, tone + got * 160, 160) == 0;
 		got++;
 	}
@@ -569,8 +569,11 @@ static void test_alaw(void)
 /* L16 at 16 kHz: 640-byte frames up, 1 kHz still at 1 kHz; and 16 kHz audio played down. */
 static void test_l16(void)
 {
-	struct opts o = {
-	    .codec = TL_CODEC_PCMU, .pt = 0, .te_pt = 101, .fmt = TL_MEDIA_AGENT_L16, .rate = 16000};
+	struct opts o = {.codec = TL_CODEC_PCMU,
+	                 .pt = 0,
+	                 .te_pt = 101,
+	                 .fmt = TL_MEDIA_AGENT_L16,
+	                 .rate = 16000};
 	struct call *c = call_open(engine, &o);
 	static uint8_t tone[10 * 160];
 	static int16_t down[16000 / 5]; /* 200 ms */
@@ -645,8 +648,8 @@ static void test_downlink_pacing(void)
 	struct call *c = call_open(engine, &pcmu);
 	static uint8_t tone[8000];
 	static struct pkt pk[120];
-	int n = 0, first = -1, bad_hdr = 0, bad_payload = 0, toned = 0, sil_ok = 0;
-	double iv[60], sorted[60], t_play, end, maxdev = 0;
+	int n = 0, first = -1, bad_hdr = 0, bad_payload = 0, toned = 0, sil_ok = 0, off = 0;
+	double grid[50], sorted[50], median, t_play, end, maxdev = 0;
 
 	if (!c)
 		return;
@@ -699,16 +702,33 @@ static void test_downlink_pacing(void)
 	TL_CHECK_INT(bad_payload, 0);
 	TL_CHECK_INT(toned, 50);
 	TL_CHECK_INT(sil_ok, 6);
-	for (int k = 1; k < 50; k++)
-		sorted[k - 1] = iv[k - 1] = pk[first + k].at - pk[first + k - 1].at;
-	qsort(sorted, 49, sizeof(double), cmp_double);
-	for (int k = 1; k < 49; k++) /* excluding the first interval */
-		if (fabs(iv[k] - 20) > maxdev)
-			maxdev = fabs(iv[k] - 20);
-	fprintf(stderr, "  downlink: median interval %.2f ms, max deviation %.2f ms\n", sorted[24],
-	        maxdev);
-	TL_CHECK(sorted[24] > 19 && sorted[24] < 21);
-	TL_CHECK(maxdev < 2);
+	/* Intervals, excluding the first: the median is 20 ms. */
+	for (int k = 2; k < 50; k++)
+		sorted[k - 2] = pk[first + k].at - pk[first + k - 1].at;
+	qsort(sorted, 48, sizeof(double), cmp_double);
+	median = sorted[24];
+	/* Jitter against the 20 ms grid the packets should sit on (frame k at first + 20 k,
+	 * shifted by the median offset). Each arrival holds the worker's wake-up latency too: on
+	 * an idle machine all are within 2 ms, on a loaded one a few are late (seen: 4.4 ms with
+	 * compilers on both cores, 15 ms with two busy loops). So five may be, by under 10 ms;
+	 * two frames per tick or catch-up bursts drift much further. */
+	for (int k = 0; k < 50; k++)
+		sorted[k] = grid[k] = pk[first + k].at - pk[first].at - 20.0 * k;
+	qsort(sorted, 50, sizeof(double), cmp_double);
+	for (int k = 1; k < 50; k++) {
+		double dev = fabs(grid[k] - sorted[25]);
+		maxdev = dev > maxdev ? dev : maxdev;
+		off += dev >= 2;
+	}
+	fprintf(
+	    stderr,
+	    "  downlink: median interval %.2f ms, max deviation %.2f ms, %d frames off by 2 ms\n",
+	    median, maxdev, off);
+	TL_CHECK(median > 19 && median < 21);
+	TL_CHECK(off <= 5);
+	TL_CHECK(maxdev < 10);
+	/* and the clock keeps pace: 49 intervals are 980 ms */
+	TL_CHECK(fabs(pk[first + 49].at - pk[first].at - 980) < 10);
 out:
 	call_close(c);
 }

@@ -61,8 +61,9 @@ static void test_twilio_outbound(void)
 
 	memcpy(ev.data, "\xff\x7f\x00", 3);
 	n = tl_wsd_connected(&twilio, buf, sizeof(buf));
-	TL_CHECK(same_json(buf, n, "{\"event\":\"connected\",\"protocol\":\"Call\","
-	                           "\"version\":\"1.0.0\"}"));
+	TL_CHECK(same_json(buf, n,
+	                   "{\"event\":\"connected\",\"protocol\":\"Call\","
+	                   "\"version\":\"1.0.0\"}"));
 	TL_CHECK_INT(twilio.seq, 0);
 	n = tl_wsd_start(&twilio, buf, sizeof(buf));
 	TL_CHECK(same_json(buf, n,
@@ -100,8 +101,8 @@ static void test_twilio_outbound(void)
 static void test_twilio_string_types(void)
 {
 	char buf[4096];
-	struct tl_media_event ev = {.kind = TL_MEDIA_EV_AUDIO, .ts_ms = 4294967295u,
-	                            .seq = 4000000000u, .len = 160};
+	struct tl_media_event ev = {
+	    .kind = TL_MEDIA_EV_AUDIO, .ts_ms = 4294967295u, .seq = 4000000000u, .len = 160};
 	json_error_t e;
 	json_t *o, *m;
 	int binary;
@@ -163,7 +164,8 @@ static void test_native_outbound(void)
 	n = tl_wsd_start(&native, buf, sizeof(buf));
 	TL_CHECK(same_json(buf, n,
 	                   "{\"event\":\"start\",\"call_sid\":\"CA0123\",\"stream_sid\":\"MZ4567\","
-	                   "\"call\":" META ",\"audio\":{\"encoding\":\"L16\",\"sample_rate\":16000,"
+	                   "\"call\":" META
+	                   ",\"audio\":{\"encoding\":\"L16\",\"sample_rate\":16000,"
 	                   "\"channels\":1,\"frame_ms\":20}}"));
 	n = tl_wsd_dtmf(&native, '7', buf, sizeof(buf));
 	TL_CHECK(same_json(buf, n, "{\"event\":\"dtmf\",\"digit\":\"7\"}"));
@@ -196,7 +198,8 @@ static void test_parse_twilio(void)
 	TL_CHECK_INT(in.payload_len, 4);
 	TL_CHECK(in.payload && memcmp(in.payload, "/38A", 4) == 0);
 	tl_wsd_in_free(&in);
-	TL_CHECK_INT(parse(&twilio, "{\"event\":\"mark\",\"streamSid\":\"MZ\",\"mark\":{\"name\":\"x\"}}",
+	TL_CHECK_INT(parse(&twilio,
+	                   "{\"event\":\"mark\",\"streamSid\":\"MZ\",\"mark\":{\"name\":\"x\"}}",
 	                   &in),
 	             TL_WSD_IN_MARK);
 	TL_CHECK_STR(in.name, "x");
@@ -213,9 +216,9 @@ static void test_parse_twilio(void)
 	tl_wsd_in_free(&in);
 	TL_CHECK_INT(parse(&twilio, "{\"event\":\"hangup\"}", &in), TL_WSD_IN_HANGUP);
 	tl_wsd_in_free(&in);
-	TL_CHECK_INT(parse(&twilio, "{\"event\":\"transfer\",\"target\":\"sip:bob@example.com\"}",
-	                   &in),
-	             TL_WSD_IN_TRANSFER);
+	TL_CHECK_INT(
+	    parse(&twilio, "{\"event\":\"transfer\",\"target\":\"sip:bob@example.com\"}", &in),
+	    TL_WSD_IN_TRANSFER);
 	TL_CHECK_STR(in.target, "sip:bob@example.com");
 	tl_wsd_in_free(&in);
 	TL_CHECK_INT(parse(&twilio, "{\"event\":\"transfer\"}", &in), TL_WSD_IN_TRANSFER);
@@ -225,7 +228,8 @@ static void test_parse_twilio(void)
 	             TL_WSD_IN_TRANSFER);
 	TL_CHECK_STR(in.target, "");
 	tl_wsd_in_free(&in);
-	TL_CHECK_INT(parse(&twilio, "{\"event\":\"speech_started\",\"x\":1}", &in), TL_WSD_IN_OTHER);
+	TL_CHECK_INT(parse(&twilio, "{\"event\":\"speech_started\",\"x\":1}", &in),
+	             TL_WSD_IN_OTHER);
 	TL_CHECK_STR(in.event, "speech_started");
 	tl_wsd_in_free(&in);
 }
@@ -303,7 +307,8 @@ static void test_parse_malformed(void)
 	TL_CHECK_INT(strlen(in.target), 255);
 	tl_wsd_in_free(&in);
 	/* Not NUL-terminated: only len bytes are read. */
-	TL_CHECK_INT(tl_wsd_parse(&twilio, "{\"event\":\"clear\"}garbage", 17, &in), TL_WSD_IN_CLEAR);
+	TL_CHECK_INT(tl_wsd_parse(&twilio, "{\"event\":\"clear\"}garbage", 17, &in),
+	             TL_WSD_IN_CLEAR);
 	tl_wsd_in_free(&in);
 }
 
