@@ -69,6 +69,12 @@ static int make_stream(struct tl_call *call, void *cell)
 		p.sdp.te_pt = -1;
 		p.sdp.ptime = 20;
 	}
+	/* Nothing goes to the caller before our answer is sent (RFC 3264 §6): receive only until
+	 * tl_bridge_update at answer time. */
+	if (p.sdp.dir == TL_SDP_SENDRECV)
+		p.sdp.dir = TL_SDP_RECVONLY;
+	else if (p.sdp.dir == TL_SDP_SENDONLY)
+		p.sdp.dir = TL_SDP_INACTIVE;
 	remote_addr(call, &p.remote);
 	err = tl_media_stream_create(&call->stream, call->sip->media, &p);
 	if (err == 0)

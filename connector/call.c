@@ -18,6 +18,7 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_string.h>
 
+#include "trunkline/dtmf.h"
 #include "trunkline/log.h"
 #include "trunkline/meta.h"
 #include "trunkline/route.h"
@@ -311,6 +312,7 @@ static void call_try_answer(struct tl_call *call, int with_this)
 		return;
 	respond_sdp(call, with_this, SIP_200_OK, call->answer_body);
 	call->state = TL_CALL_ANSWERED;
+	tl_bridge_update(call); /* the answer is out: media may flow both ways now */
 	free(call->answer_body);
 	call->answer_body = NULL;
 	tl_log_info(call->call_id, "answered: %s pt %u, remote %s:%u%s",
@@ -477,6 +479,24 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 	tl_log_info(call->call_id, "offer answered in ACK: %s pt %u, remote %s:%u",
 	            tl_sdp_codec_name(call->media.codec), call->media.pt, call->media.remote_addr,
 	            call->media.remote_port);
+}
+
+void tl_call_on_info(struct tl_call *call, const sip_t *req)
+{
+	const sip_payload_t *pl = req->sip_payload;
+	int digit;
+
+	if (!req->sip_content_type || !pl || !pl->pl_data)
+		return;
+	digit = tl_dtmf_info_parse(req->sip_content_type->c_type, pl->pl_data, pl->pl_len);
+	if (digit < 0) {
+		tl_log_debug(call->call_id, "INFO without a DTMF digit (%s)",
+		             req->sip_content_type->c_type);
+		return;
+	}
+	tl_log_info(call->call_id, "DTMF %c by SIP INFO", digit);
+	if (call->agent_started)
+		tl_ws_dtmf(call->sip->ws, call->num, (char)digit);
 }
 
 void tl_call_hangup(struct tl_call *call, int status, const char *reason)

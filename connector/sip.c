@@ -49,13 +49,23 @@ static void on_drain_deadline(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
 	struct tl_sip *sip = magic;
 
-	if (sip->n_calls > 0 && !sip->shutting_down) {
+	if (sip->n_calls > 0 && !sip->shutting_down && sip->draining == 1) {
 		tl_log_warn(NULL, "drain deadline reached: ending %u call(s)", sip->n_calls);
 		hangup_all(sip, "SIP;cause=503;text=\"Service shutting down\"");
 		/* Give the BYEs a moment to be answered, then stop regardless. */
 		su_timer_set_interval(t, on_drain_deadline, NULL, 2000);
 		sip->draining = 2;
 		return;
+	}
+	/* Calls still there have not answered our BYE (or never ACKed our 200): drop them, or
+	 * nua_shutdown would wait for their transactions to time out. */
+	while (sip->calls) {
+		struct tl_call *c = sip->calls;
+		nua_handle_t *nh = c->nh;
+		tl_log_warn(c->call_id, "dropped at shutdown");
+		tl_call_destroy(c);
+		nua_handle_bind(nh, NULL);
+		nua_handle_destroy(nh);
 	}
 	shutdown_now(sip);
 }
@@ -217,8 +227,9 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		tl_log_warn(call ? call->call_id : NULL, "SIP error: %d %s", status, phrase);
 		break;
 	case nua_i_info:
-		/* Out of dialog: nua answered it; nothing else will use the handle. */
-		if (!call && nh)
+		if (call)
+			tl_call_on_info(call, req);
+		else if (nh) /* out of dialog: nua answered it; nothing else uses the handle */
 			nua_handle_destroy(nh);
 		break;
 	case nua_r_refer:

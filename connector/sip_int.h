@@ -100,6 +100,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req);
 void tl_call_on_reinvite(struct tl_call *call, const sip_t *req);
 void tl_call_on_update(struct tl_call *call, const sip_t *req);
 void tl_call_on_ack(struct tl_call *call, const sip_t *req);
+void tl_call_on_info(struct tl_call *call, const sip_t *req);
 /* Ends the call: BYE once answered, else a final status (480, 503, ...). */
 void tl_call_hangup(struct tl_call *call, int status, const char *reason);
 

@@ -187,8 +187,15 @@ void tl_wsc_cancelled(struct tl_ws *ws)
 		cnext = cmd->next;
 		if (cmd->kind == TL_WSC_CMD_CONNECT)
 			tl_wsc_start(cmd->conn);
-		else if ((c = conn_by_call(ws, cmd->call)))
+		else if (!(c = conn_by_call(ws, cmd->call)))
+			;
+		else if (cmd->kind == TL_WSC_CMD_CLOSE)
 			tl_wsc_close(c);
+		else if (c->n_info_dtmf < sizeof(c->info_dtmf)) {
+			c->info_dtmf[c->n_info_dtmf++] = cmd->digit;
+			if (c->state == TL_WSC_OPEN && c->sent_start)
+				lws_callback_on_writable(c->wsi);
+		}
 		free(cmd);
 	}
 
@@ -374,7 +381,7 @@ int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 	return 0;
 }
 
-void tl_ws_close(struct tl_ws *ws, uint64_t call)
+static void post_cmd(struct tl_ws *ws, enum tl_wsc_cmd_kind kind, uint64_t call, char digit)
 {
 	struct tl_wsc_cmd *cmd;
 
@@ -382,16 +389,27 @@ void tl_ws_close(struct tl_ws *ws, uint64_t call)
 		return;
 	cmd = calloc(1, sizeof(*cmd));
 	if (!cmd) {
-		tl_log_error(NULL, "cannot close the agent connection: out of memory");
+		tl_log_error(NULL, "agent connection command lost: out of memory");
 		return;
 	}
-	cmd->kind = TL_WSC_CMD_CLOSE;
+	cmd->kind = kind;
 	cmd->call = call;
+	cmd->digit = digit;
 	pthread_mutex_lock(&ws->lock);
 	*ws->cmd_tail = cmd;
 	ws->cmd_tail = &cmd->next;
 	pthread_mutex_unlock(&ws->lock);
 	lws_cancel_service(ws->ctx);
+}
+
+void tl_ws_close(struct tl_ws *ws, uint64_t call)
+{
+	post_cmd(ws, TL_WSC_CMD_CLOSE, call, 0);
+}
+
+void tl_ws_dtmf(struct tl_ws *ws, uint64_t call, char digit)
+{
+	post_cmd(ws, TL_WSC_CMD_DTMF, call, digit);
 }
 
 /* ---- the client ---- */

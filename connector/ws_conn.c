@@ -272,6 +272,14 @@ static int conn_writeable(struct tl_ws_conn *c)
 		lws_callback_on_writable(c->wsi);
 		return 0;
 	}
+	if (c->n_info_dtmf > 0) { /* digits the PBX sent by SIP INFO */
+		char digit = c->info_dtmf[0];
+		memmove(c->info_dtmf, c->info_dtmf + 1, --c->n_info_dtmf);
+		if (send_msg(c, M_DTMF, &digit) < 0)
+			return -1;
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
 	/* One message per WRITEABLE: the next event that makes one. */
 	while (tl_media_stream_poll(c->stream, &c->mev)) {
 		int err;

@@ -176,15 +176,18 @@ struct tl_ws_conn {
 	lws_sorted_usec_list_t sul_connect, sul_idle, sul_play;
 	int64_t last_rx_ms;
 	uint64_t st_bad, st_marks_refused, st_audio_dropped;
+	char info_dtmf[16]; /* digits from SIP INFO waiting to be sent */
+	unsigned n_info_dtmf;
 };
 
-enum tl_wsc_cmd_kind { TL_WSC_CMD_CONNECT, TL_WSC_CMD_CLOSE };
+enum tl_wsc_cmd_kind { TL_WSC_CMD_CONNECT, TL_WSC_CMD_CLOSE, TL_WSC_CMD_DTMF };
 
 struct tl_wsc_cmd {
 	struct tl_wsc_cmd *next;
 	enum tl_wsc_cmd_kind kind;
 	uint64_t call;
 	struct tl_ws_conn *conn; /* CONNECT */
+	char digit;              /* DTMF */
 };
 
 struct tl_wsc_evnode {

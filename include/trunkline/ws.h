@@ -66,4 +66,7 @@ int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p);
  * queued, which the control thread ignores for calls it no longer has. Control thread. */
 void tl_ws_close(struct tl_ws *ws, uint64_t call);
 
+/* A DTMF digit the PBX sent by SIP INFO, for the agent of call. Control thread. */
+void tl_ws_dtmf(struct tl_ws *ws, uint64_t call, char digit);
+
 #endif

@@ -164,14 +164,14 @@ class Trunkline:
         self.logf.close()
         return self.proc.returncode
 
-    def wait_log(self, text, timeout=10.0):
-        """Waits until text appears in the log; fails after timeout."""
+    def wait_log(self, text, timeout=10.0, count=1):
+        """Waits until text appears in the log (at least count times); fails after timeout."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if text in self.log():
+            if self.log().count(text) >= count:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"{text!r} not in trunkline log after {timeout} s:\n"
+        raise AssertionError(f"{text!r} not {count} time(s) in trunkline log after {timeout} s:\n"
                              + self.log()[-4000:])
 
     def invite_meta(self):

@@ -332,18 +332,31 @@ class RtpPeer:
         return errs
 
     def pacing(self, skip=5):
-        """Inter-arrival deviation from 20 ms of trunkline's packets (kernel timestamps),
-        excluding the first `skip` packets, in ms: dict n, median interval, p50/p95/p99/max of
-        |interval - 20|."""
-        ts = [p["t"] for p in self.received[skip:]]
-        iv = [(b - a) * 1000.0 for a, b in zip(ts, ts[1:])]
-        if not iv:
+        """Pacing of trunkline's packets from their kernel arrival times, excluding the first
+        `skip`, in ms. Two views:
+        - intervals: |interval - 20 ms| between consecutive packets (p50/p95/p99/max); one late
+          packet counts twice here (the late interval and the short one after it);
+        - slots: how far each packet is from its 20 ms slot (slot k = sequence offset k, the
+          grid placed at the median offset), |arrival - slot| p50/p95/p99/max; a late packet
+          counts once, and drift or bunching shows as a growing offset.
+        Returns None with fewer than 3 packets."""
+        pkts = self.received[skip:]
+        if len(pkts) < 3:
             return None
-        dev = sorted(abs(x - 20.0) for x in iv)
 
-        def pct(q):
-            return dev[min(len(dev) - 1, int(math.ceil(q * len(dev))) - 1)]
+        def pct(vals, q):
+            vals = sorted(vals)
+            return vals[min(len(vals) - 1, max(0, int(math.ceil(q * len(vals))) - 1))]
 
-        return {"n": len(iv), "median_iv": sorted(iv)[len(iv) // 2], "p50": pct(0.50),
-                "p95": pct(0.95), "p99": pct(0.99), "max": dev[-1],
+        ts = [p["t"] for p in pkts]
+        iv = [(b - a) * 1000.0 for a, b in zip(ts, ts[1:])]
+        dev = [abs(x - 20.0) for x in iv]
+        ks = [(p["seq"] - pkts[0]["seq"]) & 0xFFFF for p in pkts]
+        off = [(t - ts[0]) * 1000.0 - 20.0 * k for t, k in zip(ts, ks)]
+        base = pct(off, 0.5)
+        slot = [abs(o - base) for o in off]
+        return {"n": len(iv), "median_iv": pct(iv, 0.5), "p50": pct(dev, 0.5),
+                "p95": pct(dev, 0.95), "p99": pct(dev, 0.99), "max": max(dev),
+                "slot_p50": pct(slot, 0.5), "slot_p95": pct(slot, 0.95),
+                "slot_p99": pct(slot, 0.99), "slot_max": max(slot),
                 "span_ms": (ts[-1] - ts[0]) * 1000.0}

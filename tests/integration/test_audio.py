@@ -8,7 +8,8 @@ back to the caller after the echo (Goertzel on what trunkline sends), and trunkl
 stream itself: one SSRC, consecutive sequence numbers, timestamps 160 apart, the negotiated
 payload type, and the pacing of its packets (kernel arrival times; the figures are printed).
 Then DTMF both ways over RFC 4733 (123 and 9 to the agent; the agent's answer, digit 1, back
-to the caller), and DTMF by SIP INFO (application/dtmf-relay and application/dtmf)."""
+to the caller), DTMF by SIP INFO (application/dtmf-relay and application/dtmf), and that no
+RTP reaches the caller before the 200 OK when the answer is delayed."""
 import datetime
 import os
 import re
@@ -23,11 +24,14 @@ from rtp_peer import RtpPeer, digit, digits, silence, tone  # noqa: E402
 TONE_FRAMES = 150  # 3 s of 1 kHz
 MIN_TONE_BACK = 100  # of them, heard back after the echo (loopback: nothing should be lost)
 HOLD_MS = 4000  # how long sipp keeps the call up after the ACK
-# Pacing of trunkline's 20 ms packets, |interval - 20 ms| over the steady part, in ms. A
-# 20 ms timerfd on an idle machine keeps this well under 1 ms; the p99 bound leaves room for a
-# loaded 2-core CI box, the p50 bound catches a systematic drift (e.g. a 10 ms or 30 ms tick).
-PACING_P50_MAX = 0.5
-PACING_P99_MAX = 2.0
+# Pacing of trunkline's 20 ms packets (see RtpPeer.pacing), in ms. trunkline's 20 ms timerfd
+# keeps both well under 1 ms on a quiet machine; the tests share a 2-core box with builds, where
+# a single scheduling hiccup of a few ms happens in a 4 s call. So: intervals at p95 (one late
+# packet spoils two intervals, i.e. p99 of ~200), slots at p99 (one late packet is one slot),
+# and the median interval for drift (a 10 or 30 ms tick, or a clock running off).
+PACING_IV_P95_MAX = 2.0
+PACING_SLOT_P99_MAX = 2.0
+PACING_MEDIAN_TOL = 0.05
 ECHO_DELAY_MAX_MS = 250  # tone out -> tone back on loopback: reorder wait, ticks, agent
 
 PACING = []  # (test, figures), printed at the end
@@ -87,11 +91,15 @@ def check_stream(name, peer, codec):
     p = peer.pacing()
     PACING.append((name, p))
     print(f"     pacing {name}: {p['n']} intervals over {p['span_ms'] / 1000:.2f} s, "
-          f"median interval {p['median_iv']:.3f} ms, |dev| p50 {p['p50']:.3f} "
-          f"p95 {p['p95']:.3f} p99 {p['p99']:.3f} max {p['max']:.3f} ms", flush=True)
-    assert 19.9 <= p["median_iv"] <= 20.1, f"{name}: median interval {p['median_iv']:.3f} ms"
-    assert p["p50"] <= PACING_P50_MAX, f"{name}: pacing p50 {p['p50']:.3f} ms"
-    assert p["p99"] <= PACING_P99_MAX, f"{name}: pacing p99 {p['p99']:.3f} ms: {p}"
+          f"median interval {p['median_iv']:.3f} ms; |interval-20| p50 {p['p50']:.3f} "
+          f"p95 {p['p95']:.3f} p99 {p['p99']:.3f} max {p['max']:.3f} ms; |slot offset| "
+          f"p50 {p['slot_p50']:.3f} p95 {p['slot_p95']:.3f} p99 {p['slot_p99']:.3f} "
+          f"max {p['slot_max']:.3f} ms (load {os.getloadavg()[0]:.2f})", flush=True)
+    assert abs(p["median_iv"] - 20.0) <= PACING_MEDIAN_TOL, \
+        f"{name}: median interval {p['median_iv']:.3f} ms"
+    assert p["p95"] <= PACING_IV_P95_MAX, f"{name}: interval deviation p95 {p['p95']:.3f} ms: {p}"
+    assert p["slot_p99"] <= PACING_SLOT_P99_MAX, \
+        f"{name}: slot offset p99 {p['slot_p99']:.3f} ms: {p}"
     # The stream lasts as long as the call: at 20 ms a packet, nothing missing.
     span_pkts = p["span_ms"] / 20.0
     assert abs(span_pkts - p["n"]) <= 2, f"{name}: {p['n']} intervals in {p['span_ms']:.0f} ms"
@@ -257,10 +265,13 @@ def test_no_rtp_before_answer(binary):
 def print_pacing():
     if not PACING:
         return
-    print("pacing summary (|interval - 20 ms|, ms):", flush=True)
+    print("pacing summary (ms; iv = |interval - 20 ms|, slot = |arrival - 20 ms slot|):",
+          flush=True)
     for name, p in PACING:
-        print(f"  {name:14s} n={p['n']:4d} median_iv={p['median_iv']:.3f} p50={p['p50']:.3f} "
-              f"p95={p['p95']:.3f} p99={p['p99']:.3f} max={p['max']:.3f}", flush=True)
+        print(f"  {name:14s} n={p['n']:4d} median_iv={p['median_iv']:.3f} "
+              f"iv p50={p['p50']:.3f} p95={p['p95']:.3f} p99={p['p99']:.3f} max={p['max']:.3f} "
+              f"slot p50={p['slot_p50']:.3f} p95={p['slot_p95']:.3f} p99={p['slot_p99']:.3f} "
+              f"max={p['slot_max']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

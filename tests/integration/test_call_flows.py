@@ -48,7 +48,7 @@ def test_fifty_calls_then_clean_stop(binary):
     tl = Trunkline(binary).start()
     try:
         out = sipp(tl, "simple_call.xml", transport="u1", calls=50, rate=10,
-                   keys={"service": "400"}, extra=["-l", "10"], timeout=60)
+                   keys={"service": "400"}, extra=["-l", "10", "-d", "200"], timeout=60)
         log = tl.log()
         assert log.count("] INVITE: {") == 50, log[-3000:]
         assert log.count("call ended") == 50, log[-3000:]
@@ -61,5 +61,24 @@ def test_fifty_calls_then_clean_stop(binary):
     assert "stopped" in tl.log()
 
 
+def test_repeated_start_stop(binary):
+    """trunkline starts and stops cleanly, every time, with the options these tests use (a crash
+    at start that depends on stack contents shows up here, not as a flaky test elsewhere)."""
+    for sip, extra in (({}, {}), ({"answer_delay_ms": 3000}, {}),
+                       ({"max_call_duration_s": 2}, {"shutdown_timeout_ms": 1000})):
+        for i in range(5):
+            tl = Trunkline(binary, sip=sip, extra=extra)
+            try:
+                tl.start()
+            except AssertionError:
+                if tl.agent:
+                    tl.agent.stop()
+                raise AssertionError(f"start {i + 1} with sip {sip} {extra}: trunkline exited "
+                                     f"with {tl.proc.returncode} before ready:\n" + tl.log()) from None
+            assert tl.stop() == 0
+            tl.check_clean()
+
+
 if __name__ == "__main__":
-    run([test_cancel_before_answer, test_bad_sdp_rejected_488, test_fifty_calls_then_clean_stop])
+    run([test_repeated_start_stop, test_cancel_before_answer, test_bad_sdp_rejected_488,
+         test_fifty_calls_then_clean_stop])

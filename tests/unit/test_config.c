@@ -398,7 +398,8 @@ static const char agents_rules[] =
     "           \"sample_rate\": 24000, \"connect_timeout_ms\": 60000, \"idle_timeout_ms\": 5000,\n"
     "           \"headers\": {\"Authorization\": \"Bearer x\"}, \"params\": {\"k\": \"v\"}},\n"
     "  \"a/b~c\": {\"url\": \"ws://127.0.0.1:8090/\", \"dialect\": \"twilio\"}},\n"
-    " \"routes\": [{\"name\": \"sales/eu\", \"match\": {\"to\": \"^\\\\+4930\"}, \"agent\": \"a/b~c\",\n"
+    " \"routes\": [{\"name\": \"sales/eu\", \"match\": {\"to\": \"^\\\\+4930\"}, \"agent\": "
+    "\"a/b~c\",\n"
     "             \"fallback\": \"sips:queue@pbx\", \"params\": {\"lang\": \"de\"}},\n"
     "            {\"forward\": \"sip:op@pbx\", \"forward_method\": \"refer\"},\n"
     "            {\"reject\": 486}]}\n";
