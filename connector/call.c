@@ -38,7 +38,7 @@ static int is_ip_literal(const char *s)
 }
 
 /* First non-loopback IPv4 address of this host, for SDP when bound to a wildcard. */
-static void first_host_addr(char *out, size_t size)
+void tl_call_host_addr(char *out, size_t size)
 {
 	struct ifaddrs *ifa, *i;
 
@@ -79,9 +79,9 @@ static void pick_local_addr(struct tl_call *call, const sip_t *req)
 		if (is_ip_literal(host) && !is_wildcard(host))
 			snprintf(call->local_addr, sizeof(call->local_addr), "%s", host);
 		else
-			first_host_addr(call->local_addr, sizeof(call->local_addr));
+			tl_call_host_addr(call->local_addr, sizeof(call->local_addr));
 	} else {
-		first_host_addr(call->local_addr, sizeof(call->local_addr));
+		tl_call_host_addr(call->local_addr, sizeof(call->local_addr));
 	}
 }
 

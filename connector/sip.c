@@ -332,11 +332,20 @@ static int create_nua(struct tl_sip *sip)
 	}
 	for (int i = 0; i < n; i++)
 		tl_log_info(NULL, "listening on %s", urls[i]);
-	if (cfg->public_address)
+	if (cfg->public_address) {
 		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "<sip:trunkline@%s>",
 		         cfg->public_address);
-	else
-		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "%s", urls[0]);
+	} else {
+		/* Tell people an address they can dial, not the wildcard we bound. */
+		const struct tl_listen *l = &cfg->listen[0];
+		char host[64];
+		if (strcmp(l->host, "0.0.0.0") == 0 || strcmp(l->host, "::") == 0)
+			tl_call_host_addr(host, sizeof(host));
+		else
+			snprintf(host, sizeof(host), "%s", l->host);
+		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "sip:%s%s%s:%u",
+		         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", l->port);
+	}
 	return 0;
 }
 

@@ -122,6 +122,9 @@ void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
 /* sip.c: rules reload (SIGHUP, or the file changed) */
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
 
+/* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
+void tl_call_host_addr(char *out, size_t size);
+
 /* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */
 const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len);
 
