@@ -13,33 +13,13 @@
 #define TL_SOURCE_DIR "."
 #endif
 
-static char dir[256];
-
 static const char good_rules[] = "{\"agents\": {\"echo\": {\"url\": \"ws://127.0.0.1:8090/\"}}}\n";
-
-/* Writes dir/name and returns its path in a static buffer (one of four, reused in turn). */
-static const char *put(const char *name, const char *text)
-{
-	static char paths[4][512];
-	static int turn;
-	char *p = paths[turn++ % 4];
-	FILE *f;
-
-	snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
-	f = fopen(p, "w");
-	TL_CHECK(f != NULL);
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-	return p;
-}
 
 static void rm(const char *name)
 {
 	char p[512];
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	snprintf(p, sizeof(p), "%s/%s", tl_test_dir, name);
 	unlink(p);
 }
 
@@ -49,8 +29,8 @@ static void test_defaults(void)
 	struct tl_err err = {0};
 	const char *path;
 
-	put("rules.json", good_rules);
-	path = put("config.json", "{\"rules\": \"rules.json\"}");
+	tl_test_put("rules.json", good_rules);
+	path = tl_test_put("config.json", "{\"rules\": \"rules.json\"}");
 	TL_CHECK_INT(tl_config_load(&cfg, path, &err), 0);
 	if (!cfg)
 		return;
@@ -108,10 +88,10 @@ static void test_full(void)
 	char want[512];
 	const char *path;
 
-	snprintf(want, sizeof(want), "%s/sub", dir);
+	snprintf(want, sizeof(want), "%s/sub", tl_test_dir);
 	mkdir(want, 0700);
-	put("sub/r.json", good_rules);
-	path = put("full.json", full_config);
+	tl_test_put("sub/r.json", good_rules);
+	path = tl_test_put("full.json", full_config);
 	TL_CHECK_INT(tl_config_load(&cfg, path, &err), 0);
 	if (!cfg)
 		return;
@@ -134,12 +114,12 @@ static void test_full(void)
 	TL_CHECK_INT(cfg->port_max, 40001);
 	TL_CHECK_INT(cfg->reorder_ms, 0);
 	TL_CHECK_INT(cfg->shutdown_timeout_ms, 0);
-	snprintf(want, sizeof(want), "%s/sub/r.json", dir);
+	snprintf(want, sizeof(want), "%s/sub/r.json", tl_test_dir);
 	TL_CHECK_STR(cfg->rules_path, want);
 	TL_CHECK_STR(cfg->rules->path, want);
 	tl_config_destroy(cfg);
 	rm("sub/r.json");
-	snprintf(want, sizeof(want), "%s/sub", dir);
+	snprintf(want, sizeof(want), "%s/sub", tl_test_dir);
 	rmdir(want);
 }
 
@@ -150,18 +130,18 @@ static void test_rules_path(void)
 	struct tl_config *cfg = NULL;
 	struct tl_err err = {0};
 	char text[1024], cwd[512];
-	const char *rules = put("abs-rules.json", good_rules);
+	const char *rules = tl_test_put("abs-rules.json", good_rules);
 	const char *path;
 
 	snprintf(text, sizeof(text), "{\"rules\": \"%s\"}", rules);
-	path = put("abs.json", text);
+	path = tl_test_put("abs.json", text);
 	TL_CHECK_INT(tl_config_load(&cfg, path, &err), 0);
 	TL_CHECK_STR(cfg ? cfg->rules_path : NULL, rules);
 	tl_config_destroy(cfg);
 
-	put("rel.json", "{\"rules\": \"abs-rules.json\"}");
+	tl_test_put("rel.json", "{\"rules\": \"abs-rules.json\"}");
 	TL_CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	TL_CHECK_INT(chdir(dir), 0);
+	TL_CHECK_INT(chdir(tl_test_dir), 0);
 	TL_CHECK_INT(tl_config_load(&cfg, "rel.json", &err), 0);
 	TL_CHECK_STR(cfg ? cfg->rules_path : NULL, "abs-rules.json");
 	tl_config_destroy(cfg);
@@ -180,12 +160,12 @@ static void expect_err(const char *config, const char *rules, const char *file, 
 	const char *path;
 	int rc;
 
-	put("rules.json", rules ? rules : good_rules);
-	path = put("config.json", config);
+	tl_test_put("rules.json", rules ? rules : good_rules);
+	path = tl_test_put("config.json", config);
 	rc = tl_config_load(&cfg, path, &err);
 	TL_CHECK_INT(rc, -EINVAL);
 	TL_CHECK(cfg == NULL);
-	snprintf(want, sizeof(want), "%s/%s", dir, file);
+	snprintf(want, sizeof(want), "%s/%s", tl_test_dir, file);
 	TL_CHECK_STR(err.file, want);
 	TL_CHECK_INT(err.line, line);
 	TL_CHECK_INT(err.col, col);
@@ -374,8 +354,8 @@ static void expect_missing(const char *config_name, const char *want_file)
 	struct tl_err err = {0};
 	char path[512], want[512], buf[1024];
 
-	snprintf(path, sizeof(path), "%s/%s", dir, config_name);
-	snprintf(want, sizeof(want), "%s/%s", dir, want_file);
+	snprintf(path, sizeof(path), "%s/%s", tl_test_dir, config_name);
+	snprintf(want, sizeof(want), "%s/%s", tl_test_dir, want_file);
 	TL_CHECK_INT(tl_config_load(&cfg, path, &err), -ENOENT);
 	TL_CHECK(cfg == NULL);
 	TL_CHECK_STR(err.file, want);
@@ -388,7 +368,7 @@ static void expect_missing(const char *config_name, const char *want_file)
 static void test_missing_files(void)
 {
 	expect_missing("nope.json", "nope.json");
-	put("missing-rules.json", "{\"rules\": \"gone/rules.json\"}");
+	tl_test_put("missing-rules.json", "{\"rules\": \"gone/rules.json\"}");
 	expect_missing("missing-rules.json", "gone/rules.json");
 }
 
@@ -411,7 +391,7 @@ static void test_rules_load(void)
 	const struct tl_agent *a;
 	json_t *routes;
 
-	TL_CHECK_INT(tl_rules_load(&rules, put("agents.json", agents_rules), &err), 0);
+	TL_CHECK_INT(tl_rules_load(&rules, tl_test_put("agents.json", agents_rules), &err), 0);
 	if (!rules)
 		return;
 	TL_CHECK_INT(rules->n_agents, 2);
@@ -453,7 +433,8 @@ static void test_rules_load_errors(void)
 	struct tl_rules *rules = NULL;
 	struct tl_err err = {0};
 	char buf[1024], want[600];
-	const char *path = put("bad-agent.json", "{\"agents\": {\n  \"a/b\": {\"url\": \"x\"}}}");
+	const char *path =
+	    tl_test_put("bad-agent.json", "{\"agents\": {\n  \"a/b\": {\"url\": \"x\"}}}");
 
 	TL_CHECK_INT(tl_rules_load(&rules, path, &err), -EINVAL);
 	TL_CHECK(rules == NULL);
@@ -483,14 +464,10 @@ static void test_examples(void)
 
 int main(void)
 {
-	char cmd[300];
 	int rc;
 
-	snprintf(dir, sizeof(dir), "/tmp/tl_test_config.XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (tl_test_tmpdir("tl_test_config") < 0)
 		return 1;
-	}
 	TL_TEST_RUN(test_defaults);
 	TL_TEST_RUN(test_full);
 	TL_TEST_RUN(test_rules_path);
@@ -504,8 +481,6 @@ int main(void)
 	TL_TEST_RUN(test_rules_load_errors);
 	TL_TEST_RUN(test_examples);
 	rc = TL_TEST_END();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	tl_test_tmpdir_remove();
 	return rc;
 }

@@ -14,26 +14,7 @@
 #include "tl_test.h"
 #include "trunkline/route.h"
 
-static char dir[256];
-
 #define AG "{\"agents\": {\"bot\": {\"url\": \"ws://h/\"}, \"human\": {\"url\": \"ws://p/\"}},\n"
-
-static const char *put(const char *name, const char *text)
-{
-	static char paths[4][512];
-	static int turn;
-	char *p = paths[turn++ % 4];
-	FILE *f;
-
-	snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
-	f = fopen(p, "w");
-	TL_CHECK(f != NULL);
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-	return p;
-}
 
 static struct tl_rules *load(const char *text)
 {
@@ -41,7 +22,7 @@ static struct tl_rules *load(const char *text)
 	struct tl_err err = {0};
 	char buf[1024];
 
-	if (tl_rules_load(&rules, put("rules.json", text), &err) < 0)
+	if (tl_rules_load(&rules, tl_test_put("rules.json", text), &err) < 0)
 		fprintf(stderr, "  load failed: %s\n", tl_err_str(&err, buf, sizeof(buf)));
 	TL_CHECK(rules != NULL);
 	return rules;
@@ -268,7 +249,7 @@ static void put_bytes(const char *name, const unsigned char *b, size_t n)
 	char p[512];
 	FILE *f;
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	snprintf(p, sizeof(p), "%s/%s", tl_test_dir, name);
 	f = fopen(p, "wb");
 	TL_CHECK(f != NULL);
 	if (f) {
@@ -291,7 +272,7 @@ static void test_tzif_v1(void)
 
 	put_bytes("V1", v1, sizeof(v1));
 	put_bytes("Short", v1, sizeof(v1) - 9);
-	setenv("TZDIR", dir, 1);
+	setenv("TZDIR", tl_test_dir, 1);
 	TL_CHECK_INT(tl_route_tz_load(&tz, "V1"), 0);
 	TL_CHECK_INT(tl_route_tz_offset(tz, 999999999), 0);
 	TL_CHECK_INT(tl_route_tz_offset(tz, 1000000000), 7200);
@@ -507,7 +488,7 @@ static void expect_err(const char *text, int line, int col, const char *msg)
 	struct tl_err err = {0};
 	int before = tl_test_failures;
 	char buf[1024];
-	const char *path = put("bad.json", text);
+	const char *path = tl_test_put("bad.json", text);
 
 	TL_CHECK_INT(tl_rules_load(&rules, path, &err), -EINVAL);
 	TL_CHECK(rules == NULL);
@@ -683,14 +664,10 @@ static void test_trace(void)
 
 int main(void)
 {
-	char cmd[300];
 	int rc;
 
-	snprintf(dir, sizeof(dir), "/tmp/tl_test_route.XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (tl_test_tmpdir("tl_test_route") < 0)
 		return 1;
-	}
 	TL_TEST_RUN(test_fields);
 	TL_TEST_RUN(test_absent);
 	TL_TEST_RUN(test_headers);
@@ -705,8 +682,6 @@ int main(void)
 	TL_TEST_RUN(test_errors);
 	TL_TEST_RUN(test_trace);
 	rc = TL_TEST_END();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	tl_test_tmpdir_remove();
 	return rc;
 }

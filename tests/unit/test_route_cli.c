@@ -8,25 +8,6 @@
 #include "tl_test.h"
 #include "trunkline/route.h"
 
-static char dir[256];
-
-static const char *put(const char *name, const char *text)
-{
-	static char paths[4][512];
-	static int turn;
-	char *p = paths[turn++ % 4];
-	FILE *f;
-
-	snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
-	f = fopen(p, "w");
-	TL_CHECK(f != NULL);
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-	return p;
-}
-
 /* Runs tl_route_cli with argv (NULL-terminated) and returns its status; out gets stdout and
  * stderr, in that order. */
 static int run_cli(char *out, size_t size, const char *const *args)
@@ -42,7 +23,7 @@ static int run_cli(char *out, size_t size, const char *const *args)
 		argc++;
 	}
 	argv[argc] = NULL;
-	snprintf(path, sizeof(path), "%s/cli.out", dir);
+	snprintf(path, sizeof(path), "%s/cli.out", tl_test_dir);
 	fflush(stdout);
 	fflush(stderr);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -81,10 +62,11 @@ static const char cli_rules[] =
 static void test_cli(void)
 {
 	char out[4096];
-	const char *rules = put("cli.json", cli_rules);
-	const char *bad = put("cli-bad.json", "{\"agents\": {\"echo\": {\"url\": \"ws://h/\"}},\n"
-	                                      " \"routes\": [{\"agent\": \"echo\",\n"
-	                                      "   \"match\": {\"from\": \"(\"}}]}\n");
+	const char *rules = tl_test_put("cli.json", cli_rules);
+	const char *bad =
+	    tl_test_put("cli-bad.json", "{\"agents\": {\"echo\": {\"url\": \"ws://h/\"}},\n"
+	                                " \"routes\": [{\"agent\": \"echo\",\n"
+	                                "   \"match\": {\"from\": \"(\"}}]}\n");
 	char want[1024];
 	int rc;
 
@@ -180,18 +162,12 @@ static void test_cli(void)
 
 int main(void)
 {
-	char cmd[300];
 	int rc;
 
-	snprintf(dir, sizeof(dir), "/tmp/tl_test_route_cli.XXXXXX");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (tl_test_tmpdir("tl_test_route_cli") < 0)
 		return 1;
-	}
 	TL_TEST_RUN(test_cli);
 	rc = TL_TEST_END();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	tl_test_tmpdir_remove();
 	return rc;
 }

@@ -75,4 +75,45 @@ static inline char *tl_test_slurp(const char *path, size_t *len)
 	return buf;
 }
 
+/* A scratch directory per test program: tl_test_dir after tl_test_tmpdir("name"). */
+static char tl_test_dir[256];
+
+static inline int tl_test_tmpdir(const char *name)
+{
+	snprintf(tl_test_dir, sizeof(tl_test_dir), "/tmp/%s.XXXXXX", name);
+	if (!mkdtemp(tl_test_dir)) {
+		perror("mkdtemp");
+		return -1;
+	}
+	return 0;
+}
+
+static inline void tl_test_tmpdir_remove(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tl_test_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tl_test_dir);
+}
+
+/* Writes tl_test_dir/name and returns its path in a static buffer (one of four, reused in
+ * turn). */
+static inline const char *tl_test_put(const char *name, const char *text)
+{
+	static char paths[4][512];
+	static int turn;
+	char *p = paths[turn++ % 4];
+	FILE *f;
+
+	snprintf(p, sizeof(paths[0]), "%s/%s", tl_test_dir, name);
+	f = fopen(p, "w");
+	TL_CHECK(f != NULL);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+	return p;
+}
+
 #endif
