@@ -124,6 +124,14 @@ static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 	ruri[sizeof(ruri) - 1] = '\0';
 	snprintf(call->ruri_host, sizeof(call->ruri_host), "%s",
 	         req->sip_request->rq_url->url_host ? req->sip_request->rq_url->url_host : "");
+	/* Sofia's Contact carries no transport parameter when UDP and TCP share a port; a PBX
+	 * that reached us over TCP must keep using TCP for the dialog. */
+	if (req->sip_via && req->sip_via->v_protocol &&
+	    su_casematch(req->sip_via->v_protocol, sip_transport_tcp) && call->ruri_host[0])
+		snprintf(call->contact, sizeof(call->contact), "<sip:%s%s%s;transport=tcp>",
+		         call->ruri_host, req->sip_request->rq_url->url_port ? ":" : "",
+		         req->sip_request->rq_url->url_port ? req->sip_request->rq_url->url_port
+		                                            : "");
 	for (sip_header_t *h = head ? (sip_header_t *)*head : NULL; h && n < TL_CALL_MAX_HEADERS;
 	     h = (sip_header_t *)h->sh_succ) {
 		int hash = h->sh_class->hc_hash;
@@ -278,7 +286,9 @@ static const char *sdp_error_phrase(int err)
 static void respond_sdp(struct tl_call *call, int with_this, int status, const char *phrase,
                         const char *body)
 {
-	const char *contact = call->sip->cfg->public_address ? call->sip->contact_hint : NULL;
+	const char *contact = call->sip->cfg->public_address ? call->sip->contact_hint
+	                      : call->contact[0]             ? call->contact
+	                                                     : NULL;
 
 	nua_respond(call->nh, status, phrase, TAG_IF(with_this, NUTAG_WITH_THIS(call->sip->nua)),
 	            TAG_IF(contact, SIPTAG_CONTACT_STR(contact)),

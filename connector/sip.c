@@ -300,8 +300,12 @@ static int build_urls(const struct tl_config *cfg, char urls[2][192])
 	}
 	for (size_t j = 0; j < n; j++) {
 		int v6 = strchr(g[j].host, ':') != NULL;
-		snprintf(urls[j], sizeof(urls[j]), "sip:%s%s%s:%u;transport=%s", v6 ? "[" : "",
-		         g[j].host, v6 ? "]" : "", g[j].port, g[j].tps);
+		/* "udp,tcp" is left out rather than written: Sofia 1.12.11 splits a transport list
+		 * into a stack array it reads after return (fixed upstream later), and with no
+		 * transport parameter it binds UDP and TCP anyway. */
+		int both = strchr(g[j].tps, ',') != NULL;
+		snprintf(urls[j], sizeof(urls[j]), "sip:%s%s%s:%u%s%s", v6 ? "[" : "", g[j].host,
+		         v6 ? "]" : "", g[j].port, both ? "" : ";transport=", both ? "" : g[j].tps);
 	}
 	return (int)n;
 }

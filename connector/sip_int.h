@@ -59,6 +59,7 @@ struct tl_call {
 	struct tl_rules *rules;       /* one reference: the rules the call was routed with */
 	const struct tl_route *route; /* borrowed from rules; NULL when no route matched */
 	char ruri_host[128];
+	char contact[200];  /* our Contact when Sofia's would be wrong (TCP), else "" */
 	char *refer_target; /* owned: where the call is being transferred */
 	int refer_sent;
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */

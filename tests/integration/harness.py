@@ -198,7 +198,8 @@ class Trunkline:
 def sipp(tl, scenario, transport="u1", calls=1, rate=None, timeout=60, extra=(), keys=None,
          expect_rc=0, remote=None, local_ip="127.0.0.1"):
     """Runs one sipp scenario against tl; fails unless sipp exits with expect_rc.
-    remote: host:port to call instead of 127.0.0.1:tl.port (e.g. "[::1]:5060" with local_ip="::1")."""
+    remote: host:port to call instead of 127.0.0.1:tl.port, e.g. "[::1]:5060" with
+    local_ip="::1"."""
     port = free_port()
     args = ["sipp", remote or f"127.0.0.1:{tl.port}", "-sf", os.path.join(SCENARIOS, scenario),
             "-i", local_ip, "-p", str(port), "-t", transport, "-m", str(calls),

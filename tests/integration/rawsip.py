@@ -6,8 +6,9 @@ import re
 import socket
 import time
 
-COMPACT = {"i": "call-id", "f": "from", "t": "to", "v": "via", "m": "contact", "l": "content-length",
-           "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding"}
+COMPACT = {"i": "call-id", "f": "from", "t": "to", "v": "via", "m": "contact",
+           "l": "content-length", "c": "content-type", "k": "supported", "s": "subject",
+           "e": "content-encoding"}
 
 
 class Msg:
@@ -33,8 +34,8 @@ class Msg:
         self.method = None if m else self.first.split(" ", 1)[0]
 
     def all(self, name):
-        """Every value of header name (compact forms understood), split at top-level commas
-        is left to the caller."""
+        """Every value of header name, in wire order (compact forms understood). Values are
+        as sent: splitting comma-separated lists is left to the caller."""
         want = name.lower()
         out = []
         for n, v in self.headers:
@@ -92,7 +93,7 @@ class Peer:
             self.sock.connect(self.remote)
         self.local_port = self.sock.getsockname()[1]
         self.buf = b""
-        self.pending = []
+        self.seen = []  # every message final() went through
 
     @property
     def hostport(self):
@@ -122,8 +123,6 @@ class Peer:
         connection closed: then self.closed is set)."""
         deadline = time.time() + timeout
         while True:
-            if self.pending:
-                return self.pending.pop(0)
             if self.transport != "udp":
                 raw, self.buf = _frame(self.buf)
                 if raw is not None:
@@ -184,7 +183,6 @@ class Peer:
         """The first final (>= 200) response (to method, if given) within timeout; provisional
         responses and requests are kept in self.seen."""
         deadline = time.time() + timeout
-        self.seen = getattr(self, "seen", [])
         while True:
             m = self.recv(max(0.0, deadline - time.time()))
             if m is None:

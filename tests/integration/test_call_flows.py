@@ -73,8 +73,9 @@ def test_repeated_start_stop(binary):
             except AssertionError:
                 if tl.agent:
                     tl.agent.stop()
-                raise AssertionError(f"start {i + 1} with sip {sip} {extra}: trunkline exited "
-                                     f"with {tl.proc.returncode} before ready:\n" + tl.log()) from None
+                raise AssertionError(f"start {i + 1} with sip {sip} {extra}: trunkline "
+                                     f"exited with {tl.proc.returncode} before ready:\n"
+                                     + tl.log()) from None
             assert tl.stop() == 0
             tl.check_clean()
 
