@@ -106,7 +106,7 @@ static void log_json(const char *ts, enum tl_log_level level, const char *call_i
 
 void tl_log(enum tl_log_level level, const char *call_id, const char *fmt, ...)
 {
-	char msg[1024], ts[32], line[1200];
+	char msg[4096], ts[32], line[4200];
 	va_list ap;
 	int n;
 
