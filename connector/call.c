@@ -112,6 +112,21 @@ static int pick_route(struct tl_call *call, const struct tl_meta_header *hdrs, s
 	return 0;
 }
 
+/* A reload carries each route's active count over to the route of the same name in the new
+ * rules, so the rules in force count every call on that route, old snapshot or new. */
+static void release_route(struct tl_call *call)
+{
+	struct tl_rules *now = call->sip->rules;
+
+	if (call->rules->active[call->route->index] > 0)
+		call->rules->active[call->route->index]--;
+	if (now == call->rules)
+		return;
+	for (size_t i = 0; i < now->n_routes; i++)
+		if (strcmp(now->route_tab[i].name, call->route->name) == 0 && now->active[i] > 0)
+			now->active[i]--;
+}
+
 static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
 {
 	struct tl_meta_header hdrs[TL_CALL_MAX_HEADERS];
@@ -209,7 +224,7 @@ void tl_call_destroy(struct tl_call *call)
 	}
 	tl_bridge_stop(call);
 	if (call->route)
-		call->rules->active[call->route->index]--;
+		release_route(call);
 	tl_rules_destroy(call->rules);
 	free(call->refer_target);
 	if (call->timer)

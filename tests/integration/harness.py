@@ -41,15 +41,16 @@ def free_port(udp_and_tcp=True, lo=21000, hi=60000):
 
 
 class EchoAgent:
-    """The example echo agent (build/tl-echo-agent) on a free 127.0.0.1 port."""
+    """The example echo agent (build/tl-echo-agent) on a free 127.0.0.1 port, or on port (e.g.
+    to restart an agent where trunkline's rules expect it)."""
 
-    def __init__(self, binary, args=()):
+    def __init__(self, binary, args=(), port=0):
         self.dir = tempfile.mkdtemp(prefix="tl-agent-")
         self.log_path = os.path.join(self.dir, "agent.log")
         self.stats_path = os.path.join(self.dir, "stats.json")
         self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--tone-report",
-                                      "--stats", self.stats_path] + list(args),
+        self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port),
+                                      "--tone-report", "--stats", self.stats_path] + list(args),
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         self.port = None
