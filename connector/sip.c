@@ -1,6 +1,7 @@
 /* SIP trunk endpoint on Sofia-SIP nua: transports, request dispatch, call lifecycle, drain and
  * shutdown. SDP and per-call work live in call.c; everything here runs on the su_root thread. */
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "sip_int.h"
 
+#include <sofia-sip/su_log.h>
 #include <sofia-sip/su_string.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
@@ -433,6 +435,28 @@ static int start_media_and_agents(struct tl_sip *sip)
 	return sip->ws_index < 0 ? -EIO : 0;
 }
 
+/* Sofia-SIP's own messages go through our logger at debug level: one line per event, with a
+ * timestamp, instead of bare fragments on stderr. They come in pieces; a line ends at '\n'. */
+static void sofia_logger(void *stream, char const *fmt, va_list ap)
+{
+	static char line[1024];
+	static size_t len;
+	char *nl;
+
+	vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	len = strlen(line);
+	while ((nl = strchr(line, '\n')) != NULL || len >= sizeof(line) - 1) {
+		if (nl)
+			*nl = '\0';
+		if (line[0])
+			tl_log_debug(NULL, "sofia: %s", line);
+		len = nl ? strlen(nl + 1) : 0;
+		memmove(line, nl ? nl + 1 : line + len, len + 1);
+		if (!nl)
+			line[0] = '\0', len = 0;
+	}
+}
+
 int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 {
 	struct tl_sip *sip = calloc(1, sizeof(*sip));
@@ -444,6 +468,7 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	sip->sig_index = -1;
 	sip->ws_index = -1;
 	su_init();
+	su_log_redirect(NULL, sofia_logger, NULL);
 	su_home_init(sip->home);
 	sip->root = su_root_create(sip);
 	if (!sip->root)
