@@ -13,13 +13,13 @@ files=$(git ls-files '*.c' '*.h' 2>/dev/null || find connector media include tes
 clang-format --dry-run --Werror $files
 
 echo "== build (RelWithDebInfo)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTL_TESTS=ON -DTL_SANITIZE=OFF >/dev/null
 cmake --build build -j"$jobs"
 echo "== test (RelWithDebInfo)"
 (cd build && ctest --output-on-failure -j"$jobs")
 
 echo "== build (ASan+UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTL_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTL_TESTS=ON -DTL_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 echo "== test (ASan+UBSan)"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"

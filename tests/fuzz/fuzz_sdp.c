@@ -1,0 +1,60 @@
+/* SDP offer/answer (connector/sdp.c) on arbitrary bytes: tl_sdp_answer with a roomy and a tight
+ * output buffer, and tl_sdp_read_answer, under two local setups (IPv4 PCMU/PCMA, IPv6 with
+ * every codec and recvonly). Sofia's parser allocates on a su_home, so leaks show as ASan leak
+ * reports; Sofia 1.12.11's endless loop on some m= lines (the m_lines_ok guard) as a timeout. */
+#include <string.h>
+
+#include "fuzz.h"
+#include "trunkline/sdp.h"
+
+static void check_neg(const struct tl_sdp_media *neg)
+{
+	FUZZ_CHECK(memchr(neg->remote_addr, '\0', sizeof(neg->remote_addr)) != NULL);
+	FUZZ_CHECK(neg->codec >= TL_CODEC_PCMU && neg->codec <= TL_CODEC_OPUS);
+	FUZZ_CHECK(neg->pt <= 127);
+	FUZZ_CHECK(neg->te_pt >= -1 && neg->te_pt <= 127);
+	FUZZ_CHECK(neg->ptime > 0 && neg->ptime <= 1000);
+	FUZZ_CHECK(neg->dir >= TL_SDP_SENDRECV && neg->dir <= TL_SDP_INACTIVE);
+}
+
+static void one(const char *text, size_t len, const struct tl_sdp_local *local, size_t tight)
+{
+	static char out[16384];
+	char small[512];
+	struct tl_sdp_media neg;
+	int n;
+
+	memset(&neg, 0x5a, sizeof(neg));
+	n = tl_sdp_answer(text, len, local, &neg, out, sizeof(out));
+	if (n >= 0) {
+		FUZZ_CHECK((size_t)n < sizeof(out) && strlen(out) == (size_t)n);
+		check_neg(&neg);
+	} else {
+		FUZZ_CHECK(out[0] == '\0');
+	}
+	/* The same offer into a buffer that may be too small: -ENOSPC, never an overrun. */
+	n = tl_sdp_answer(text, len, local, &neg, small, tight);
+	if (n >= 0)
+		FUZZ_CHECK((size_t)n < tight && strlen(small) == (size_t)n);
+	else
+		FUZZ_CHECK(small[0] == '\0');
+
+	memset(&neg, 0x5a, sizeof(neg));
+	if (tl_sdp_read_answer(text, len, local, &neg) == 0)
+		check_neg(&neg);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const struct tl_sdp_local v4 = {"203.0.113.5", 20000, 1, 1, 0, TL_SDP_SENDRECV};
+	const struct tl_sdp_local v6 = {
+	    "2001:db8::5", 20002, 2, 3,
+	    (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA) | (1u << TL_CODEC_G722) |
+	        (1u << TL_CODEC_OPUS),
+	    TL_SDP_RECVONLY};
+	size_t tight = 1 + (size % 511);
+
+	one((const char *)data, size, &v4, tight);
+	one((const char *)data, size, &v6, tight);
+	return 0;
+}
