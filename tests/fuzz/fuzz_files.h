@@ -78,15 +78,14 @@ static inline void fz_trace(void *arg, const struct tl_route *route, const char 
  * params of the route taken. */
 static inline void fz_route_calls(const struct tl_rules *rules)
 {
-	static const char invite[] =
-	    "INVITE sip:+14155550123@10.20.0.5:5060 SIP/2.0\r\n"
-	    "From: \"Alice Smith\" <sip:2001@10.10.0.10>;tag=1\r\n"
-	    "To: <sip:+14155550123@10.20.0.5>\r\n"
-	    "Call-ID: c81e7280@10.10.0.10\r\n"
-	    "User-Agent: Cisco-CUCM14.0\r\n"
-	    "Diversion: <sip:3000@10.10.0.10>;reason=unconditional\r\n"
-	    "X-VIP: yes\r\n"
-	    "X-3CX-Queue: 8000 Support\r\n\r\n";
+	static const char invite[] = "INVITE sip:+14155550123@10.20.0.5:5060 SIP/2.0\r\n"
+	                             "From: \"Alice Smith\" <sip:2001@10.10.0.10>;tag=1\r\n"
+	                             "To: <sip:+14155550123@10.20.0.5>\r\n"
+	                             "Call-ID: c81e7280@10.10.0.10\r\n"
+	                             "User-Agent: Cisco-CUCM14.0\r\n"
+	                             "Diversion: <sip:3000@10.10.0.10>;reason=unconditional\r\n"
+	                             "X-VIP: yes\r\n"
+	                             "X-3CX-Queue: 8000 Support\r\n\r\n";
 	static const struct tl_meta_header hdrs[] = {
 	    {"From", "\"Alice Smith\" <sip:2001@10.10.0.10>;tag=1"},
 	    {"t", "<sip:+14155550123@10.20.0.5>"},
@@ -94,8 +93,11 @@ static inline void fz_route_calls(const struct tl_rules *rules)
 	    {" x-3cx-queue ", "8000 Support"},
 	    {"History-Info", "<sip:5000@avaya;cause%3D302>;index=1"},
 	};
-	static const time_t times[] = {0, 1795512600 /* 2026-11-24T09:30Z */,
-	                               1795548600 /* 19:30Z */, 2147483647, 4102444800 /* 2100 */,
+	static const time_t times[] = {0,
+	                               1795512600 /* 2026-11-24T09:30Z */,
+	                               1795548600 /* 19:30Z */,
+	                               2147483647,
+	                               4102444800 /* 2100 */,
 	                               -86400};
 	struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(5060)};
 	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
@@ -111,9 +113,9 @@ static inline void fz_route_calls(const struct tl_rules *rules)
 	for (size_t i = 0; i < 64; i++)
 		active[i] = (unsigned)(i * 7 % 30);
 	for (size_t t = 0; t < sizeof(times) / sizeof(times[0]); t++) {
-		struct tl_route_call call = {meta, hdrs, sizeof(hdrs) / sizeof(hdrs[0]),
-		                             sources[t % 3], times[t],
-		                             rules->n_routes <= 64 ? active : NULL};
+		struct tl_route_call call = {
+		    meta,           hdrs,     sizeof(hdrs) / sizeof(hdrs[0]),
+		    sources[t % 3], times[t], rules->n_routes <= 64 ? active : NULL};
 		struct tl_route_trace trace = {fz_trace, &calls};
 		const struct tl_route *a, *b;
 		json_t *params;
