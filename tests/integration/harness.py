@@ -222,6 +222,9 @@ def sipp(tl, scenario, transport="u1", calls=1, rate=None, timeout=60, extra=(),
         out, _ = proc.communicate(10)
         raise AssertionError(f"sipp {scenario} hung")
     out = out.decode(errors="replace")
+    # sipp exits on the last response it wanted; trunkline logs the end of that transaction
+    # (e.g. "call ended") on a later turn of its loop. Let that land before tests read the log.
+    time.sleep(0.3)
     if proc.returncode != expect_rc:
         errs = ""
         path = os.path.join(workdir, "errors.log")
