@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Runs the trunkline load benchmark: builds trunkline and the echo agent (RelWithDebInfo, no
+sanitizers) and the two bench tools, then for each N of a ladder (100, 500, 1000, then upward
+until loss passes 0.1 %) runs the same load generator against trunkline and against the floor
+probe, each time with a fresh echo agent and a fresh DUT. Every process it starts is ended by PID.
+Writes results/<stamp>.json and results/<stamp>.md (and results/latest.*).
+
+usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000]
+              [--step 200] [--max-n 2400] [--only trunkline|floor] [--budget-s 840]
+Not part of the test suite."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.path.join(HERE, "build")
+RESULTS = os.path.join(HERE, "results")
+LOSS_LIMIT = 0.001
+SIP_PORT = 15060
+AGENT_PORT = 18080
+CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror"]
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)
+
+
+def build():
+    os.makedirs(BUILD, exist_ok=True)
+    log = open(os.path.join(BUILD, "build.log"), "w")
+    sh(["cmake", "-S", REPO, "-B", BUILD, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        "-DTL_SANITIZE=OFF", "-DTL_TESTS=OFF"], stdout=log, stderr=subprocess.STDOUT)
+    sh(["make", "-C", BUILD, "-j2", "trunkline", "tl-echo-agent"], stdout=log,
+       stderr=subprocess.STDOUT)
+    for tool in ("loadgen", "floor", "tap"):
+        sh(["cc"] + CFLAGS + ["-o", os.path.join(BUILD, tool), os.path.join(HERE, tool + ".c")])
+
+
+class Proc:
+    def __init__(self, name, argv, cwd, ready=None, timeout=15):
+        self.name = name
+        self.log_path = os.path.join(cwd, name + ".log")
+        self.logf = open(self.log_path, "w")
+        self.p = subprocess.Popen(argv, cwd=cwd, stdout=self.logf, stderr=subprocess.STDOUT)
+        if ready:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if ready in self.log():
+                    return
+                if self.p.poll() is not None:
+                    raise RuntimeError(f"{name} exited at start:\n{self.log()[-2000:]}")
+                time.sleep(0.05)
+            self.stop()
+            raise RuntimeError(f"{name} not ready:\n{self.log()[-2000:]}")
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self, timeout=20):
+        if self.p.poll() is None:
+            os.kill(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.p.pid, signal.SIGKILL)
+                self.p.wait(5)
+        self.logf.close()
+        return self.p.returncode
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def start_dut(kind, d, workers, max_calls):
+    if kind == "trunkline":
+        with open(os.path.join(d, "rules.json"), "w") as f:
+            json.dump({"agents": {"echo": {"url": f"ws://127.0.0.1:{AGENT_PORT}/",
+                                           "dialect": "twilio"}}}, f)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump({"sip": {"listen": [f"udp:127.0.0.1:{SIP_PORT}"],
+                               "max_calls": max_calls},
+                       "media": {"address": "127.0.0.1", "port_min": 20000, "port_max": 29999,
+                                 "workers": workers},
+                       "rules": "rules.json"}, f)
+        return Proc("trunkline", [os.path.join(BUILD, "trunkline"), "--config", "config.json"],
+                    d, ready=" ready")
+    return Proc("floor", [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
+                          "--agent-port", str(AGENT_PORT), "--max-calls", str(max_calls)],
+                d, ready="ready")
+
+
+def step(kind, n, args, tap=False):
+    d = tempfile.mkdtemp(prefix=f"tl-bench-{kind}-{n}-")
+    agent = dut = None
+    try:
+        agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
+                               "--port", str(AGENT_PORT)], d, ready="listening")
+        dut = start_dut(kind, d, args.workers, max(n + 100, 1000))
+        time.sleep(1.0)
+        rss_idle = rss_kb(dut.pid)
+        out = os.path.join(d, "loadgen.json")
+        lg_argv = [os.path.join(BUILD, "loadgen"), "--target", f"127.0.0.1:{SIP_PORT}",
+                   "--calls", str(n), "--rate", str(args.rate), "--warmup", str(args.warmup),
+                   "--measure", str(args.measure), "--pid", f"dut={dut.pid}",
+                   "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out]
+        limit = n / args.rate + args.warmup + args.measure + 60
+        tap_out = os.path.join(d, "tap.json")
+        with open(os.path.join(d, "loadgen.log"), "w") as lf:
+            lg = subprocess.Popen(lg_argv, stdout=lf, stderr=subprocess.STDOUT)
+            if tap:  # over the measurement window only (ramp at args.rate, then warm-up)
+                time.sleep(n / args.rate + args.warmup + 1)
+                tp = subprocess.run([os.path.join(BUILD, "tap"), "--agent-port",
+                                     str(AGENT_PORT), "--loadgen-ports", "40000-40199",
+                                     "--seconds", str(args.measure - 2), "--out", tap_out],
+                                    timeout=args.measure + 30)
+            try:
+                lg.wait(limit)
+            except subprocess.TimeoutExpired:
+                os.kill(lg.pid, signal.SIGKILL)
+                lg.wait(5)
+                raise RuntimeError(f"loadgen did not finish in {limit:.0f} s")
+        with open(out) as f:
+            r = json.load(f)
+        r["dut"] = kind
+        if tap and os.path.exists(tap_out):
+            with open(tap_out) as f:
+                r["tap"] = json.load(f)
+        r["rss_kb_idle"] = rss_idle
+        r["workdir"] = d
+        alive = dut.p.poll() is None
+        r["dut_alive_after"] = alive
+        return r
+    finally:
+        for p in (dut, agent):
+            if p:
+                rc = p.stop()
+                if p is dut and rc not in (0, None, -signal.SIGTERM):
+                    print(f"!! {p.name} exited with {rc}; log in {d}", flush=True)
+
+
+def derive(r):
+    n = r["calls"]
+    w = r["window_s"] or 1
+    dut = r["procs"]["dut"]
+    pps = (r["sent_window"] + r["received_window"]) / w
+    cpu = dut["cpu_pct"]
+    ours = sum(p["cpu_pct"] for p in r["procs"].values())
+    r["derived"] = {
+        "cpu_pct": cpu,
+        "cpu_per_call_pct": cpu / n,
+        "us_per_packet": cpu / 100 * 1e6 / pps if pps else None,
+        "packets_per_s": pps,
+        "rss_per_call_kib": (dut["rss_kb_end"] - r["rss_kb_idle"]) / n,
+        "machine_busy_pct": r["machine_busy_pct"],
+        # busy share of the 2-core machine not explained by DUT + agent + generator
+        "other_busy_pct": r["machine_busy_pct"] - ours / (os.cpu_count() or 1),
+        "loss_pct": r["loss"] * 100,
+        "rtt_p50_ms": r["rtt_us"].get("p50", 0) / 1000,
+        "rtt_p99_ms": r["rtt_us"].get("p99", 0) / 1000,
+        "setup_p50_ms": r["setup_us"].get("p50", 0) / 1000,
+        "setup_p99_ms": r["setup_us"].get("p99", 0) / 1000,
+        "agent_cpu_pct": r["procs"]["agent"]["cpu_pct"],
+        "loadgen_cpu_pct": r["procs"]["loadgen"]["cpu_pct"],
+        "threads": [(t["comm"], t["cpu_pct"]) for t in dut["threads"]],
+    }
+    return r
+
+
+def table(results):
+    lines = ["| DUT | N | up | loss % | CPU % (1 core) | CPU/call % | µs/pkt | RSS/call KiB | "
+             "busy % | other % | RTT p50/p99 ms | setup p50/p99 ms | agent % | gen % | threads % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        x = r["derived"]
+        th = " ".join(f"{c}:{p:.0f}" for c, p in x["threads"] if p >= 0.5)
+        lines.append(
+            f"| {r['dut']} | {r['calls']} | {r['established']} | {x['loss_pct']:.3f} | "
+            f"{x['cpu_pct']:.1f} | {x['cpu_per_call_pct']:.3f} | {x['us_per_packet']:.2f} | "
+            f"{x['rss_per_call_kib']:.1f} | {x['machine_busy_pct']:.0f} | "
+            f"{x['other_busy_pct']:.0f} | {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} | "
+            f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} | {x['agent_cpu_pct']:.0f} | "
+            f"{x['loadgen_cpu_pct']:.0f} | {th} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--measure", type=float, default=20)
+    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--ladder", default="100,500,1000")
+    ap.add_argument("--step", type=int, default=200)
+    ap.add_argument("--max-n", type=int, default=2400)
+    ap.add_argument("--only", choices=("trunkline", "floor"))
+    ap.add_argument("--budget-s", type=float, default=840)
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--tap-ns", default="100,500",
+                    help="N values of the packet-tap latency pass ('' for none)")
+    args = ap.parse_args()
+    t0 = time.time()
+    if not args.no_build:
+        build()
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S") + (("-" + args.tag) if args.tag else "")
+    kinds = [args.only] if args.only else ["trunkline", "floor"]
+    done = {k: False for k in kinds}
+    results = []
+    ladder = [int(x) for x in args.ladder.split(",")]
+    meta = {"stamp": stamp, "workers": args.workers, "measure_s": args.measure,
+            "warmup_s": args.warmup, "rate": args.rate, "cpus": os.cpu_count(),
+            "uname": os.uname().release, "loss_limit": LOSS_LIMIT}
+    n = ladder[0]
+    i = 0
+    while True:
+        for k in kinds:
+            if done[k]:
+                continue
+            est = n / args.rate + args.warmup + args.measure + 8
+            if time.time() - t0 + est > args.budget_s:
+                print(f"-- time budget reached before {k} N={n}", flush=True)
+                done[k] = True
+                continue
+            print(f"== {k} N={n}", flush=True)
+            try:
+                r = derive(step(k, n, args))
+            except Exception as e:  # a failed step ends that DUT's ladder, with the reason
+                print(f"!! {k} N={n}: {e}", flush=True)
+                results.append({"dut": k, "calls": n, "error": str(e)})
+                done[k] = True
+                continue
+            results.append(r)
+            x = r["derived"]
+            print(f"   loss {x['loss_pct']:.3f}% cpu {x['cpu_pct']:.1f}% "
+                  f"us/pkt {x['us_per_packet']:.2f} rss/call {x['rss_per_call_kib']:.1f} KiB "
+                  f"rtt {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} ms setup "
+                  f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} ms busy "
+                  f"{x['machine_busy_pct']:.0f}% threads {x['threads']}", flush=True)
+            if i >= len(ladder) - 1 and (r["loss"] > LOSS_LIMIT or r["established"] < n):
+                done[k] = True
+        if all(done.values()):
+            break
+        i += 1
+        n = ladder[i] if i < len(ladder) else n + args.step
+        if n > args.max_n:
+            break
+    taps = []
+    for n in [int(x) for x in args.tap_ns.split(",") if x]:
+        for k in kinds:
+            if time.time() - t0 + n / args.rate + args.warmup + args.measure + 8 > args.budget_s:
+                print(f"-- time budget reached before the tap pass {k} N={n}", flush=True)
+                continue
+            print(f"== tap pass {k} N={n}", flush=True)
+            try:
+                r = derive(step(k, n, args, tap=True))
+                taps.append(r)
+                print("   ", json.dumps(r.get("tap")), flush=True)
+            except Exception as e:
+                print(f"!! tap {k} N={n}: {e}", flush=True)
+    ok = [r for r in results if "derived" in r]
+    with open(os.path.join(RESULTS, stamp + ".json"), "w") as f:
+        json.dump({"meta": meta, "results": results, "tap_pass": taps}, f, indent=1)
+    md = f"# trunkline bench {stamp}\n\n{json.dumps(meta)}\n\n" + table(ok) + "\n"
+    for r in results:
+        if "error" in r:
+            md += f"\n- {r['dut']} N={r['calls']}: error: {r['error']}\n"
+    if taps:
+        md += ("\n## Per-direction latency (packet tap on lo, separate pass; µs)\n\n"
+               "| DUT | N | loss % | RTP-in->WS-out p50/p99 | WS-in->RTP-out p50/p99 | "
+               "agent p50/p99 | RTT p50/p99 ms | tap drops |\n|---|---|---|---|---|---|---|---|\n")
+        for r in taps:
+            t = r.get("tap", {})
+            u, dn, a = (t.get(k, {}) for k in ("rtp_in_to_ws_out_us", "ws_in_to_rtp_out_us",
+                                                "agent_us"))
+            md += (f"| {r['dut']} | {r['calls']} | {r['derived']['loss_pct']:.3f} | "
+                   f"{u.get('p50')}/{u.get('p99')} | {dn.get('p50')}/{dn.get('p99')} | "
+                   f"{a.get('p50')}/{a.get('p99')} | {r['derived']['rtt_p50_ms']:.2f}/"
+                   f"{r['derived']['rtt_p99_ms']:.2f} | {t.get('tap_drops')} |\n")
+    with open(os.path.join(RESULTS, stamp + ".md"), "w") as f:
+        f.write(md)
+    shutil.copy(os.path.join(RESULTS, stamp + ".json"), os.path.join(RESULTS, "latest.json"))
+    shutil.copy(os.path.join(RESULTS, stamp + ".md"), os.path.join(RESULTS, "latest.md"))
+    print(md)
+    print(f"total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
