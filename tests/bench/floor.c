@@ -338,8 +338,8 @@ static void on_invite(const char *msg, const struct sockaddr_in *from)
 		}
 	}
 	header(msg, "To", to, sizeof(to));
-	n += (size_t)snprintf(c->resp_hdrs + n, sizeof(c->resp_hdrs) - n, "To: %s;tag=fl%d\r\n",
-	                      to, idx);
+	n += (size_t)snprintf(c->resp_hdrs + n, sizeof(c->resp_hdrs) - n, "To: %s;tag=fl%d\r\n", to,
+	                      idx);
 
 	/* RTP destination from SDP */
 	const char *body = strstr(msg, "\r\n\r\n");
@@ -376,9 +376,10 @@ static void on_invite(const char *msg, const struct sockaddr_in *from)
 	if (!c->in)
 		goto fail;
 	/* queued until the connection is up (EPOLLOUT flushes it) */
-	static const char hs[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-	                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-	                         "Sec-WebSocket-Version: 13\r\n\r\n";
+	static const char hs[] =
+	    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	    "Sec-WebSocket-Version: 13\r\n\r\n";
 	c->out_cap = 8192;
 	c->out = malloc(c->out_cap);
 	if (!c->out)
@@ -447,16 +448,18 @@ static int send_ctl(struct fcall *c, int start)
 	char m[1024];
 	int n;
 	if (!start)
-		n = snprintf(m, sizeof(m),
-		             "{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}");
+		n = snprintf(
+		    m, sizeof(m),
+		    "{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}");
 	else
-		n = snprintf(m, sizeof(m),
-		             "{\"event\":\"start\",\"sequenceNumber\":\"%llu\",\"start\":{"
-		             "\"accountSid\":\"AC00000000000000000000000000000000\",\"streamSid\":"
-		             "\"%s\",\"callSid\":\"CAfloor\",\"tracks\":[\"inbound\"],"
-		             "\"customParameters\":{},\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\","
-		             "\"sampleRate\":8000,\"channels\":1}},\"streamSid\":\"%s\"}",
-		             (unsigned long long)++c->seq, c->stream_sid, c->stream_sid);
+		n = snprintf(
+		    m, sizeof(m),
+		    "{\"event\":\"start\",\"sequenceNumber\":\"%llu\",\"start\":{"
+		    "\"accountSid\":\"AC00000000000000000000000000000000\",\"streamSid\":"
+		    "\"%s\",\"callSid\":\"CAfloor\",\"tracks\":[\"inbound\"],"
+		    "\"customParameters\":{},\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\","
+		    "\"sampleRate\":8000,\"channels\":1}},\"streamSid\":\"%s\"}",
+		    (unsigned long long)++c->seq, c->stream_sid, c->stream_sid);
 	return ws_send_text(c, m, (size_t)n);
 }
 
@@ -545,17 +548,17 @@ static void on_text(struct fcall *c, const char *s, size_t n)
 		memcpy(pkt + 8, &ssrc, 4);
 		c->rtp_seq++;
 		c->rtp_ts += (uint32_t)k;
-		if (c->peer.sin_port &&
-		    sendto(c->udp, pkt, 12 + k, MSG_DONTWAIT, (struct sockaddr *)&c->peer,
-		           sizeof(c->peer)) > 0)
+		if (c->peer.sin_port && sendto(c->udp, pkt, 12 + k, MSG_DONTWAIT,
+		                               (struct sockaddr *)&c->peer, sizeof(c->peer)) > 0)
 			g.rtp_out++;
 		g.ws_in++;
 	} else if (vn == 4 && !memcmp(v, "mark", 4) && scan(s, n, "name", &v, &vn) && vn < 64) {
 		char m[256];
-		int l = snprintf(m, sizeof(m),
-		                 "{\"event\":\"mark\",\"sequenceNumber\":\"%llu\",\"streamSid\":\"%s\","
-		                 "\"mark\":{\"name\":\"%.*s\"}}",
-		                 (unsigned long long)++c->seq, c->stream_sid, (int)vn, v);
+		int l =
+		    snprintf(m, sizeof(m),
+		             "{\"event\":\"mark\",\"sequenceNumber\":\"%llu\",\"streamSid\":\"%s\","
+		             "\"mark\":{\"name\":\"%.*s\"}}",
+		             (unsigned long long)++c->seq, c->stream_sid, (int)vn, v);
 		ws_send_text(c, m, (size_t)l);
 	}
 }
@@ -699,11 +702,10 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	fprintf(stderr,
-	        "floor: rtp_in %llu ws_out %llu ws_in %llu rtp_out %llu partial_writes %llu\n",
-	        (unsigned long long)g.rtp_in, (unsigned long long)g.ws_out,
-	        (unsigned long long)g.ws_in, (unsigned long long)g.rtp_out,
-	        (unsigned long long)g.partial_writes);
+	fprintf(
+	    stderr, "floor: rtp_in %llu ws_out %llu ws_in %llu rtp_out %llu partial_writes %llu\n",
+	    (unsigned long long)g.rtp_in, (unsigned long long)g.ws_out, (unsigned long long)g.ws_in,
+	    (unsigned long long)g.rtp_out, (unsigned long long)g.partial_writes);
 	for (int i = 0; i < g.max_calls; i++)
 		if (g.calls[i].used)
 			close_call(&g.calls[i]);

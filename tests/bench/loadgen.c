@@ -32,17 +32,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAGIC         0x544c424eu /* "TLBN" */
-#define PAYLOAD       160
-#define RTP_HDR       12
-#define PKT_LEN       (RTP_HDR + PAYLOAD)
-#define MAX_SOCKS     64
-#define RX_BATCH      64
-#define TX_BATCH      512
-#define MAX_PIDS      8
-#define MAX_THREADS   64
+#define MAGIC          0x544c424eu /* "TLBN" */
+#define PAYLOAD        160
+#define RTP_HDR        12
+#define PKT_LEN        (RTP_HDR + PAYLOAD)
+#define MAX_SOCKS      64
+#define RX_BATCH       64
+#define TX_BATCH       512
+#define MAX_PIDS       8
+#define MAX_THREADS    64
 #define SIP_RETRANS_NS 500000000LL
-#define SIP_MAX_TRIES 7
+#define SIP_MAX_TRIES  7
 
 enum cstate { C_IDLE, C_INVITING, C_UP, C_BYE, C_DONE, C_FAILED };
 
@@ -51,11 +51,11 @@ struct call {
 	int sock;                 /* index of the RTP socket pair */
 	struct sockaddr_in media; /* DUT's RTP address from the 200's SDP */
 	char to_tag[80];
-	char ruri[256]; /* Contact of the 200, for ACK and BYE */
+	char ruri[256];                  /* Contact of the 200, for ACK and BYE */
 	int64_t t_invite, t_200, t_sent; /* ns, monotonic */
 	int tries;
 	int got_provisional;
-	uint32_t seq;  /* marker sequence of the next packet */
+	uint32_t seq; /* marker sequence of the next packet */
 	uint16_t rtp_seq;
 	uint32_t rtp_ts, ssrc;
 	uint32_t meas_first, meas_end; /* seqs sent in the window: [first, end) */
@@ -242,8 +242,7 @@ static void snap(struct pidmon *m, struct procsnap *s)
 		int tid = atoi(e->d_name);
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", m->pid, tid);
 		s->tid[s->nthreads] = tid;
-		s->tticks[s->nthreads] =
-		    stat_ticks(path, s->comm[s->nthreads], sizeof(s->comm[0]));
+		s->tticks[s->nthreads] = stat_ticks(path, s->comm[s->nthreads], sizeof(s->comm[0]));
 		s->nthreads++;
 	}
 	closedir(d);
@@ -411,8 +410,10 @@ static void answer_request(const char *msg, const struct sockaddr_in *from)
 			n += snprintf(out + n, sizeof(out) - (size_t)n, "%s\r\n", via);
 		}
 	}
-	if (header(msg, "From", 'f', fr, sizeof(fr)) < 0 || header(msg, "To", 't', to, sizeof(to)) < 0 ||
-	    header(msg, "Call-ID", 'i', cid, sizeof(cid)) < 0 || header(msg, "CSeq", 0, cseq, sizeof(cseq)) < 0)
+	if (header(msg, "From", 'f', fr, sizeof(fr)) < 0 ||
+	    header(msg, "To", 't', to, sizeof(to)) < 0 ||
+	    header(msg, "Call-ID", 'i', cid, sizeof(cid)) < 0 ||
+	    header(msg, "CSeq", 0, cseq, sizeof(cseq)) < 0)
 		return;
 	n += snprintf(out + n, sizeof(out) - (size_t)n,
 	              "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\nContent-Length: 0\r\n\r\n",
@@ -550,7 +551,8 @@ static void tx_flush(int s)
 {
 	int off = 0;
 	while (off < tx.n[s]) {
-		int r = sendmmsg(g.rtpfd[s], tx.msgs[s] + off, (unsigned)(tx.n[s] - off), MSG_DONTWAIT);
+		int r =
+		    sendmmsg(g.rtpfd[s], tx.msgs[s] + off, (unsigned)(tx.n[s] - off), MSG_DONTWAIT);
 		if (r <= 0) {
 			g.tx_errors += (uint64_t)(tx.n[s] - off);
 			break;
@@ -684,7 +686,8 @@ static void rtp_readable(int s, int measuring)
 				int64_t rtt = at - sent;
 				vec_push(&g.rtt_us, rtt > 0 ? (uint32_t)(rtt / 1000) : 0);
 				if (measuring && c->last_rx_ns)
-					vec_push(&g.gap_us, (uint32_t)((at - c->last_rx_ns) / 1000));
+					vec_push(&g.gap_us,
+					         (uint32_t)((at - c->last_rx_ns) / 1000));
 			}
 			c->last_rx_ns = at;
 		}
@@ -735,10 +738,11 @@ static void epoll_add(int fd, uint64_t tag)
 
 static void usage(void)
 {
-	fprintf(stderr,
-	        "usage: loadgen --target IP:PORT --calls N [--rate CPS] [--warmup S] [--measure S]\n"
-	        "               [--drain S] [--slots K] [--sockets K] [--media-base PORT]\n"
-	        "               [--sip-port PORT] [--pid NAME=PID]... [--out FILE]\n");
+	fprintf(
+	    stderr,
+	    "usage: loadgen --target IP:PORT --calls N [--rate CPS] [--warmup S] [--measure S]\n"
+	    "               [--drain S] [--slots K] [--sockets K] [--media-base PORT]\n"
+	    "               [--sip-port PORT] [--pid NAME=PID]... [--out FILE]\n");
 	exit(2);
 }
 
@@ -812,7 +816,9 @@ static void print_proc(FILE *f)
 	for (int i = 0; i < g.npids; i++) {
 		struct pidmon *m = &g.pids[i];
 		double cpu = (double)(m->b.ticks - m->a.ticks) / hz / g.window_s * 100.0;
-		fprintf(f, "%s\"%s\":{\"pid\":%d,\"cpu_pct\":%.2f,\"rss_kb_start\":%ld,\"rss_kb_end\":%ld,\"threads\":[",
+		fprintf(f,
+		        "%s\"%s\":{\"pid\":%d,\"cpu_pct\":%.2f,\"rss_kb_start\":%ld,\"rss_kb_end\":"
+		        "%ld,\"threads\":[",
 		        i ? "," : "", m->name, m->pid, cpu, m->a.rss_kb, m->b.rss_kb);
 		int first = 1;
 		for (int t = 0; t < m->b.nthreads; t++) {
@@ -820,8 +826,8 @@ static void print_proc(FILE *f)
 			for (int u = 0; u < m->a.nthreads; u++)
 				if (m->a.tid[u] == m->b.tid[t])
 					a = m->a.tticks[u];
-			fprintf(f, "%s{\"tid\":%d,\"comm\":\"%s\",\"cpu_pct\":%.2f}", first ? "" : ",",
-			        m->b.tid[t], m->b.comm[t],
+			fprintf(f, "%s{\"tid\":%d,\"comm\":\"%s\",\"cpu_pct\":%.2f}",
+			        first ? "" : ",", m->b.tid[t], m->b.comm[t],
 			        (double)(m->b.tticks[t] - a) / hz / g.window_s * 100.0);
 			first = 0;
 		}
@@ -877,7 +883,8 @@ int main(int argc, char **argv)
 		g.calls[i].sock = i % g.nsocks;
 		g.calls[i].ssrc = 0x10000000u + (uint32_t)i;
 		g.calls[i].rtp_ts = (uint32_t)i * 7919u;
-		g.calls[i].seen_bits = (uint32_t)((g.warmup_s + g.measure_s + g.drain_s + 600) * 50);
+		g.calls[i].seen_bits =
+		    (uint32_t)((g.warmup_s + g.measure_s + g.drain_s + 600) * 50);
 		g.calls[i].seen = calloc(g.calls[i].seen_bits / 8 + 1, 1);
 		if (!g.calls[i].seen)
 			die("calloc");
@@ -894,8 +901,8 @@ int main(int argc, char **argv)
 	uint64_t tick = 0;
 	int next_bye = 0;
 	int64_t bye_t0 = 0;
-	fprintf(stderr, "loadgen: %d calls to %s:%d at %d/s, SIP port %d\n", g.ncalls,
-	        g.target_ip, g.target_port, g.rate, g.sip_port);
+	fprintf(stderr, "loadgen: %d calls to %s:%d at %d/s, SIP port %d\n", g.ncalls, g.target_ip,
+	        g.target_port, g.rate, g.sip_port);
 
 	while (phase != P_END) {
 		struct epoll_event evs[64];
@@ -919,7 +926,8 @@ int main(int argc, char **argv)
 				exp = 5;
 			while (exp--) {
 				if (phase <= P_MEASURE)
-					send_slot((int)(tick % (uint64_t)g.slots), phase == P_MEASURE);
+					send_slot((int)(tick % (uint64_t)g.slots),
+					          phase == P_MEASURE);
 				tick++;
 			}
 		}
@@ -998,7 +1006,8 @@ int main(int argc, char **argv)
 				}
 			}
 			if ((next_bye == g.ncalls && pending == 0) ||
-			    now - bye_t0 > (int64_t)((double)g.ncalls / g.rate * 1e9) + 10000000000LL)
+			    now - bye_t0 >
+			        (int64_t)((double)g.ncalls / g.rate * 1e9) + 10000000000LL)
 				phase = P_END;
 			break;
 		}

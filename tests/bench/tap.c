@@ -239,7 +239,8 @@ int main(int argc, char **argv)
 		perror("tap: socket");
 		return 1;
 	}
-	struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP),
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+	                          .sll_protocol = htons(ETH_P_IP),
 	                          .sll_ifindex = (int)if_nametoindex("lo")};
 	int one = 1, buf = 64 << 20;
 	setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
@@ -278,7 +279,8 @@ int main(int argc, char **argv)
 			int64_t t = 0;
 			for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[k].msg_hdr); cm;
 			     cm = CMSG_NXTHDR(&msgs[k].msg_hdr, cm))
-				if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_TIMESTAMPNS) {
+				if (cm->cmsg_level == SOL_SOCKET &&
+				    cm->cmsg_type == SO_TIMESTAMPNS) {
 					struct timespec ts;
 					memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
 					t = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
