@@ -180,6 +180,9 @@ struct tl_ws_conn {
 	unsigned n_info_dtmf;
 };
 
+/* Messages one WRITEABLE callback may send before yielding to other connections. */
+#define TL_WSC_WRITES_PER_CALLBACK 16
+
 enum tl_wsc_cmd_kind { TL_WSC_CMD_CONNECT, TL_WSC_CMD_CLOSE, TL_WSC_CMD_DTMF };
 
 struct tl_wsc_cmd {

@@ -31,6 +31,14 @@ struct tl_chunk {
 	uint8_t data[TL_CHUNK_DATA];
 };
 
+/* One uplink event without its audio, which sits in up_data (agent_frame bytes a slot). */
+struct tl_up_hdr {
+	enum tl_media_event_kind kind;
+	uint32_t ts_ms, seq, mark;
+	uint16_t duration_ms, len;
+	char digit;
+};
+
 struct tl_mark {
 	uint64_t pos; /* downlink byte position the mark follows */
 	uint32_t id;
@@ -61,7 +69,9 @@ struct tl_media_stream {
 	/* Uplink: worker produces, consumer thread polls. */
 	struct tl_reorder *reorder;
 	SpeexResamplerState *up_rs, *down_rs;
-	struct tl_media_event *up;
+	struct tl_up_hdr *up;
+	uint8_t *up_data;
+	struct tl_media_event up_scratch; /* the event being built, worker only */
 	atomic_uint up_head, up_tail;
 	atomic_int up_notified;
 	uint32_t up_seq, up_ms;

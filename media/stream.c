@@ -15,6 +15,8 @@ static const char dtmf_chars[] = "0123456789*#ABCD";
 
 /* ---- uplink queue: worker produces ---- */
 
+/* Events are built in s->up_scratch, then stored compactly: a small header per slot and the
+ * audio in slots of the call's own 20 ms frame size (160 bytes for µ-law), not the largest. */
 static struct tl_media_event *up_slot(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
@@ -24,12 +26,25 @@ static struct tl_media_event *up_slot(struct tl_media_stream *s)
 		atomic_fetch_add_explicit(&s->st_up_drops, 1, memory_order_relaxed);
 		return NULL;
 	}
-	return &s->up[h % TL_UP_SLOTS];
+	return &s->up_scratch;
 }
 
 static void up_commit(struct tl_media_stream *s)
 {
-	atomic_fetch_add_explicit(&s->up_head, 1, memory_order_release);
+	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
+	const struct tl_media_event *ev = &s->up_scratch;
+	struct tl_up_hdr *slot = &s->up[h % TL_UP_SLOTS];
+	size_t len = ev->len < s->agent_frame ? ev->len : s->agent_frame;
+
+	slot->kind = ev->kind;
+	slot->ts_ms = ev->ts_ms;
+	slot->seq = ev->seq;
+	slot->digit = ev->digit;
+	slot->duration_ms = ev->duration_ms;
+	slot->mark = ev->mark;
+	slot->len = (uint16_t)len;
+	memcpy(s->up_data + (size_t)(h % TL_UP_SLOTS) * s->agent_frame, ev->data, len);
+	atomic_store_explicit(&s->up_head, h + 1, memory_order_release);
 	if (!atomic_exchange_explicit(&s->up_notified, 1, memory_order_acq_rel) && s->notify)
 		s->notify(s->notify_arg);
 }
@@ -38,6 +53,7 @@ int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev)
 {
 	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_relaxed);
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_acquire);
+	const struct tl_up_hdr *slot;
 
 	if (t == h) {
 		/* Re-arm the wake-up before the last look, so a frame pushed meanwhile notifies. */
@@ -46,12 +62,18 @@ int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev)
 		if (t == h)
 			return 0;
 	}
-	*ev = s->up[t % TL_UP_SLOTS];
+	slot = &s->up[t % TL_UP_SLOTS];
+	ev->kind = slot->kind;
+	ev->ts_ms = slot->ts_ms;
+	ev->seq = slot->seq;
+	ev->digit = slot->digit;
+	ev->duration_ms = slot->duration_ms;
+	ev->mark = slot->mark;
+	ev->len = slot->len;
+	memcpy(ev->data, s->up_data + (size_t)(t % TL_UP_SLOTS) * s->agent_frame, slot->len);
 	atomic_store_explicit(&s->up_tail, t + 1, memory_order_release);
 	return 1;
 }
-
-/* ---- codec conversions ---- */
 
 static void pcm_to_agent(struct tl_media_stream *s, const int16_t *pcm, size_t n,
                          struct tl_media_event *ev)
@@ -602,8 +624,9 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->tx_ts = random32();
 	s->next_rtcp_ms = tl_media_now_ms() + TL_RTCP_INTERVAL;
 	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
+	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);
 	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
-	if (!s->up || !s->dl_head || make_resamplers(s) < 0 ||
+	if (!s->up || !s->up_data || !s->dl_head || make_resamplers(s) < 0 ||
 	    tl_reorder_create(&s->reorder, 16, TL_RX_PAYLOAD + 1, (unsigned)m->cfg.reorder_ms) <
 	        0) {
 		/* The caller still owns the fds and notify_arg on failure. */
@@ -639,6 +662,7 @@ void tl_stream_free(struct tl_media_stream *s)
 		speex_resampler_destroy(s->down_rs);
 	tl_reorder_destroy(s->reorder);
 	free(s->up);
+	free(s->up_data);
 	if (s->notify_release)
 		s->notify_release(s->notify_arg);
 	free(s);
