@@ -60,7 +60,8 @@ enum tl_wsd_in_kind {
 	TL_WSD_IN_TRANSFER, /* in->target: "" when none was given; fits tl_ws_event.target */
 };
 
-/* A parsed agent text message. The strings point into root: valid until tl_wsd_in_free. */
+/* A parsed agent text message. The strings point into root (valid until tl_wsd_in_free), or for
+ * MEDIA possibly into the text given to tl_wsd_parse (valid as long as that text). */
 struct tl_wsd_in {
 	enum tl_wsd_in_kind kind;
 	json_t *root;

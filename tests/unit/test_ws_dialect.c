@@ -378,6 +378,44 @@ static void test_marks(void)
 	tl_wsd_marks_unpush(&m); /* empty: no-op */
 }
 
+/* The string-scan fast path for media and the Jansson path must agree. */
+static void check_media(const char *text, const char *payload, int fast)
+{
+	struct tl_wsd_in in;
+	size_t len = strlen(text);
+
+	TL_CHECK_INT(tl_wsd_parse(&twilio, text, len, &in), TL_WSD_IN_MEDIA);
+	TL_CHECK_INT(in.payload_len, strlen(payload));
+	TL_CHECK(in.payload && strncmp(in.payload, payload, in.payload_len) == 0);
+	/* The fast path points into the text; the Jansson path into its own tree. */
+	TL_CHECK_INT(in.payload >= text && in.payload < text + len, fast);
+	tl_wsd_in_free(&in);
+}
+
+static void test_parse_media_fast_path(void)
+{
+	struct tl_wsd_in in;
+	const char *two = "{\"event\":\"media\",\"media\":{\"payload\":\"AA==\"},\"event\":"
+	                  "\"mark\",\"mark\":{\"name\":\"x\"}}";
+
+	check_media("{\"event\":\"media\",\"streamSid\":\"MZ1\",\"media\":{\"payload\":\"f39/\"}}",
+	            "f39/", 1);
+	/* Python's json.dumps puts spaces after ':' and ','. */
+	check_media("{\"event\": \"media\", \"streamSid\": \"MZ1\", \"media\": {\"payload\": "
+	            "\"AAEC\"}}",
+	            "AAEC", 1);
+	check_media("{\"media\":{\"payload\":\"AAEC\"},\"event\":\"media\"}", "AAEC", 1);
+	/* Escaped '/' (some encoders): the Jansson path unescapes it. */
+	check_media("{\"event\":\"media\",\"media\":{\"payload\":\"f39\\/\"}}", "f39/", 0);
+	/* Two events: not the plain shape, so Jansson decides (its last duplicate wins). */
+	TL_CHECK_INT(tl_wsd_parse(&twilio, two, strlen(two), &in), TL_WSD_IN_MARK);
+	tl_wsd_in_free(&in);
+	/* An event other than media never takes the fast path. */
+	TL_CHECK_INT(tl_wsd_parse(&twilio, "{\"event\":\"clear\",\"payload\":\"AA==\"}", 34, &in),
+	             TL_WSD_IN_CLEAR);
+	tl_wsd_in_free(&in);
+}
+
 int main(void)
 {
 	setup();
@@ -389,6 +427,7 @@ int main(void)
 	TL_TEST_RUN(test_parse_twilio);
 	TL_TEST_RUN(test_parse_native);
 	TL_TEST_RUN(test_parse_malformed);
+	TL_TEST_RUN(test_parse_media_fast_path);
 	TL_TEST_RUN(test_pcm_join);
 	TL_TEST_RUN(test_marks);
 	teardown();
