@@ -144,9 +144,25 @@ void tl_bridge_stop_agent(struct tl_call *call)
 	call->agent_started = 0;
 }
 
+static void log_media_stats(const struct tl_call *call)
+{
+	struct tl_media_stats st;
+
+	tl_media_stream_stats(call->stream, &st);
+	tl_log_info(call->call_id,
+	            "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
+	            "jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
+	            (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
+	            (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
+	            (unsigned long long)st.rx_bad, st.jitter_ms, (unsigned long long)st.tx_packets,
+	            (unsigned long long)st.tx_silence, (unsigned long long)st.uplink_drops);
+}
+
 void tl_bridge_stop(struct tl_call *call)
 {
 	tl_bridge_stop_agent(call);
+	if (call->stream)
+		log_media_stats(call);
 	if (call->stream)
 		tl_media_stream_unref(call->stream);
 	call->stream = NULL;
