@@ -19,8 +19,9 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "SUMMARY: UndefinedBehaviorSanitizer")
 
 
-def free_port(udp_and_tcp=True, lo=21000, hi=60000):
-    """A port free for both UDP and TCP on 127.0.0.1 (and its neighbour, for RTP/RTCP pairs)."""
+def free_port(udp_and_tcp=True, lo=21000, hi=60000, host="127.0.0.1"):
+    """An even port free for both UDP and TCP on host (and its neighbour, for RTP/RTCP pairs)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = random.randrange(lo, hi, 2)
         socks = []
@@ -28,16 +29,16 @@ def free_port(udp_and_tcp=True, lo=21000, hi=60000):
             for p in (port, port + 1):
                 for kind in ((socket.SOCK_DGRAM, socket.SOCK_STREAM) if udp_and_tcp
                              else (socket.SOCK_DGRAM,)):
-                    s = socket.socket(socket.AF_INET, kind)
+                    s = socket.socket(family, kind)
                     socks.append(s)
-                    s.bind(("127.0.0.1", p))
+                    s.bind((host, p))
             return port
         except OSError:
             continue
         finally:
             for s in socks:
                 s.close()
-    raise RuntimeError("no free port")
+    raise RuntimeError(f"no free port on {host}")
 
 
 class EchoAgent:

@@ -1,13 +1,12 @@
 """IPv6: trunkline listening on [::1] (UDP and TCP) answers OPTIONS and carries a short call from
 sipp over ::1, with IPv6 SDP both ways. Skipped (and said so) only when ::1 cannot be bound."""
 import os
-import random
 import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Trunkline, run, sipp  # noqa: E402
+from harness import Trunkline, free_port, run, sipp  # noqa: E402
 from rawsip import Peer, options_status  # noqa: E402
 
 
@@ -25,21 +24,7 @@ def v6_available():
 
 def v6_port():
     """A port free on ::1 for both UDP and TCP."""
-    for _ in range(200):
-        port = random.randrange(21000, 60000)
-        socks = []
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                s = socket.socket(socket.AF_INET6, kind)
-                socks.append(s)
-                s.bind(("::1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port on ::1")
+    return free_port(host="::1")
 
 
 SDP6 = ("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\n"
