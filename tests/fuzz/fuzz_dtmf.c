@@ -1,4 +1,4 @@
-/* SIP INFO DTMF bodies (connector/dtmf.c): the input is the body, tried under both DTMF content
+/* SIP INFO DTMF bodies (connector/sip/dtmf.c): the input is the body, tried under both DTMF content
  * types and an unrelated one. The body is not NUL-terminated, as on the wire. */
 #include <errno.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* For the targets whose API takes a path (tl_rules_load, tl_config_load; zones via $TZDIR):
  * a private temporary directory made once per process and removed at exit, files written into
  * it, and a routing pass over loaded rules so compiled routes are exercised, not only loaded.
- * connector/config_int.h has no in-memory loader (tl_config_doc_open reads a file). */
+ * include/trunkline/config_doc.h has no in-memory loader (tl_config_doc_open reads a file). */
 #ifndef TL_FUZZ_FILES_H
 #define TL_FUZZ_FILES_H
 

@@ -1,4 +1,4 @@
-/* Rules and config files (connector/rules.c, route.c, config.c, jpos.c): the input is a rules
+/* Rules and config files (connector/route/rules.c, route.c, config.c, jpos.c): the input is a rules
  * file for tl_rules_load; when it contains a NUL byte, the part before is a config.json and the
  * part after the rules file it names (as "rules": "rules.json"), for tl_config_load. Rules that
  * load are then used to route a few calls (route_match.c, route_time.c). */

@@ -1,4 +1,4 @@
-/* SDP offer/answer (connector/sdp.c) on arbitrary bytes: tl_sdp_answer with a roomy and a tight
+/* SDP offer/answer (connector/sip/sdp.c) on arbitrary bytes: tl_sdp_answer with a roomy and a tight
  * output buffer, and tl_sdp_read_answer, under two local setups (IPv4 PCMU/PCMA, IPv6 with
  * every codec and recvonly). Sofia's parser allocates on a su_home, so leaks show as ASan leak
  * reports; Sofia 1.12.11's endless loop on some m= lines (the m_lines_ok guard) as a timeout. */

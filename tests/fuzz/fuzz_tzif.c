@@ -1,4 +1,4 @@
-/* TZif zone files (connector/route_time.c): the input is a zone file, placed in a private
+/* TZif zone files (connector/route/route_time.c): the input is a zone file, placed in a private
  * $TZDIR as "Fuzz/Zone" and named by a rules file's "time" windows, so tl_rules_load parses it
  * and routing evaluates local times with it (transitions, and the POSIX TZ footer for dates
  * past the table). Zone files are trusted system files; this guards against a corrupt one. */

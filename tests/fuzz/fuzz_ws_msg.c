@@ -1,4 +1,4 @@
-/* Agent WebSocket text messages (connector/ws_dialect.c): tl_wsd_parse in the Twilio and the
+/* Agent WebSocket text messages (connector/agent/ws_dialect.c): tl_wsd_parse in the Twilio and the
  * native dialect, plus what the daemon does next with a Twilio media payload (tl_b64_decode). */
 #include <string.h>
 

@@ -1,4 +1,4 @@
-"""Fallback forwarding (docs/PROTOCOL.md "If the agent cannot take the call", connector/forward.c):
+"""Fallback forwarding (docs/PROTOCOL.md "If the agent cannot take the call", connector/sip/forward.c):
 an agent that is down, times out or refuses the upgrade sends the call to the route's fallback
 by 302 before answer (503 without one); an agent that leaves mid-call, or asks for a transfer,
 gets the caller transferred by REFER (followed through NOTIFY, or ended when the PBX refuses);

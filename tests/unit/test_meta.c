@@ -1,4 +1,4 @@
-/* Unit tests for connector/meta.c: the PBX samples must give exactly their expected JSON, then
+/* Unit tests for connector/sip/meta.c: the PBX samples must give exactly their expected JSON, then
  * focused cases for precedence, URI forms, list splitting, compact names and malformed input
  * (truncated and mutated samples must never crash and must always give valid UTF-8). */
 #include "trunkline/meta.h"

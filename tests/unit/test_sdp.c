@@ -1,4 +1,4 @@
-/* Unit tests for connector/sdp.c: answers to real PBX offers (tests/data/pbx-samples), hold and
+/* Unit tests for connector/sip/sdp.c: answers to real PBX offers (tests/data/pbx-samples), hold and
  * direction rules, refused streams, error codes, our delayed offer and its answer. Every answer
  * is parsed again with Sofia's strict parser to prove it is valid SDP. */
 #include <errno.h>

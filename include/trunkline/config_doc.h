@@ -1,7 +1,8 @@
-/* Private to config.c, rules.c and route.c: a parsed JSON file with its value positions, and
- * checkers that read one typed field and, when it is wrong, report "file:line:col: message". */
-#ifndef TRUNKLINE_CONFIG_INT_H
-#define TRUNKLINE_CONFIG_INT_H
+/* The config file reader shared by config.c, rules.c and route.c: a parsed JSON file with its value
+ * positions, and checkers that read one typed field and, when it is wrong, report "file:line:col:
+ * message". */
+#ifndef TRUNKLINE_CONFIG_DOC_H
+#define TRUNKLINE_CONFIG_DOC_H
 
 #include <stddef.h>
 

@@ -2,7 +2,7 @@
  * their zones, the target and its params. rules.c has checked each route's shape (keys, types,
  * target, URIs) first; this file checks the rest and points errors at the offending value.
  * Matching itself is in route_match.c, zones and calendars in route_time.c. */
-#include "config_int.h"
+#include "trunkline/config_doc.h"
 #include "route_int.h"
 
 #include <arpa/inet.h>

@@ -1,7 +1,7 @@
 /* config.json: parsed with Jansson, checked key by key, defaults filled in, then the rules file
  * it names is loaded (rules.c). Every semantic error points at the offending value via jpos.
  * Also the shared checkers of config_int.h. It does not bind, resolve or open anything else. */
-#include "config_int.h"
+#include "trunkline/config_doc.h"
 
 #include <errno.h>
 #include <stdarg.h>

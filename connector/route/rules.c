@@ -2,7 +2,7 @@
  * are checked for shape and references here, then compiled by route.c (conditions, zones);
  * matching them against a call is route_match.c's. Errors point at the offending value, like
  * config.c's. */
-#include "config_int.h"
+#include "trunkline/config_doc.h"
 
 #include "trunkline/route.h"
 
