@@ -91,6 +91,42 @@ static int set_source(struct cli *c, const char *arg)
 	return 0;
 }
 
+/* One option with a value that needs checking; prints what is wrong. 0 or -1. */
+static int parse_checked(struct cli *c, int o, const char *arg)
+{
+	const char *expect = NULL;
+
+	switch (o) {
+	case 'H':
+		if (add_header(c, arg) < 0)
+			expect = "'Name: value'";
+		break;
+	case 's':
+		if (set_source(c, arg) < 0)
+			expect = "an IPv4 or IPv6 address";
+		break;
+	case 'a':
+		if (tl_route_iso_parse(arg, &c->now) < 0)
+			expect = "ISO 8601, e.g. 2026-11-24T09:30:00Z";
+		break;
+	case 'A':
+		if (c->n_active == CLI_MAX_ACTIVE || !strchr(arg, '='))
+			expect = "ROUTE=N";
+		else
+			c->active[c->n_active++] = arg;
+		break;
+	}
+	if (!expect)
+		return 0;
+	fprintf(stderr, "trunkline route: bad --%s \"%s\": expected %s\n",
+	        o == 'H'   ? "header"
+	        : o == 's' ? "source"
+	        : o == 'a' ? "at"
+	                   : "active",
+	        arg, expect);
+	return -1;
+}
+
 static int parse_args(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -135,41 +171,11 @@ static int parse_args(struct cli *c, int argc, char **argv)
 			c->fields[TL_ROUTE_F_PBX] = optarg;
 			break;
 		case 'H':
-			if (add_header(c, optarg) < 0) {
-				fprintf(stderr,
-				        "trunkline route: bad --header \"%s\": expected "
-				        "'Name: value'\n",
-				        optarg);
-				return -1;
-			}
-			break;
 		case 's':
-			if (set_source(c, optarg) < 0) {
-				fprintf(stderr,
-				        "trunkline route: bad --source \"%s\": expected an IPv4 "
-				        "or IPv6 address\n",
-				        optarg);
-				return -1;
-			}
-			break;
 		case 'a':
-			if (tl_route_iso_parse(optarg, &c->now) < 0) {
-				fprintf(stderr,
-				        "trunkline route: bad --at \"%s\": expected ISO 8601, "
-				        "e.g. 2026-11-24T09:30:00Z\n",
-				        optarg);
-				return -1;
-			}
-			break;
 		case 'A':
-			if (c->n_active == CLI_MAX_ACTIVE || !strchr(optarg, '=')) {
-				fprintf(stderr,
-				        "trunkline route: bad --active \"%s\": expected "
-				        "ROUTE=N\n",
-				        optarg);
+			if (parse_checked(c, o, optarg) < 0)
 				return -1;
-			}
-			c->active[c->n_active++] = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -16,6 +16,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(HERE, "scenarios")
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer",
                    "SUMMARY: UndefinedBehaviorSanitizer")
 
 
