@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is needed, builds, checks formatting, and runs every test
-# (unit and integration) twice: a normal build, then under AddressSanitizer + UBSan. Ends on
-# ctest's summary of the sanitizer run.
+# (unit and integration) three times: a normal build, under AddressSanitizer + UBSan, and under
+# ThreadSanitizer. Ends on ctest's summary of the ThreadSanitizer run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ jobs=$(nproc)
 echo "== clang-format"
 files=$(git ls-files '*.c' '*.h' 2>/dev/null || find connector media include tests examples -name '*.[ch]')
 clang-format --dry-run --Werror $files
+
+echo "== size check"
+python3 scripts/check-size.py
 
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTL_TESTS=ON -DTL_SANITIZE=OFF >/dev/null
@@ -24,4 +27,13 @@ cmake --build build-asan -j"$jobs"
 echo "== test (ASan+UBSan)"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-cd build-asan && ctest --output-on-failure -j"$jobs"
+(cd build-asan && ctest --output-on-failure -j"$jobs")
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== build (ThreadSanitizer)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTL_TESTS=ON -DTL_SANITIZE=OFF -DTL_TSAN=ON \
+	>/dev/null
+cmake --build build-tsan -j"$jobs"
+echo "== test (ThreadSanitizer)"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp"
+cd build-tsan && ctest --output-on-failure -j"$jobs"
