@@ -18,7 +18,7 @@
 struct cli {
 	const char *rules_path, *config_path;
 	const char *fields[TL_ROUTE_N_FIELDS];
-	struct tl_meta_header hdrs[CLI_MAX_HEADERS];
+	struct tl_route_header hdrs[CLI_MAX_HEADERS];
 	char *hdr_buf[CLI_MAX_HEADERS];
 	size_t n_hdrs;
 	const char *active[CLI_MAX_ACTIVE];

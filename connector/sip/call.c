@@ -93,9 +93,10 @@ static void trace_route(void *arg, const struct tl_route *route, const char *why
 }
 
 /* First matching route of the rules in force; the call keeps those rules until it ends. */
-static int pick_route(struct tl_call *call, const struct tl_meta_header *hdrs, size_t n)
+static int pick_route(struct tl_call *call, const struct tl_meta_header *mh, size_t n)
 {
 	struct tl_route_trace trace = {trace_route, call};
+	struct tl_route_header hdrs[TL_CALL_MAX_HEADERS];
 	struct tl_route_call rc = {
 	    .meta = call->meta,
 	    .hdrs = hdrs,
@@ -104,6 +105,9 @@ static int pick_route(struct tl_call *call, const struct tl_meta_header *hdrs, s
 	    .now = time(NULL),
 	    .active = call->sip->rules->active,
 	};
+
+	for (size_t i = 0; i < n; i++)
+		hdrs[i] = (struct tl_route_header){mh[i].name, mh[i].value};
 
 	call->rules = tl_rules_ref(call->sip->rules);
 	call->route = tl_route_pick(call->rules, &rc, tl_log_enabled(TL_LOG_DEBUG) ? &trace : NULL);

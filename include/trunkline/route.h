@@ -12,7 +12,6 @@
 #include <jansson.h>
 
 #include "trunkline/config.h"
-#include "trunkline/meta.h"
 
 /* Status for a call that no route matches (the caller rejects it and logs it). */
 #define TL_ROUTE_NO_MATCH_STATUS 404
@@ -46,10 +45,16 @@ struct tl_route {
 	struct tl_route_match *match; /* NULL: matches every call */
 };
 
+/* One header of the INVITE as it arrived: name and raw value text, borrowed. */
+struct tl_route_header {
+	const char *name;
+	const char *value;
+};
+
 /* A call as routing sees it. Everything is borrowed until tl_route_pick returns. */
 struct tl_route_call {
-	const json_t *meta;                /* tl_meta_build's object; NULL = no fields */
-	const struct tl_meta_header *hdrs; /* the INVITE's headers, for "header" conditions */
+	const json_t *meta;                 /* tl_meta_build's object; NULL = no fields */
+	const struct tl_route_header *hdrs; /* the INVITE's headers, for "header" conditions */
 	size_t n_hdrs;
 	const struct sockaddr *source; /* where the INVITE came from; NULL = unknown */
 	time_t now;                    /* for "time" conditions */

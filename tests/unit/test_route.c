@@ -38,7 +38,7 @@ static time_t at(const char *iso)
 
 /* Name of the route a call with these properties takes, or "-" when none. */
 static const char *pick_full(const struct tl_rules *rules, const json_t *meta,
-                             const struct tl_meta_header *hdrs, size_t n_hdrs,
+                             const struct tl_route_header *hdrs, size_t n_hdrs,
                              const struct sockaddr *source, time_t now, const unsigned *active)
 {
 	struct tl_route_call call = {meta, hdrs, n_hdrs, source, now, active};
@@ -120,11 +120,11 @@ static void test_headers(void)
 	                                 "{\"From\": \"@10\\\\.1\\\\.\"}}, \"agent\": \"bot\"},\n"
 	                                 " {\"name\": \"noq\", \"match\": {\"header\": "
 	                                 "{\"X-3CX-Queue\": \"^$\"}}, \"agent\": \"bot\"}]}");
-	struct tl_meta_header two[] = {{"X-VIP", "no"}, {"x-Vip", "yes"}};
-	struct tl_meta_header one[] = {{"X-VIP", "no"}, {"X-3CX-Queue", "8000 Support"}};
-	struct tl_meta_header compact[] = {{"f", "<sip:2001@10.1.0.5>;tag=1"},
-	                                   {"X-3CX-Queue", "8000"}};
-	struct tl_meta_header full[] = {{" FROM ", "<sip:2001@10.1.0.5>"}, {"X-3CX-Queue", "1"}};
+	struct tl_route_header two[] = {{"X-VIP", "no"}, {"x-Vip", "yes"}};
+	struct tl_route_header one[] = {{"X-VIP", "no"}, {"X-3CX-Queue", "8000 Support"}};
+	struct tl_route_header compact[] = {{"f", "<sip:2001@10.1.0.5>;tag=1"},
+	                                    {"X-3CX-Queue", "8000"}};
+	struct tl_route_header full[] = {{" FROM ", "<sip:2001@10.1.0.5>"}, {"X-3CX-Queue", "1"}};
 
 	if (!rules)
 		return;
@@ -628,7 +628,7 @@ static void test_trace(void)
 	    " {\"name\": \"default\", \"agent\": \"bot\"}]}");
 	struct trace_log log = {""};
 	struct tl_route_trace trace = {on_trace, &log};
-	struct tl_meta_header hdrs[] = {{"X-VIP", "no"}};
+	struct tl_route_header hdrs[] = {{"X-VIP", "no"}};
 	struct sockaddr_storage ss;
 	unsigned active[9] = {0, 0, 0, 0, 0, 0, 0, 3, 0};
 	json_t *meta = json_pack("{s:s}", "from", "2001");
