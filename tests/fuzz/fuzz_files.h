@@ -86,7 +86,7 @@ static inline void fz_route_calls(const struct tl_rules *rules)
 	                             "Diversion: <sip:3000@10.10.0.10>;reason=unconditional\r\n"
 	                             "X-VIP: yes\r\n"
 	                             "X-3CX-Queue: 8000 Support\r\n\r\n";
-	static const struct tl_meta_header hdrs[] = {
+	static const struct tl_route_header hdrs[] = {
 	    {"From", "\"Alice Smith\" <sip:2001@10.10.0.10>;tag=1"},
 	    {"t", "<sip:+14155550123@10.20.0.5>"},
 	    {"X-VIP", "yes"},
