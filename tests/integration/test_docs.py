@@ -7,7 +7,8 @@ come between; the comment is invisible on GitHub):
 
   <!-- check: rules [NAME] -->        a whole rules.json; must pass --check-config; NAME: the
                                       file the doc's commands and configs know it as
-  <!-- check: config [NAME] -->       a whole config.json; its "rules" must be a NAME of this doc
+  <!-- check: config [NAME] -->       a whole config.json; must pass --check-config with its
+                                      "rules" file, which must be a NAME of this doc
   <!-- check: rules-fragment WHERE [into NAME] -->
                                       part of a rules file; WHERE says where it goes: `rules`
                                       (members of the top object, e.g. "agents": {...}), `routes`
@@ -30,9 +31,11 @@ come between; the comment is invisible on GitHub):
   <!-- check: usage [DOCPATH=REPOPATH ...] -->
                                       synopsis lines: every --option must be in the binary's
                                       --help; a --check-config or route line whose files are all
-                                      mapped to repo files is also run (brackets dropped), exit 0
+                                      mapped to repo files is also run (brackets dropped) and
+                                      must exit 0 (the daemon itself, --config, is not started)
   <!-- check: json -->  <!-- check: json-lines -->
-                                      JSON trunkline does not read (protocol messages): must parse
+                                      JSON the binary cannot show offline (agent protocol
+                                      messages): it must parse, one value or one per line
   <!-- check: equals REPOPATH -->     JSON equal to that file (e.g. a unit test's expected output)
   <!-- check: excerpt REPOPATH -->    every line is a line of that file (`...` inside a line
                                       stands for any text)
@@ -192,7 +195,15 @@ class DocCheck:
         self.blocks, self.errors = parse_doc(rel)
         self.files = {}     # NAME -> text of whole files the doc defines
         self.agents = {}    # the agents the doc defines, for wrapping fragments
-        self.into = {}      # NAME -> ([rules-member fragments], [routes fragments])
+        self.into = {}      # NAME -> ([rules-member fragment blocks], [routes fragment blocks])
+        self.origin = {}    # NAME -> [(first line in the file, block)] for put-together files
+
+    def where_in(self, name, why):
+        """The doc line of the fragment an error in put-together file name points into."""
+        m = re.search(re.escape(name) + r":(\d+):", why)
+        line = int(m.group(1)) if m else 0
+        at = [b for first, b in self.origin[name] if first <= line]
+        return at[-1].where() if at else self.rel
 
     def fail(self, b, msg):
         self.errors.append(f"{b.where()}: {msg}")
@@ -209,8 +220,15 @@ class DocCheck:
             except ValueError as e:
                 self.fail(b, str(e))
         for name, (members, routes) in self.into.items():
-            self.files[name] = ("{" + ",\n".join(members) + ',\n"routes": [\n' +
-                                ",\n".join(routes) + "\n]}\n")
+            text, self.origin[name] = "{", []
+            for n, b in enumerate(members + routes):
+                if n == len(members):
+                    text += (",\n" if n else "") + '"routes": [\n'
+                elif n:
+                    text += ",\n"
+                self.origin[name].append((text.count("\n") + 1, b))
+                text += b.text.strip()
+            self.files[name] = text + ("\n]" if routes else "") + "}\n"
 
     def collect_block(self, b):
         if b.kind in ("rules", "config") and len(b.args) > 1:
@@ -224,7 +242,7 @@ class DocCheck:
             if into:
                 if where not in ("rules", "routes"):
                     raise ValueError("only `rules` and `routes` fragments go into a file")
-                self.into.setdefault(into, ([], []))[where == "routes"].append(b.text.strip())
+                self.into.setdefault(into, ([], []))[where == "routes"].append(b)
         if b.kind in ("rules", "config") and b.args:
             if b.args[0] in self.files:
                 raise ValueError(f"a second file named {b.args[0]}")
@@ -243,12 +261,11 @@ class DocCheck:
 
     def run(self):
         self.collect()
-        for name, text in self.files.items():
-            if name in self.into:
-                why = check_rules_ok(self.binary, text)
-                if why:
-                    self.errors.append(f"{self.rel}: {name}, put together from its fragments: "
-                                       f"{why}")
+        for name in self.into:
+            why = check_rules_ok(self.binary, self.files[name])
+            if why:
+                self.errors.append(f"{self.where_in(name, why)}: {name}, put together from its "
+                                   f"fragments: {why}")
         for b in self.blocks:
             if b.marker is None:
                 continue
@@ -379,20 +396,20 @@ class DocCheck:
             words = shlex.split(line, comments=True)
             if not words or words[0] != "trunkline":
                 continue
-            helptext = help_route if words[1:2] == ["route"] else help_main
+            route = words[1:2] == ["route"]
+            helptext = help_route if route else help_main
             for w in words:
                 opt = w.strip("[]().").split("=")[0]
                 if opt.startswith("--") and not re.search(
                         r"(?<![\w-])" + re.escape(opt) + r"(?![\w-])", helptext):
-                    problems.append(f"{opt} is not in trunkline{' route' * (helptext == help_route)}"
-                                    " --help")
+                    problems.append(f"{opt} is not in `trunkline {'route ' * route}--help`")
             why = self.run_usage_line(words, files)
             if why:
                 problems.append(why)
         return "\n    ".join(problems) or None
 
     def run_usage_line(self, words, files):
-        if words[1] not in ("--check-config", "route"):
+        if words[1:2] not in (["--check-config"], ["route"]):
             return None
         args = [w.strip("[]").removesuffix("]...") for w in words[1:]]
         if any(a.endswith(".json") and a not in files for a in args) or \
@@ -405,16 +422,13 @@ class DocCheck:
 
 
 def joined_lines(text):
-    """Lines with `\\` continuations joined."""
-    out, cur = [], ""
+    """Synopsis lines with their continuations (after `\\`, or indented) joined."""
+    out = []
     for ln in text.splitlines():
-        if ln.rstrip().endswith("\\"):
-            cur += ln.rstrip()[:-1] + " "
+        if out and (out[-1].endswith("\\") or ln[:1].isspace()):
+            out[-1] = out[-1].removesuffix("\\") + " " + ln.strip()
         else:
-            out.append(cur + ln)
-            cur = ""
-    if cur:
-        out.append(cur)
+            out.append(ln.rstrip())
     return out
 
 
@@ -503,20 +517,57 @@ def deploy_examples(binary):
     assert not why, f"deploy/rules.example.json: {why}"
 
 
-def every_doc_marked(binary):
-    """The marker rule itself: a json block without a marker is reported."""
+SELF_TEST_DOC = """Text
+```json
+{"a": 1}
+```
+<!-- check: json -->
+```json
+{}
+```
+<!-- check: json -->
+text
+<!-- check: config-fragment sip -->
+```json
+"max_calls": 10, "session_expires": 600
+```
+<!-- check: config-fragment media -->
+```json
+"port_min": 80
+```
+<!-- check: skip -->
+```
+trunkline --check-config config.json
+```
+<!-- check: rules-fragment match -->
+```json
+"from": "^2001$"
+```
+<!-- check: transcript -->
+```
+$ trunkline --version
+trunkline 0.0.0-not-this
+```
+"""
+
+
+def conventions(binary):
+    """The rules of the markers themselves, on a made-up doc: each line below is reported, and
+    nothing else (the config-fragment sip block passes)."""
     path = os.path.join(workdir(), "x.md")
     with open(path, "w") as f:
-        f.write('Text\n\n```json\n{"a": 1}\n```\n\n<!-- check: json -->\n```json\n{}\n```\n'
-                "<!-- check: json -->\ntext\n")
-    check = DocCheck(binary, os.path.relpath(path, ROOT))
-    errors = check.run()
-    assert len(errors) == 2 and any("x.md:3: block without a <!-- check" in e for e in errors) \
-        and any("x.md:11: marker not followed by a code block" in e for e in errors), errors
+        f.write(SELF_TEST_DOC)
+    errors = DocCheck(binary, os.path.relpath(path, ROOT)).run()
+    want = ["x.md:2: block without a <!-- check", "x.md:9: marker not followed by a code block",
+            'x.md:16: --check-config exit 1: config.json:2:13: "port_min" must be',
+            "x.md:20: skip needs a reason", "x.md:24: fragment needs an agent",
+            "x.md:28: $ trunkline --version"]
+    assert len(errors) == len(want) and all(any(w in e for e in errors) for w in want), \
+        "\n".join(errors)
 
 
 if __name__ == "__main__":
     try:
-        run([doc_test(rel) for rel in DOCS] + [deploy_examples, every_doc_marked])
+        run([doc_test(rel) for rel in DOCS] + [deploy_examples, conventions])
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
