@@ -61,6 +61,11 @@ int tl_config_doc_open(struct tl_config_doc *doc, const char *file, struct tl_er
 		return rc;
 	}
 	doc->root = json_loadb(doc->text, doc->len, JSON_REJECT_DUPLICATES, &jerr);
+	/* Jansson leaves the text empty for some of its allocation failures. */
+	if (!doc->root && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])) {
+		tl_err_set(err, file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
 	if (!doc->root) {
 		tl_err_set(err, file, jerr.line > 0 ? jerr.line : 0,
 		           jerr.column > 0 ? jerr.column : 0, "%s", jerr.text);

@@ -296,6 +296,7 @@ static int tzif_parse(struct tl_route_tz *tz, const unsigned char *p, size_t len
 	size_t v1, v2;
 	const char *foot, *nl;
 	char rule[256];
+	int rc;
 
 	if (tzif_header(p, len, &c) < 0)
 		return -EINVAL;
@@ -311,8 +312,9 @@ static int tzif_parse(struct tl_route_tz *tz, const unsigned char *p, size_t len
 	v2 = 44 + tzif_block_size(&c, 8);
 	if (v2 > len)
 		return -EINVAL;
-	if (tzif_block(tz, p + 44, &c, 8) < 0)
-		return -EINVAL;
+	rc = tzif_block(tz, p + 44, &c, 8);
+	if (rc < 0)
+		return rc; /* -ENOMEM must not read as "not a TZif file" */
 	/* Footer: "\n<POSIX TZ>\n"; empty means no rule past the last transition. */
 	foot = (const char *)p + v2;
 	if (len - v2 < 2 || foot[0] != '\n')
