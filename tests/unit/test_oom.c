@@ -98,7 +98,7 @@ static void fp_picks(char *fp, size_t cap, const struct tl_rules *rules)
 	};
 
 	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-		struct tl_meta_header h = {calls[i].hdr_name, calls[i].hdr_value};
+		struct tl_route_header h = {calls[i].hdr_name, calls[i].hdr_value};
 		struct sockaddr_in sa = {.sin_family = AF_INET};
 		struct tl_route_call call = {0};
 		const struct tl_route *r;
