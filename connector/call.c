@@ -234,6 +234,8 @@ void tl_call_destroy(struct tl_call *call)
 		close(call->rtp_fd);
 	if (call->rtcp_fd >= 0)
 		close(call->rtcp_fd);
+	if (call->local.port) /* the stream may hold the sockets a moment: a bind then skips them */
+		tl_portpool_release(call->sip->ports, call->local.port);
 	json_decref(call->meta);
 	free(call->last_body);
 	free(call);
