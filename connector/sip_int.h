@@ -23,6 +23,7 @@ struct tl_call;
 #include "trunkline/portpool.h"
 #include "trunkline/media.h"
 #include "trunkline/sdp.h"
+#include "trunkline/tcpwatch.h"
 #include "trunkline/ws.h"
 
 enum tl_call_state {
@@ -91,6 +92,13 @@ struct tl_sip {
 	struct tl_rules *rules; /* one reference: the rules new calls are routed with */
 	su_timer_t *watch_timer;
 	struct timespec rules_mtime;
+	/* What keeps new calls out (sip.c): descriptors, media ports, memory. */
+	struct tl_tcpwatch *tcpwatch; /* NULL when /proc is not there */
+	su_timer_t *fd_timer;
+	unsigned long fd_limit; /* soft RLIMIT_NOFILE at the last scan */
+	unsigned long fd_free;  /* descriptors free at the last scan */
+	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
+	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
 };
 
 /* call.c */
@@ -122,6 +130,8 @@ void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
 
 /* sip.c: rules reload (SIGHUP, or the file changed) */
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
+/* sip.c: an allocation failed; OPTIONS answers 503 for the next few seconds. */
+void tl_sip_note_nomem(struct tl_sip *sip);
 
 /* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
 void tl_call_host_addr(char *out, size_t size);

@@ -95,10 +95,13 @@ def echo_agent_binary(trunkline_binary):
 
 class Trunkline:
     """One trunkline process with its own config, rules and log file. Unless rules are given,
-    it routes every call to its own echo agent (started here, stopped with trunkline)."""
+    it routes every call to its own echo agent (started here, stopped with trunkline).
+    nofile=(soft, hard) starts it under that descriptor limit (through prlimit, same PID)."""
 
-    def __init__(self, binary, sip=None, media=None, rules=None, extra=None, agent_args=()):
+    def __init__(self, binary, sip=None, media=None, rules=None, extra=None, agent_args=(),
+                 nofile=None):
         self.binary = binary
+        self.nofile = nofile
         self.agent = None
         self.dir = tempfile.mkdtemp(prefix="tl-it-")
         self.port = free_port()
@@ -125,8 +128,10 @@ class Trunkline:
 
     def start(self, timeout=15.0):
         self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen([self.binary, "--config", self.config_path, "--log-level", "debug"],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        cmd = [self.binary, "--config", self.config_path, "--log-level", "debug"]
+        if self.nofile:
+            cmd = ["prlimit", f"--nofile={self.nofile[0]}:{self.nofile[1]}", "--"] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if "ready" in self.log():
