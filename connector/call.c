@@ -429,6 +429,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	n = call->answer_body ? tl_bridge_start(call) : -ENOMEM;
 	if (n < 0) {
 		tl_log_error(call->call_id, "cannot start the agent connection: %s", strerror(-n));
+		tl_sip_note_failure(call->sip, n);
 		tl_call_forward(call, call->route->fallback, "unavailable");
 		return;
 	}

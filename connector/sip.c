@@ -187,10 +187,20 @@ static const char *busy_phrase(unsigned busy)
 	                                  : "Out of memory";
 }
 
-void tl_sip_note_nomem(struct tl_sip *sip)
+int tl_sip_note_failure(struct tl_sip *sip, int err)
 {
-	sip->nomem_until = now_ms() + TL_SIP_BUSY_HOLD_MS;
+	int64_t until = now_ms() + TL_SIP_BUSY_HOLD_MS;
+
+	if (err == -EADDRINUSE)
+		sip->ports_fail_until = until;
+	else if (err == -EMFILE || err == -ENFILE)
+		sip->fd_fail_until = until;
+	else if (err == -ENOMEM || err == -ENOBUFS)
+		sip->nomem_until = until;
+	else
+		return 0;
 	update_busy(sip);
+	return 1;
 }
 
 /* Every second (sooner with a short idle timeout): silent TCP connections, descriptors left. */
@@ -259,19 +269,10 @@ static void refuse(struct tl_sip *sip, nua_handle_t *nh, int status, const char 
  * OPTIONS says 503 for a while too; anything else is our fault, 500. */
 static void refuse_failed(struct tl_sip *sip, nua_handle_t *nh, int err, const sip_t *req)
 {
-	int64_t until = now_ms() + TL_SIP_BUSY_HOLD_MS;
-
-	if (err == -EADDRINUSE)
-		sip->ports_fail_until = until;
-	else if (err == -EMFILE || err == -ENFILE)
-		sip->fd_fail_until = until;
-	else if (err == -ENOMEM || err == -ENOBUFS)
-		sip->nomem_until = until;
-	else {
+	if (tl_sip_note_failure(sip, err))
+		refuse(sip, nh, 503, busy_phrase(sip->busy), req);
+	else
 		refuse(sip, nh, 500, "Internal error", req);
-		return;
-	}
-	refuse(sip, nh, 503, busy_phrase(update_busy(sip)), req);
 }
 
 static int is_tls(const sip_t *req)

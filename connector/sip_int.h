@@ -130,8 +130,10 @@ void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
 
 /* sip.c: rules reload (SIGHUP, or the file changed) */
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
-/* sip.c: an allocation failed; OPTIONS answers 503 for the next few seconds. */
-void tl_sip_note_nomem(struct tl_sip *sip);
+/* sip.c: a call could not be set up for err. When err says a resource ran out (-EMFILE,
+ * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
+ * few seconds and this returns 1; otherwise 0. */
+int tl_sip_note_failure(struct tl_sip *sip, int err);
 
 /* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
 void tl_call_host_addr(char *out, size_t size);
