@@ -1,7 +1,7 @@
-/* Which datagrams belong to a call: RTP only from the address the SDP names or, for a PBX behind
- * NAT, from the source learned once from a run of consecutive packets; RTCP only from the IP our
- * RTP goes to. It also says where our RTP and RTCP go. Per packet: compares and counters only.
- * Learning follows the idea of Asterisk's strictrtp probation and rtpengine's source lock. */
+/* Which datagrams belong to a call: RTP only from the address the SDP names (always) or, for a
+ * PBX behind NAT, from the source learned once from a run of consecutive packets; RTCP only from
+ * the IP our RTP goes to. It also says where our RTP and RTCP go. Per packet: compares and counters
+ * only. Learning follows the idea of Asterisk's strictrtp probation and rtpengine's source lock. */
 #include <string.h>
 #include <netinet/in.h>
 
@@ -179,6 +179,12 @@ int tl_rtp_source_rtp(struct tl_rtp_source *r, const struct sockaddr_storage *fr
 	if (r->locked) {
 		if (addr_eq(from, &r->src, 1)) {
 			r->last_rx = now;
+			return 1;
+		}
+		/* The SDP address always wins over a learned one: whoever won the learning before
+		 * the PBX's first packet loses the call the moment the PBX is heard from there. */
+		if (r->sdp_len && addr_eq(from, &r->sdp, 1)) {
+			lock_source(r, from, now);
 			return 1;
 		}
 		if (r->relearn_ms == 0 || now - r->last_rx < r->relearn_ms)

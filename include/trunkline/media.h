@@ -38,9 +38,9 @@ enum tl_media_agent_format {
 /* Where a call's RTP may come from. Anything else is dropped and counted (tl_media_stats):
  * it never reaches the agent and never changes where the call's packets go. */
 enum tl_media_rtp_source {
-	/* The SDP address, or the source learned from the first TL_SRC_PROBATION (4) consecutive
-	 * packets of one SSRC from one address:port (a PBX behind NAT); kept until new SDP
-	 * names a new address, or the source is silent for rtp_relearn_ms. */
+	/* The SDP address (always), or the source learned from the first TL_SRC_PROBATION (4)
+	 * consecutive packets of one SSRC from one address:port (a PBX behind NAT); kept until
+	 * new SDP names a new address, or the source is silent for rtp_relearn_ms. */
 	TL_MEDIA_RTP_LEARN = 0,
 	TL_MEDIA_RTP_STRICT, /* the SDP address and port only */
 };

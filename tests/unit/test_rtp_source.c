@@ -104,7 +104,8 @@ static void test_sdp_address(void)
 static void test_nat_learning(void)
 {
 	struct tl_rtp_source r;
-	struct sockaddr_storage sdp = sa4("10.0.0.5", 4000), nat = sa4("127.0.0.1", 6000);
+	struct sockaddr_storage sdp = sa4("10.0.0.5", 4000), nat = sa4("127.0.0.1", 6000),
+	                        other = sa4("127.0.0.3", 6000);
 
 	tl_rtp_source_init(&r, 0, 5000);
 	tl_rtp_source_set_sdp(&r, &sdp);
@@ -117,11 +118,17 @@ static void test_nat_learning(void)
 	TL_CHECK_INT(foreign(&r), 0);
 	TL_CHECK_INT(atomic_load(&r.rx_learning), 3);
 	TL_CHECK_INT(atomic_load(&r.have_foreign), 0);
-	/* learned: it is kept, even against the SDP address */
+	/* learned: it is kept against anyone else */
 	TL_CHECK_INT(run(&r, &nat, 0xAA, 104, 10, 80), 10);
-	TL_CHECK_INT(run(&r, &sdp, 0xBB, 1, 10, 90), 0);
+	TL_CHECK_INT(run(&r, &other, 0xAA, 114, 10, 90), 0);
 	TL_CHECK(is_addr(&r.rtp_to, "127.0.0.1", 6000));
 	TL_CHECK_INT(foreign(&r), 10);
+	TL_CHECK(is_addr(&r.foreign_from, "127.0.0.3", 6000));
+	/* but not against the SDP address: had a stranger won the learning before the PBX's first
+	 * packet, the PBX takes its call back with that packet */
+	TL_CHECK_INT(tl_rtp_source_rtp(&r, &sdp, 0xBB, 1, 100), 1);
+	TL_CHECK(is_addr(&r.rtp_to, "10.0.0.5", 4000));
+	TL_CHECK_INT(run(&r, &nat, 0xAA, 124, 4, 110), 0);
 }
 
 /* What breaks a run: another SSRC, a sequence that does not step by one, another address or
@@ -607,22 +614,25 @@ static void test_update_relearns(void)
 	close(nat);
 }
 
-/* The source goes silent longer than rtp_relearn_ms: the next 4-packet run is learned. */
+/* Behind NAT, the source goes silent longer than rtp_relearn_ms (its binding moved): the next
+ * 4-packet run is learned, and the old one is foreign from then on. */
 static void test_silence_relearns(void)
 {
-	struct sockaddr_storage pbx_addr, moved_addr;
-	int pbx = udp_on("127.0.0.1", &pbx_addr), moved = udp_on("127.0.0.1", &moved_addr),
-	    hits = 0;
-	struct rig *g = rig_open(&pbx_addr, TL_MEDIA_RTP_LEARN, 300);
+	struct sockaddr_storage sdp_addr, pbx_addr, moved_addr;
+	int sdp = udp_on("127.0.0.1", &sdp_addr), pbx = udp_on("127.0.0.1", &pbx_addr),
+	    moved = udp_on("127.0.0.1", &moved_addr), hits = 0;
+	struct rig *g = rig_open(&sdp_addr, TL_MEDIA_RTP_LEARN, 300);
 
-	if (!g || pbx < 0 || moved < 0)
+	if (!g || sdp < 0 || pbx < 0 || moved < 0)
 		return;
-	send_rtp(pbx, &g->rtp, 1, 10, PBX_FILL);
+	for (uint16_t i = 0; i < 4; i++)
+		send_rtp(pbx, &g->rtp, 1, (uint16_t)(10 + i), PBX_FILL);
 	TL_CHECK_INT(uplink_for(g, 40, PBX_FILL, NULL), 1);
 	for (uint16_t i = 0; i < 4; i++)
 		send_rtp(moved, &g->rtp, 2, (uint16_t)(500 + i), BAD_FILL);
 	TL_CHECK_INT(uplink_for(g, 60, BAD_FILL, NULL), 0);
 	TL_CHECK_INT(count_for(moved, 60), 0);
+	TL_CHECK(count_for(pbx, 40) >= 1);
 	sleep_ms(300);
 	drain(pbx);
 	for (uint16_t i = 0; i < 4; i++)
@@ -631,10 +641,12 @@ static void test_silence_relearns(void)
 	TL_CHECK_INT(hits, 1);
 	TL_CHECK(count_for(moved, 60) >= 2);
 	drain(pbx);
-	send_rtp(pbx, &g->rtp, 1, 11, PBX_FILL); /* the old source is foreign now */
+	for (uint16_t i = 0; i < 4; i++) /* the old source is foreign now */
+		send_rtp(pbx, &g->rtp, 1, (uint16_t)(14 + i), PBX_FILL);
 	TL_CHECK_INT(uplink_for(g, 60, PBX_FILL, NULL), 0);
 	TL_CHECK_INT(count_for(pbx, 60), 0);
 	rig_close(g);
+	close(sdp);
 	close(pbx);
 	close(moved);
 }
