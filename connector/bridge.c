@@ -47,6 +47,23 @@ static void remote_addr(const struct tl_call *call, struct sockaddr_storage *ss)
 	}
 }
 
+/* "1.2.3.4:5" or "[::1]:5"; "" for AF_UNSPEC. */
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	out[0] = '\0';
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		if (inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip)))
+			snprintf(out, size, "%s:%u", ip, ntohs(in->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip)))
+			snprintf(out, size, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	}
+}
+
 static int make_stream(struct tl_call *call, void *cell)
 {
 	struct tl_media_stream_params p = {
@@ -59,6 +76,8 @@ static int make_stream(struct tl_call *call, void *cell)
 	    .notify = tl_ws_notify,
 	    .notify_arg = cell,
 	    .notify_release = tl_ws_notify_release,
+	    .rtp_source = call->sip->cfg->rtp_strict ? TL_MEDIA_RTP_STRICT : TL_MEDIA_RTP_LEARN,
+	    .rtp_relearn_ms = call->sip->cfg->rtp_relearn_ms,
 	};
 	int err;
 
@@ -147,15 +166,26 @@ void tl_bridge_stop_agent(struct tl_call *call)
 static void log_media_stats(const struct tl_call *call)
 {
 	struct tl_media_stats st;
+	char from[INET6_ADDRSTRLEN + 8] = "";
 
 	tl_media_stream_stats(call->stream, &st);
-	tl_log_info(call->call_id,
-	            "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
-	            "jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
-	            (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
-	            (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
-	            (unsigned long long)st.rx_bad, st.jitter_ms, (unsigned long long)st.tx_packets,
-	            (unsigned long long)st.tx_silence, (unsigned long long)st.uplink_drops);
+	tl_log_info(
+	    call->call_id,
+	    "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
+	    "foreign %llu, jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
+	    (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
+	    (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
+	    (unsigned long long)st.rx_bad, (unsigned long long)st.rx_foreign, st.jitter_ms,
+	    (unsigned long long)st.tx_packets, (unsigned long long)st.tx_silence,
+	    (unsigned long long)st.uplink_drops);
+	if (st.rx_foreign == 0 && st.rtcp_dropped == 0)
+		return;
+	/* Once per call, here rather than per packet: someone else sent to the call's ports. */
+	addr_text(&st.foreign_from, from, sizeof(from));
+	tl_log_warn(call->call_id,
+	            "media: dropped %llu RTP and %llu RTCP packets not from the call's source%s%s",
+	            (unsigned long long)st.rx_foreign, (unsigned long long)st.rtcp_dropped,
+	            from[0] ? ", the first from " : "", from);
 }
 
 void tl_bridge_stop(struct tl_call *call)

@@ -335,8 +335,26 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 }
 
 static const char *const media_keys[] = {
-    "address",    "public_address", "port_min",       "port_max",
-    "reorder_ms", "workers",        "playout_max_ms", NULL};
+    "address", "public_address", "port_min",      "port_max",       "reorder_ms",
+    "workers", "playout_max_ms", "symmetric_rtp", "rtp_relearn_ms", NULL};
+
+/* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
+ * "strict" (the SDP address only). */
+static int load_symmetric_rtp(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *media)
+{
+	json_t *v = json_object_get(media, "symmetric_rtp");
+
+	if (!v)
+		return 0;
+	if (json_is_string(v) && strcmp(json_string_value(v), "learn") == 0)
+		cfg->rtp_strict = 0;
+	else if (json_is_string(v) && strcmp(json_string_value(v), "strict") == 0)
+		cfg->rtp_strict = 1;
+	else
+		return tl_config_doc_fail(doc, "/media/symmetric_rtp", 0,
+		                          "\"symmetric_rtp\" must be \"learn\" or \"strict\"");
+	return 0;
+}
 
 static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
@@ -358,7 +376,10 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, media, "/media", "workers", 1, 64, &cfg->media_workers)) <
 	        0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "playout_max_ms", 1000, 600000,
-	                            &cfg->playout_max_ms)) < 0)
+	                            &cfg->playout_max_ms)) < 0 ||
+	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "rtp_relearn_ms", 0, 3600000,
+	                            &cfg->rtp_relearn_ms)) < 0)
 		return rc;
 	cfg->port_min = (uint16_t)port_min;
 	cfg->port_max = (uint16_t)port_max;
@@ -420,6 +441,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->reorder_ms = 40;
 	cfg->media_workers = 1;
 	cfg->playout_max_ms = 60000;
+	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
 	cfg->shutdown_timeout_ms = 30000;
 	cfg->path = strdup(path);

@@ -74,6 +74,8 @@ struct tl_config {
 	int reorder_ms;          /* default 40 */
 	int media_workers;       /* media worker threads, default 1 */
 	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
+	int rtp_strict;          /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
+	int rtp_relearn_ms;      /* learn the RTP source again after this much silence, 5000 */
 	int shutdown_timeout_ms; /* default 30000 */
 	char *rules_path;        /* resolved: relative paths are relative to the config file */
 	struct tl_rules *rules;  /* owned */

@@ -1,7 +1,7 @@
 /* Media engine tests over real UDP on 127.0.0.1: a fake PBX exchanges RTP/RTCP with streams on
  * one engine (1 worker). Uplink µ-law passthrough, A-law and L16 16 kHz conversion, reordering,
  * concealment and duplicates; downlink pacing, marks, clear, playout bound; RFC 4733 both ways;
- * symmetric RTP, hold, RTCP, and the stream lifecycle. Every wait is bounded. */
+ * symmetric RTP (NAT learning), hold, RTCP, and the stream lifecycle. Every wait is bounded. */
 #include "trunkline/g711.h"
 #include "trunkline/media.h"
 #include "trunkline/rtp.h"
@@ -977,10 +977,14 @@ static void test_dtmf_out(void)
 
 /* ---- addressing and direction ---- */
 
+/* A PBX behind NAT: its SDP names the decoy, its packets come from elsewhere. The source is
+ * learned from 4 consecutive packets (tests/unit/test_rtp_source.c has the rules). */
 static void test_symmetric(void)
 {
 	struct pair decoy;
 	struct opts o = pcmu;
+	struct tl_media_event ev;
+	struct tl_media_stats st;
 	struct call *c;
 	uint8_t sil[160];
 	struct pkt p;
@@ -1000,14 +1004,24 @@ static void test_symmetric(void)
 	TL_CHECK_INT(pbx_recv(decoy.rtp, &p, 200), 1);
 	TL_CHECK_INT(pbx_drain(c->pbx.rtp, NULL), 0);
 	memset(sil, 0xFF, sizeof(sil));
-	pbx_audio(c, 0, 0, sil);
+	for (unsigned i = 0; i < 3; i++)
+		pbx_audio(c, 0, i, sil);
+	sleep_ms(60);
+	TL_CHECK_INT(pbx_drain(c->pbx.rtp, NULL), 0); /* three are not enough */
+	TL_CHECK_INT(next_event(c, &ev, 0), 0);
+	pbx_audio(c, 0, 3, sil);
 	r = pbx_recv(c->pbx.rtp, &p, 200);
 	TL_CHECK_INT(r, 1);
 	TL_CHECK(r == 1 && p.pt == 0);
+	TL_CHECK_INT(next_event(c, &ev, 200), 1);
 	sleep_ms(30);
 	pbx_drain(decoy.rtp, NULL);
 	TL_CHECK_INT(pbx_recv(decoy.rtp, &p, 100), 0);
 	TL_CHECK(pbx_drain(c->pbx.rtp, NULL) >= 3);
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.rx_packets, 1);
+	TL_CHECK_INT(st.rx_learning, 3);
+	TL_CHECK_INT(st.rx_foreign, 0);
 	call_close(c);
 	pair_close(&decoy);
 }
