@@ -64,18 +64,20 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
 	}
 }
 
+/* cell NULL: no agent (and no uplink consumer) for this stream. */
 static int make_stream(struct tl_call *call, void *cell)
 {
+	const struct tl_agent *a = cell ? call->agent : NULL;
 	struct tl_media_stream_params p = {
 	    .rtp_fd = call->rtp_fd,
 	    .rtcp_fd = call->rtcp_fd,
 	    .sdp = call->media,
-	    .agent_format = call->agent->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16
-	                                                              : TL_MEDIA_AGENT_ULAW,
-	    .agent_rate = call->agent->sample_rate,
-	    .notify = tl_ws_notify,
+	    .agent_format =
+	        a && a->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16 : TL_MEDIA_AGENT_ULAW,
+	    .agent_rate = a ? a->sample_rate : 8000,
+	    .notify = cell ? tl_ws_notify : NULL,
 	    .notify_arg = cell,
-	    .notify_release = tl_ws_notify_release,
+	    .notify_release = cell ? tl_ws_notify_release : NULL,
 	    .rtp_source = call->sip->cfg->rtp_strict ? TL_MEDIA_RTP_STRICT : TL_MEDIA_RTP_LEARN,
 	    .rtp_relearn_ms = call->sip->cfg->rtp_relearn_ms,
 	};
@@ -146,6 +148,11 @@ int tl_bridge_start(struct tl_call *call)
 	return 0;
 }
 
+int tl_bridge_start_media(struct tl_call *call)
+{
+	return call->stream ? 0 : make_stream(call, NULL);
+}
+
 void tl_bridge_update(struct tl_call *call)
 {
 	struct sockaddr_storage ss;
@@ -193,8 +200,11 @@ void tl_bridge_stop(struct tl_call *call)
 	tl_bridge_stop_agent(call);
 	if (call->stream)
 		log_media_stats(call);
-	if (call->stream)
+	if (call->stream) {
+		/* The agent connection may hold the stream a little longer: not with a tone. */
+		tl_media_stream_ringback(call->stream, TL_TONE_RINGBACK_NONE);
 		tl_media_stream_unref(call->stream);
+	}
 	call->stream = NULL;
 }
 

@@ -229,6 +229,8 @@ void tl_call_destroy(struct tl_call *call)
 	free(call->refer_target);
 	if (call->timer)
 		su_timer_destroy(call->timer);
+	if (call->refer_timer)
+		su_timer_destroy(call->refer_timer);
 	free(call->answer_body);
 	if (call->rtp_fd >= 0)
 		close(call->rtp_fd);
@@ -398,6 +400,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 
 	if (route_first(call))
 		return;
+	call->norefersub = sip_has_supported(req->sip_supported, "norefersub");
 	sdp = tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len);
 	if (sdp) {
 		n = make_body(call, 0, sdp, len, body, sizeof(body));

@@ -280,7 +280,24 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 
 static const char *const sip_keys[] = {
     "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
-    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", NULL};
+    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
+    NULL};
+
+static int load_ringback(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
+{
+	json_t *v = json_object_get(sip, "transfer_ringback");
+	int kind;
+
+	if (!v)
+		return 0;
+	kind = json_is_string(v) ? tl_tone_ringback_parse(json_string_value(v)) : -EINVAL;
+	if (kind < 0)
+		return tl_config_doc_fail(
+		    doc, "/sip/transfer_ringback", 0,
+		    "\"transfer_ringback\" must be \"us\", \"eu\" or \"none\"");
+	cfg->transfer_ringback = (enum tl_tone_ringback)kind;
+	return 0;
+}
 
 static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
@@ -304,7 +321,8 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "answer_delay_ms", 0, 60000,
 	                            &cfg->answer_delay_ms)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_call_duration_s", 0, 604800,
-	                            &cfg->max_call_duration_s)) < 0)
+	                            &cfg->max_call_duration_s)) < 0 ||
+	    (rc = load_ringback(doc, cfg, sip)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
 		return tl_config_doc_fail(
@@ -443,6 +461,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->playout_max_ms = 60000;
 	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
+	cfg->transfer_ringback = TL_TONE_RINGBACK_US;
 	cfg->shutdown_timeout_ms = 30000;
 	cfg->path = strdup(path);
 	cfg->user_agent = strdup("trunkline/" TL_VERSION);

@@ -66,6 +66,12 @@ struct tl_call {
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
 	su_timer_t *timer; /* owned: answer delay, then maximum duration */
+
+	/* owned: the REFER's outcome is due; its own timer, so that the maximum duration still
+	 * holds while a transfer is pending */
+	su_timer_t *refer_timer;
+	/* the INVITE said Supported: norefersub (RFC 4488): our REFER asks for no NOTIFYs */
+	int norefersub;
 };
 
 struct tl_sip {
@@ -118,6 +124,9 @@ int tl_bridge_start(struct tl_call *call);
 void tl_bridge_update(struct tl_call *call);
 void tl_bridge_stop(struct tl_call *call);       /* agent connection and media stream */
 void tl_bridge_stop_agent(struct tl_call *call); /* agent connection only */
+/* A media stream without an agent (a forward_method "refer" route: ringback during the
+ * transfer); nothing when the call has one already. */
+int tl_bridge_start_media(struct tl_call *call);
 void tl_bridge_on_ws_event(void *sip, const struct tl_ws_event *ev);
 /* call.c: the agent is connected: answer when nothing else is awaited */
 void tl_call_agent_ready(struct tl_call *call);

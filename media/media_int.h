@@ -147,6 +147,14 @@ struct tl_media_stream {
 	int64_t last_sr_at;
 	uint32_t rtcp_expected_prior, rtcp_received_prior;
 
+	/* Ringback (tl_media_stream_ringback): ring is set once by the control thread before it
+	 * publishes ring_on (0 off, else a start count: a new count restarts the cadence). */
+	struct tl_tone_cadence *ring;
+	atomic_uint ring_on;
+	unsigned ring_starts; /* control thread */
+	unsigned ring_seen;   /* worker: the start count being played */
+	uint32_t ring_pos;    /* worker: samples into the cadence */
+
 	/* Counters: written by the worker, read anywhere (relaxed). */
 	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,
 	    st_tx_silence, st_up_drops;

@@ -444,7 +444,57 @@ static int tx_dtmf(struct tl_media_stream *s)
 	return 1;
 }
 
-/* 20 ms of agent audio (or silence) as the call's G.711 payload. Returns 1 when it was audio. */
+int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind)
+{
+	struct tl_tone_cadence *c;
+	int err;
+
+	if (kind == TL_TONE_RINGBACK_NONE) {
+		atomic_store_explicit(&s->ring_on, 0, memory_order_release);
+		return 0;
+	}
+	if (s->ring && s->ring->kind != kind)
+		return -EBUSY;
+	if (!s->ring) {
+		c = malloc(sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		err = tl_tone_cadence_init(c, kind, 8000);
+		if (err < 0) {
+			free(c);
+			return err;
+		}
+		s->ring = c; /* published by the release store below; never changed again */
+	}
+	if (++s->ring_starts == 0)
+		s->ring_starts = 1;
+	atomic_store_explicit(&s->ring_on, s->ring_starts, memory_order_release);
+	return 0;
+}
+
+/* 20 ms of ringback into payload when it is on; returns 1 when that holds tone. */
+static int ring_frame(struct tl_media_stream *s, uint8_t *payload)
+{
+	unsigned on = atomic_load_explicit(&s->ring_on, memory_order_acquire);
+	int16_t pcm[160];
+
+	if (!on)
+		return 0;
+	if (on != s->ring_seen) {
+		s->ring_seen = on;
+		s->ring_pos = 0;
+	}
+	if (tl_tone_cadence_fill(s->ring, &s->ring_pos, pcm, 160) == 0)
+		return 0;
+	if (s->sdp.codec == TL_CODEC_PCMA)
+		tl_g711_alaw_encode(payload, pcm, 160);
+	else
+		tl_g711_ulaw_encode(payload, pcm, 160);
+	return 1;
+}
+
+/* 20 ms of agent audio (or ringback, or silence) as the call's G.711 payload. Returns 1 when
+ * it was audio. */
 static int next_frame(struct tl_media_stream *s, uint8_t *payload)
 {
 	uint8_t agent[TL_MEDIA_FRAME_MAX];
@@ -452,6 +502,8 @@ static int next_frame(struct tl_media_stream *s, uint8_t *payload)
 	size_t got = dl_take(s, agent, s->agent_frame);
 
 	if (got == 0) {
+		if (ring_frame(s, payload))
+			return 1;
 		memset(payload, s->sdp.codec == TL_CODEC_PCMA ? 0xD5 : 0xFF, 160);
 		return 0;
 	}
@@ -642,6 +694,7 @@ void tl_stream_free(struct tl_media_stream *s)
 	if (s->down_rs)
 		speex_resampler_destroy(s->down_rs);
 	tl_reorder_destroy(s->reorder);
+	free(s->ring);
 	free(s->up);
 	free(s->up_data);
 	if (s->notify_release)

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "trunkline/err.h"
+#include "trunkline/tone.h"
 
 #define TL_CONFIG_MAX_LISTEN 8
 
@@ -79,6 +80,9 @@ struct tl_config {
 	int shutdown_timeout_ms; /* default 30000 */
 	char *rules_path;        /* resolved: relative paths are relative to the config file */
 	struct tl_rules *rules;  /* owned */
+
+	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
+	enum tl_tone_ringback transfer_ringback;
 };
 
 /* Loads and validates path and the rules file it names. On success *out is a new config the

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "trunkline/sdp.h"
+#include "trunkline/tone.h"
 
 struct tl_media;
 struct tl_media_stream;
@@ -109,6 +110,14 @@ int tl_media_stream_mark(struct tl_media_stream *s, uint32_t mark);
 int tl_media_stream_clear(struct tl_media_stream *s);
 /* Sends digit (0-9 * # A-D) to the caller as RFC 4733 events. -ENOTSUP when not negotiated. */
 int tl_media_stream_dtmf(struct tl_media_stream *s, char digit);
+
+/* ---- Ringback: control thread. ---- */
+/* Plays kind (TL_TONE_RINGBACK_US or _EU) to the caller from the start of its cadence
+ * whenever no agent audio is queued (what the agent queued plays out first), paced and
+ * encoded in the call's codec like agent audio; TL_TONE_RINGBACK_NONE stops it. The first
+ * start allocates the tone's table (freed with the stream); a stream keeps its first kind.
+ * Returns 0, -EINVAL (bad kind), -EBUSY (another kind was started before) or -ENOMEM. */
+int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind);
 
 /* Counters, any thread (approximate while running). */
 struct tl_media_stats {

@@ -1169,6 +1169,71 @@ static void test_create_refused(void)
 	pair_close(&local);
 }
 
+/* Ringback on an A-law call: queued agent audio (1 kHz) plays first, then the US ringback from
+ * the start of its cadence, byte for byte; stop gives silence, a new start restarts the
+ * cadence, with a talkspurt's marker after the silence; a stream keeps its first kind. */
+static void test_ringback(void)
+{
+	struct opts o = {.codec = TL_CODEC_PCMA, .pt = 8, .te_pt = 101};
+	struct call *c = call_open(engine, &o);
+	struct tl_tone_cadence cad;
+	uint8_t tone[10 * 160], want[160];
+	int16_t pcm[160];
+	uint32_t pos = 0;
+	char seen[64];
+	struct pkt p;
+	const char *q;
+	size_t r1, gap, r2;
+	int n = 0, marker_at = -1;
+
+	if (!c)
+		return;
+	TL_CHECK_INT(tl_tone_cadence_init(&cad, TL_TONE_RINGBACK_US, 8000), 0);
+	tone_ulaw(tone, sizeof(tone));
+	pbx_drain(c->pbx.rtp, NULL);
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), (int)sizeof(tone));
+	TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_US), 0);
+	TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_EU), -EBUSY);
+	while (n < 40 && pbx_recv(c->pbx.rtp, &p, 200) == 1) {
+		char k = '?';
+		if (p.pt == 8 && p.plen == 160) {
+			tl_g711_alaw_decode(pcm, p.pl, 160);
+			k = all_bytes(p.pl, 160, 0xD5)                  ? '-'
+			    : tl_tone_detect(pcm, 160, 8000, 1000) == 1 ? 'T'
+			                                                : 'x';
+		}
+		if (k == 'x') { /* ringback: the cadence's next 20 ms, exactly */
+			if (n > 0 &&
+			    seen[n - 1] == '-') { /* restarted: from the top, with a marker */
+				pos = 0;
+				marker_at = p.marker ? n : 99;
+			}
+			tl_tone_cadence_fill(&cad, &pos, pcm, 160);
+			tl_g711_alaw_encode(want, pcm, 160);
+			k = memcmp(want, p.pl, 160) == 0 ? 'R' : 'x';
+		}
+		seen[n++] = k;
+		if (n == 20)
+			TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_NONE), 0);
+		else if (n == 30)
+			TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_US), 0);
+	}
+	seen[n] = '\0';
+	fprintf(stderr, "  ringback: %s\n", seen);
+	TL_CHECK_INT(n, 40);
+	/* -?T{10}R{9,}-+R+: the agent's 10 frames (perhaps after a silent one sent before the
+	 * play), ringback from the cadence's start, silence once stopped, ringback restarted. */
+	q = seen + (seen[0] == '-');
+	TL_CHECK_INT(strspn(q, "T"), 10);
+	q += strspn(q, "T");
+	q += r1 = strspn(q, "R");
+	q += gap = strspn(q, "-");
+	q += r2 = strspn(q, "R");
+	TL_CHECK(r1 >= 9 && gap >= 1 && r2 >= 1 && *q == '\0');
+	TL_CHECK_INT(marker_at, (int)(n - r2));
+	call_close(c);
+}
+
 int main(void)
 {
 	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 60000};
@@ -1196,6 +1261,7 @@ int main(void)
 	TL_TEST_RUN(test_hold);
 	TL_TEST_RUN(test_lifecycle);
 	TL_TEST_RUN(test_create_refused);
+	TL_TEST_RUN(test_ringback);
 	TL_TEST_RUN(test_rtcp);
 
 	tl_media_destroy(engine);
