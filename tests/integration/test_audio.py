@@ -26,17 +26,17 @@ TONE_FRAMES = 150  # 3 s of 1 kHz
 MIN_TONE_BACK = 100  # of them, heard back after the echo (loopback: nothing should be lost)
 HOLD_MS = 4000  # how long sipp keeps the call up after the ACK
 # Pacing of trunkline's 20 ms packets (see RtpPeer.pacing): only what holds on any machine,
-# however loaded. The tests share a 2-core box with builds, where a worker wake-up can be a few
-# ms late (the percentile figures are printed, not checked: tests/bench measures them). A late
-# wake-up sends the frames that were due at once, so the clock keeps pace: the mean interval
-# over the call stays 20 ms, and a catch-up shows as one short interval. Checked: the mean
-# interval (a 10 or 30 ms tick, or a clock running off), the median (most intervals are 20 ms,
-# not alternating 10/30), nothing missing (seq/ts and the packet count over the call's span),
-# and no burst (a sender that does not pace at all).
+# however loaded. The tests share a 2-core box with builds, where a worker wake-up can be late
+# by a few ms, and now and then by 50 (the percentile figures are printed, not checked:
+# tests/bench measures them). A late wake-up sends the frames that were due at once, so the
+# clock keeps pace: the mean interval over the call stays 20 ms, and a packet can be late but
+# never ahead of its 20 ms slot. Checked: the mean interval (a 10 or 30 ms tick, or a clock
+# running off), the median (most intervals are 20 ms), nothing missing (seq/ts and the packet
+# count over the call's span), and no packet ahead of its slot (a burst: two frames a tick,
+# or a queue sent without pacing).
 PACING_MEAN_TOL = 0.5  # ms, |mean interval - 20|
 PACING_MEDIAN_TOL = 1.0  # ms, |median interval - 20|
-PACING_MAX_IN_20MS = 3  # packets within any 20 ms (1 normally, 2-3 after a 20-59 ms stall)
-PACING_MAX_SHORT = 4  # intervals under 5 ms (catch-ups) in a 4 s call
+PACING_EARLY_MAX = 5.0  # ms ahead of its slot (slots placed at the median offset)
 ECHO_DELAY_MAX_MS = 250  # tone out -> tone back on loopback: reorder wait, ticks, agent
 
 PACING = []  # (test, figures), printed at the end
@@ -97,7 +97,8 @@ def check_stream(name, peer, codec):
     PACING.append((name, p))
     print(f"     pacing {name}: {p['n']} intervals over {p['span_ms'] / 1000:.2f} s, "
           f"mean interval {p['mean_iv']:.3f} ms, median {p['median_iv']:.3f} ms, "
-          f"{p['short_iv']} under 5 ms, at most {p['most_in_20ms']} packet(s) in 20 ms; "
+          f"{p['short_iv']} under 5 ms, at most {p['most_in_20ms']} packet(s) in 20 ms, "
+          f"earliest {p['early_max']:.3f} ms ahead of its slot; "
           f"|interval-20| p50 {p['p50']:.3f} p95 {p['p95']:.3f} p99 {p['p99']:.3f} "
           f"max {p['max']:.3f} ms; |slot offset| p50 {p['slot_p50']:.3f} p95 {p['slot_p95']:.3f} "
           f"p99 {p['slot_p99']:.3f} max {p['slot_max']:.3f} ms "
@@ -106,10 +107,8 @@ def check_stream(name, peer, codec):
         f"{name}: mean interval {p['mean_iv']:.3f} ms: {p}"
     assert abs(p["median_iv"] - 20.0) <= PACING_MEDIAN_TOL, \
         f"{name}: median interval {p['median_iv']:.3f} ms: {p}"
-    assert p["most_in_20ms"] <= PACING_MAX_IN_20MS, \
-        f"{name}: {p['most_in_20ms']} packets within 20 ms: {p}"
-    assert p["short_iv"] <= PACING_MAX_SHORT, \
-        f"{name}: {p['short_iv']} intervals under 5 ms: {p}"
+    assert p["early_max"] <= PACING_EARLY_MAX, \
+        f"{name}: a packet {p['early_max']:.3f} ms ahead of its 20 ms slot (burst): {p}"
     # The stream lasts as long as the call: at 20 ms a packet, nothing missing.
     span_pkts = p["span_ms"] / 20.0
     assert abs(span_pkts - p["n"]) <= 2, f"{name}: {p['n']} intervals in {p['span_ms']:.0f} ms"
@@ -276,11 +275,12 @@ def print_pacing():
     if not PACING:
         return
     print("pacing summary (ms; iv = |interval - 20 ms|, slot = |arrival - 20 ms slot|; only "
-          "mean, median, short and burst are checked):", flush=True)
+          "mean, median and early are checked):", flush=True)
     for name, p in PACING:
         print(f"  {name:14s} n={p['n']:4d} mean_iv={p['mean_iv']:.3f} "
               f"median_iv={p['median_iv']:.3f} short={p['short_iv']} "
-              f"in_20ms={p['most_in_20ms']} iv p50={p['p50']:.3f} p95={p['p95']:.3f} "
+              f"in_20ms={p['most_in_20ms']} early={p['early_max']:.3f} iv p50={p['p50']:.3f} "
+              f"p95={p['p95']:.3f} "
               f"p99={p['p99']:.3f} max={p['max']:.3f} slot p50={p['slot_p50']:.3f} "
               f"p95={p['slot_p95']:.3f} p99={p['slot_p99']:.3f} max={p['slot_max']:.3f}",
               flush=True)

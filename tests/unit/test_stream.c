@@ -1,9 +1,13 @@
-/* The RTCP report a stream sends, field by field. The stream is driven directly on this thread
- * (no worker, no real clock): RTP arrives at chosen media times with a known delay pattern and
- * known losses across the 65535 -> 0 wrap, the PBX sends one SR, and tl_stream_tick at the
- * report time sends the SR/RR + SDES this file parses and checks against RFC 3550 (jitter in RTP
- * clock units per A.8, fraction and cumulative lost per A.3, extended highest sequence number,
- * LSR/DLSR). Sockets are UDP on 127.0.0.1. */
+/* One stream driven directly on this thread (no worker, no real clock), so what it sends is
+ * exact, however loaded the machine:
+ * - the RTCP report, field by field: RTP arrives at chosen media times with a known delay
+ *   pattern and known losses across the 65535 -> 0 wrap, the PBX sends one SR, and the tick at
+ *   the report time sends the SR/RR + SDES this file parses and checks against RFC 3550
+ *   (jitter in RTP clock units per A.8, fraction and cumulative lost per A.3, extended highest
+ *   sequence number, LSR/DLSR);
+ * - the downlink frame by frame: a mark is reported at the tick that plays the last frame
+ *   before it, and clear drops every queued frame at the next tick.
+ * Sockets are UDP on 127.0.0.1. test_media.c covers the same paths on the real workers. */
 #include "media_int.h"
 #include "trunkline/rtp.h"
 #include "tl_test.h"
@@ -90,6 +94,8 @@ struct fix {
 	uint32_t tx_packets;
 	uint32_t last_tx_ts;
 	uint32_t tx_ssrc;
+	uint8_t last_pl[160]; /* the last packet's payload and marker bit */
+	int last_marker;
 };
 
 static int fix_open(struct fix *f, enum tl_sdp_dir dir)
@@ -165,7 +171,10 @@ static void tick(struct fix *f, int64_t now)
 		f->tx_packets++;
 		f->last_tx_ts = h.ts;
 		f->tx_ssrc = h.ssrc;
+		f->last_marker = h.marker;
 		TL_CHECK_INT(h.payload_len, 160);
+		if (h.payload_len == 160)
+			memcpy(f->last_pl, h.payload, 160);
 	}
 }
 
@@ -417,10 +426,102 @@ static void test_receiver_report(void)
 	fix_close(&f);
 }
 
+/* ---- the downlink, frame by frame ---- */
+
+/* One tick: 1 when it sent frame k of the agent's audio (frame bytes all k + 1, our fill),
+ * 0 when it sent silence, -1 for anything else. Also returns the mark reported, if any. */
+static int tick_frame(struct fix *f, int64_t now, uint32_t *mark)
+{
+	struct tl_media_event ev;
+	uint32_t before = f->tx_packets;
+	int kind;
+
+	tick(f, now);
+	*mark = 0;
+	while (tl_media_stream_poll(f->s, &ev))
+		if (ev.kind == TL_MEDIA_EV_MARK) {
+			TL_CHECK_INT(*mark, 0); /* one mark per tick in these cases */
+			*mark = ev.mark;
+		}
+	if (f->tx_packets != before + 1)
+		return -1;
+	kind = f->last_pl[0] == 0xFF ? 0 : f->last_pl[0];
+	for (int i = 1; i < 160; i++)
+		if (f->last_pl[i] != f->last_pl[0])
+			return -1;
+	return kind;
+}
+
+/* 20 ms of agent audio, µ-law bytes all equal to fill. */
+static void play_frames(struct fix *f, uint8_t fill, int frames)
+{
+	uint8_t buf[160 * 10];
+
+	memset(buf, fill, sizeof(buf));
+	TL_CHECK(frames <= 10);
+	TL_CHECK_INT(tl_media_stream_play(f->s, buf, 160u * frames), 160 * frames);
+}
+
+static void test_marks_and_clear(void)
+{
+	struct fix f;
+	uint32_t mark;
+	int64_t t;
+
+	if (fix_open(&f, TL_SDP_SENDRECV) < 0)
+		return;
+	t = f.t0;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0); /* nothing queued: silence */
+	play_frames(&f, 0x11, 10);
+	TL_CHECK_INT(tl_media_stream_mark(f.s, 1), 0);
+	play_frames(&f, 0x22, 10);
+	TL_CHECK_INT(tl_media_stream_mark(f.s, 2), 0);
+	for (int k = 0; k < 10; k++) {
+		t += 20;
+		TL_CHECK_INT(tick_frame(&f, t, &mark), 0x11);
+		TL_CHECK_INT(f.last_marker, k == 0); /* talkspurt start */
+		/* mark 1 once its last frame has been sent, not a frame early or late */
+		TL_CHECK_INT(mark, k == 9 ? 1 : 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		t += 20;
+		TL_CHECK_INT(tick_frame(&f, t, &mark), 0x22);
+		TL_CHECK_INT(mark, 0);
+	}
+	/* barge-in: the next frame is silence, and the mark after the cleared audio is out */
+	TL_CHECK_INT(tl_media_stream_clear(f.s), 0);
+	t += 20;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0);
+	TL_CHECK_INT(mark, 2);
+	t += 20;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0);
+	TL_CHECK_INT(mark, 0);
+	/* audio after the clear plays, from its first frame */
+	play_frames(&f, 0x33, 1);
+	TL_CHECK_INT(tl_media_stream_mark(f.s, 3), 0);
+	t += 20;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0x33);
+	TL_CHECK_INT(f.last_marker, 1);
+	TL_CHECK_INT(mark, 3);
+	t += 20;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0);
+	/* a clear with nothing queued reports a pending mark at once and drops nothing later */
+	TL_CHECK_INT(tl_media_stream_mark(f.s, 4), 0);
+	TL_CHECK_INT(tl_media_stream_clear(f.s), 0);
+	play_frames(&f, 0x44, 2);
+	t += 20;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0x44);
+	TL_CHECK_INT(mark, 4);
+	t += 20;
+	TL_CHECK_INT(tick_frame(&f, t, &mark), 0x44);
+	fix_close(&f);
+}
+
 int main(void)
 {
 	alarm(30); /* a hang fails the run instead of stalling it */
 	TL_TEST_RUN(test_sender_report);
 	TL_TEST_RUN(test_receiver_report);
+	TL_TEST_RUN(test_marks_and_clear);
 	return TL_TEST_END();
 }
