@@ -177,6 +177,10 @@ def derive(r):
         "rtt_p99_ms": r["rtt_us"].get("p99", 0) / 1000,
         "setup_p50_ms": r["setup_us"].get("p50", 0) / 1000,
         "setup_p99_ms": r["setup_us"].get("p99", 0) / 1000,
+        # pacing of the downlink: time between a call's echoed packets (20 ms when paced)
+        "iat_p50_ms": r.get("interarrival_us", {}).get("p50", 0) / 1000,
+        "iat_p99_ms": r.get("interarrival_us", {}).get("p99", 0) / 1000,
+        "iat_max_ms": r.get("interarrival_us", {}).get("max", 0) / 1000,
         "agent_cpu_pct": r["procs"]["agent"]["cpu_pct"],
         "loadgen_cpu_pct": r["procs"]["loadgen"]["cpu_pct"],
         "threads": [(t["comm"], t["cpu_pct"]) for t in dut["threads"]],
@@ -186,8 +190,9 @@ def derive(r):
 
 def table(results):
     lines = ["| DUT | N | up | loss % | CPU % (1 core) | CPU/call % | µs/pkt | RSS/call KiB | "
-             "busy % | other % | RTT p50/p99 ms | setup p50/p99 ms | agent % | gen % | threads % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "busy % | other % | RTT p50/p99 ms | setup p50/p99 ms | inter-arrival p50/p99/max ms | "
+             "agent % | gen % | threads % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         x = r["derived"]
         th = " ".join(f"{c}:{p:.0f}" for c, p in x["threads"] if p >= 0.5)
@@ -196,7 +201,9 @@ def table(results):
             f"{x['cpu_pct']:.1f} | {x['cpu_per_call_pct']:.3f} | {x['us_per_packet']:.2f} | "
             f"{x['rss_per_call_kib']:.1f} | {x['machine_busy_pct']:.0f} | "
             f"{x['other_busy_pct']:.0f} | {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} | "
-            f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} | {x['agent_cpu_pct']:.0f} | "
+            f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} | "
+            f"{x['iat_p50_ms']:.2f}/{x['iat_p99_ms']:.2f}/{x['iat_max_ms']:.2f} | "
+            f"{x['agent_cpu_pct']:.0f} | "
             f"{x['loadgen_cpu_pct']:.0f} | {th} |")
     return "\n".join(lines)
 

@@ -512,7 +512,8 @@ static void test_reorder(void)
 	expect_frame(c, 8, 0xFF, 200); /* µ-law silence */
 	t = mono_ms() - t;
 	fprintf(stderr, "  gap concealed after %.1f ms\n", t);
-	TL_CHECK(t >= 39 && t <= 120);
+	/* never before the wait; after it, by a tick plus however late a loaded worker wakes */
+	TL_CHECK(t >= 39 && t <= 300);
 	expect_frame(c, 9, 0x18, 50);
 	expect_frame(c, 10, 0x19, 50);
 	expect_frame(c, 11, 0x1A, 50);
@@ -649,7 +650,8 @@ static void test_downlink_pacing(void)
 	static uint8_t tone[8000];
 	static struct pkt pk[120];
 	int n = 0, first = -1, bad_hdr = 0, bad_payload = 0, toned = 0, sil_ok = 0, off = 0;
-	double grid[50], sorted[50], median, t_play, end, maxdev = 0;
+	int shorts = 0, most = 1, sil_after = 0;
+	double grid[56], sorted[56], median, drift, t_play, end, maxdev = 0, early = 0;
 
 	if (!c)
 		return;
@@ -678,10 +680,15 @@ static void test_downlink_pacing(void)
 	TL_CHECK(first >= 0);
 	if (first < 0 || n < first + 56)
 		goto out;
-	fprintf(stderr, "  first audio %.1f ms after play\n", pk[first].at - t_play);
-	TL_CHECK(pk[first].at - t_play < 45);
-	for (int i = 0; i < first; i++)
+	/* Audio starts with the next frame: after play, at most the frame being sent then is
+	 * silence (however late the worker wakes, the frames it sends then are audio). */
+	for (int i = 0; i < first; i++) {
 		TL_CHECK(is_silence(&pk[i]));
+		sil_after += pk[i].at > t_play;
+	}
+	fprintf(stderr, "  first audio %.1f ms after play, %d silent frame(s) between\n",
+	        pk[first].at - t_play, sil_after);
+	TL_CHECK(sil_after <= 1);
 	for (int k = 0; k < 56; k++) {
 		const struct pkt *p = &pk[first + k];
 		if (k > 0)
@@ -693,9 +700,7 @@ static void test_downlink_pacing(void)
 			bad_payload += memcmp(p->pl, tone + k * 160, 160) != 0;
 			toned += ulaw_has_tone(p->pl, 160);
 		} else {
-			/* the buffer is empty: comfort silence, every 20 ms */
-			double d = p->at - pk[first + k - 1].at;
-			sil_ok += is_silence(p) && d > 15 && d < 25;
+			sil_ok += is_silence(p); /* the buffer is empty: comfort silence */
 		}
 	}
 	TL_CHECK_INT(bad_hdr, 0);
@@ -707,28 +712,39 @@ static void test_downlink_pacing(void)
 		sorted[k - 2] = pk[first + k].at - pk[first + k - 1].at;
 	qsort(sorted, 48, sizeof(double), cmp_double);
 	median = sorted[24];
-	/* Jitter against the 20 ms grid the packets should sit on (frame k at first + 20 k,
-	 * shifted by the median offset). Each arrival holds the worker's wake-up latency too: on
-	 * an idle machine all are within 2 ms, on a loaded one a few are late (seen: 4.4 ms with
-	 * compilers on both cores, 15 ms with two busy loops). So five may be, by under 10 ms;
-	 * two frames per tick or catch-up bursts drift much further. */
-	for (int k = 0; k < 50; k++)
-		sorted[k] = grid[k] = pk[first + k].at - pk[first].at - 20.0 * k;
-	qsort(sorted, 50, sizeof(double), cmp_double);
-	for (int k = 1; k < 50; k++) {
-		double dev = fabs(grid[k] - sorted[25]);
+	/* Offsets from the 20 ms grid (frame k at first + 20 k). Each arrival holds the worker's
+	 * wake-up latency, which on a loaded machine can be anything (seen: 4.4 ms with compilers
+	 * on both cores, 60 ms with six builds), so that is printed, not checked. What holds
+	 * however loaded: a late wake-up sends the frames that were due at once, so the clock
+	 * keeps pace (the typical offset does not drift: 10 ms over the 40 frames between the
+	 * first and last ten would be a 19.75 or 20.25 ms tick), a frame may be late but never
+	 * ahead of its slot (two frames a tick, or a queue sent at once, would be), and most
+	 * intervals are 20 ms. The six silent frames after the audio keep the same clock. */
+	for (int k = 0; k < 56; k++)
+		grid[k] = pk[first + k].at - pk[first].at - 20.0 * k;
+	memcpy(sorted, grid, sizeof(grid));
+	qsort(sorted, 10, sizeof(double), cmp_double);
+	qsort(sorted + 40, 10, sizeof(double), cmp_double);
+	drift = (sorted[44] + sorted[45]) / 2 - (sorted[4] + sorted[5]) / 2;
+	memcpy(sorted, grid, sizeof(grid));
+	qsort(sorted, 56, sizeof(double), cmp_double);
+	for (int k = 1; k < 56; k++) {
+		double dev = fabs(grid[k] - sorted[28]);
 		maxdev = dev > maxdev ? dev : maxdev;
+		early = sorted[28] - grid[k] > early ? sorted[28] - grid[k] : early;
 		off += dev >= 2;
+		shorts += pk[first + k].at - pk[first + k - 1].at < 5;
+		for (int j = k - 1; j >= 0 && pk[first + k].at - pk[first + j].at < 20; j--)
+			most = k - j + 1 > most ? k - j + 1 : most;
 	}
-	fprintf(
-	    stderr,
-	    "  downlink: median interval %.2f ms, max deviation %.2f ms, %d frames off by 2 ms\n",
-	    median, maxdev, off);
+	fprintf(stderr,
+	        "  downlink: median interval %.2f ms, drift %.2f ms, earliest %.2f ms ahead of its "
+	        "slot; %d under 5 ms, at most %d in 20 ms, max deviation %.2f ms, %d frames off by "
+	        "2 ms\n",
+	        median, drift, early, shorts, most, maxdev, off);
 	TL_CHECK(median > 19 && median < 21);
-	TL_CHECK(off <= 5);
-	TL_CHECK(maxdev < 10);
-	/* and the clock keeps pace: 49 intervals are 980 ms */
-	TL_CHECK(fabs(pk[first + 49].at - pk[first].at - 980) < 10);
+	TL_CHECK(fabs(drift) < 5);
+	TL_CHECK(early < 5);
 out:
 	call_close(c);
 }
@@ -774,8 +790,10 @@ static void test_marks(void)
 	TL_CHECK_INT(order, 2);
 	TL_CHECK(audio7 >= 10 && audio7 <= 11);
 	TL_CHECK(audio8 >= 20 && audio8 <= 21);
+	/* Frames, not times, say when (a loaded machine delays the reports; test_stream.c checks
+	 * the exact frame): never early, though. */
 	TL_CHECK(t7 - t0 >= 175);
-	TL_CHECK(t8 - t7 >= 175 && t8 - t7 <= 260);
+	TL_CHECK(t8 - t7 >= 175);
 	TL_CHECK_INT(next_event(c, &ev, 50), 0);
 	call_close(c);
 }
@@ -787,6 +805,7 @@ static void test_clear(void)
 	struct tl_media_event ev;
 	struct pkt p;
 	int audio = 0, got9 = 0, early = 0, late_audio = 0, resumed = 0, marker = 0;
+	int after_clear = 0;
 	double t_clear, t_sil = 0, end;
 
 	if (!c)
@@ -808,7 +827,8 @@ static void test_clear(void)
 	while (mono_ms() < end) {
 		if (!got9 && next_event(c, &ev, 0) && ev.kind == TL_MEDIA_EV_MARK && ev.mark == 9) {
 			got9 = 1;
-			TL_CHECK(rt_ms() - t_clear < 60);
+			/* at once, not when the cleared audio would have played (5 s) */
+			TL_CHECK(rt_ms() - t_clear < 1000);
 		}
 		if (pbx_recv(c->pbx.rtp, &p, 5) != 1)
 			continue;
@@ -816,10 +836,15 @@ static void test_clear(void)
 			t_sil = p.at;
 		else if (t_sil != 0 && !is_silence(&p))
 			late_audio++;
+		else if (t_sil == 0 && p.at > t_clear)
+			after_clear++;
 	}
-	fprintf(stderr, "  clear: silence %.1f ms after clear\n", t_sil - t_clear);
+	fprintf(stderr, "  clear: silence %.1f ms after clear, %d audio frame(s) between\n",
+	        t_sil - t_clear, after_clear);
 	TL_CHECK_INT(got9, 1);
-	TL_CHECK(t_sil > 0 && t_sil - t_clear <= 45);
+	/* Only the frame being sent at the clear may still be audio, however late the worker
+	 * wakes (test_stream.c checks the exact frame). */
+	TL_CHECK(t_sil > 0 && after_clear <= 1);
 	TL_CHECK_INT(late_audio, 0);
 
 	/* audio played after a clear is not cleared */
