@@ -89,6 +89,10 @@ struct tl_sip {
 	int ws_index;
 	uint64_t next_call_num;
 	struct tl_rules *rules; /* one reference: the rules new calls are routed with */
+	/* sip_rules.c: loads rules off this thread, and wakes it through loader_wait */
+	struct tl_rules_loader *loader;
+	su_wait_t loader_wait[1];
+	int loader_index;
 	su_timer_t *watch_timer;
 	struct timespec rules_mtime;
 };
@@ -120,8 +124,11 @@ void tl_forward_send_refer(struct tl_call *call);
 void tl_forward_on_refer_response(struct tl_call *call, int status, const char *phrase);
 void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
 
-/* sip.c: rules reload (SIGHUP, or the file changed) */
+/* sip_rules.c: rules reload (SIGHUP, or the file changed) on the loader thread, swapped in on
+ * this one; start and stop with the endpoint */
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
+int tl_sip_rules_start(struct tl_sip *sip);
+void tl_sip_rules_stop(struct tl_sip *sip);
 
 /* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
 void tl_call_host_addr(char *out, size_t size);
