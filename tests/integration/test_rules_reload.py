@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Trunkline, run  # noqa: E402
-from test_routing import call_status, write_rules  # noqa: E402
+from test_routing import call_status, finish, invite, write_rules  # noqa: E402
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_ROUTES = 10000
@@ -89,27 +89,31 @@ class OptionsProbe:
 
 
 class LogTail:
-    """Waits for text in trunkline's log reading only what was added since the last call: the
-    debug log grows with every OPTIONS, and re-reading it all every 50 ms would hold the GIL
-    long enough to delay the probe thread."""
+    """Looks for text in what trunkline logs from now on, reading only what was added since the
+    last look: the debug log grows with every OPTIONS, and re-reading all of it every 10 ms
+    would hold the GIL long enough to delay the probe thread."""
 
     def __init__(self, tl):
         self.f = open(tl.log_path, errors="replace")
         self.f.seek(0, os.SEEK_END)
-        self.tail = ""
+        self.text = ""
+        self.done = {}  # text -> how much of self.text was searched for it
         self.tl = tl
+
+    def seen(self, text):
+        self.text += self.f.read()
+        start = max(0, self.done.get(text, 0) - len(text))
+        self.done[text] = len(self.text)
+        return text in self.text[start:]
 
     def wait(self, text, timeout):
         deadline = time.monotonic() + timeout
-        while True:
-            self.tail = self.tail[-len(text):] + self.f.read()
-            if text in self.tail:
-                return time.monotonic()
+        while not self.seen(text):
             if time.monotonic() > deadline:
-                self.f.close()
                 raise AssertionError(f"{text!r} not in the log after {timeout} s:\n"
                                      + self.tl.log()[-3000:])
             time.sleep(0.01)
+        return time.monotonic()
 
     def close(self):
         self.f.close()
@@ -195,8 +199,9 @@ def test_too_large_refused(binary):
 
 
 def test_slow_load(binary):
-    """A file within the limits but slow to compile: OPTIONS keep their latency while it loads,
-    it then routes calls, and its memory goes back once the small file is restored."""
+    """A file within the limits but slow to compile: OPTIONS and an INVITE keep their latency
+    while it loads, it then routes calls, and its memory goes back once the small file is
+    restored."""
     big = slow_rules()
     assert MAX_BYTES - 8192 < len(big) < MAX_BYTES
     tl = start(binary)
@@ -211,13 +216,21 @@ def test_slow_load(binary):
         t0 = time.monotonic()
         tl.send(signal.SIGHUP)
         try:
+            log.wait("SIGHUP: loading rules from", timeout=5)
+            # An INVITE during the load: answered by the rules in force, as fast as ever.
+            p, _, r, rtt = invite(tl, "100")
+            finish(p, r, "100")
+            loading = not log.seen("rules reloaded from")
             took = log.wait("SIGHUP: rules reloaded from", timeout=60) - t0
         finally:
             time.sleep(0.3)
             rtts = probe.check("during the load", min_samples=10)
             log.close()
-        print(f"  load {took:.2f} s, {len(rtts)} OPTIONS, slowest "
-              f"{max(rtts) * 1000:.1f} ms", flush=True)
+        assert r is not None and r.status == 486, r
+        assert loading, f"the load ended before the INVITE was answered ({took:.2f} s)"
+        assert rtt < OPTIONS_BUDGET, f"INVITE answered after {rtt * 1000:.0f} ms during the load"
+        print(f"  load {took:.2f} s, {len(rtts)} OPTIONS, slowest {max(rtts) * 1000:.1f} ms, "
+              f"INVITE {rtt * 1000:.1f} ms", flush=True)
         assert f"({len(AGENTS)} agent(s), {MAX_ROUTES} route(s))" in tl.log(), tl.log()[-2000:]
         assert call_status(tl, "100")[0] == 480, "the new rules are not in force"
         rss_big = rss_kb(tl.proc.pid)
