@@ -97,8 +97,9 @@ static size_t file_size(const char *path)
 /* Called with l->mu held; returns it held. */
 static void load_one(struct tl_rules_loader *l)
 {
-	struct tl_rules *rules = NULL;
+	struct tl_rules *rules = NULL, *stale = NULL;
 	struct tl_err err = {0};
+	size_t bytes;
 	struct timespec t0;
 	char why[WHY_MAX];
 	int rc;
@@ -114,18 +115,24 @@ static void load_one(struct tl_rules_loader *l)
 	pthread_mutex_lock(&l->mu);
 	l->loading = 0;
 	if (l->stop) {
-		tl_rules_free(rules);
-		return;
+		stale = rules; /* nobody wants it any more */
+	} else {
+		stale = l->result; /* never taken: a newer load replaces it */
+		l->result = rules;
+		l->result_err = err;
+		memcpy(l->result_why, why, sizeof(why));
+		l->result_ms = ms_since(&t0);
+		l->ready = 1;
+		if (write(l->efd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+			/* The counter cannot overflow at one write per load; nothing else fails. */
+		}
 	}
-	tl_rules_free(l->result); /* never taken: a newer load replaces it */
-	l->result = rules;
-	l->result_err = err;
-	memcpy(l->result_why, why, sizeof(why));
-	l->result_ms = ms_since(&t0);
-	l->ready = 1;
-	if (write(l->efd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
-		/* The counter cannot overflow at one write per load; nothing else can fail. */
-	}
+	bytes = stale && !l->stop ? stale->bytes : 0;
+	/* Freed without the lock, which the SIP thread takes to hand over and retire rules. */
+	pthread_mutex_unlock(&l->mu);
+	tl_rules_free(stale);
+	trim(bytes);
+	pthread_mutex_lock(&l->mu);
 }
 
 /* Called with l->mu held; returns it held. */
@@ -211,6 +218,7 @@ int tl_rules_loader_create(struct tl_rules_loader **out, const char *path,
 
 void tl_rules_loader_destroy(struct tl_rules_loader *l)
 {
+	struct tl_rules *result;
 	struct timespec deadline;
 	int done;
 
@@ -225,10 +233,11 @@ void tl_rules_loader_destroy(struct tl_rules_loader *l)
 	while (!l->thread_done && pthread_cond_timedwait(&l->cv, &l->mu, &deadline) != ETIMEDOUT)
 		;
 	done = l->thread_done;
-	tl_rules_free(l->result);
+	result = l->result;
 	l->result = NULL;
 	l->ready = 0;
 	pthread_mutex_unlock(&l->mu);
+	tl_rules_free(result);
 	/* A thread stuck in one long step (a huge regcomp) ends on its own, later: it holds a
 	 * reference, and checks stop when that step returns. */
 	if (done)
