@@ -78,6 +78,10 @@ static int run(const char *path)
 	raise_nofile();
 	rc = tl_sip_create(&sip, cfg);
 	if (rc == 0) {
+		/* The endpoint holds its own reference: without ours, the start-up rules are freed
+		 * once a reload has replaced them and their calls have ended. */
+		tl_rules_destroy(cfg->rules);
+		cfg->rules = NULL;
 		tl_log_info(NULL, "trunkline %s ready: point your PBX trunk at %s", TL_VERSION,
 		            tl_sip_contact_hint(sip));
 		rc = tl_sip_run(sip, sigfd);

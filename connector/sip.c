@@ -498,50 +498,6 @@ static int create_nua(struct tl_sip *sip)
 	return 0;
 }
 
-static int rules_mtime(const char *path, struct timespec *out)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return -errno;
-	*out = st.st_mtim;
-	return 0;
-}
-
-void tl_sip_reload_rules(struct tl_sip *sip, const char *why)
-{
-	struct tl_rules *rules = NULL;
-	struct tl_err err = {0};
-	char buf[1024];
-
-	rules_mtime(sip->cfg->rules_path, &sip->rules_mtime);
-	if (tl_rules_load(&rules, sip->cfg->rules_path, &err) < 0) {
-		tl_log_error(NULL, "%s: %s; keeping the rules in force", why,
-		             tl_err_str(&err, buf, sizeof(buf)));
-		return;
-	}
-	/* max_calls carries over: calls in progress count against the route of the same name. */
-	for (size_t i = 0; i < rules->n_routes; i++)
-		for (size_t j = 0; j < sip->rules->n_routes; j++)
-			if (strcmp(rules->route_tab[i].name, sip->rules->route_tab[j].name) == 0)
-				rules->active[i] += sip->rules->active[j];
-	tl_rules_destroy(sip->rules); /* calls in progress keep their own reference */
-	sip->rules = rules;
-	tl_log_info(NULL, "%s: rules reloaded from %s (%zu agent(s), %zu route(s))", why,
-	            sip->cfg->rules_path, rules->n_agents, rules->n_routes);
-}
-
-/* Editors save files in place or by rename: polling the mtime catches both. */
-static void on_watch(su_root_magic_t *magic, su_timer_t *t, void *arg)
-{
-	struct tl_sip *sip = magic;
-	struct timespec now;
-
-	if (rules_mtime(sip->cfg->rules_path, &now) == 0 &&
-	    (now.tv_sec != sip->rules_mtime.tv_sec || now.tv_nsec != sip->rules_mtime.tv_nsec))
-		tl_sip_reload_rules(sip, "rules file changed");
-}
-
 static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 {
 	struct tl_sip *sip = magic;
@@ -568,11 +524,9 @@ static int start_media_and_agents(struct tl_sip *sip)
 		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
 		return err;
 	}
-	sip->rules = tl_rules_ref(sip->cfg->rules);
-	rules_mtime(sip->cfg->rules_path, &sip->rules_mtime);
-	sip->watch_timer = su_timer_create(su_root_task(sip->root), 1000);
-	if (sip->watch_timer)
-		su_timer_set_for_ever(sip->watch_timer, on_watch, NULL);
+	err = tl_sip_rules_start(sip);
+	if (err < 0)
+		return err;
 	su_wait_create(sip->ws_wait, tl_ws_event_fd(sip->ws), SU_WAIT_IN);
 	sip->ws_index = su_root_register(sip->root, sip->ws_wait, on_ws_events, NULL, 0);
 	return sip->ws_index < 0 ? -EIO : 0;
@@ -678,12 +632,10 @@ void tl_sip_destroy(struct tl_sip *sip)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)
 		su_timer_destroy(sip->drain_timer);
-	if (sip->watch_timer)
-		su_timer_destroy(sip->watch_timer);
 	if (sip->fd_timer)
 		su_timer_destroy(sip->fd_timer);
 	tl_tcpwatch_destroy(sip->tcpwatch);
-	tl_rules_destroy(sip->rules);
+	tl_sip_rules_stop(sip);
 	if (sip->root && sip->sig_index >= 0)
 		su_root_deregister(sip->root, sip->sig_index);
 	if (sip->root && sip->ws_index >= 0)

@@ -96,6 +96,10 @@ struct tl_sip {
 	int ws_index;
 	uint64_t next_call_num;
 	struct tl_rules *rules; /* one reference: the rules new calls are routed with */
+	/* sip_rules.c: loads rules off this thread, and wakes it through loader_wait */
+	struct tl_rules_loader *loader;
+	su_wait_t loader_wait[1];
+	int loader_index;
 	su_timer_t *watch_timer;
 	struct timespec rules_mtime;
 	/* What keeps new calls out (sip.c): descriptors, media ports, memory. */
@@ -137,8 +141,11 @@ void tl_forward_send_refer(struct tl_call *call);
 void tl_forward_on_refer_response(struct tl_call *call, int status, const char *phrase);
 void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
 
-/* sip.c: rules reload (SIGHUP, or the file changed) */
+/* sip_rules.c: rules reload (SIGHUP, or the file changed) on the loader thread, swapped in on
+ * this one; start and stop with the endpoint */
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
+int tl_sip_rules_start(struct tl_sip *sip);
+void tl_sip_rules_stop(struct tl_sip *sip);
 /* sip.c: a call could not be set up for err. When err says a resource ran out (-EMFILE,
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
