@@ -12,6 +12,7 @@
 #include "trunkline/log.h"
 #include "trunkline/route.h"
 #include "trunkline/sip.h"
+#include "trunkline/tcpwatch.h"
 
 static void usage(FILE *f)
 {
@@ -39,6 +40,20 @@ static int load(const char *path, struct tl_config **cfg)
 	return rc;
 }
 
+/* Each call holds sockets (RTP, RTCP, the agent's, maybe the PBX's TCP): take what we may. */
+static void raise_nofile(void)
+{
+	unsigned long from = 0, to = 0;
+	int err = tl_tcpwatch_raise_nofile(&from, &to);
+
+	if (err < 0)
+		tl_log_warn(NULL, "descriptor limit stays %lu: %s", from, strerror(-err));
+	else if (to != from)
+		tl_log_info(NULL, "descriptor limit raised from %lu to %lu", from, to);
+	else
+		tl_log_info(NULL, "descriptor limit %lu (the hard limit)", to);
+}
+
 static int run(const char *path)
 {
 	struct tl_config *cfg = NULL;
@@ -60,8 +75,13 @@ static int run(const char *path)
 		tl_config_destroy(cfg);
 		return 1;
 	}
+	raise_nofile();
 	rc = tl_sip_create(&sip, cfg);
 	if (rc == 0) {
+		/* The endpoint holds its own reference: without ours, the start-up rules are freed
+		 * once a reload has replaced them and their calls have ended. */
+		tl_rules_destroy(cfg->rules);
+		cfg->rules = NULL;
 		tl_log_info(NULL, "trunkline %s ready: point your PBX trunk at %s", TL_VERSION,
 		            tl_sip_contact_hint(sip));
 		rc = tl_sip_run(sip, sigfd);

@@ -15,6 +15,8 @@
 #define ECHO_MAX_RATE    48000      /* highest native sample rate taken as is */
 #define ECHO_RX_MAX      (1u << 20) /* longest inbound message */
 #define ECHO_TX_MAX      (8u << 20) /* per-connection send queue; beyond, echoes are dropped */
+#define ECHO_FLOOD_BATCH 1000       /* --mark-flood: messages per write, at most */
+#define ECHO_FLOOD_TICK  5000       /* --mark-flood: us between writes */
 
 struct echo_opts {
 	int port;
@@ -28,6 +30,7 @@ struct echo_opts {
 	int reject;
 	int tone_report;
 	int verbose;
+	int mark_flood; /* mark/clear messages a second from `start` on, 0 = off */
 };
 
 enum echo_dialect { ECHO_UNKNOWN = 0, ECHO_TWILIO, ECHO_NATIVE };
@@ -38,7 +41,7 @@ struct echo_rec {
 	char stream_sid[64];
 	char digits[64];
 	enum echo_dialect dialect;
-	uint64_t media_in, media_out, marks_sent, marks_in, drops;
+	uint64_t media_in, media_out, marks_sent, marks_in, drops, flood_sent;
 	int tone;
 	int closed;
 };
@@ -68,6 +71,8 @@ struct echo_conn {
 	struct echo_buf tx;                       /* queued messages, see echo_conn.c */
 	int64_t hangup_at, close_at, transfer_at; /* monotonic us, 0 = not armed */
 	int64_t timer_at;                         /* what the wsi timer is set for */
+	int64_t flood_t0, flood_at;               /* --mark-flood: start, next write */
+	uint8_t *flood_buf;                       /* LWS_PRE + a batch of ready-made frames */
 	int16_t frame[ECHO_MAX_RATE / 50];
 	size_t frame_n;
 	int have_odd; /* native: a byte of a sample split across frames */

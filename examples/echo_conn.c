@@ -323,6 +323,8 @@ static void on_start(struct echo_conn *c, json_t *root)
 	arm(&c->hangup_at, c->app->o.hangup_ms, now);
 	arm(&c->close_at, c->app->o.close_ms, now);
 	arm(&c->transfer_at, c->app->o.transfer_ms, now);
+	if (c->app->o.mark_flood > 0)
+		c->flood_t0 = c->flood_at = now;
 	c->app->dirty = 1;
 	if (c->app->o.verbose)
 		fprintf(stderr, "start call=%s stream=%s dialect=%s rate=%u\n", sid(c),
@@ -439,6 +441,57 @@ int echo_conn_receive(struct echo_conn *c, const void *in, size_t n)
 
 /* ---- sending and timers ---- */
 
+/* One flood message, a whole unmasked text frame (all are under 126 bytes), into p. */
+static size_t flood_frame(struct echo_conn *c, uint8_t *p, uint64_t k)
+{
+	char m[120];
+	int n;
+
+	if (c->rec.dialect == ECHO_NATIVE)
+		n = k & 1 ? snprintf(m, sizeof(m), "{\"event\":\"clear\"}")
+		          : snprintf(m, sizeof(m), "{\"event\":\"mark\",\"name\":\"f%llu\"}",
+		                     (unsigned long long)k);
+	else
+		n = k & 1
+		        ? snprintf(m, sizeof(m), "{\"event\":\"clear\",\"streamSid\":\"%.40s\"}",
+		                   c->rec.stream_sid)
+		        : snprintf(m, sizeof(m),
+		                   "{\"event\":\"mark\",\"streamSid\":\"%.40s\",\"mark\":{\"name\":"
+		                   "\"f%llu\"}}",
+		                   c->rec.stream_sid, (unsigned long long)k);
+	if (n < 0 || n > 125)
+		return 0;
+	p[0] = 0x81; /* FIN, text */
+	p[1] = (uint8_t)n;
+	memcpy(p + 2, m, (size_t)n);
+	return (size_t)n + 2;
+}
+
+/* --mark-flood: what is due since flood_t0, in batches of ready-made frames written at once
+ * (LWS_WRITE_RAW), so that the agent's own cost per message stays far below trunkline's.
+ * Returns -1 on a write error. */
+static int flood(struct echo_conn *c, int64_t now)
+{
+	int64_t due =
+	    (now - c->flood_t0) * c->app->o.mark_flood / 1000000 - (int64_t)c->rec.flood_sent;
+	size_t len = 0;
+
+	if (now < c->flood_at || lws_send_pipe_choked(c->wsi))
+		return 0;
+	c->flood_at = now + ECHO_FLOOD_TICK;
+	if (due <= 0)
+		return 0;
+	if (due > ECHO_FLOOD_BATCH)
+		due = ECHO_FLOOD_BATCH;
+	if (!c->flood_buf && !(c->flood_buf = malloc(LWS_PRE + ECHO_FLOOD_BATCH * 128)))
+		return 0;
+	for (int64_t i = 0; i < due; i++)
+		len += flood_frame(c, c->flood_buf + LWS_PRE + len, c->rec.flood_sent + i);
+	c->rec.flood_sent += (uint64_t)due;
+	c->app->dirty = 1;
+	return lws_write(c->wsi, c->flood_buf + LWS_PRE, len, LWS_WRITE_RAW) < (int)len ? -1 : 0;
+}
+
 int echo_conn_writeable(struct echo_conn *c)
 {
 	struct qent *e = q_head(c);
@@ -446,6 +499,12 @@ int echo_conn_writeable(struct echo_conn *c)
 	if (c->stopping) {
 		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
 		return -1;
+	}
+	if (c->flood_t0 && flood(c, echo_now_us()) < 0)
+		return -1;
+	if (lws_send_pipe_choked(c->wsi)) {
+		echo_conn_schedule(c);
+		return 0;
 	}
 	if (!e || e->due > echo_now_us()) {
 		echo_conn_schedule(c);
@@ -510,10 +569,12 @@ void echo_conn_schedule(struct echo_conn *c)
 	struct qent *e = q_head(c);
 	int64_t now = echo_now_us(), next = 0;
 
-	if (e && e->due <= now)
+	if ((e && e->due <= now) || (c->flood_t0 && c->flood_at <= now))
 		lws_callback_on_writable(c->wsi);
 	else if (e)
 		next = e->due;
+	if (c->flood_t0 && c->flood_at > now)
+		next = earlier(next, c->flood_at);
 	next = earlier(earlier(earlier(next, c->hangup_at), c->close_at), c->transfer_at);
 	/* The timer may fire early (then we re-arm) but never late. */
 	if (next && next != c->timer_at) {
@@ -551,6 +612,7 @@ void echo_conn_close(struct echo_conn *c)
 		c->next->prev = c->prev;
 	free(c->rx.p);
 	free(c->tx.p);
+	free(c->flood_buf);
 	c->rec.closed = 1;
 	if (app->n_done == app->cap_done) {
 		size_t cap = app->cap_done ? app->cap_done * 2 : 64;

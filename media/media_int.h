@@ -21,6 +21,7 @@
 #define TL_RX_PAYLOAD    640
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
 #define TL_RTCP_INTERVAL 5000 /* ms */
+#define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
 
 /* Downlink audio: a singly linked list of chunks written by the producer thread and read by the
  * worker; consumed chunks go back through a lock-free stack so the worker never frees. */
@@ -44,6 +45,43 @@ struct tl_mark {
 	uint32_t id;
 };
 
+/* Where a call's RTP may come from and where ours goes (rtp_source.c). Worker-owned, except the
+ * counters and foreign_from (written once, then have_foreign), which any thread may read. */
+struct tl_rtp_source {
+	int strict;     /* the SDP address only, never learn */
+	int relearn_ms; /* learn again after the source is silent this long; 0 = never */
+	int have_sdp;   /* tl_rtp_source_set_sdp was called */
+	struct sockaddr_storage sdp; /* the address the SDP names */
+	socklen_t sdp_len;           /* 0: none (delayed offer, hold with 0.0.0.0) */
+	struct sockaddr_storage src; /* the accepted RTP source, once learned */
+	socklen_t src_len;
+	int locked; /* src is in force; 0 while learning */
+	int64_t last_rx;
+	struct sockaddr_storage cand; /* learning: the run of packets being watched */
+	socklen_t cand_len;
+	uint32_t cand_ssrc;
+	uint16_t cand_seq;
+	unsigned cand_n;
+	struct sockaddr_storage rtp_to, rtcp_to; /* where ours go */
+	socklen_t rtp_to_len, rtcp_to_len;
+	int rtcp_latched; /* rtcp_to is where the peer's RTCP comes from */
+	_Atomic uint64_t rx_foreign, rx_learning, rtcp_dropped;
+	atomic_int have_foreign;
+	struct sockaddr_storage foreign_from;
+	socklen_t foreign_from_len;
+};
+
+void tl_rtp_source_init(struct tl_rtp_source *r, int strict, int relearn_ms);
+/* The SDP's address (AF_UNSPEC: none). When it differs from the last one, our packets go there
+ * and the source is learned again. Returns 1 when it changed. */
+int tl_rtp_source_set_sdp(struct tl_rtp_source *r, const struct sockaddr_storage *sdp);
+/* A well-formed RTP packet of a negotiated payload type: 1 to take it, 0 to drop it (counted). */
+int tl_rtp_source_rtp(struct tl_rtp_source *r, const struct sockaddr_storage *from, uint32_t ssrc,
+                      uint16_t seq, int64_t now);
+/* A datagram on the RTCP port: 1 to take it, 0 to drop it (counted). */
+int tl_rtp_source_rtcp(struct tl_rtp_source *r, const struct sockaddr_storage *from,
+                       const uint8_t *pkt, size_t len);
+
 struct tl_media_worker;
 
 struct tl_media_stream {
@@ -54,10 +92,7 @@ struct tl_media_stream {
 	int index;      /* in the worker's stream array */
 
 	/* Worker-owned copy of the negotiation; replaced by update commands. */
-	struct sockaddr_storage remote;
-	socklen_t remote_len;
-	struct sockaddr_storage rtcp_remote;
-	socklen_t rtcp_remote_len;
+	struct tl_rtp_source src; /* who may send to us, where we send */
 	struct tl_sdp_media sdp;
 	enum tl_media_agent_format fmt;
 	int agent_rate;
@@ -111,6 +146,14 @@ struct tl_media_stream {
 	uint32_t last_sr_mid;
 	int64_t last_sr_at;
 	uint32_t rtcp_expected_prior, rtcp_received_prior;
+
+	/* Ringback (tl_media_stream_ringback): ring is set once by the control thread before it
+	 * publishes ring_on (0 off, else a start count: a new count restarts the cadence). */
+	struct tl_tone_cadence *ring;
+	atomic_uint ring_on;
+	unsigned ring_starts; /* control thread */
+	unsigned ring_seen;   /* worker: the start count being played */
+	uint32_t ring_pos;    /* worker: samples into the cadence */
 
 	/* Counters: written by the worker, read anywhere (relaxed). */
 	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,

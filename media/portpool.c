@@ -15,8 +15,15 @@ struct tl_portpool {
 	socklen_t addr_len;
 	uint16_t port_min;
 	unsigned n_pairs;
-	unsigned next; /* pair index to try first */
+	unsigned next;   /* pair index to try first */
+	unsigned n_held; /* pairs handed out and not released */
+	uint8_t held[];  /* one bit per pair */
 };
+
+static int is_held(const struct tl_portpool *pool, unsigned idx)
+{
+	return pool->held[idx / 8] & (1u << (idx % 8));
+}
 
 int tl_portpool_create(struct tl_portpool **out, const char *bind_addr, uint16_t port_min,
                        uint16_t port_max)
@@ -24,10 +31,11 @@ int tl_portpool_create(struct tl_portpool **out, const char *bind_addr, uint16_t
 	struct tl_portpool *pool;
 	struct sockaddr_in *in4;
 	struct sockaddr_in6 *in6;
+	unsigned n_pairs = ((unsigned)port_max - port_min + 1) / 2;
 
 	if ((port_min & 1) || port_max <= port_min)
 		return -EINVAL;
-	pool = calloc(1, sizeof(*pool));
+	pool = calloc(1, sizeof(*pool) + (n_pairs + 7) / 8);
 	if (!pool)
 		return -ENOMEM;
 	in4 = (struct sockaddr_in *)&pool->addr;
@@ -43,7 +51,7 @@ int tl_portpool_create(struct tl_portpool **out, const char *bind_addr, uint16_t
 		return -EINVAL;
 	}
 	pool->port_min = port_min;
-	pool->n_pairs = ((unsigned)port_max - port_min + 1) / 2;
+	pool->n_pairs = n_pairs;
 	*out = pool;
 	return 0;
 }
@@ -56,6 +64,24 @@ void tl_portpool_destroy(struct tl_portpool *pool)
 unsigned tl_portpool_capacity(const struct tl_portpool *pool)
 {
 	return pool->n_pairs;
+}
+
+unsigned tl_portpool_available(const struct tl_portpool *pool)
+{
+	return pool->n_pairs - pool->n_held;
+}
+
+void tl_portpool_release(struct tl_portpool *pool, uint16_t rtp_port)
+{
+	unsigned idx;
+
+	if (rtp_port < pool->port_min || (rtp_port - pool->port_min) % 2)
+		return;
+	idx = (unsigned)(rtp_port - pool->port_min) / 2;
+	if (idx >= pool->n_pairs || !is_held(pool, idx))
+		return;
+	pool->held[idx / 8] &= (uint8_t) ~(1u << (idx % 8));
+	pool->n_held--;
 }
 
 static int bind_one(const struct tl_portpool *pool, uint16_t port)
@@ -99,6 +125,10 @@ int tl_portpool_bind(struct tl_portpool *pool, int *rtp_fd, int *rtcp_fd, uint16
 			return b;
 		}
 		pool->next = (idx + 1) % pool->n_pairs;
+		if (!is_held(pool, idx)) {
+			pool->held[idx / 8] |= (uint8_t)(1u << (idx % 8));
+			pool->n_held++;
+		}
 		*rtp_fd = a;
 		*rtcp_fd = b;
 		*rtp_port = port;

@@ -1,12 +1,12 @@
 /* One call's audio on its media worker: RTP in -> reorder -> decode -> agent format -> uplink
  * queue; downlink chunks -> 20 ms frames -> encode -> RTP out; RFC 4733 both ways; RTCP.
- * No allocation, lock or log on these paths: buffers are made in tl_media_stream_create. */
+ * Who may send to the call is rtp_source.c's. No allocation, lock or log on these paths: buffers
+ * are made in tl_media_stream_create. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "media_int.h"
 #include "trunkline/g711.h"
@@ -210,13 +210,12 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
 		atomic_fetch_add_explicit(&s->st_rx_bad, 1, memory_order_relaxed);
 		return;
 	}
+	/* Only the call's source: anyone else's packets never reach the agent nor move where
+	 * ours go (counted in the source's counters). */
+	if (!tl_rtp_source_rtp(&s->src, from, h.ssrc, h.seq, now))
+		return;
 	atomic_fetch_add_explicit(&s->st_rx_packets, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->st_rx_bytes, len, memory_order_relaxed);
-	/* Symmetric RTP: answer where the PBX's packets come from (NAT). */
-	if (fromlen != s->remote_len || memcmp(from, &s->remote, fromlen) != 0) {
-		memcpy(&s->remote, from, fromlen);
-		s->remote_len = fromlen;
-	}
 	if (!s->have_rx_ssrc || h.ssrc != s->rx_ssrc) {
 		if (s->have_rx_ssrc)
 			tl_reorder_reset(s->reorder);
@@ -239,8 +238,8 @@ void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len
 {
 	struct tl_rtcp_sr sr;
 
-	memcpy(&s->rtcp_remote, from, fromlen);
-	s->rtcp_remote_len = fromlen;
+	if (!tl_rtp_source_rtcp(&s->src, from, pkt, len))
+		return;
 	if (tl_rtcp_parse_sr(pkt, len, &sr) == 0) {
 		s->last_sr_mid = tl_rtcp_ntp_mid(sr.ntp);
 		s->last_sr_at = now;
@@ -396,7 +395,7 @@ static void report_marks(struct tl_media_stream *s)
 
 static int may_send(const struct tl_media_stream *s)
 {
-	return s->remote_len > 0 && s->sdp.remote_port != 0 &&
+	return s->src.rtp_to_len > 0 && s->sdp.remote_port != 0 &&
 	       (s->sdp.dir == TL_SDP_SENDRECV || s->sdp.dir == TL_SDP_SENDONLY);
 }
 
@@ -409,7 +408,7 @@ static void send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t
 
 	tl_rtp_write(pkt, TL_RTP_HDR_LEN, &h);
 	if (sendto(s->rtp_fd, pkt, TL_RTP_HDR_LEN + payload_len, MSG_DONTWAIT,
-	           (const struct sockaddr *)&s->remote, s->remote_len) > 0) {
+	           (const struct sockaddr *)&s->src.rtp_to, s->src.rtp_to_len) > 0) {
 		atomic_fetch_add_explicit(&s->st_tx_packets, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->st_tx_bytes, TL_RTP_HDR_LEN + payload_len,
 		                          memory_order_relaxed);
@@ -445,7 +444,57 @@ static int tx_dtmf(struct tl_media_stream *s)
 	return 1;
 }
 
-/* 20 ms of agent audio (or silence) as the call's G.711 payload. Returns 1 when it was audio. */
+int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind)
+{
+	struct tl_tone_cadence *c;
+	int err;
+
+	if (kind == TL_TONE_RINGBACK_NONE) {
+		atomic_store_explicit(&s->ring_on, 0, memory_order_release);
+		return 0;
+	}
+	if (s->ring && s->ring->kind != kind)
+		return -EBUSY;
+	if (!s->ring) {
+		c = malloc(sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		err = tl_tone_cadence_init(c, kind, 8000);
+		if (err < 0) {
+			free(c);
+			return err;
+		}
+		s->ring = c; /* published by the release store below; never changed again */
+	}
+	if (++s->ring_starts == 0)
+		s->ring_starts = 1;
+	atomic_store_explicit(&s->ring_on, s->ring_starts, memory_order_release);
+	return 0;
+}
+
+/* 20 ms of ringback into payload when it is on; returns 1 when that holds tone. */
+static int ring_frame(struct tl_media_stream *s, uint8_t *payload)
+{
+	unsigned on = atomic_load_explicit(&s->ring_on, memory_order_acquire);
+	int16_t pcm[160];
+
+	if (!on)
+		return 0;
+	if (on != s->ring_seen) {
+		s->ring_seen = on;
+		s->ring_pos = 0;
+	}
+	if (tl_tone_cadence_fill(s->ring, &s->ring_pos, pcm, 160) == 0)
+		return 0;
+	if (s->sdp.codec == TL_CODEC_PCMA)
+		tl_g711_alaw_encode(payload, pcm, 160);
+	else
+		tl_g711_ulaw_encode(payload, pcm, 160);
+	return 1;
+}
+
+/* 20 ms of agent audio (or ringback, or silence) as the call's G.711 payload. Returns 1 when
+ * it was audio. */
 static int next_frame(struct tl_media_stream *s, uint8_t *payload)
 {
 	uint8_t agent[TL_MEDIA_FRAME_MAX];
@@ -453,6 +502,8 @@ static int next_frame(struct tl_media_stream *s, uint8_t *payload)
 	size_t got = dl_take(s, agent, s->agent_frame);
 
 	if (got == 0) {
+		if (ring_frame(s, payload))
+			return 1;
 		memset(payload, s->sdp.codec == TL_CODEC_PCMA ? 0xD5 : 0xFF, 160);
 		return 0;
 	}
@@ -512,9 +563,9 @@ static void send_rtcp(struct tl_media_stream *s, int64_t now)
 		s->rtcp_received_prior = s->rx_count;
 	}
 	n = tl_rtcp_build(buf, sizeof(buf), &rep, "trunkline");
-	if (n > 0 && s->rtcp_remote_len > 0)
+	if (n > 0 && s->src.rtcp_to_len > 0)
 		sendto(s->rtcp_fd, buf, (size_t)n, MSG_DONTWAIT,
-		       (const struct sockaddr *)&s->rtcp_remote, s->rtcp_remote_len);
+		       (const struct sockaddr *)&s->src.rtcp_to, s->src.rtcp_to_len);
 }
 
 void tl_stream_tick(struct tl_media_stream *s, int64_t now)
@@ -546,29 +597,10 @@ void tl_stream_tick(struct tl_media_stream *s, int64_t now)
 void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
                      const struct tl_sdp_media *sdp)
 {
-	socklen_t len = remote->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                              : sizeof(struct sockaddr_in);
-	int changed = sdp->remote_port != s->sdp.remote_port ||
-	              strcmp(sdp->remote_addr, s->sdp.remote_addr) != 0;
-
 	s->sdp = *sdp;
-	if (changed || s->remote_len == 0) {
-		/* A new address from SDP wins until packets show where the PBX really is. */
-		if (remote->ss_family == AF_INET || remote->ss_family == AF_INET6) {
-			memcpy(&s->remote, remote, len);
-			s->remote_len = len;
-			s->rtcp_remote = s->remote;
-			s->rtcp_remote_len = len;
-			if (remote->ss_family == AF_INET6)
-				((struct sockaddr_in6 *)&s->rtcp_remote)->sin6_port =
-				    htons((uint16_t)(sdp->remote_port + 1));
-			else
-				((struct sockaddr_in *)&s->rtcp_remote)->sin_port =
-				    htons((uint16_t)(sdp->remote_port + 1));
-		} else {
-			s->remote_len = 0;
-		}
-	}
+	/* A new address from SDP (re-INVITE, UPDATE, the ACK's answer) is where packets go, and
+	 * where the source is learned from again; the same one keeps the source we have. */
+	tl_rtp_source_set_sdp(&s->src, remote);
 }
 
 static int make_resamplers(struct tl_media_stream *s)
@@ -623,6 +655,7 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->tx_seq = (uint16_t)random32();
 	s->tx_ts = random32();
 	s->next_rtcp_ms = tl_media_now_ms() + TL_RTCP_INTERVAL;
+	tl_rtp_source_init(&s->src, p->rtp_source == TL_MEDIA_RTP_STRICT, p->rtp_relearn_ms);
 	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
 	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);
 	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
@@ -661,6 +694,7 @@ void tl_stream_free(struct tl_media_stream *s)
 	if (s->down_rs)
 		speex_resampler_destroy(s->down_rs);
 	tl_reorder_destroy(s->reorder);
+	free(s->ring);
 	free(s->up);
 	free(s->up_data);
 	if (s->notify_release)
@@ -680,6 +714,11 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->tx_bytes = atomic_load_explicit(&s->st_tx_bytes, memory_order_relaxed);
 	st->tx_silence = atomic_load_explicit(&s->st_tx_silence, memory_order_relaxed);
 	st->uplink_drops = atomic_load_explicit(&s->st_up_drops, memory_order_relaxed);
+	st->rx_foreign = atomic_load_explicit(&s->src.rx_foreign, memory_order_relaxed);
+	st->rx_learning = atomic_load_explicit(&s->src.rx_learning, memory_order_relaxed);
+	st->rtcp_dropped = atomic_load_explicit(&s->src.rtcp_dropped, memory_order_relaxed);
+	if (atomic_load_explicit(&s->src.have_foreign, memory_order_acquire))
+		memcpy(&st->foreign_from, &s->src.foreign_from, s->src.foreign_from_len);
 	/* Reorder counters are worker-owned plain integers: a racy but harmless snapshot. */
 	tl_reorder_stats_get(s->reorder, &rs);
 	st->rx_late = rs.late;

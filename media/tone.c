@@ -1,9 +1,11 @@
-/* Goertzel single-bin power over total energy, and a phase-continuous sine generator.
- * Floating point, a block at a time; meant for checks, not for the per-packet media path. */
+/* Goertzel single-bin power over total energy, a phase-continuous sine generator (floating
+ * point, a block at a time; meant for checks, not for the per-packet media path), and ringback
+ * cadences, whose wave table is computed once so the media path only copies samples. */
 #include "trunkline/tone.h"
 
 #include <errno.h>
 #include <math.h>
+#include <string.h>
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -78,4 +80,82 @@ void tl_tone_gen_fill(struct tl_tone_gen *g, int16_t *pcm, size_t n)
 		if (g->phase >= 2 * M_PI)
 			g->phase -= 2 * M_PI;
 	}
+}
+
+int tl_tone_ringback_parse(const char *s)
+{
+	if (strcmp(s, "none") == 0)
+		return TL_TONE_RINGBACK_NONE;
+	if (strcmp(s, "us") == 0)
+		return TL_TONE_RINGBACK_US;
+	if (strcmp(s, "eu") == 0)
+		return TL_TONE_RINGBACK_EU;
+	return -EINVAL;
+}
+
+static unsigned gcd(unsigned a, unsigned b)
+{
+	while (b) {
+		unsigned t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* Peak of a sine at dbm0 in 16-bit linear: G.711's full-scale sine (peak 8159 of 14 bits,
+ * 32636 here) is +3.17 dBm0 (ITU-T G.711), so 0 dBm0 peaks at about 22660. */
+static double dbm0_peak(double dbm0)
+{
+	return 32636.0 * pow(10.0, (dbm0 - 3.17) / 20.0);
+}
+
+int tl_tone_cadence_init(struct tl_tone_cadence *c, enum tl_tone_ringback kind, unsigned rate)
+{
+	unsigned f1, f2, on_ms, off_ms, base;
+	double a;
+
+	if (rate != 8000 && rate != 16000)
+		return -EINVAL;
+	if (kind == TL_TONE_RINGBACK_US) {
+		f1 = 440, f2 = 480, on_ms = 2000, off_ms = 4000, a = dbm0_peak(-19);
+	} else if (kind == TL_TONE_RINGBACK_EU) {
+		f1 = f2 = 425, on_ms = 1000, off_ms = 4000, a = dbm0_peak(-16);
+	} else {
+		return -EINVAL;
+	}
+	/* The sum of sines at f1 and f2 repeats every rate / gcd(rate, f1, f2) samples. */
+	base = gcd(rate, gcd(f1, f2));
+	c->kind = kind;
+	c->wave_len = rate / base;
+	c->on = rate / 1000 * on_ms;
+	c->cycle = c->on + rate / 1000 * off_ms;
+	if (c->wave_len > TL_TONE_WAVE_MAX || c->on % c->wave_len || c->cycle % c->wave_len)
+		return -EINVAL;
+	for (uint32_t i = 0; i < c->wave_len; i++) {
+		double v = sin(2 * M_PI * f1 * i / rate);
+		if (f2 != f1)
+			v += sin(2 * M_PI * f2 * i / rate);
+		c->wave[i] = (int16_t)lrint(a * v);
+	}
+	return 0;
+}
+
+size_t tl_tone_cadence_fill(const struct tl_tone_cadence *c, uint32_t *pos, int16_t *pcm, size_t n)
+{
+	uint32_t p = *pos % c->cycle;
+	size_t tone = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p < c->on) {
+			pcm[i] = c->wave[p % c->wave_len];
+			tone++;
+		} else {
+			pcm[i] = 0;
+		}
+		if (++p == c->cycle)
+			p = 0;
+	}
+	*pos = p;
+	return tone;
 }

@@ -231,9 +231,11 @@ static void *ws_main(void *arg)
 {
 	struct tl_ws *ws = arg;
 
-	while (!ws->quit)
+	while (!ws->quit) {
+		ws->turn++;
 		if (lws_service(ws->ctx, 0) < 0)
 			usleep(10000); /* not expected; do not spin */
+	}
 	return NULL;
 }
 
@@ -248,6 +250,8 @@ void tl_wsc_free(struct tl_ws_conn *c)
 	lws_sul_cancel(&c->sul_connect);
 	lws_sul_cancel(&c->sul_idle);
 	lws_sul_cancel(&c->sul_play);
+	lws_sul_cancel(&c->sul_turn);
+	lws_sul_cancel(&c->sul_choked);
 	if (c->linked) {
 		if (c->prev)
 			c->prev->next = c->next;
@@ -258,13 +262,13 @@ void tl_wsc_free(struct tl_ws_conn *c)
 		if (ws->shutting_down && !ws->conns)
 			ws->quit = 1;
 	}
-	if (c->st_bad || c->st_marks_refused || c->st_audio_dropped)
+	if (c->st_bad || c->st_marks_refused || c->st_audio_dropped || c->st_ctl_dropped)
 		tl_log_info(
 		    c->d.call_sid,
 		    "agent connection: %llu bad messages, %llu marks refused, %llu bytes of "
-		    "agent audio dropped",
+		    "agent audio dropped, %llu control messages dropped (over the rate)",
 		    (unsigned long long)c->st_bad, (unsigned long long)c->st_marks_refused,
-		    (unsigned long long)c->st_audio_dropped);
+		    (unsigned long long)c->st_audio_dropped, (unsigned long long)c->st_ctl_dropped);
 	if (c->cell) {
 		c->cell->conn = NULL;
 		cell_unref(c->cell);

@@ -11,13 +11,32 @@
 #include "ws_int.h"
 
 static int conn_msg(struct tl_ws_conn *c, int binary, const unsigned char *data, size_t len);
+static void rx_flow(struct tl_ws_conn *c);
 
-static int64_t now_ms(void)
+/* The opaque user data of a wsi whose close our WRITEABLE has started (returned -1 on): lws
+ * sends the close frame and reads on until the agent's; it still calls WRITEABLE, which must
+ * then return 0, since -1 cuts the socket at once and the RST can take the close frame (and
+ * `stop`) from an agent that has not read them yet. Only the address is used. */
+static char wsc_closing;
+
+/* WRITEABLE of a wsi we are done with: lws closes it, politely when a close reason is set. */
+static int close_started(struct lws *wsi)
+{
+	lws_set_opaque_user_data(wsi, &wsc_closing);
+	return -1;
+}
+
+static int64_t now_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t now_ms(void)
+{
+	return now_us() / 1000;
 }
 
 enum msg { M_CONNECTED, M_START, M_MEDIA, M_DTMF, M_MARK, M_STOP };
@@ -78,6 +97,17 @@ static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
 
 /* ---- connection life ---- */
 
+/* The call's one terminal event, FAILED before `start` went out (the call is not answered yet)
+ * or CLOSED after: the control thread forwards the call to the route's fallback. None once
+ * tl_ws_close asked for the close, or after the first. */
+static void conn_end(struct tl_ws_conn *c, const char *why)
+{
+	if (c->ended)
+		return;
+	c->ended = 1;
+	tl_wsc_emit(c, c->opened ? TL_WS_EV_CLOSED : TL_WS_EV_FAILED, why);
+}
+
 /* Drops the connection without a word: lws closes the socket on its next turn. */
 void tl_wsc_kill(struct tl_ws_conn *c)
 {
@@ -105,7 +135,7 @@ static void on_connect_timeout(lws_sorted_usec_list_t *sul)
 {
 	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_connect);
 
-	tl_wsc_emit(c, TL_WS_EV_FAILED, "connect timeout");
+	conn_end(c, "connect timeout");
 	tl_wsc_kill(c);
 }
 
@@ -118,7 +148,7 @@ static void on_idle(lws_sorted_usec_list_t *sul)
 		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle, left * LWS_US_PER_MS);
 		return;
 	}
-	tl_wsc_emit(c, TL_WS_EV_CLOSED, "agent idle");
+	conn_end(c, "agent idle");
 	conn_drop(c, LWS_CLOSE_STATUS_GOINGAWAY, "idle");
 }
 
@@ -157,8 +187,7 @@ void tl_wsc_start(struct tl_ws_conn *c)
 	c->in_connect = 0;
 	if (!wsi || c->sync_failed) {
 		c->wsi = wsi;
-		tl_wsc_emit(c, TL_WS_EV_FAILED,
-		            c->reason[0] ? c->reason : "cannot start connecting");
+		conn_end(c, c->reason[0] ? c->reason : "cannot start connecting");
 		tl_wsc_kill(c);
 		return;
 	}
@@ -170,13 +199,14 @@ void tl_wsc_start(struct tl_ws_conn *c)
 /* tl_ws_close on the WS thread. */
 void tl_wsc_close(struct tl_ws_conn *c)
 {
-	if (c->state == TL_WSC_CLOSING)
-		return;
+	if (c->state == TL_WSC_CLOSING || c->state == TL_WSC_REFUSING)
+		return; /* closing already; REFUSING has sent its event, which the call ignores */
 	if (c->state == TL_WSC_CONNECTING) {
 		tl_wsc_kill(c);
 		return;
 	}
 	c->state = TL_WSC_CLOSING;
+	c->ended = 1;
 	lws_sul_cancel(&c->sul_idle);
 	lws_sul_cancel(&c->sul_play);
 	/* If the socket never drains, lws cuts it and CLIENT_CLOSED frees us. */
@@ -192,7 +222,7 @@ static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
 		return;
 	}
 	if (c->state != TL_WSC_CLOSING)
-		tl_wsc_emit(c, TL_WS_EV_FAILED, c->reason);
+		conn_end(c, c->reason);
 	c->wsi = wsi; /* so that it is detached */
 	tl_wsc_free(c);
 }
@@ -201,8 +231,7 @@ static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
 static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 {
 	if (c->state != TL_WSC_CLOSING)
-		tl_wsc_emit(c, c->opened ? TL_WS_EV_CLOSED : TL_WS_EV_FAILED,
-		            c->reason[0] ? c->reason : "connection lost");
+		conn_end(c, c->reason[0] ? c->reason : "connection lost");
 	c->wsi = wsi;
 	tl_wsc_free(c);
 }
@@ -212,6 +241,7 @@ static int conn_established(struct tl_ws_conn *c)
 	lws_sul_cancel(&c->sul_connect);
 	c->state = TL_WSC_OPEN;
 	c->last_rx_ms = now_ms();
+	tl_wsd_bucket_init(&c->ctl, TL_WSC_CTL_RATE, TL_WSC_CTL_BURST, now_us());
 	if (c->idle_timeout_ms > 0)
 		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle,
 		                 (lws_usec_t)c->idle_timeout_ms * LWS_US_PER_MS);
@@ -248,14 +278,56 @@ static int add_headers(struct tl_ws_conn *c, unsigned char **p, size_t len)
 
 /* ---- sending ---- */
 
+static void on_choked(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_choked);
+
+	if (c->warned_choked)
+		return;
+	c->warned_choked = 1;
+	tl_log_warn(c->d.call_sid,
+	            "the agent has not read from its connection for over %d ms: caller audio for "
+	            "it is being dropped (logged once per call)",
+	            TL_WSC_CHOKED_WARN_MS);
+}
+
+/* Our send pipe to the agent is full (choked) or not: lws calls WRITEABLE again only once it
+ * has drained, so a pipe choked for TL_WSC_CHOKED_WARN_MS means the agent stopped reading. */
+static void set_choked(struct tl_ws_conn *c, int choked)
+{
+	if (!choked) {
+		if (c->choked_since_ms)
+			lws_sul_cancel(&c->sul_choked);
+		c->choked_since_ms = 0;
+	} else if (!c->choked_since_ms) {
+		c->choked_since_ms = now_ms();
+		lws_sul_schedule(c->ws->ctx, 0, &c->sul_choked, on_choked,
+		                 (lws_usec_t)TL_WSC_CHOKED_WARN_MS * LWS_US_PER_MS);
+	}
+}
+
+/* WRITEABLE while CLOSING (`stop`, then close 1000) or REFUSING (close with close_code): frees
+ * c; lws sends the close frame and reads on, dropping what comes, until the agent's close. */
+static int conn_finish(struct tl_ws_conn *c)
+{
+	struct lws *wsi = c->wsi;
+
+	if (c->state == TL_WSC_REFUSING)
+		lws_close_reason(wsi, c->close_code, (unsigned char *)c->close_why,
+		                 strlen(c->close_why));
+	else if (c->sent_start && send_msg(c, M_STOP, NULL) == 0)
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+	c->blocked = c->turn_paused = 0;
+	rx_flow(c);
+	tl_wsc_free(c);
+	return close_started(wsi);
+}
+
 static int conn_writeable(struct tl_ws_conn *c)
 {
-	if (c->state == TL_WSC_CLOSING) {
-		if (c->sent_start && send_msg(c, M_STOP, NULL) == 0)
-			lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-		tl_wsc_free(c);
-		return -1;
-	}
+	if (c->state == TL_WSC_CLOSING || c->state == TL_WSC_REFUSING)
+		return conn_finish(c);
+	set_choked(c, 0);
 	if (!c->sent_connected) {
 		c->sent_connected = 1;
 		if (send_msg(c, M_CONNECTED, NULL) < 0)
@@ -287,6 +359,7 @@ static int conn_writeable(struct tl_ws_conn *c)
 		int err;
 
 		if (lws_send_pipe_choked(c->wsi)) {
+			set_choked(c, 1);
 			lws_callback_on_writable(c->wsi);
 			return 0;
 		}
@@ -320,6 +393,18 @@ static int dec_room(struct tl_ws_conn *c, size_t n)
 	return tl_wsc_grow(&c->dec, &c->dec_cap, n, 0);
 }
 
+/* Pauses or resumes the agent's rx: paused while the playout queue is full (blocked) or the
+ * connection has had its share of this loop turn (turn_paused). */
+static void rx_flow(struct tl_ws_conn *c)
+{
+	int pause = c->blocked || c->turn_paused;
+
+	if (pause == (int)c->rx_paused)
+		return;
+	c->rx_paused = (unsigned)pause;
+	lws_rx_flow_control(c->wsi, !pause);
+}
+
 /* Plays c->dec; on a full playout queue keeps it, pauses rx and retries. 1 when blocked. */
 static void on_play_retry(lws_sorted_usec_list_t *sul);
 
@@ -334,10 +419,8 @@ static int play(struct tl_ws_conn *c)
 			n = TL_WSC_PLAY_CHUNK;
 		r = tl_media_stream_play(c->stream, c->dec + c->dec_off, n);
 		if (r == -ENOSPC) {
-			if (!c->blocked) {
-				c->blocked = 1;
-				lws_rx_flow_control(c->wsi, 0);
-			}
+			c->blocked = 1;
+			rx_flow(c);
 			lws_sul_schedule(c->ws->ctx, 0, &c->sul_play, on_play_retry,
 			                 TL_WSC_PLAY_RETRY);
 			return 1;
@@ -368,7 +451,7 @@ static void on_play_retry(lws_sorted_usec_list_t *sul)
 	}
 	c->bl_len = c->bl_off = 0;
 	c->blocked = 0;
-	lws_rx_flow_control(c->wsi, 1);
+	rx_flow(c);
 }
 
 static void warn_bad(struct tl_ws_conn *c, const char *why)
@@ -380,6 +463,21 @@ static void warn_bad(struct tl_ws_conn *c, const char *why)
 		            "(further ones are only counted)",
 		            why);
 	c->warned_bad = 1;
+}
+
+/* mark, clear and dtmf pass the connection's token bucket; the rest are dropped and counted. */
+static int ctl_allowed(struct tl_ws_conn *c)
+{
+	if (tl_wsd_bucket_take(&c->ctl, now_us()))
+		return 1;
+	c->st_ctl_dropped++;
+	if (!c->warned_ctl)
+		tl_log_warn(c->d.call_sid,
+		            "the agent sends mark/clear/dtmf faster than %d/s (bursts of %d): the "
+		            "excess is dropped (further ones are only counted)",
+		            TL_WSC_CTL_RATE, TL_WSC_CTL_BURST);
+	c->warned_ctl = 1;
+	return 0;
 }
 
 static void agent_mark(struct tl_ws_conn *c, const char *name)
@@ -404,12 +502,29 @@ static int text_msg(struct tl_ws_conn *c, const char *text, size_t len)
 	ssize_t n;
 	int blocked = 0, err;
 
+	/* A control message over the rate is dropped before Jansson sees it: a flood costs a
+	 * string scan per message, not a parse. */
+	int counted = tl_wsd_peek_control(text, len) != 0;
+
+	if (counted && !ctl_allowed(c))
+		return 0;
 	switch (tl_wsd_parse(&c->d, text, len, &in)) {
+	case TL_WSD_IN_MARK:
+	case TL_WSD_IN_CLEAR:
+	case TL_WSD_IN_DTMF:
+		if (!counted && !ctl_allowed(c))
+			in.kind = TL_WSD_IN_OTHER; /* dropped */
+		break;
+	default:
+		break;
+	}
+	switch (in.kind) {
 	case TL_WSD_IN_BAD:
 		warn_bad(c, in.error);
 		break;
 	case TL_WSD_IN_OTHER:
-		tl_log_debug(c->d.call_sid, "agent event \"%s\" ignored", in.event);
+		if (in.event)
+			tl_log_debug(c->d.call_sid, "agent event \"%s\" ignored", in.event);
 		break;
 	case TL_WSD_IN_MEDIA:
 		if (dec_room(c, TL_B64_DEC_MAX(in.payload_len)) < 0) {
@@ -468,47 +583,129 @@ static int conn_msg(struct tl_ws_conn *c, int binary, const unsigned char *data,
 	return play(c);
 }
 
-/* Closes from inside a callback with a status the agent sees; the caller returns -1. */
-static int close_in_cb(struct tl_ws_conn *c, enum lws_close_status code, const char *why)
+/* The agent broke the protocol (the call is lost to it): the call goes to its fallback now, the
+ * socket closes with code from the next WRITEABLE (see TL_WSC_REFUSING), and until then what
+ * the agent sends is dropped. why (a literal) goes to the agent in the close frame; the event,
+ * and so the call's log, says what (with the limit, if any) and the code. */
+static void conn_refuse(struct tl_ws_conn *c, enum lws_close_status code, const char *why,
+                        const char *what, unsigned limit)
 {
-	lws_close_reason(c->wsi, code, (unsigned char *)why, strlen(why));
-	tl_wsc_emit(c, TL_WS_EV_CLOSED, why);
-	tl_wsc_free(c);
-	return -1;
+	char text[sizeof(c->reason)];
+
+	if (limit)
+		snprintf(text, sizeof(text), "%s %u bytes (closed %d)", what, limit, (int)code);
+	else
+		snprintf(text, sizeof(text), "%s (closed %d)", what, (int)code);
+	conn_end(c, text);
+	c->state = TL_WSC_REFUSING;
+	c->close_code = code;
+	c->close_why = why;
+	c->rx_len = c->bl_len = c->bl_off = c->dec_len = c->dec_off = 0;
+	lws_sul_cancel(&c->sul_idle);
+	lws_sul_cancel(&c->sul_play);
+	lws_sul_cancel(&c->sul_turn);
+	c->blocked = c->turn_paused = 0;
+	rx_flow(c); /* lws must read on, to find the agent's close */
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, TL_WSC_CLOSE_GRACE);
+	lws_callback_on_writable(c->wsi);
 }
 
+static void on_next_turn(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_turn);
+
+	c->turn_paused = 0;
+	rx_flow(c);
+}
+
+/* Counts a message against this loop turn's share; past it, rx pauses until the next turn (a
+ * 0 us timer runs at the start of the next lws_service), so one agent's burst of small
+ * messages cannot hold up the other calls for long. */
+static void turn_count(struct tl_ws_conn *c, size_t len)
+{
+	if (c->turn != c->ws->turn) {
+		c->turn = c->ws->turn;
+		c->turn_msgs = 0;
+		c->turn_bytes = 0;
+	}
+	c->turn_msgs++;
+	c->turn_bytes += len;
+	if (c->turn_msgs < TL_WSC_TURN_MSGS && c->turn_bytes < TL_WSC_TURN_BYTES)
+		return;
+	c->turn_paused = 1;
+	rx_flow(c);
+	lws_sul_schedule(c->ws->ctx, 0, &c->sul_turn, on_next_turn, 0);
+}
+
+/* Keeps a whole message that came in while the playout queue is full, in order. */
+static int backlog(struct tl_ws_conn *c)
+{
+	uint32_t n = (uint32_t)c->rx_len;
+
+	if (c->bl_len + c->rx_len + 5 > TL_WSC_RX_MAX ||
+	    tl_wsc_grow(&c->bl, &c->bl_cap, c->bl_len + c->rx_len + 5, 0) < 0)
+		return -1;
+	memcpy(c->bl + c->bl_len, &n, sizeof(n));
+	c->bl[c->bl_len + 4] = (unsigned char)c->rx_binary;
+	memcpy(c->bl + c->bl_len + 5, c->rx, c->rx_len);
+	c->bl_len += c->rx_len + 5;
+	return 0;
+}
+
+/* One whole message in c->rx. */
+static void conn_deliver(struct tl_ws_conn *c)
+{
+	size_t len = c->rx_len;
+
+	if (!c->rx_binary && !tl_wsd_utf8_valid(c->rx, len)) {
+		conn_refuse(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "text message is not UTF-8",
+		            "agent text message is not UTF-8", 0);
+		return;
+	}
+	if (c->blocked) {
+		/* lws stops reading once paused, but keep order if it hands us more. */
+		if (backlog(c) < 0)
+			conn_refuse(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "too much data",
+			            "agent sent more while its audio queue was full than",
+			            TL_WSC_RX_MAX);
+	} else {
+		conn_msg(c, c->rx_binary, c->rx, len);
+	}
+	c->rx_len = 0;
+	if (c->state == TL_WSC_OPEN)
+		turn_count(c, len);
+}
+
+/* Never returns nonzero, and never closes here: lws 4.1 closing a connection from inside
+ * RECEIVE in the middle of a frame keeps writing the frame's rest past its rx buffer. */
 static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
 {
 	struct lws *wsi = c->wsi;
+	size_t more;
 
 	c->last_rx_ms = now_ms();
 	if (c->state != TL_WSC_OPEN)
-		return 0;
+		return 0; /* refusing (or not open): dropped */
 	if (c->rx_len == 0)
 		c->rx_binary = lws_frame_is_binary(wsi);
-	if (c->rx_len + len > TL_WSC_RX_MAX)
-		return close_in_cb(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-	if (tl_wsc_grow(&c->rx, &c->rx_cap, c->rx_len + len, 0) < 0)
-		return close_in_cb(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+	/* The frame's announced rest counts at once: a 20 MB frame is refused at its first
+	 * bytes, not after 4 MiB of copying. */
+	more = lws_remaining_packet_payload(wsi);
+	if (c->rx_len + len + more > TL_WSC_RX_MAX) {
+		conn_refuse(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big",
+		            "agent message over", TL_WSC_RX_MAX);
+		return 0;
+	}
+	/* + 1: never NULL, even for an empty message (memcpy, Jansson). */
+	if (tl_wsc_grow(&c->rx, &c->rx_cap, c->rx_len + len + 1, 0) < 0) {
+		conn_refuse(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory",
+		            "no memory for the agent's message", 0);
+		return 0;
+	}
 	memcpy(c->rx + c->rx_len, in, len);
 	c->rx_len += len;
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
-		return 0;
-	if (c->blocked) {
-		/* lws stops reading once paused, but keep order if it hands us more. */
-		uint32_t n = (uint32_t)c->rx_len;
-		if (c->bl_len + c->rx_len + 5 > TL_WSC_RX_MAX ||
-		    tl_wsc_grow(&c->bl, &c->bl_cap, c->bl_len + c->rx_len + 5, 0) < 0)
-			return close_in_cb(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-			                   "message too big");
-		memcpy(c->bl + c->bl_len, &n, sizeof(n));
-		c->bl[c->bl_len + 4] = (unsigned char)c->rx_binary;
-		memcpy(c->bl + c->bl_len + 5, c->rx, c->rx_len);
-		c->bl_len += c->rx_len + 5;
-	} else {
-		conn_msg(c, c->rx_binary, c->rx, c->rx_len);
-	}
-	c->rx_len = 0;
+	if (lws_is_final_fragment(wsi) && more == 0)
+		conn_deliver(c);
 	return 0;
 }
 
@@ -524,6 +721,12 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	}
 	c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+	if (c == (void *)&wsc_closing) {
+		if (reason == LWS_CALLBACK_CLIENT_WRITEABLE ||
+		    reason == LWS_CALLBACK_CLIENT_RECEIVE)
+			return 0;
+		c = NULL;
+	}
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
 		return c ? add_headers(c, in, len) : -1;
@@ -534,15 +737,15 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		return c ? conn_established(c) : -1;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
-		return c ? conn_receive(c, in, len) : -1;
+		/* A detached wsi may be mid-frame: drop, never -1 here (see conn_receive). */
+		return c ? conn_receive(c, in, len) : 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
-		return c ? conn_writeable(c) : -1;
+		return c ? conn_writeable(c) : close_started(wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		if (c && len >= 2) {
-			const unsigned char *p = in;
-			snprintf(c->reason, sizeof(c->reason), "agent closed (%u%s%.*s)",
-			         (unsigned)(p[0] << 8 | p[1]), len > 2 ? " " : "", (int)(len - 2),
-			         (const char *)p + 2);
+			char text[sizeof(c->reason) - 16];
+			tl_wsd_close_text(text, sizeof(text), in, len);
+			snprintf(c->reason, sizeof(c->reason), "agent closed (%s)", text);
 		} else if (c) {
 			snprintf(c->reason, sizeof(c->reason), "agent closed");
 		}

@@ -306,6 +306,32 @@ static int fast_media(const char *text, size_t len, struct tl_wsd_in *in)
 	return 1;
 }
 
+int tl_wsd_peek_control(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len, *k, *v;
+	size_t kn, vn;
+	int kind = 0, events = 0;
+
+	if (len < 2 || text[0] != '{' || memchr(text, '\\', len))
+		return 0;
+	while ((p = next_string(p, end, &k, &kn)) != NULL) {
+		const char *after = string_value(p, end, &v, &vn);
+		if (!after)
+			continue;
+		if (kn == 5 && memcmp(k, "event", 5) == 0) {
+			events++;
+			if (vn == 4 && memcmp(v, "mark", 4) == 0)
+				kind = TL_WSD_IN_MARK;
+			else if (vn == 5 && memcmp(v, "clear", 5) == 0)
+				kind = TL_WSD_IN_CLEAR;
+			else if (vn == 4 && memcmp(v, "dtmf", 4) == 0)
+				kind = TL_WSD_IN_DTMF;
+		}
+		p = after;
+	}
+	return events == 1 ? kind : 0;
+}
+
 int tl_wsd_parse(const struct tl_wsd *d, const char *text, size_t len, struct tl_wsd_in *in)
 {
 	json_error_t jerr;
@@ -377,6 +403,115 @@ size_t tl_wsd_pcm_join(uint8_t *carry, int *has_carry, const uint8_t *in, size_t
 	if (*has_carry)
 		*carry = out[--k];
 	return k;
+}
+
+/* ---- checks on what the agent sends ---- */
+
+/* Length of the UTF-8 sequence at p (n > 0 bytes left), or 0 when it is not well-formed. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0], lo = 0x80, hi = 0xBF;
+	size_t k;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		k = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		k = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		k = 4;
+	else
+		return 0; /* continuation byte, overlong lead C0/C1, or beyond U+10FFFF */
+	if (n < k)
+		return 0;
+	/* The second byte's range rules out overlong forms, surrogates and > U+10FFFF. */
+	if (c == 0xE0)
+		lo = 0xA0;
+	else if (c == 0xED)
+		hi = 0x9F;
+	else if (c == 0xF0)
+		lo = 0x90;
+	else if (c == 0xF4)
+		hi = 0x8F;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < k; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	return k;
+}
+
+int tl_wsd_utf8_valid(const void *data, size_t n)
+{
+	const uint8_t *p = data, *end = p + n;
+
+	while (p < end) {
+		size_t k;
+
+		/* Agent text is nearly all ASCII (JSON, base64): eight bytes at a time. */
+		while (end - p >= 8) {
+			uint64_t w;
+			memcpy(&w, p, 8);
+			if (w & 0x8080808080808080ull)
+				break;
+			p += 8;
+		}
+		if (p == end)
+			break;
+		k = utf8_seq(p, (size_t)(end - p));
+		if (!k)
+			return 0;
+		p += k;
+	}
+	return 1;
+}
+
+void tl_wsd_close_text(char *out, size_t cap, const uint8_t *payload, size_t len)
+{
+	size_t k;
+	int n;
+
+	if (cap == 0)
+		return;
+	out[0] = '\0';
+	if (len < 2)
+		return;
+	n = snprintf(out, cap, "%u%s", (unsigned)(payload[0] << 8 | payload[1]),
+	             len > 2 ? " " : "");
+	if (n < 0 || (size_t)n >= cap)
+		return;
+	k = (size_t)n;
+	for (size_t i = 2; i < len && k + 1 < cap; i++)
+		out[k++] = payload[i] >= 0x20 && payload[i] < 0x7F ? (char)payload[i] : '?';
+	out[k] = '\0';
+}
+
+void tl_wsd_bucket_init(struct tl_wsd_bucket *b, unsigned rate, unsigned burst, int64_t now_us)
+{
+	b->rate = rate;
+	b->burst = burst;
+	b->tokens = (int64_t)burst * 1000000;
+	b->last_us = now_us;
+}
+
+int tl_wsd_bucket_take(struct tl_wsd_bucket *b, int64_t now_us)
+{
+	int64_t full = (int64_t)b->burst * 1000000;
+
+	if (now_us > b->last_us) {
+		int64_t dt = now_us - b->last_us;
+		/* Past a full refill the exact time does not matter (and the product stays small).
+		 */
+		b->tokens = dt >= 1000000 * (int64_t)b->burst ? full : b->tokens + dt * b->rate;
+		if (b->tokens > full)
+			b->tokens = full;
+		b->last_us = now_us;
+	}
+	if (b->tokens < 1000000)
+		return 0;
+	b->tokens -= 1000000;
+	return 1;
 }
 
 /* ---- mark names ---- */

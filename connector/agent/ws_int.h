@@ -77,12 +77,36 @@ struct tl_wsd_in {
 /* Parses one complete text message (text: len bytes, borrowed until return). Returns in->kind.
  * Call tl_wsd_in_free afterwards whatever the result. */
 int tl_wsd_parse(const struct tl_wsd *d, const char *text, size_t len, struct tl_wsd_in *in);
+/* Without parsing: TL_WSD_IN_MARK, _CLEAR or _DTMF when text looks like that control message
+ * (plain shape, one "event" key), else 0. Lets a flood over the rate be dropped cheaply. */
+int tl_wsd_peek_control(const char *text, size_t len);
 void tl_wsd_in_free(struct tl_wsd_in *in);
 
 /* Native dialect: joins agent PCM across frames so every play is whole 16-bit samples. Copies
  * *carry (when *has_carry) and in[0..n) into out (room for n + 1 bytes) and keeps an odd
  * trailing byte back in *carry. Returns the bytes written to out, always even. */
 size_t tl_wsd_pcm_join(uint8_t *carry, int *has_carry, const uint8_t *in, size_t n, uint8_t *out);
+
+/* 1 when p[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF), as RFC 6455 requires of a text message; 0 otherwise. */
+int tl_wsd_utf8_valid(const void *p, size_t n);
+
+/* A close frame's payload (status code + reason, len bytes, borrowed until return) as log text
+ * in out (cap bytes, always terminated): "1000" or "1000 reason", the reason's bytes outside
+ * printable ASCII replaced by '?', so an agent cannot forge log lines; "" when len < 2. */
+void tl_wsd_close_text(char *out, size_t cap, const uint8_t *payload, size_t len);
+
+/* Token bucket: rate tokens a second, at most burst saved up; starts full. Units are
+ * millionths of a token so that the arithmetic stays integer. */
+struct tl_wsd_bucket {
+	int64_t tokens; /* millionths */
+	int64_t last_us;
+	unsigned rate, burst;
+};
+
+void tl_wsd_bucket_init(struct tl_wsd_bucket *b, unsigned rate, unsigned burst, int64_t now_us);
+/* Takes one token at now_us (monotonic): 1 when there was one, 0 when the bucket is empty. */
+int tl_wsd_bucket_take(struct tl_wsd_bucket *b, int64_t now_us);
 
 /* The agent's mark names in the order sent to the media stream, each with the id it was given
  * there. Bounded like the media mark queue; a full ring refuses a new mark. */
@@ -114,11 +138,22 @@ void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 
 #include "trunkline/ws.h"
 
-#define TL_WSC_RX_MAX      (4u << 20) /* largest agent message */
+#define TL_WSC_RX_MAX      (4u << 20) /* largest agent message: bigger ones close with 1009 */
 #define TL_WSC_PLAY_CHUNK  8000       /* bytes per play: 1 s of µ-law, even for L16 */
 #define TL_WSC_PLAY_RETRY  20000      /* us between tries while the playout queue is full */
 #define TL_WSC_CLOSE_GRACE 5          /* s for `stop` + close handshake before the cut */
 #define TL_WSC_SHUTDOWN_US 1000000    /* tl_ws_destroy waits this long for polite closes */
+
+/* Fairness between calls on the one WS thread: after this many agent messages, or this many
+ * bytes of them, in one turn of the lws loop a connection's rx pauses until the next turn. */
+#define TL_WSC_TURN_MSGS  32
+#define TL_WSC_TURN_BYTES (256u << 10)
+/* mark, clear and dtmf from the agent: TL_WSC_CTL_RATE a second sustained, bursts of
+ * TL_WSC_CTL_BURST; the excess is dropped and counted (docs/PROTOCOL.md "Limits"). */
+#define TL_WSC_CTL_RATE  50
+#define TL_WSC_CTL_BURST 100
+/* Our messages to the agent stuck this long (it stopped reading): logged once per call. */
+#define TL_WSC_CHOKED_WARN_MS 1000
 
 /* A call's wake-up target, shared by its media stream (notify) and its connection; see the
  * header. refs: the stream's, the connection's, and one while on the ready stack. */
@@ -135,6 +170,10 @@ enum tl_wsc_state {
 	TL_WSC_CONNECTING,
 	TL_WSC_OPEN,
 	TL_WSC_CLOSING, /* tl_ws_close: `stop`, then close, no event */
+	/* The agent broke the protocol: the event went out at once; the socket closes with
+	 * close_code from the next WRITEABLE (never from inside RECEIVE: lws 4.1 then writes the
+	 * rest of the frame past its rx buffer). What arrives meanwhile is dropped. */
+	TL_WSC_REFUSING,
 };
 
 struct tl_ws_conn {
@@ -147,8 +186,11 @@ struct tl_ws_conn {
 	enum tl_wsc_state state;
 	unsigned linked : 1, in_connect : 1, sync_failed : 1, sent_connected : 1, sent_start : 1,
 	    opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1, warned_dtmf : 1,
-	    warned_binary : 1;
-	char reason[128]; /* FAILED / CLOSED reason when lws gave one */
+	    warned_binary : 1, ended : 1, rx_paused : 1, turn_paused : 1, warned_ctl : 1,
+	    warned_choked : 1;
+	char reason[128];                 /* FAILED / CLOSED reason when lws gave one */
+	enum lws_close_status close_code; /* REFUSING */
+	const char *close_why;            /* REFUSING: a string literal, for the agent */
 
 	/* Where to connect, parsed on the control thread. */
 	char *url; /* copy cut up by lws_parse_uri */
@@ -174,9 +216,14 @@ struct tl_ws_conn {
 	unsigned char *bl; /* messages that came in while blocked: [u32 len][u8 binary][data] */
 	size_t bl_len, bl_off, bl_cap;
 
-	lws_sorted_usec_list_t sul_connect, sul_idle, sul_play;
+	lws_sorted_usec_list_t sul_connect, sul_idle, sul_play, sul_turn, sul_choked;
 	int64_t last_rx_ms;
-	uint64_t st_bad, st_marks_refused, st_audio_dropped;
+	uint64_t turn; /* ws->turn when turn_msgs / turn_bytes were last reset */
+	unsigned turn_msgs;
+	size_t turn_bytes;
+	struct tl_wsd_bucket ctl;
+	int64_t choked_since_ms;
+	uint64_t st_bad, st_marks_refused, st_audio_dropped, st_ctl_dropped;
 	char info_dtmf[16]; /* digits from SIP INFO waiting to be sent */
 	unsigned n_info_dtmf;
 };
@@ -216,6 +263,7 @@ struct tl_ws {
 	int insecure;
 
 	/* WS thread */
+	uint64_t turn; /* lws_service calls so far: one poll and what it found ready */
 	struct tl_ws_conn *conns;
 	int quit, shutting_down;
 	lws_sorted_usec_list_t sul_shutdown;

@@ -4,63 +4,153 @@
 #include "trunkline/config_doc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef TL_VERSION
 #define TL_VERSION "0.0.0"
 #endif
 
-static int read_file(const char *file, char **text, size_t *len)
-{
-	FILE *f = fopen(file, "rb");
-	char *buf = NULL, *nb;
-	size_t n = 0, cap = 0, got;
-	int rc = 0;
+#define READ_CHUNK (1024 * 1024) /* a load no longer wanted stops within one chunk */
 
-	if (!f)
-		return -errno;
-	do {
+static int cancelled(const atomic_int *cancel)
+{
+	return cancel && atomic_load_explicit(cancel, memory_order_relaxed);
+}
+
+/* The whole of fd, at most max bytes: *len = max + 1 says there was more. */
+static int read_bounded(int fd, size_t hint, size_t max, const atomic_int *cancel, char **text,
+                        size_t *len)
+{
+	size_t cap = (hint < max ? hint : max) + 1, n = 0;
+	char *buf = malloc(cap), *nb;
+	ssize_t got;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
 		if (n == cap) {
-			cap = cap ? cap * 2 : 4096;
-			nb = realloc(buf, cap);
-			if (!nb) {
-				rc = -ENOMEM;
+			if (cap > max) /* a file that grew past max since fstat */
 				break;
+			cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+			if (!(nb = realloc(buf, cap))) {
+				free(buf);
+				return -ENOMEM;
 			}
 			buf = nb;
 		}
-		got = fread(buf + n, 1, cap - n, f);
-		n += got;
-	} while (got > 0);
-	if (rc == 0 && ferror(f))
-		rc = -EIO;
-	fclose(f);
-	if (rc < 0) {
-		free(buf);
-		return rc;
+		if (cancelled(cancel)) {
+			free(buf);
+			return -ECANCELED;
+		}
+		got = read(fd, buf + n, cap - n < READ_CHUNK ? cap - n : READ_CHUNK);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			got = -errno;
+			free(buf);
+			return (int)got;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
 	}
 	*text = buf;
 	*len = n;
 	return 0;
 }
 
-int tl_config_doc_open(struct tl_config_doc *doc, const char *file, struct tl_err *err)
+static int read_file(struct tl_config_doc *doc, size_t max)
 {
+	int fd = open(doc->file, O_RDONLY | O_CLOEXEC), rc;
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		tl_err_set(doc->err, doc->file, 0, 0, "cannot read: %s", strerror(-rc));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size > max) {
+		close(fd);
+		tl_err_set(doc->err, doc->file, 0, 0, "too large (%jd bytes, limit %zu)",
+		           (intmax_t)st.st_size, max);
+		return -EFBIG;
+	}
+	rc = read_bounded(fd, S_ISREG(st.st_mode) ? (size_t)st.st_size : 4096, max, doc->cancel,
+	                  &doc->text, &doc->len);
+	close(fd);
+	if (rc == 0 && doc->len > max) {
+		tl_err_set(doc->err, doc->file, 0, 0, "too large (more than %zu bytes, limit %zu)",
+		           max, max);
+		return -EFBIG;
+	}
+	if (rc == -ECANCELED)
+		tl_config_doc_cancelled(doc);
+	else if (rc < 0)
+		tl_err_set(doc->err, doc->file, 0, 0, "cannot read: %s", strerror(-rc));
+	return rc;
+}
+
+/* Jansson pulls the text through this in chunks, so that parsing stops soon after a cancel. */
+struct feed {
+	const struct tl_config_doc *doc;
+	size_t pos;
+	int cancelled;
+};
+
+static size_t feed_chunk(void *buf, size_t size, void *arg)
+{
+	struct feed *f = arg;
+	size_t n = f->doc->len - f->pos;
+
+	if (cancelled(f->doc->cancel)) {
+		f->cancelled = 1;
+		return (size_t)-1;
+	}
+	if (n > size)
+		n = size;
+	if (n > READ_CHUNK / 4)
+		n = READ_CHUNK / 4;
+	memcpy(buf, f->doc->text + f->pos, n);
+	f->pos += n;
+	return n;
+}
+
+int tl_config_doc_cancelled(const struct tl_config_doc *doc)
+{
+	if (!cancelled(doc->cancel))
+		return 0;
+	tl_err_set(doc->err, doc->file, 0, 0, "load abandoned");
+	return 1;
+}
+
+int tl_config_doc_open(struct tl_config_doc *doc, const char *file, size_t max_bytes,
+                       const atomic_int *cancel, struct tl_err *err)
+{
+	struct feed feed = {doc, 0, 0};
 	json_error_t jerr;
 	int rc;
 
 	memset(doc, 0, sizeof(*doc));
 	doc->file = file;
 	doc->err = err;
-	rc = read_file(file, &doc->text, &doc->len);
-	if (rc < 0) {
-		tl_err_set(err, file, 0, 0, "cannot read: %s", strerror(-rc));
+	doc->cancel = cancel;
+	if ((rc = read_file(doc, max_bytes)) < 0)
 		return rc;
+	/* Jansson reads the callback's bytes through its own small buffer, no copy of the text. */
+	doc->root = json_load_callback(feed_chunk, &feed, JSON_REJECT_DUPLICATES, &jerr);
+	if (feed.cancelled) {
+		tl_config_doc_cancelled(doc);
+		return -ECANCELED;
 	}
-	doc->root = json_loadb(doc->text, doc->len, JSON_REJECT_DUPLICATES, &jerr);
 	/* Jansson leaves the text empty for some of its allocation failures. */
 	if (!doc->root && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])) {
 		tl_err_set(err, file, 0, 0, "out of memory");
@@ -285,7 +375,24 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 
 static const char *const sip_keys[] = {
     "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
-    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", NULL};
+    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
+    NULL};
+
+static int load_ringback(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
+{
+	json_t *v = json_object_get(sip, "transfer_ringback");
+	int kind;
+
+	if (!v)
+		return 0;
+	kind = json_is_string(v) ? tl_tone_ringback_parse(json_string_value(v)) : -EINVAL;
+	if (kind < 0)
+		return tl_config_doc_fail(
+		    doc, "/sip/transfer_ringback", 0,
+		    "\"transfer_ringback\" must be \"us\", \"eu\" or \"none\"");
+	cfg->transfer_ringback = (enum tl_tone_ringback)kind;
+	return 0;
+}
 
 static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
@@ -309,7 +416,8 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "answer_delay_ms", 0, 60000,
 	                            &cfg->answer_delay_ms)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_call_duration_s", 0, 604800,
-	                            &cfg->max_call_duration_s)) < 0)
+	                            &cfg->max_call_duration_s)) < 0 ||
+	    (rc = load_ringback(doc, cfg, sip)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
 		return tl_config_doc_fail(
@@ -340,8 +448,26 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 }
 
 static const char *const media_keys[] = {
-    "address",    "public_address", "port_min",       "port_max",
-    "reorder_ms", "workers",        "playout_max_ms", NULL};
+    "address", "public_address", "port_min",      "port_max",       "reorder_ms",
+    "workers", "playout_max_ms", "symmetric_rtp", "rtp_relearn_ms", NULL};
+
+/* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
+ * "strict" (the SDP address only). */
+static int load_symmetric_rtp(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *media)
+{
+	json_t *v = json_object_get(media, "symmetric_rtp");
+
+	if (!v)
+		return 0;
+	if (json_is_string(v) && strcmp(json_string_value(v), "learn") == 0)
+		cfg->rtp_strict = 0;
+	else if (json_is_string(v) && strcmp(json_string_value(v), "strict") == 0)
+		cfg->rtp_strict = 1;
+	else
+		return tl_config_doc_fail(doc, "/media/symmetric_rtp", 0,
+		                          "\"symmetric_rtp\" must be \"learn\" or \"strict\"");
+	return 0;
+}
 
 static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
@@ -363,7 +489,10 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, media, "/media", "workers", 1, 64, &cfg->media_workers)) <
 	        0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "playout_max_ms", 1000, 600000,
-	                            &cfg->playout_max_ms)) < 0)
+	                            &cfg->playout_max_ms)) < 0 ||
+	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "rtp_relearn_ms", 0, 3600000,
+	                            &cfg->rtp_relearn_ms)) < 0)
 		return rc;
 	cfg->port_min = (uint16_t)port_min;
 	cfg->port_max = (uint16_t)port_max;
@@ -388,7 +517,8 @@ static char *resolve_path(const char *config_path, const char *rel)
 	return p;
 }
 
-static int load_rules(const struct tl_config_doc *doc, struct tl_config *cfg, struct tl_err *err)
+/* The rules file's path and limits; the route library loads it (tl_config_load). */
+static int rules_keys(const struct tl_config_doc *doc, struct tl_config *cfg, struct tl_err *err)
 {
 	char *rel = NULL;
 	int rc;
@@ -404,7 +534,12 @@ static int load_rules(const struct tl_config_doc *doc, struct tl_config *cfg, st
 		tl_err_set(err, doc->file, 0, 0, "out of memory");
 		return -ENOMEM;
 	}
-	return tl_rules_load(&cfg->rules, cfg->rules_path, err);
+	if ((rc = tl_config_doc_int(doc, doc->root, "", "rules_max_bytes", 1024, 1073741824,
+	                            &cfg->rules_max_bytes)) < 0 ||
+	    (rc = tl_config_doc_int(doc, doc->root, "", "rules_max_routes", 1, 1000000,
+	                            &cfg->rules_max_routes)) < 0)
+		return rc;
+	return 0;
 }
 
 static int set_defaults(struct tl_config *cfg, const char *path)
@@ -425,24 +560,29 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->reorder_ms = 40;
 	cfg->media_workers = 1;
 	cfg->playout_max_ms = 60000;
+	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
+	cfg->transfer_ringback = TL_TONE_RINGBACK_US;
 	cfg->shutdown_timeout_ms = 30000;
+	cfg->rules_max_bytes = TL_RULES_MAX_BYTES;
+	cfg->rules_max_routes = TL_RULES_MAX_ROUTES;
 	cfg->path = strdup(path);
 	cfg->user_agent = strdup("trunkline/" TL_VERSION);
 	cfg->media_address = strdup("0.0.0.0");
 	return cfg->path && cfg->user_agent && cfg->media_address ? 0 : -ENOMEM;
 }
 
-static const char *const root_keys[] = {"sip", "media", "rules", "shutdown_timeout_ms", NULL};
+static const char *const root_keys[] = {
+    "sip", "media", "rules", "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes", NULL};
 
-int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err)
+int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err)
 {
 	struct tl_config *cfg = calloc(1, sizeof(*cfg));
 	struct tl_config_doc doc;
 	int rc;
 
 	*out = NULL;
-	rc = tl_config_doc_open(&doc, path, err);
+	rc = tl_config_doc_open(&doc, path, TL_CONFIG_MAX_BYTES, NULL, err);
 	if (rc < 0)
 		goto out;
 	if (!cfg || set_defaults(cfg, path) < 0) {
@@ -454,7 +594,7 @@ int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err)
 	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
-	    (rc = load_rules(&doc, cfg, err)) < 0)
+	    (rc = rules_keys(&doc, cfg, err)) < 0)
 		goto out;
 	*out = cfg;
 	cfg = NULL;
@@ -468,7 +608,8 @@ void tl_config_destroy(struct tl_config *cfg)
 {
 	if (!cfg)
 		return;
-	tl_rules_destroy(cfg->rules);
+	if (cfg->rules && cfg->rules_release)
+		cfg->rules_release(cfg->rules);
 	free(cfg->path);
 	free(cfg->public_address);
 	free(cfg->user_agent);

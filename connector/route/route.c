@@ -57,6 +57,101 @@ static int expect_string(const struct tl_config_doc *doc, json_t *v, const char 
 	return 0;
 }
 
+/* {n}, {n,}, {n,m} at *p (just past the '{'): the larger count, or -1 when this is no
+ * interval (then regcomp sees a literal '{' or reports the error). *p moves past the '}'. */
+static long interval(const char **p)
+{
+	const char *s = *p;
+	long n = 0, m = -1;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++)
+		n = n < 100000 ? n * 10 + (*s - '0') : n;
+	if (*s == ',') {
+		for (m = 0, s++; *s >= '0' && *s <= '9'; s++)
+			m = m < 100000 ? m * 10 + (*s - '0') : m;
+	}
+	if (*s != '}')
+		return -1;
+	*p = s + 1;
+	return m > n ? m : n + (m == 0); /* {n,}: glibc copies the atom n + 1 times */
+}
+
+/* Moves *s past the rest of the atom that starts with c: an escape, or a bracket expression
+ * (one position, whatever its length: "[[:digit:]x-z]"). */
+static void rx_atom(const char **s, char c)
+{
+	const char *p = *s, *end;
+
+	if (c == '\\' && *p) {
+		*s = p + 1;
+		return;
+	}
+	if (c != '[')
+		return;
+	p += *p == '^';
+	p += *p == ']'; /* a leading ']' is a member */
+	for (; *p && *p != ']'; p++)
+		if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=') &&
+		    (end = strchr(p + 2, p[1])))
+			p = end + 1; /* at the class's own ']' */
+	*s = *p ? p + 1 : p;
+}
+
+/* One token of rx_positions at depth: a repetition multiplies the last atom (or group), any
+ * other token is an atom of one position. */
+static void rx_step(const char **s, char c, long *total, long *last)
+{
+	long f = c == '+' ? 2 : c == '{' ? interval(s) : c == '*' || c == '?' ? 1 : -1;
+
+	if (f >= 0) { /* glibc turns a+ into aa*, and a{2,5} into five copies of a */
+		*total += *last * (f - 1);
+		*last *= f;
+		return;
+	}
+	rx_atom(s, c);
+	*last = 1;
+	*total += 1;
+}
+
+/* The positions glibc's regcomp builds for an ERE, roughly: it copies a group once per count of
+ * a bound like {1,100}, so nested bounds multiply ("((a{1,100}){1,100}){1,100}" compiles for
+ * seconds into a gigabyte). Stops counting past TL_ROUTE_RX_MAX_POSITIONS. */
+static long rx_positions(const char *s)
+{
+	long total[32], last[32];
+	int depth = 0;
+
+	total[0] = last[0] = 0;
+	while (*s) {
+		char c = *s++;
+
+		if (c == '(' && depth < 31) {
+			depth++;
+			total[depth] = last[depth] = 0;
+			continue;
+		}
+		if (c == ')' && depth > 0) {
+			last[depth - 1] = total[depth];
+			total[depth - 1] += total[depth];
+			depth--;
+		} else if (c == '|') {
+			last[depth] = 0;
+		} else {
+			rx_step(&s, c, &total[depth], &last[depth]);
+		}
+		if (last[depth] > TL_ROUTE_RX_MAX_POSITIONS ||
+		    total[depth] > TL_ROUTE_RX_MAX_POSITIONS)
+			return TL_ROUTE_RX_MAX_POSITIONS + 1;
+	}
+	while (depth > 0) { /* unbalanced: regcomp will say so */
+		total[depth - 1] += total[depth];
+		depth--;
+	}
+	return total[0];
+}
+
 static int compile_rx(const struct tl_config_doc *doc, json_t *v, const char *path,
                       struct tl_route_rx *rx)
 {
@@ -65,6 +160,13 @@ static int compile_rx(const struct tl_config_doc *doc, json_t *v, const char *pa
 
 	if ((rc = expect_string(doc, v, path)) < 0)
 		return rc;
+	if (rx_positions(json_string_value(v)) > TL_ROUTE_RX_MAX_POSITIONS)
+		return tl_config_doc_fail(doc, path, 0,
+		                          "regular expression \"%.40s%s\" is too large: its "
+		                          "repetition counts expand it past %d positions",
+		                          json_string_value(v),
+		                          json_string_length(v) > 40 ? "..." : "",
+		                          TL_ROUTE_RX_MAX_POSITIONS);
 	rc = regcomp(&rx->re, json_string_value(v), REG_EXTENDED | REG_NOSUB);
 	if (rc != 0) {
 		regerror(rc, &rx->re, msg, sizeof(msg));
@@ -106,6 +208,8 @@ static int compile_headers(const struct tl_config_doc *doc, json_t *obj, const c
 	{
 		struct tl_route_hdr *h = &m->hdrs[m->n_hdrs++];
 
+		if (tl_config_doc_cancelled(doc)) /* a route may hold thousands of them */
+			return -ECANCELED;
 		tl_config_path(item, sizeof(item), path, name);
 		if (!*name || strpbrk(name, " \t\r\n:"))
 			return tl_config_doc_fail(doc, item, 1, "bad header name \"%s\"", name);

@@ -23,6 +23,10 @@ enum tl_route_field {
 
 extern const char *const tl_route_fields[TL_ROUTE_N_FIELDS];
 
+/* A regular expression may expand to this many positions (route.c rx_positions): repetition
+ * counts copy what they repeat, and glibc's regcomp cost grows faster than the copies. */
+#define TL_ROUTE_RX_MAX_POSITIONS 1000
+
 struct tl_route_rx {
 	int set;
 	regex_t re;

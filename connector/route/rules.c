@@ -167,6 +167,8 @@ static int load_agents(const struct tl_config_doc *doc, struct tl_rules *rules)
 	rules->n_agents = json_object_size(agents);
 	json_object_foreach(agents, name, v)
 	{
+		if (tl_config_doc_cancelled(doc))
+			return -ECANCELED;
 		rc = load_agent(doc, name, v, &rules->agents[i++]);
 		if (rc < 0)
 			return rc;
@@ -275,7 +277,7 @@ static int check_route(const struct tl_config_doc *doc, const struct tl_rules *r
 	return 0;
 }
 
-static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
+static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules, size_t max_routes)
 {
 	json_t *routes = json_object_get(doc->root, "routes"), *route;
 	char path[TL_CONFIG_PATH_MAX];
@@ -284,6 +286,12 @@ static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
 
 	if (routes && !json_is_array(routes))
 		return tl_config_doc_fail(doc, "/routes", 0, "expected an array");
+	if (json_array_size(routes) > max_routes) {
+		/* Pointing at the first route over the limit; nothing is compiled. */
+		tl_config_path_index(path, sizeof(path), "/routes", max_routes);
+		return tl_config_doc_fail(doc, path, 0, "too many routes (%zu, limit %zu)",
+		                          json_array_size(routes), max_routes);
+	}
 	rules->route_tab = calloc(json_array_size(routes) + 1, sizeof(*rules->route_tab));
 	if (!rules->route_tab) {
 		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
@@ -291,6 +299,8 @@ static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
 	}
 	json_array_foreach(routes, i, route)
 	{
+		if (tl_config_doc_cancelled(doc))
+			return -ECANCELED;
 		tl_config_path_index(path, sizeof(path), "/routes", i);
 		rc = check_route(doc, rules, route, path);
 		if (rc < 0)
@@ -321,14 +331,47 @@ static int load_routes(const struct tl_config_doc *doc, struct tl_rules *rules)
 	return 0;
 }
 
-int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err)
+static int by_name_cmp(const void *a, const void *b, void *arg)
+{
+	const struct tl_route *tab = arg;
+	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+	int c = strcmp(tab[ia].name, tab[ib].name);
+
+	return c ? c : (ia > ib) - (ia < ib);
+}
+
+/* What tl_rules_load_opts does after parsing: agents, routes, the per-route tables. */
+static int build(const struct tl_config_doc *doc, struct tl_rules *rules, size_t max_routes)
+{
+	int rc;
+
+	if ((rc = tl_config_doc_keys(doc, doc->root, "", rules_keys)) < 0 ||
+	    (rc = load_agents(doc, rules)) < 0 || (rc = load_routes(doc, rules, max_routes)) < 0)
+		return rc;
+	rules->active = calloc(rules->n_routes + 1, sizeof(*rules->active));
+	rules->by_name = calloc(rules->n_routes + 1, sizeof(*rules->by_name));
+	if (!rules->active || !rules->by_name) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < rules->n_routes; i++)
+		rules->by_name[i] = i;
+	qsort_r(rules->by_name, rules->n_routes, sizeof(*rules->by_name), by_name_cmp,
+	        rules->route_tab);
+	return 0;
+}
+
+int tl_rules_load_opts(struct tl_rules **out, const char *path, const struct tl_rules_opts *opts,
+                       struct tl_err *err)
 {
 	struct tl_rules *rules = calloc(1, sizeof(*rules));
+	size_t max_bytes = opts && opts->max_bytes ? opts->max_bytes : TL_RULES_MAX_BYTES;
+	size_t max_routes = opts && opts->max_routes ? opts->max_routes : TL_RULES_MAX_ROUTES;
 	struct tl_config_doc doc;
 	int rc;
 
 	*out = NULL;
-	rc = tl_config_doc_open(&doc, path, err);
+	rc = tl_config_doc_open(&doc, path, max_bytes, opts ? opts->cancel : NULL, err);
 	if (rc < 0)
 		goto out;
 	if (!rules || !(rules->path = strdup(path))) {
@@ -337,21 +380,20 @@ int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err)
 		goto out;
 	}
 	rules->refs = 1;
-	if ((rc = tl_config_doc_keys(&doc, doc.root, "", rules_keys)) < 0 ||
-	    (rc = load_agents(&doc, rules)) < 0 || (rc = load_routes(&doc, rules)) < 0)
+	rules->bytes = doc.len;
+	if ((rc = build(&doc, rules, max_routes)) < 0)
 		goto out;
-	rules->active = calloc(rules->n_routes + 1, sizeof(*rules->active));
-	if (!rules->active) {
-		tl_err_set(err, path, 0, 0, "out of memory");
-		rc = -ENOMEM;
-		goto out;
-	}
 	*out = rules;
 	rules = NULL;
 out:
 	tl_config_doc_close(&doc);
-	tl_rules_destroy(rules);
+	tl_rules_free(rules);
 	return rc;
+}
+
+int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err)
+{
+	return tl_rules_load_opts(out, path, NULL, err);
 }
 
 struct tl_rules *tl_rules_ref(struct tl_rules *rules)
@@ -364,7 +406,18 @@ void tl_rules_destroy(struct tl_rules *rules)
 {
 	if (!rules || --rules->refs > 0)
 		return;
+	if (rules->retire)
+		rules->retire(rules->retire_arg, rules);
+	else
+		tl_rules_free(rules);
+}
+
+void tl_rules_free(struct tl_rules *rules)
+{
+	if (!rules)
+		return;
 	free(rules->active);
+	free(rules->by_name);
 	for (size_t i = 0; i < rules->n_agents; i++) {
 		free(rules->agents[i].name);
 		free(rules->agents[i].url);
@@ -388,4 +441,30 @@ const struct tl_agent *tl_rules_agent(const struct tl_rules *rules, const char *
 		if (rules->agents[i].name && strcmp(rules->agents[i].name, name) == 0)
 			return &rules->agents[i];
 	return NULL;
+}
+
+static void release_rules(struct tl_rules *rules)
+{
+	tl_rules_destroy(rules);
+}
+
+int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err)
+{
+	struct tl_rules_opts opts = {0};
+	struct tl_config *cfg;
+	int rc = tl_config_load_file(&cfg, path, err);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	opts.max_bytes = (size_t)cfg->rules_max_bytes;
+	opts.max_routes = (size_t)cfg->rules_max_routes;
+	rc = tl_rules_load_opts(&cfg->rules, cfg->rules_path, &opts, err);
+	if (rc < 0) {
+		tl_config_destroy(cfg);
+		return rc;
+	}
+	cfg->rules_release = release_rules;
+	*out = cfg;
+	return 0;
 }

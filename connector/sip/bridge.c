@@ -47,18 +47,39 @@ static void remote_addr(const struct tl_call *call, struct sockaddr_storage *ss)
 	}
 }
 
+/* "1.2.3.4:5" or "[::1]:5"; "" for AF_UNSPEC. */
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	out[0] = '\0';
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		if (inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip)))
+			snprintf(out, size, "%s:%u", ip, ntohs(in->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip)))
+			snprintf(out, size, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	}
+}
+
+/* cell NULL: no agent (and no uplink consumer) for this stream. */
 static int make_stream(struct tl_call *call, void *cell)
 {
+	const struct tl_agent *a = cell ? call->agent : NULL;
 	struct tl_media_stream_params p = {
 	    .rtp_fd = call->rtp_fd,
 	    .rtcp_fd = call->rtcp_fd,
 	    .sdp = call->media,
-	    .agent_format = call->agent->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16
-	                                                              : TL_MEDIA_AGENT_ULAW,
-	    .agent_rate = call->agent->sample_rate,
-	    .notify = tl_ws_notify,
+	    .agent_format =
+	        a && a->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16 : TL_MEDIA_AGENT_ULAW,
+	    .agent_rate = a ? a->sample_rate : 8000,
+	    .notify = cell ? tl_ws_notify : NULL,
 	    .notify_arg = cell,
-	    .notify_release = tl_ws_notify_release,
+	    .notify_release = cell ? tl_ws_notify_release : NULL,
+	    .rtp_source = call->sip->cfg->rtp_strict ? TL_MEDIA_RTP_STRICT : TL_MEDIA_RTP_LEARN,
+	    .rtp_relearn_ms = call->sip->cfg->rtp_relearn_ms,
 	};
 	int err;
 
@@ -127,6 +148,11 @@ int tl_bridge_start(struct tl_call *call)
 	return 0;
 }
 
+int tl_bridge_start_media(struct tl_call *call)
+{
+	return call->stream ? 0 : make_stream(call, NULL);
+}
+
 void tl_bridge_update(struct tl_call *call)
 {
 	struct sockaddr_storage ss;
@@ -147,15 +173,26 @@ void tl_bridge_stop_agent(struct tl_call *call)
 static void log_media_stats(const struct tl_call *call)
 {
 	struct tl_media_stats st;
+	char from[INET6_ADDRSTRLEN + 8] = "";
 
 	tl_media_stream_stats(call->stream, &st);
-	tl_log_info(call->call_id,
-	            "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
-	            "jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
-	            (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
-	            (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
-	            (unsigned long long)st.rx_bad, st.jitter_ms, (unsigned long long)st.tx_packets,
-	            (unsigned long long)st.tx_silence, (unsigned long long)st.uplink_drops);
+	tl_log_info(
+	    call->call_id,
+	    "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
+	    "foreign %llu, jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
+	    (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
+	    (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
+	    (unsigned long long)st.rx_bad, (unsigned long long)st.rx_foreign, st.jitter_ms,
+	    (unsigned long long)st.tx_packets, (unsigned long long)st.tx_silence,
+	    (unsigned long long)st.uplink_drops);
+	if (st.rx_foreign == 0 && st.rtcp_dropped == 0)
+		return;
+	/* Once per call, here rather than per packet: someone else sent to the call's ports. */
+	addr_text(&st.foreign_from, from, sizeof(from));
+	tl_log_warn(call->call_id,
+	            "media: dropped %llu RTP and %llu RTCP packets not from the call's source%s%s",
+	            (unsigned long long)st.rx_foreign, (unsigned long long)st.rtcp_dropped,
+	            from[0] ? ", the first from " : "", from);
 }
 
 void tl_bridge_stop(struct tl_call *call)
@@ -163,8 +200,11 @@ void tl_bridge_stop(struct tl_call *call)
 	tl_bridge_stop_agent(call);
 	if (call->stream)
 		log_media_stats(call);
-	if (call->stream)
+	if (call->stream) {
+		/* The agent connection may hold the stream a little longer: not with a tone. */
+		tl_media_stream_ringback(call->stream, TL_TONE_RINGBACK_NONE);
 		tl_media_stream_unref(call->stream);
+	}
 	call->stream = NULL;
 }
 

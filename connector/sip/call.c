@@ -233,11 +233,15 @@ void tl_call_destroy(struct tl_call *call)
 	free(call->refer_target);
 	if (call->timer)
 		su_timer_destroy(call->timer);
+	if (call->refer_timer)
+		su_timer_destroy(call->refer_timer);
 	free(call->answer_body);
 	if (call->rtp_fd >= 0)
 		close(call->rtp_fd);
 	if (call->rtcp_fd >= 0)
 		close(call->rtcp_fd);
+	if (call->local.port) /* the stream may hold the sockets a moment: a bind then skips them */
+		tl_portpool_release(call->sip->ports, call->local.port);
 	json_decref(call->meta);
 	free(call->last_body);
 	free(call);
@@ -400,6 +404,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 
 	if (route_first(call))
 		return;
+	call->norefersub = sip_has_supported(req->sip_supported, "norefersub");
 	sdp = tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len);
 	if (sdp) {
 		n = make_body(call, 0, sdp, len, body, sizeof(body));
@@ -431,6 +436,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	n = call->answer_body ? tl_bridge_start(call) : -ENOMEM;
 	if (n < 0) {
 		tl_log_error(call->call_id, "cannot start the agent connection: %s", strerror(-n));
+		tl_sip_note_failure(call->sip, n);
 		tl_call_forward(call, call->route->fallback, "unavailable");
 		return;
 	}

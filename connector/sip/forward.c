@@ -1,5 +1,6 @@
 /* Call forwarding: a 302 with a Diversion header before answer, a blind-transfer REFER after,
- * followed through its NOTIFYs, then BYE. Used for `forward` routes, the route's fallback when
+ * followed through its NOTIFYs (or done at its 2xx with RFC 4488 Refer-Sub: false), then BYE;
+ * the caller hears ringback meanwhile. Used for `forward` routes, the route's fallback when
  * the agent cannot be reached or leaves, and the agent's own transfer requests. SIP thread. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "sip_int.h"
 
+#include <sofia-sip/sip_extra.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 
@@ -14,6 +16,8 @@
 #include "trunkline/route.h"
 
 #define TL_REFER_TIMEOUT_MS 32000
+/* sip.c's Supported plus RFC 4488's tag: nua keeps a request's Supported for the handle. */
+#define TL_SUPPORTED_NOREFERSUB "timer, 100rel, norefersub"
 
 static void redirect(struct tl_call *call, const char *target, const char *reason)
 {
@@ -35,9 +39,25 @@ static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
 	struct tl_call *call = arg;
 
+	if (call->state == TL_CALL_ENDING)
+		return; /* ended meanwhile (maximum duration, BYE): nothing to time out */
 	tl_log_warn(call->call_id, "transfer to %s not confirmed within %d s: ending the call",
 	            call->refer_target ? call->refer_target : "?", TL_REFER_TIMEOUT_MS / 1000);
 	tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer not confirmed\"");
+}
+
+/* Until the PBX reports the outcome the caller hears ringback, not silence. The stream stays
+ * when the agent goes; tl_bridge_stop ends the tone with the call. */
+static void start_ringback(struct tl_call *call)
+{
+	enum tl_tone_ringback kind = call->sip->cfg->transfer_ringback;
+	int err;
+
+	if (!call->stream || kind == TL_TONE_RINGBACK_NONE)
+		return;
+	err = tl_media_stream_ringback(call->stream, kind);
+	if (err < 0)
+		tl_log_warn(call->call_id, "no ringback during the transfer: %s", strerror(-err));
 }
 
 void tl_forward_send_refer(struct tl_call *call)
@@ -49,12 +69,19 @@ void tl_forward_send_refer(struct tl_call *call)
 	call->refer_sent = 1;
 	tl_bridge_stop_agent(call);
 	snprintf(refer_to, sizeof(refer_to), "<%s>", call->refer_target);
-	tl_log_info(call->call_id, "transferring (REFER) to %s", call->refer_target);
-	nua_refer(call->nh, SIPTAG_REFER_TO_STR(refer_to), TAG_END());
-	if (!call->timer)
-		call->timer = su_timer_create(su_root_task(call->sip->root), 0);
-	if (call->timer)
-		su_timer_set_interval(call->timer, on_refer_timeout, call, TL_REFER_TIMEOUT_MS);
+	tl_log_info(call->call_id, "transferring (REFER%s) to %s",
+	            call->norefersub ? ", Refer-Sub: false" : "", call->refer_target);
+	/* RFC 4488: a PBX that supports it reports nothing after its 2xx; NOTIFYs are not due. */
+	nua_refer(call->nh, SIPTAG_REFER_TO_STR(refer_to),
+	          TAG_IF(call->norefersub, SIPTAG_REFER_SUB_STR("false")),
+	          TAG_IF(call->norefersub, SIPTAG_SUPPORTED_STR(TL_SUPPORTED_NOREFERSUB)),
+	          TAG_END());
+	start_ringback(call);
+	if (!call->refer_timer)
+		call->refer_timer = su_timer_create(su_root_task(call->sip->root), 0);
+	if (call->refer_timer)
+		su_timer_set_interval(call->refer_timer, on_refer_timeout, call,
+		                      TL_REFER_TIMEOUT_MS);
 }
 
 void tl_call_forward(struct tl_call *call, const char *target, const char *reason)
@@ -77,9 +104,11 @@ void tl_call_forward(struct tl_call *call, const char *target, const char *reaso
 		return;
 	}
 	if (call->state == TL_CALL_NEW) {
-		/* forward_method "refer": answer first (the caller hears silence, not a dead line),
+		/* forward_method "refer": answer first (with a media stream, for the ringback),
 		 * then transfer once the ACK is in. */
 		tl_bridge_stop_agent(call);
+		if (tl_bridge_start_media(call) < 0)
+			tl_log_warn(call->call_id, "no media stream: the caller hears nothing");
 		tl_call_agent_ready(call);
 		return;
 	}
@@ -90,7 +119,11 @@ void tl_forward_on_refer_response(struct tl_call *call, int status, const char *
 {
 	if (status < 200 || call->state == TL_CALL_ENDING)
 		return;
-	if (status >= 300) {
+	if (status < 300 && call->norefersub) {
+		tl_log_info(call->call_id, "transfer to %s accepted (%d, no NOTIFY due)",
+		            call->refer_target, status);
+		tl_call_hangup(call, 200, "SIP;cause=200;text=\"Call transferred\"");
+	} else if (status >= 300) {
 		tl_log_warn(call->call_id, "PBX refused the transfer to %s: %d %s; ending the call",
 		            call->refer_target, status, phrase);
 		tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer refused\"");

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sip_int.h"
@@ -26,6 +27,18 @@
 #define TL_ALLOW     "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, NOTIFY"
 #define TL_SUPPORTED "timer, 100rel"
 #define TL_ACCEPT    "application/sdp, application/dtmf-relay, application/dtmf"
+
+/* Every 503 (INVITE or OPTIONS) says when to try again. */
+#define TL_RETRY_AFTER "30"
+/* Why new calls cannot be served now; OPTIONS then answers 503 so a dispatcher moves on. */
+#define TL_SIP_BUSY_FDS    1u
+#define TL_SIP_BUSY_PORTS  2u
+#define TL_SIP_BUSY_MEMORY 4u
+/* Descriptors kept free: Sofia's connections and transactions, logs, plus one call (RTP, RTCP,
+ * the agent's socket, a TCP connection from the PBX). */
+#define TL_SIP_FD_RESERVE (32 + 4)
+/* A failed allocation (descriptor, port, memory) at INVITE keeps OPTIONS at 503 this long. */
+#define TL_SIP_BUSY_HOLD_MS 5000
 
 static const char *transport_name(enum tl_transport tp)
 {
@@ -120,6 +133,119 @@ static void call_gone(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh
 		shutdown_now(sip);
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Cheap (no system call but the vDSO clock): OPTIONS calls it. */
+static unsigned busy_now(const struct tl_sip *sip)
+{
+	int64_t now = now_ms();
+	unsigned busy = 0;
+
+	if (sip->fd_free < TL_SIP_FD_RESERVE || now < sip->fd_fail_until)
+		busy |= TL_SIP_BUSY_FDS;
+	if (tl_portpool_available(sip->ports) == 0 || now < sip->ports_fail_until)
+		busy |= TL_SIP_BUSY_PORTS;
+	if (now < sip->nomem_until)
+		busy |= TL_SIP_BUSY_MEMORY;
+	return busy;
+}
+
+/* The busy reasons, logged when they change. */
+static unsigned update_busy(struct tl_sip *sip)
+{
+	unsigned busy = busy_now(sip);
+
+	if (busy == sip->busy)
+		return busy;
+	sip->busy = busy;
+	if (!busy) {
+		tl_log_info(NULL, "can take new calls again");
+		return busy;
+	}
+	tl_log_warn(NULL,
+	            "cannot take new calls: %s%s%s%s%s (%lu of %lu descriptors free, %u of %u "
+	            "media port pairs); OPTIONS answers 503",
+	            busy & TL_SIP_BUSY_FDS ? "out of descriptors" : "",
+	            (busy & TL_SIP_BUSY_FDS) && (busy & ~TL_SIP_BUSY_FDS) ? ", " : "",
+	            busy & TL_SIP_BUSY_PORTS ? "no media ports left" : "",
+	            (busy & TL_SIP_BUSY_PORTS) && (busy & TL_SIP_BUSY_MEMORY) ? ", " : "",
+	            busy & TL_SIP_BUSY_MEMORY ? "out of memory" : "", sip->fd_free, sip->fd_limit,
+	            tl_portpool_available(sip->ports), tl_portpool_capacity(sip->ports));
+	return busy;
+}
+
+static const char *busy_phrase(unsigned busy)
+{
+	return busy & TL_SIP_BUSY_FDS     ? "Out of descriptors"
+	       : busy & TL_SIP_BUSY_PORTS ? "No media ports left"
+	                                  : "Out of memory";
+}
+
+int tl_sip_note_failure(struct tl_sip *sip, int err)
+{
+	int64_t until = now_ms() + TL_SIP_BUSY_HOLD_MS;
+
+	if (err == -EADDRINUSE)
+		sip->ports_fail_until = until;
+	else if (err == -EMFILE || err == -ENFILE)
+		sip->fd_fail_until = until;
+	else if (err == -ENOMEM || err == -ENOBUFS)
+		sip->nomem_until = until;
+	else
+		return 0;
+	update_busy(sip);
+	return 1;
+}
+
+/* Every second (sooner with a short idle timeout): silent TCP connections, descriptors left. */
+static void on_fd_watch(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct tl_sip *sip = magic;
+	struct tl_tcpwatch_stats st;
+
+	if (tl_tcpwatch_scan(sip->tcpwatch, &st) == 0 && st.limit) {
+		sip->fd_limit = st.limit;
+		sip->fd_free = st.limit > st.open_fds ? st.limit - st.open_fds : 0;
+	}
+	if (st.closed)
+		tl_log_info(NULL, "closed %u TCP connection(s) silent for %d ms", st.closed,
+		            sip->cfg->tcp_idle_timeout_ms);
+	if (st.shed)
+		tl_log_warn(NULL, "out of descriptors: refused %u pending TCP connection(s)",
+		            st.shed);
+	update_busy(sip);
+}
+
+static void start_fd_watch(struct tl_sip *sip)
+{
+	const struct tl_config *cfg = sip->cfg;
+	uint16_t ports[TL_CONFIG_MAX_LISTEN];
+	size_t n = 0;
+	int err, period = cfg->tcp_idle_timeout_ms / 4;
+
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		if (cfg->listen[i].transport != TL_TRANSPORT_UDP)
+			ports[n++] = cfg->listen[i].port;
+	sip->fd_free = (unsigned long)-1; /* until a scan says otherwise */
+	err = tl_tcpwatch_create(&sip->tcpwatch, ports, n, cfg->tcp_idle_timeout_ms);
+	if (err < 0) {
+		tl_log_warn(NULL, "cannot watch descriptors (%s): silent TCP connections stay open",
+		            strerror(-err));
+		return;
+	}
+	period = period < 100 ? 100 : period > 1000 ? 1000 : period;
+	sip->fd_timer = su_timer_create(su_root_task(sip->root), (su_duration_t)period);
+	if (sip->fd_timer)
+		su_timer_set_for_ever(sip->fd_timer, on_fd_watch, NULL);
+	on_fd_watch(sip, sip->fd_timer, NULL);
+}
+
 static void on_state(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh, tagi_t tags[])
 {
 	int state = nua_callstate_init;
@@ -136,7 +262,17 @@ static void refuse(struct tl_sip *sip, nua_handle_t *nh, int status, const char 
 	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "INVITE refused: %d %s",
 	            status, phrase);
 	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(sip->nua),
-	            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("30")), TAG_END());
+	            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR(TL_RETRY_AFTER)), TAG_END());
+}
+
+/* The call could not be set up: out of a resource is 503 (another node may have it), and
+ * OPTIONS says 503 for a while too; anything else is our fault, 500. */
+static void refuse_failed(struct tl_sip *sip, nua_handle_t *nh, int err, const sip_t *req)
+{
+	if (tl_sip_note_failure(sip, err))
+		refuse(sip, nh, 503, busy_phrase(sip->busy), req);
+	else
+		refuse(sip, nh, 500, "Internal error", req);
 }
 
 static int is_tls(const sip_t *req)
@@ -164,8 +300,7 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 	}
 	err = tl_call_create(&call, sip, nh, req, nua_current_request(sip->nua));
 	if (err < 0) {
-		refuse(sip, nh, err == -EADDRINUSE ? 503 : 500,
-		       err == -EADDRINUSE ? "No media ports left" : "Internal error", req);
+		refuse_failed(sip, nh, err, req);
 		return;
 	}
 	if (tl_log_enabled(TL_LOG_INFO)) {
@@ -178,10 +313,18 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 
 static void on_options(struct tl_sip *sip, nua_handle_t *nh)
 {
-	/* A draining instance says so, so a dispatcher (Kamailio) takes it out of rotation. */
-	nua_respond(nh, sip->draining ? 503 : 200, sip->draining ? "Shutting down" : "OK",
+	/* An instance that is draining, or cannot serve a new call, says so, so a dispatcher
+	 * (Kamailio) takes it out of rotation. */
+	unsigned busy = sip->draining ? 0 : update_busy(sip);
+	int status = sip->draining || busy ? 503 : 200;
+
+	nua_respond(nh, status,
+	            sip->draining ? "Shutting down"
+	            : busy        ? busy_phrase(busy)
+	                          : "OK",
 	            NUTAG_WITH_THIS(sip->nua), SIPTAG_ALLOW_STR(TL_ALLOW),
-	            SIPTAG_ACCEPT_STR(TL_ACCEPT), SIPTAG_SUPPORTED_STR(TL_SUPPORTED), TAG_END());
+	            SIPTAG_ACCEPT_STR(TL_ACCEPT), SIPTAG_SUPPORTED_STR(TL_SUPPORTED),
+	            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR(TL_RETRY_AFTER)), TAG_END());
 	nua_handle_destroy(nh);
 }
 
@@ -355,50 +498,6 @@ static int create_nua(struct tl_sip *sip)
 	return 0;
 }
 
-static int rules_mtime(const char *path, struct timespec *out)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return -errno;
-	*out = st.st_mtim;
-	return 0;
-}
-
-void tl_sip_reload_rules(struct tl_sip *sip, const char *why)
-{
-	struct tl_rules *rules = NULL;
-	struct tl_err err = {0};
-	char buf[1024];
-
-	rules_mtime(sip->cfg->rules_path, &sip->rules_mtime);
-	if (tl_rules_load(&rules, sip->cfg->rules_path, &err) < 0) {
-		tl_log_error(NULL, "%s: %s; keeping the rules in force", why,
-		             tl_err_str(&err, buf, sizeof(buf)));
-		return;
-	}
-	/* max_calls carries over: calls in progress count against the route of the same name. */
-	for (size_t i = 0; i < rules->n_routes; i++)
-		for (size_t j = 0; j < sip->rules->n_routes; j++)
-			if (strcmp(rules->route_tab[i].name, sip->rules->route_tab[j].name) == 0)
-				rules->active[i] += sip->rules->active[j];
-	tl_rules_destroy(sip->rules); /* calls in progress keep their own reference */
-	sip->rules = rules;
-	tl_log_info(NULL, "%s: rules reloaded from %s (%zu agent(s), %zu route(s))", why,
-	            sip->cfg->rules_path, rules->n_agents, rules->n_routes);
-}
-
-/* Editors save files in place or by rename: polling the mtime catches both. */
-static void on_watch(su_root_magic_t *magic, su_timer_t *t, void *arg)
-{
-	struct tl_sip *sip = magic;
-	struct timespec now;
-
-	if (rules_mtime(sip->cfg->rules_path, &now) == 0 &&
-	    (now.tv_sec != sip->rules_mtime.tv_sec || now.tv_nsec != sip->rules_mtime.tv_nsec))
-		tl_sip_reload_rules(sip, "rules file changed");
-}
-
 static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 {
 	struct tl_sip *sip = magic;
@@ -425,11 +524,9 @@ static int start_media_and_agents(struct tl_sip *sip)
 		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
 		return err;
 	}
-	sip->rules = tl_rules_ref(sip->cfg->rules);
-	rules_mtime(sip->cfg->rules_path, &sip->rules_mtime);
-	sip->watch_timer = su_timer_create(su_root_task(sip->root), 1000);
-	if (sip->watch_timer)
-		su_timer_set_for_ever(sip->watch_timer, on_watch, NULL);
+	err = tl_sip_rules_start(sip);
+	if (err < 0)
+		return err;
 	su_wait_create(sip->ws_wait, tl_ws_event_fd(sip->ws), SU_WAIT_IN);
 	sip->ws_index = su_root_register(sip->root, sip->ws_wait, on_ws_events, NULL, 0);
 	return sip->ws_index < 0 ? -EIO : 0;
@@ -487,6 +584,7 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	err = create_nua(sip);
 	if (err < 0)
 		goto out;
+	start_fd_watch(sip);
 	err = start_media_and_agents(sip);
 	if (err < 0)
 		goto out;
@@ -534,9 +632,10 @@ void tl_sip_destroy(struct tl_sip *sip)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)
 		su_timer_destroy(sip->drain_timer);
-	if (sip->watch_timer)
-		su_timer_destroy(sip->watch_timer);
-	tl_rules_destroy(sip->rules);
+	if (sip->fd_timer)
+		su_timer_destroy(sip->fd_timer);
+	tl_tcpwatch_destroy(sip->tcpwatch);
+	tl_sip_rules_stop(sip);
 	if (sip->root && sip->sig_index >= 0)
 		su_root_deregister(sip->root, sip->sig_index);
 	if (sip->root && sip->ws_index >= 0)

@@ -23,6 +23,7 @@ struct tl_call;
 #include "trunkline/portpool.h"
 #include "trunkline/media.h"
 #include "trunkline/sdp.h"
+#include "trunkline/tcpwatch.h"
 #include "trunkline/ws.h"
 
 enum tl_call_state {
@@ -65,6 +66,12 @@ struct tl_call {
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
 	su_timer_t *timer; /* owned: answer delay, then maximum duration */
+
+	/* owned: the REFER's outcome is due; its own timer, so that the maximum duration still
+	 * holds while a transfer is pending */
+	su_timer_t *refer_timer;
+	/* the INVITE said Supported: norefersub (RFC 4488): our REFER asks for no NOTIFYs */
+	int norefersub;
 };
 
 struct tl_sip {
@@ -89,8 +96,19 @@ struct tl_sip {
 	int ws_index;
 	uint64_t next_call_num;
 	struct tl_rules *rules; /* one reference: the rules new calls are routed with */
+	/* sip_rules.c: loads rules off this thread, and wakes it through loader_wait */
+	struct tl_rules_loader *loader;
+	su_wait_t loader_wait[1];
+	int loader_index;
 	su_timer_t *watch_timer;
 	struct timespec rules_mtime;
+	/* What keeps new calls out (sip.c): descriptors, media ports, memory. */
+	struct tl_tcpwatch *tcpwatch; /* NULL when /proc is not there */
+	su_timer_t *fd_timer;
+	unsigned long fd_limit; /* soft RLIMIT_NOFILE at the last scan */
+	unsigned long fd_free;  /* descriptors free at the last scan */
+	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
+	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
 };
 
 /* call.c */
@@ -110,6 +128,9 @@ int tl_bridge_start(struct tl_call *call);
 void tl_bridge_update(struct tl_call *call);
 void tl_bridge_stop(struct tl_call *call);       /* agent connection and media stream */
 void tl_bridge_stop_agent(struct tl_call *call); /* agent connection only */
+/* A media stream without an agent (a forward_method "refer" route: ringback during the
+ * transfer); nothing when the call has one already. */
+int tl_bridge_start_media(struct tl_call *call);
 void tl_bridge_on_ws_event(void *sip, const struct tl_ws_event *ev);
 /* call.c: the agent is connected: answer when nothing else is awaited */
 void tl_call_agent_ready(struct tl_call *call);
@@ -120,8 +141,15 @@ void tl_forward_send_refer(struct tl_call *call);
 void tl_forward_on_refer_response(struct tl_call *call, int status, const char *phrase);
 void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
 
-/* sip.c: rules reload (SIGHUP, or the file changed) */
+/* sip_rules.c: rules reload (SIGHUP, or the file changed) on the loader thread, swapped in on
+ * this one; start and stop with the endpoint */
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
+int tl_sip_rules_start(struct tl_sip *sip);
+void tl_sip_rules_stop(struct tl_sip *sip);
+/* sip.c: a call could not be set up for err. When err says a resource ran out (-EMFILE,
+ * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
+ * few seconds and this returns 1; otherwise 0. */
+int tl_sip_note_failure(struct tl_sip *sip, int err);
 
 /* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
 void tl_call_host_addr(char *out, size_t size);

@@ -1,17 +1,26 @@
-/* Daemon configuration (config.json) and routing rules (rules.json): loading and validation.
+/* Daemon configuration (config.json): loading and validation. The routing rules it names are
+ * the route library's (trunkline/rules.h).
  * A loaded config is an immutable snapshot; reload builds a new one and swaps it, so a bad
  * file leaves the old one in force. Errors carry the file, line and column of the bad value. */
 #ifndef TRUNKLINE_CONFIG_H
 #define TRUNKLINE_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
 #include "trunkline/err.h"
+#include "trunkline/tone.h"
 
 #define TL_CONFIG_MAX_LISTEN 8
+
+/* Size caps of the files read (config.json always; rules.json unless rules_max_bytes says
+ * otherwise), and the default route limit (rules_max_routes). */
+#define TL_CONFIG_MAX_BYTES (8 * 1024 * 1024)
+#define TL_RULES_MAX_BYTES  (8 * 1024 * 1024)
+#define TL_RULES_MAX_ROUTES 10000
 
 enum tl_transport {
 	TL_TRANSPORT_UDP,
@@ -41,19 +50,7 @@ struct tl_agent {
 	json_t *params;         /* object name -> string value, never NULL (may be empty) */
 };
 
-struct tl_route; /* trunkline/route.h */
-
-struct tl_rules {
-	char *path;
-	struct tl_agent *agents; /* in file order */
-	size_t n_agents;
-	json_t *routes;             /* the "routes" array as written; never NULL */
-	struct tl_route *route_tab; /* the same routes compiled, in file order (route.h) */
-	size_t n_routes;            /* entries of route_tab (= json_array_size(routes)) */
-	/* Shared by the calls routed with this snapshot; SIP thread only. */
-	int refs;
-	unsigned *active; /* calls in progress per route index (for max_calls) */
-};
+struct tl_rules; /* trunkline/rules.h */
 
 struct tl_config {
 	char *path;
@@ -74,25 +71,26 @@ struct tl_config {
 	int reorder_ms;          /* default 40 */
 	int media_workers;       /* media worker threads, default 1 */
 	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
+	int rtp_strict;          /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
+	int rtp_relearn_ms;      /* learn the RTP source again after this much silence, 5000 */
 	int shutdown_timeout_ms; /* default 30000 */
 	char *rules_path;        /* resolved: relative paths are relative to the config file */
-	struct tl_rules *rules;  /* owned */
+	int rules_max_bytes;     /* rules file size cap, default TL_RULES_MAX_BYTES */
+	int rules_max_routes;    /* default TL_RULES_MAX_ROUTES */
+	/* The rules the file names, when loaded with tl_config_load (trunkline/rules.h); freed by
+	 * tl_config_destroy through rules_release. NULL after tl_config_load_file. */
+	struct tl_rules *rules;
+	void (*rules_release)(struct tl_rules *rules);
+
+	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
+	enum tl_tone_ringback transfer_ringback;
 };
 
-/* Loads and validates path and the rules file it names. On success *out is a new config the
- * caller frees with tl_config_destroy; on failure returns -EINVAL (or -ENOENT, -ENOMEM) and
- * fills *err with the position of the offending value. */
-int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err);
+/* Loads and validates the config file alone (the rules file it names is only located: its
+ * path is resolved, the rules are not read). On success *out is a new config the caller frees
+ * with tl_config_destroy; on failure returns -EINVAL (or -ENOENT, -ENOMEM) and fills *err with
+ * the position of the offending value. tl_config_load (trunkline/rules.h) loads both. */
+int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err);
 void tl_config_destroy(struct tl_config *cfg);
-
-/* Loads and validates a rules file alone (for reload). Caller frees with tl_rules_destroy. */
-int tl_rules_load(struct tl_rules **out, const char *path, struct tl_err *err);
-/* Rules are reference counted (a reload swaps them while calls keep theirs): tl_rules_ref adds
- * a reference, tl_rules_destroy drops one and frees with the last. Not thread-safe. */
-struct tl_rules *tl_rules_ref(struct tl_rules *rules);
-void tl_rules_destroy(struct tl_rules *rules);
-
-/* The agent named name, or NULL. Borrowed from rules. */
-const struct tl_agent *tl_rules_agent(const struct tl_rules *rules, const char *name);
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef TRUNKLINE_CONFIG_DOC_H
 #define TRUNKLINE_CONFIG_DOC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -20,13 +21,20 @@ struct tl_config_doc {
 	size_t len;
 	json_t *root;
 	struct tl_jpos *jp;
-	struct tl_err *err; /* borrowed, may be NULL */
+	struct tl_err *err;       /* borrowed, may be NULL */
+	const atomic_int *cancel; /* borrowed, may be NULL: see tl_config_doc_cancelled */
 };
 
-/* Reads and parses file (JSON_REJECT_DUPLICATES). Returns 0, -ENOENT (or another -errno) when
- * the file cannot be read, -EINVAL on a syntax error, -ENOMEM; *err is filled on failure.
- * Call tl_config_doc_close either way. */
-int tl_config_doc_open(struct tl_config_doc *doc, const char *file, struct tl_err *err);
+/* Reads and parses file (JSON_REJECT_DUPLICATES). A file of more than max_bytes is refused
+ * before it is read (fstat), and the read stops there anyway: -EFBIG, "too large (N bytes,
+ * limit M)". Returns 0, -ENOENT (or another -errno) when the file cannot be read, -EINVAL on
+ * a syntax error, -ENOMEM, -ECANCELED once *cancel is set (checked while reading and parsing);
+ * *err is filled on failure. Call tl_config_doc_close either way. */
+int tl_config_doc_open(struct tl_config_doc *doc, const char *file, size_t max_bytes,
+                       const atomic_int *cancel, struct tl_err *err);
+/* Non-zero once the load this document belongs to is no longer wanted; then it also fills
+ * doc->err ("load abandoned"). Loops over many items check it. */
+int tl_config_doc_cancelled(const struct tl_config_doc *doc);
 void tl_config_doc_close(struct tl_config_doc *doc);
 
 /* Fills doc->err with the position of the value at path (key != 0: of its key) and the
@@ -57,6 +65,9 @@ int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const cha
 struct tl_route;
 int tl_route_compile(const struct tl_config_doc *doc, const struct tl_rules *rules, json_t *obj,
                      const char *path, size_t index, struct tl_route *r);
+/* rules.c: frees a snapshot now, whatever its references and retire hook (the loader calls it
+ * for the snapshots handed to it). NULL-safe. */
+void tl_rules_free(struct tl_rules *rules);
 /* Frees what tl_route_compile allocated in r (not r itself); NULL-safe. */
 void tl_route_release(struct tl_route *r);
 /* Each value of the string map params (member key of obj at path) must have well-formed

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "trunkline/sdp.h"
+#include "trunkline/tone.h"
 
 struct tl_media;
 struct tl_media_stream;
@@ -35,10 +36,22 @@ enum tl_media_agent_format {
 	TL_MEDIA_AGENT_L16,
 };
 
+/* Where a call's RTP may come from. Anything else is dropped and counted (tl_media_stats):
+ * it never reaches the agent and never changes where the call's packets go. */
+enum tl_media_rtp_source {
+	/* The SDP address (always), or the source learned from the first TL_SRC_PROBATION (4)
+	 * consecutive packets of one SSRC from one address:port (a PBX behind NAT); kept until
+	 * new SDP names a new address, or the source is silent for rtp_relearn_ms. */
+	TL_MEDIA_RTP_LEARN = 0,
+	TL_MEDIA_RTP_STRICT, /* the SDP address and port only */
+};
+
 struct tl_media_stream_params {
 	int rtp_fd, rtcp_fd; /* ownership passes to the stream (closed when it is freed) */
-	struct sockaddr_storage remote; /* from SDP; symmetric RTP follows the packets' source */
+	struct sockaddr_storage remote; /* from SDP (AF_UNSPEC: none yet); ours go there */
 	struct tl_sdp_media sdp;        /* negotiated codec, payload types, ptime, direction */
+	enum tl_media_rtp_source rtp_source;
+	int rtp_relearn_ms; /* learn: learn again after the source is silent this long; 0 = never */
 	enum tl_media_agent_format agent_format;
 	int agent_rate; /* L16 only: 8000, 16000 or 24000 */
 	/* Called on a media worker when the uplink goes from empty to non-empty or a played mark
@@ -59,7 +72,8 @@ int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
 void tl_media_stream_ref(struct tl_media_stream *s);
 void tl_media_stream_unref(struct tl_media_stream *s);
 
-/* Control thread: new SDP after a re-INVITE/UPDATE (hold, new address, new codec). */
+/* Control thread: new SDP after a re-INVITE/UPDATE (hold, new address, new codec). A new
+ * address is where packets go from then on, and the RTP source is learned again. */
 int tl_media_stream_update(struct tl_media_stream *s, const struct sockaddr_storage *remote,
                            const struct tl_sdp_media *sdp);
 
@@ -97,11 +111,23 @@ int tl_media_stream_clear(struct tl_media_stream *s);
 /* Sends digit (0-9 * # A-D) to the caller as RFC 4733 events. -ENOTSUP when not negotiated. */
 int tl_media_stream_dtmf(struct tl_media_stream *s, char digit);
 
+/* ---- Ringback: control thread. ---- */
+/* Plays kind (TL_TONE_RINGBACK_US or _EU) to the caller from the start of its cadence
+ * whenever no agent audio is queued (what the agent queued plays out first), paced and
+ * encoded in the call's codec like agent audio; TL_TONE_RINGBACK_NONE stops it. The first
+ * start allocates the tone's table (freed with the stream); a stream keeps its first kind.
+ * Returns 0, -EINVAL (bad kind), -EBUSY (another kind was started before) or -ENOMEM. */
+int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind);
+
 /* Counters, any thread (approximate while running). */
 struct tl_media_stats {
 	uint64_t rx_packets, rx_bytes, rx_late, rx_dup, rx_lost, rx_bad;
 	uint64_t tx_packets, tx_bytes, tx_silence, uplink_drops;
 	uint32_t jitter_ms;
+	uint64_t rx_foreign;   /* RTP from a source other than the call's: dropped */
+	uint64_t rx_learning;  /* RTP held back while its source was being learned (NAT) */
+	uint64_t rtcp_dropped; /* RTCP from another address, or not RTCP: dropped */
+	struct sockaddr_storage foreign_from; /* the first foreign source; AF_UNSPEC when none */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);
 

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "trunkline/config.h"
+#include "trunkline/rules.h"
 
 /* Status for a call that no route matches (the caller rejects it and logs it). */
 #define TL_ROUTE_NO_MATCH_STATUS 404

@@ -7,6 +7,7 @@ Writes results/<stamp>.json and results/<stamp>.md (and results/latest.*).
 
 usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000]
               [--step 200] [--max-n 2400] [--only trunkline|floor] [--budget-s 840]
+              [--mark-flood N]
 Not part of the test suite."""
 import argparse
 import json
@@ -25,6 +26,8 @@ RESULTS = os.path.join(HERE, "results")
 LOSS_LIMIT = 0.001
 SIP_PORT = 15060
 AGENT_PORT = 18080
+FLOOD_PORT = 18081  # --mark-flood: the flooding agent
+SIPP_PORT = 15070  # --mark-flood: sipp's call to it
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror"]
 
 
@@ -92,8 +95,14 @@ def rss_kb(pid):
 def start_dut(kind, d, workers, max_calls):
     if kind == "trunkline":
         with open(os.path.join(d, "rules.json"), "w") as f:
+            # Calls to "flood" (--mark-flood) go to the flooding agent, the generator's to echo.
             json.dump({"agents": {"echo": {"url": f"ws://127.0.0.1:{AGENT_PORT}/",
-                                           "dialect": "twilio"}}}, f)
+                                           "dialect": "twilio"},
+                                  "flood": {"url": f"ws://127.0.0.1:{FLOOD_PORT}/",
+                                            "dialect": "twilio"}},
+                       "routes": [{"name": "flood", "match": {"to": "^flood$"},
+                                   "agent": "flood"},
+                                  {"name": "bench", "agent": "echo"}]}, f)
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump({"sip": {"listen": [f"udp:127.0.0.1:{SIP_PORT}"],
                                "max_calls": max_calls},
@@ -107,15 +116,30 @@ def start_dut(kind, d, workers, max_calls):
                 d, ready="ready")
 
 
+def start_flood_call(d, hold_s):
+    """--mark-flood: one call (sipp, simple_call.xml) to the flooding agent, held hold_s."""
+    scen = os.path.join(REPO, "tests", "integration", "scenarios", "simple_call.xml")
+    return Proc("sipp-flood", ["sipp", f"127.0.0.1:{SIP_PORT}", "-sf", scen, "-s", "flood",
+                               "-i", "127.0.0.1", "-p", str(SIPP_PORT), "-m", "1", "-d",
+                               str(int(hold_s * 1000)), "-nostdin", "-timeout",
+                               f"{int(hold_s) + 30}s", "-timeout_error"], d)
+
+
 def step(kind, n, args, tap=False):
     d = tempfile.mkdtemp(prefix=f"tl-bench-{kind}-{n}-")
-    agent = dut = None
+    agent = dut = flooder = flood_call = None
     try:
         agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
                                "--port", str(AGENT_PORT)], d, ready="listening")
         dut = start_dut(kind, d, args.workers, max(n + 100, 1000))
         time.sleep(1.0)
         rss_idle = rss_kb(dut.pid)
+        if args.mark_flood and kind == "trunkline":
+            flooder = Proc("flood-agent", [os.path.join(BUILD, "tl-echo-agent"), "--host",
+                                           "127.0.0.1", "--port", str(FLOOD_PORT), "--mark-flood",
+                                           str(args.mark_flood)], d, ready="listening")
+            flood_call = start_flood_call(d, n / args.rate + args.warmup + args.measure + 5)
+            time.sleep(1.0)
         out = os.path.join(d, "loadgen.json")
         lg_argv = [os.path.join(BUILD, "loadgen"), "--target", f"127.0.0.1:{SIP_PORT}",
                    "--calls", str(n), "--rate", str(args.rate), "--warmup", str(args.warmup),
@@ -147,9 +171,14 @@ def step(kind, n, args, tap=False):
         r["workdir"] = d
         alive = dut.p.poll() is None
         r["dut_alive_after"] = alive
+        if flood_call:
+            log = dut.log()
+            r["mark_flood"] = {"rate": args.mark_flood,
+                               "call_connected": 'connecting agent "flood"' in log,
+                               "rate_limited": "faster than" in log}
         return r
     finally:
-        for p in (dut, agent):
+        for p in (flood_call, dut, flooder, agent):
             if p:
                 rc = p.stop()
                 if p is dut and rc not in (0, None, -signal.SIGTERM):
@@ -177,6 +206,10 @@ def derive(r):
         "rtt_p99_ms": r["rtt_us"].get("p99", 0) / 1000,
         "setup_p50_ms": r["setup_us"].get("p50", 0) / 1000,
         "setup_p99_ms": r["setup_us"].get("p99", 0) / 1000,
+        # pacing of the downlink: time between a call's echoed packets (20 ms when paced)
+        "iat_p50_ms": r.get("interarrival_us", {}).get("p50", 0) / 1000,
+        "iat_p99_ms": r.get("interarrival_us", {}).get("p99", 0) / 1000,
+        "iat_max_ms": r.get("interarrival_us", {}).get("max", 0) / 1000,
         "agent_cpu_pct": r["procs"]["agent"]["cpu_pct"],
         "loadgen_cpu_pct": r["procs"]["loadgen"]["cpu_pct"],
         "threads": [(t["comm"], t["cpu_pct"]) for t in dut["threads"]],
@@ -186,8 +219,9 @@ def derive(r):
 
 def table(results):
     lines = ["| DUT | N | up | loss % | CPU % (1 core) | CPU/call % | µs/pkt | RSS/call KiB | "
-             "busy % | other % | RTT p50/p99 ms | setup p50/p99 ms | agent % | gen % | threads % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "busy % | other % | RTT p50/p99 ms | setup p50/p99 ms | inter-arrival p50/p99/max ms | "
+             "agent % | gen % | threads % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         x = r["derived"]
         th = " ".join(f"{c}:{p:.0f}" for c, p in x["threads"] if p >= 0.5)
@@ -196,7 +230,9 @@ def table(results):
             f"{x['cpu_pct']:.1f} | {x['cpu_per_call_pct']:.3f} | {x['us_per_packet']:.2f} | "
             f"{x['rss_per_call_kib']:.1f} | {x['machine_busy_pct']:.0f} | "
             f"{x['other_busy_pct']:.0f} | {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} | "
-            f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} | {x['agent_cpu_pct']:.0f} | "
+            f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} | "
+            f"{x['iat_p50_ms']:.2f}/{x['iat_p99_ms']:.2f}/{x['iat_max_ms']:.2f} | "
+            f"{x['agent_cpu_pct']:.0f} | "
             f"{x['loadgen_cpu_pct']:.0f} | {th} |")
     return "\n".join(lines)
 
@@ -214,6 +250,8 @@ def main():
     ap.add_argument("--budget-s", type=float, default=840)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--mark-flood", type=int, default=0,
+                    help="with trunkline, one more call whose agent sends N mark/clear a second")
     ap.add_argument("--tap-ns", default="100,500",
                     help="N values of the packet-tap latency pass ('' for none)")
     args = ap.parse_args()
@@ -228,7 +266,8 @@ def main():
     ladder = [int(x) for x in args.ladder.split(",")]
     meta = {"stamp": stamp, "workers": args.workers, "measure_s": args.measure,
             "warmup_s": args.warmup, "rate": args.rate, "cpus": os.cpu_count(),
-            "uname": os.uname().release, "loss_limit": LOSS_LIMIT}
+            "uname": os.uname().release, "loss_limit": LOSS_LIMIT,
+            "mark_flood": args.mark_flood}
     n = ladder[0]
     i = 0
     while True:

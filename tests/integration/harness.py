@@ -96,10 +96,13 @@ def echo_agent_binary(trunkline_binary):
 
 class Trunkline:
     """One trunkline process with its own config, rules and log file. Unless rules are given,
-    it routes every call to its own echo agent (started here, stopped with trunkline)."""
+    it routes every call to its own echo agent (started here, stopped with trunkline).
+    nofile=(soft, hard) starts it under that descriptor limit (through prlimit, same PID)."""
 
-    def __init__(self, binary, sip=None, media=None, rules=None, extra=None, agent_args=()):
+    def __init__(self, binary, sip=None, media=None, rules=None, extra=None, agent_args=(),
+                 nofile=None):
         self.binary = binary
+        self.nofile = nofile
         self.agent = None
         self.dir = tempfile.mkdtemp(prefix="tl-it-")
         self.port = free_port()
@@ -126,8 +129,10 @@ class Trunkline:
 
     def start(self, timeout=15.0):
         self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen([self.binary, "--config", self.config_path, "--log-level", "debug"],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        cmd = [self.binary, "--config", self.config_path, "--log-level", "debug"]
+        if self.nofile:
+            cmd = ["prlimit", f"--nofile={self.nofile[0]}:{self.nofile[1]}", "--"] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if "ready" in self.log():
@@ -265,8 +270,17 @@ class SippBg:
 
 
 def run(tests):
-    """Runs test functions (each takes the trunkline binary path); prints the summary line."""
+    """Runs test functions (each takes the trunkline binary path); prints the summary line.
+    TL_IT_ONLY=name1,name2 in the environment runs only those (scripts/mutants.sh uses it); a
+    name that is not in the file fails the run."""
     binary = os.path.abspath(sys.argv[1])
+    only = [n for n in os.environ.get("TL_IT_ONLY", "").split(",") if n]
+    if only:
+        missing = set(only) - {t.__name__ for t in tests}
+        if missing:
+            print(f"TL_IT_ONLY: no test named {', '.join(sorted(missing))}", flush=True)
+            sys.exit(1)
+        tests = [t for t in tests if t.__name__ in only]
     passed = failed = 0
     for t in tests:
         start = time.time()

@@ -338,7 +338,11 @@ class RtpPeer:
           packet counts twice here (the late interval and the short one after it);
         - slots: how far each packet is from its 20 ms slot (slot k = sequence offset k, the
           grid placed at the median offset), |arrival - slot| p50/p95/p99/max; a late packet
-          counts once, and drift or bunching shows as a growing offset.
+          counts once, and drift or bunching shows as a growing offset;
+        - what holds on any machine: the mean interval over the whole stream, and how far the
+          earliest packet is ahead of its slot (early_max): a load-delayed sender is late and
+          then catches up to its slots, only a sender that bursts gets ahead of them. Also
+          the intervals under 5 ms (catch-ups) and the most packets within any 20 ms.
         Returns None with fewer than 3 packets."""
         pkts = self.received[skip:]
         if len(pkts) < 3:
@@ -355,7 +359,17 @@ class RtpPeer:
         off = [(t - ts[0]) * 1000.0 - 20.0 * k for t, k in zip(ts, ks)]
         base = pct(off, 0.5)
         slot = [abs(o - base) for o in off]
-        return {"n": len(iv), "median_iv": pct(iv, 0.5), "p50": pct(dev, 0.5),
+        # bursts: the most packets that arrived within any 20 ms
+        most, j = 1, 0
+        for i in range(len(ts)):
+            while ts[i] - ts[j] >= 0.020:
+                j += 1
+            most = max(most, i - j + 1)
+        return {"n": len(iv), "median_iv": pct(iv, 0.5),
+                "mean_iv": (ts[-1] - ts[0]) * 1000.0 / len(iv),
+                "short_iv": sum(1 for x in iv if x < 5.0), "most_in_20ms": most,
+                "early_max": max(base - o for o in off),
+                "p50": pct(dev, 0.5),
                 "p95": pct(dev, 0.95), "p99": pct(dev, 0.99), "max": max(dev),
                 "slot_p50": pct(slot, 0.5), "slot_p95": pct(slot, 0.95),
                 "slot_p99": pct(slot, 0.99), "slot_max": max(slot),

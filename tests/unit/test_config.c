@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "tl_test.h"
+#include "trunkline/rules.h"
 #include "trunkline/config.h"
 
 #ifndef TL_SOURCE_DIR
@@ -462,6 +463,44 @@ static void test_examples(void)
 	tl_config_destroy(cfg);
 }
 
+/* sip.transfer_ringback: "us" (default), "eu", "none"; anything else is refused where it is. */
+static void test_transfer_ringback(void)
+{
+	static const struct {
+		const char *value;
+		enum tl_tone_ringback want;
+	} ok[] = {{"\"us\"", TL_TONE_RINGBACK_US},
+	          {"\"eu\"", TL_TONE_RINGBACK_EU},
+	          {"\"none\"", TL_TONE_RINGBACK_NONE}};
+	struct tl_config *cfg = NULL;
+	struct tl_err err = {0};
+	char text[256];
+	const char *path;
+
+	tl_test_put("rules.json", good_rules);
+	path = tl_test_put("config.json", "{\"rules\": \"rules.json\"}");
+	TL_CHECK_INT(tl_config_load(&cfg, path, &err), 0);
+	TL_CHECK_INT(cfg ? (int)cfg->transfer_ringback : -1, TL_TONE_RINGBACK_US);
+	tl_config_destroy(cfg);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text),
+		         "{\"rules\": \"rules.json\", \"sip\": {\"transfer_ringback\": %s}}",
+		         ok[i].value);
+		path = tl_test_put("config.json", text);
+		cfg = NULL;
+		TL_CHECK_INT(tl_config_load(&cfg, path, &err), 0);
+		TL_CHECK_INT(cfg ? (int)cfg->transfer_ringback : -1, ok[i].want);
+		tl_config_destroy(cfg);
+	}
+	expect_err("{\"rules\": \"rules.json\",\n \"sip\": {\"transfer_ringback\": \"uk\"}}", NULL,
+	           "config.json", 2, 31,
+	           "\"transfer_ringback\" must be \"us\", \"eu\" or \"none\"");
+	expect_err("{\"rules\": \"rules.json\", \"sip\": {\"transfer_ringback\": 1}}", NULL,
+	           "config.json", 1, 54, "\"transfer_ringback\" must be");
+	expect_err("{\"rules\": \"rules.json\", \"sip\": {\"transfer_ringback\": \"US\"}}", NULL,
+	           "config.json", 1, 54, "\"transfer_ringback\" must be");
+}
+
 int main(void)
 {
 	int rc;
@@ -480,6 +519,7 @@ int main(void)
 	TL_TEST_RUN(test_rules_load);
 	TL_TEST_RUN(test_rules_load_errors);
 	TL_TEST_RUN(test_examples);
+	TL_TEST_RUN(test_transfer_ringback);
 	rc = TL_TEST_END();
 	tl_test_tmpdir_remove();
 	return rc;

@@ -1,7 +1,7 @@
 /* Media engine tests over real UDP on 127.0.0.1: a fake PBX exchanges RTP/RTCP with streams on
  * one engine (1 worker). Uplink µ-law passthrough, A-law and L16 16 kHz conversion, reordering,
  * concealment and duplicates; downlink pacing, marks, clear, playout bound; RFC 4733 both ways;
- * symmetric RTP, hold, RTCP, and the stream lifecycle. Every wait is bounded. */
+ * symmetric RTP (NAT learning), hold, RTCP, and the stream lifecycle. Every wait is bounded. */
 #include "trunkline/g711.h"
 #include "trunkline/media.h"
 #include "trunkline/rtp.h"
@@ -512,7 +512,8 @@ static void test_reorder(void)
 	expect_frame(c, 8, 0xFF, 200); /* µ-law silence */
 	t = mono_ms() - t;
 	fprintf(stderr, "  gap concealed after %.1f ms\n", t);
-	TL_CHECK(t >= 39 && t <= 120);
+	/* never before the wait; after it, by a tick plus however late a loaded worker wakes */
+	TL_CHECK(t >= 39 && t <= 300);
 	expect_frame(c, 9, 0x18, 50);
 	expect_frame(c, 10, 0x19, 50);
 	expect_frame(c, 11, 0x1A, 50);
@@ -649,7 +650,8 @@ static void test_downlink_pacing(void)
 	static uint8_t tone[8000];
 	static struct pkt pk[120];
 	int n = 0, first = -1, bad_hdr = 0, bad_payload = 0, toned = 0, sil_ok = 0, off = 0;
-	double grid[50], sorted[50], median, t_play, end, maxdev = 0;
+	int shorts = 0, most = 1, sil_after = 0;
+	double grid[56], sorted[56], median, drift, t_play, end, maxdev = 0, early = 0;
 
 	if (!c)
 		return;
@@ -678,10 +680,15 @@ static void test_downlink_pacing(void)
 	TL_CHECK(first >= 0);
 	if (first < 0 || n < first + 56)
 		goto out;
-	fprintf(stderr, "  first audio %.1f ms after play\n", pk[first].at - t_play);
-	TL_CHECK(pk[first].at - t_play < 45);
-	for (int i = 0; i < first; i++)
+	/* Audio starts with the next frame: after play, at most the frame being sent then is
+	 * silence (however late the worker wakes, the frames it sends then are audio). */
+	for (int i = 0; i < first; i++) {
 		TL_CHECK(is_silence(&pk[i]));
+		sil_after += pk[i].at > t_play;
+	}
+	fprintf(stderr, "  first audio %.1f ms after play, %d silent frame(s) between\n",
+	        pk[first].at - t_play, sil_after);
+	TL_CHECK(sil_after <= 1);
 	for (int k = 0; k < 56; k++) {
 		const struct pkt *p = &pk[first + k];
 		if (k > 0)
@@ -693,9 +700,7 @@ static void test_downlink_pacing(void)
 			bad_payload += memcmp(p->pl, tone + k * 160, 160) != 0;
 			toned += ulaw_has_tone(p->pl, 160);
 		} else {
-			/* the buffer is empty: comfort silence, every 20 ms */
-			double d = p->at - pk[first + k - 1].at;
-			sil_ok += is_silence(p) && d > 15 && d < 25;
+			sil_ok += is_silence(p); /* the buffer is empty: comfort silence */
 		}
 	}
 	TL_CHECK_INT(bad_hdr, 0);
@@ -707,28 +712,39 @@ static void test_downlink_pacing(void)
 		sorted[k - 2] = pk[first + k].at - pk[first + k - 1].at;
 	qsort(sorted, 48, sizeof(double), cmp_double);
 	median = sorted[24];
-	/* Jitter against the 20 ms grid the packets should sit on (frame k at first + 20 k,
-	 * shifted by the median offset). Each arrival holds the worker's wake-up latency too: on
-	 * an idle machine all are within 2 ms, on a loaded one a few are late (seen: 4.4 ms with
-	 * compilers on both cores, 15 ms with two busy loops). So five may be, by under 10 ms;
-	 * two frames per tick or catch-up bursts drift much further. */
-	for (int k = 0; k < 50; k++)
-		sorted[k] = grid[k] = pk[first + k].at - pk[first].at - 20.0 * k;
-	qsort(sorted, 50, sizeof(double), cmp_double);
-	for (int k = 1; k < 50; k++) {
-		double dev = fabs(grid[k] - sorted[25]);
+	/* Offsets from the 20 ms grid (frame k at first + 20 k). Each arrival holds the worker's
+	 * wake-up latency, which on a loaded machine can be anything (seen: 4.4 ms with compilers
+	 * on both cores, 60 ms with six builds), so that is printed, not checked. What holds
+	 * however loaded: a late wake-up sends the frames that were due at once, so the clock
+	 * keeps pace (the typical offset does not drift: 10 ms over the 40 frames between the
+	 * first and last ten would be a 19.75 or 20.25 ms tick), a frame may be late but never
+	 * ahead of its slot (two frames a tick, or a queue sent at once, would be), and most
+	 * intervals are 20 ms. The six silent frames after the audio keep the same clock. */
+	for (int k = 0; k < 56; k++)
+		grid[k] = pk[first + k].at - pk[first].at - 20.0 * k;
+	memcpy(sorted, grid, sizeof(grid));
+	qsort(sorted, 10, sizeof(double), cmp_double);
+	qsort(sorted + 40, 10, sizeof(double), cmp_double);
+	drift = (sorted[44] + sorted[45]) / 2 - (sorted[4] + sorted[5]) / 2;
+	memcpy(sorted, grid, sizeof(grid));
+	qsort(sorted, 56, sizeof(double), cmp_double);
+	for (int k = 1; k < 56; k++) {
+		double dev = fabs(grid[k] - sorted[28]);
 		maxdev = dev > maxdev ? dev : maxdev;
+		early = sorted[28] - grid[k] > early ? sorted[28] - grid[k] : early;
 		off += dev >= 2;
+		shorts += pk[first + k].at - pk[first + k - 1].at < 5;
+		for (int j = k - 1; j >= 0 && pk[first + k].at - pk[first + j].at < 20; j--)
+			most = k - j + 1 > most ? k - j + 1 : most;
 	}
-	fprintf(
-	    stderr,
-	    "  downlink: median interval %.2f ms, max deviation %.2f ms, %d frames off by 2 ms\n",
-	    median, maxdev, off);
+	fprintf(stderr,
+	        "  downlink: median interval %.2f ms, drift %.2f ms, earliest %.2f ms ahead of its "
+	        "slot; %d under 5 ms, at most %d in 20 ms, max deviation %.2f ms, %d frames off by "
+	        "2 ms\n",
+	        median, drift, early, shorts, most, maxdev, off);
 	TL_CHECK(median > 19 && median < 21);
-	TL_CHECK(off <= 5);
-	TL_CHECK(maxdev < 10);
-	/* and the clock keeps pace: 49 intervals are 980 ms */
-	TL_CHECK(fabs(pk[first + 49].at - pk[first].at - 980) < 10);
+	TL_CHECK(fabs(drift) < 5);
+	TL_CHECK(early < 5);
 out:
 	call_close(c);
 }
@@ -774,8 +790,10 @@ static void test_marks(void)
 	TL_CHECK_INT(order, 2);
 	TL_CHECK(audio7 >= 10 && audio7 <= 11);
 	TL_CHECK(audio8 >= 20 && audio8 <= 21);
+	/* Frames, not times, say when (a loaded machine delays the reports; test_stream.c checks
+	 * the exact frame): never early, though. */
 	TL_CHECK(t7 - t0 >= 175);
-	TL_CHECK(t8 - t7 >= 175 && t8 - t7 <= 260);
+	TL_CHECK(t8 - t7 >= 175);
 	TL_CHECK_INT(next_event(c, &ev, 50), 0);
 	call_close(c);
 }
@@ -787,6 +805,7 @@ static void test_clear(void)
 	struct tl_media_event ev;
 	struct pkt p;
 	int audio = 0, got9 = 0, early = 0, late_audio = 0, resumed = 0, marker = 0;
+	int after_clear = 0;
 	double t_clear, t_sil = 0, end;
 
 	if (!c)
@@ -808,7 +827,8 @@ static void test_clear(void)
 	while (mono_ms() < end) {
 		if (!got9 && next_event(c, &ev, 0) && ev.kind == TL_MEDIA_EV_MARK && ev.mark == 9) {
 			got9 = 1;
-			TL_CHECK(rt_ms() - t_clear < 60);
+			/* at once, not when the cleared audio would have played (5 s) */
+			TL_CHECK(rt_ms() - t_clear < 1000);
 		}
 		if (pbx_recv(c->pbx.rtp, &p, 5) != 1)
 			continue;
@@ -816,10 +836,15 @@ static void test_clear(void)
 			t_sil = p.at;
 		else if (t_sil != 0 && !is_silence(&p))
 			late_audio++;
+		else if (t_sil == 0 && p.at > t_clear)
+			after_clear++;
 	}
-	fprintf(stderr, "  clear: silence %.1f ms after clear\n", t_sil - t_clear);
+	fprintf(stderr, "  clear: silence %.1f ms after clear, %d audio frame(s) between\n",
+	        t_sil - t_clear, after_clear);
 	TL_CHECK_INT(got9, 1);
-	TL_CHECK(t_sil > 0 && t_sil - t_clear <= 45);
+	/* Only the frame being sent at the clear may still be audio, however late the worker
+	 * wakes (test_stream.c checks the exact frame). */
+	TL_CHECK(t_sil > 0 && after_clear <= 1);
 	TL_CHECK_INT(late_audio, 0);
 
 	/* audio played after a clear is not cleared */
@@ -977,10 +1002,14 @@ static void test_dtmf_out(void)
 
 /* ---- addressing and direction ---- */
 
+/* A PBX behind NAT: its SDP names the decoy, its packets come from elsewhere. The source is
+ * learned from 4 consecutive packets (tests/unit/test_rtp_source.c has the rules). */
 static void test_symmetric(void)
 {
 	struct pair decoy;
 	struct opts o = pcmu;
+	struct tl_media_event ev;
+	struct tl_media_stats st;
 	struct call *c;
 	uint8_t sil[160];
 	struct pkt p;
@@ -1000,14 +1029,24 @@ static void test_symmetric(void)
 	TL_CHECK_INT(pbx_recv(decoy.rtp, &p, 200), 1);
 	TL_CHECK_INT(pbx_drain(c->pbx.rtp, NULL), 0);
 	memset(sil, 0xFF, sizeof(sil));
-	pbx_audio(c, 0, 0, sil);
+	for (unsigned i = 0; i < 3; i++)
+		pbx_audio(c, 0, i, sil);
+	sleep_ms(60);
+	TL_CHECK_INT(pbx_drain(c->pbx.rtp, NULL), 0); /* three are not enough */
+	TL_CHECK_INT(next_event(c, &ev, 0), 0);
+	pbx_audio(c, 0, 3, sil);
 	r = pbx_recv(c->pbx.rtp, &p, 200);
 	TL_CHECK_INT(r, 1);
 	TL_CHECK(r == 1 && p.pt == 0);
+	TL_CHECK_INT(next_event(c, &ev, 200), 1);
 	sleep_ms(30);
 	pbx_drain(decoy.rtp, NULL);
 	TL_CHECK_INT(pbx_recv(decoy.rtp, &p, 100), 0);
 	TL_CHECK(pbx_drain(c->pbx.rtp, NULL) >= 3);
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.rx_packets, 1);
+	TL_CHECK_INT(st.rx_learning, 3);
+	TL_CHECK_INT(st.rx_foreign, 0);
 	call_close(c);
 	pair_close(&decoy);
 }
@@ -1155,6 +1194,71 @@ static void test_create_refused(void)
 	pair_close(&local);
 }
 
+/* Ringback on an A-law call: queued agent audio (1 kHz) plays first, then the US ringback from
+ * the start of its cadence, byte for byte; stop gives silence, a new start restarts the
+ * cadence, with a talkspurt's marker after the silence; a stream keeps its first kind. */
+static void test_ringback(void)
+{
+	struct opts o = {.codec = TL_CODEC_PCMA, .pt = 8, .te_pt = 101};
+	struct call *c = call_open(engine, &o);
+	struct tl_tone_cadence cad;
+	uint8_t tone[10 * 160], want[160];
+	int16_t pcm[160];
+	uint32_t pos = 0;
+	char seen[64];
+	struct pkt p;
+	const char *q;
+	size_t r1, gap, r2;
+	int n = 0, marker_at = -1;
+
+	if (!c)
+		return;
+	TL_CHECK_INT(tl_tone_cadence_init(&cad, TL_TONE_RINGBACK_US, 8000), 0);
+	tone_ulaw(tone, sizeof(tone));
+	pbx_drain(c->pbx.rtp, NULL);
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), (int)sizeof(tone));
+	TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_US), 0);
+	TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_EU), -EBUSY);
+	while (n < 40 && pbx_recv(c->pbx.rtp, &p, 200) == 1) {
+		char k = '?';
+		if (p.pt == 8 && p.plen == 160) {
+			tl_g711_alaw_decode(pcm, p.pl, 160);
+			k = all_bytes(p.pl, 160, 0xD5)                  ? '-'
+			    : tl_tone_detect(pcm, 160, 8000, 1000) == 1 ? 'T'
+			                                                : 'x';
+		}
+		if (k == 'x') { /* ringback: the cadence's next 20 ms, exactly */
+			if (n > 0 &&
+			    seen[n - 1] == '-') { /* restarted: from the top, with a marker */
+				pos = 0;
+				marker_at = p.marker ? n : 99;
+			}
+			tl_tone_cadence_fill(&cad, &pos, pcm, 160);
+			tl_g711_alaw_encode(want, pcm, 160);
+			k = memcmp(want, p.pl, 160) == 0 ? 'R' : 'x';
+		}
+		seen[n++] = k;
+		if (n == 20)
+			TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_NONE), 0);
+		else if (n == 30)
+			TL_CHECK_INT(tl_media_stream_ringback(c->s, TL_TONE_RINGBACK_US), 0);
+	}
+	seen[n] = '\0';
+	fprintf(stderr, "  ringback: %s\n", seen);
+	TL_CHECK_INT(n, 40);
+	/* -?T{10}R{9,}-+R+: the agent's 10 frames (perhaps after a silent one sent before the
+	 * play), ringback from the cadence's start, silence once stopped, ringback restarted. */
+	q = seen + (seen[0] == '-');
+	TL_CHECK_INT(strspn(q, "T"), 10);
+	q += strspn(q, "T");
+	q += r1 = strspn(q, "R");
+	q += gap = strspn(q, "-");
+	q += r2 = strspn(q, "R");
+	TL_CHECK(r1 >= 9 && gap >= 1 && r2 >= 1 && *q == '\0');
+	TL_CHECK_INT(marker_at, (int)(n - r2));
+	call_close(c);
+}
+
 int main(void)
 {
 	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 60000};
@@ -1182,6 +1286,7 @@ int main(void)
 	TL_TEST_RUN(test_hold);
 	TL_TEST_RUN(test_lifecycle);
 	TL_TEST_RUN(test_create_refused);
+	TL_TEST_RUN(test_ringback);
 	TL_TEST_RUN(test_rtcp);
 
 	tl_media_destroy(engine);

@@ -1,6 +1,6 @@
 /* Reorder stage tests: in-order pass-through, swapped pair, gap concealed exactly at reorder_ms,
  * burst loss, late and duplicate drops, sequence wrap, big-jump resync both ways, -ENOBUFS on a
- * busy slot, reset, argument checks, and the stats invariant. */
+ * busy slot (also across the wrap), reset, argument checks, and the stats invariant. */
 #include "trunkline/reorder.h"
 #include "tl_test.h"
 
@@ -243,6 +243,33 @@ static void test_busy_slot(void)
 	tl_reorder_destroy(r);
 }
 
+/* -ENOBUFS across the 65535 -> 0 wrap: the busy slot's packet (0) comes after the push that
+ * found it (4), so the wait for everything before 0 is cut short although 0 < 65535 as plain
+ * integers. With a 4-slot ring, 0 and 4 share slot 0. */
+static void test_busy_slot_wrap(void)
+{
+	struct tl_reorder *r = mk(4);
+
+	TL_CHECK_INT(push(r, 65534, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 65534);
+	TL_CHECK_INT(push(r, 0, 1), 0); /* 65535 missing */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 41);
+	TL_CHECK_INT(push(r, 4, 2), -ENOBUFS); /* slot 0 holds 0 */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 0);
+	TL_CHECK_INT(pop(r, 2), -1000 - 65535); /* no wait for 65535 */
+	TL_CHECK_INT(pop(r, 2), 0);
+	TL_CHECK_INT(pop(r, 2), -1);
+	TL_CHECK_INT(push(r, 4, 3), 0); /* the slot is free again: 1..3 get their normal wait */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 43);
+	TL_CHECK_INT(pop(r, 42), -1);
+	TL_CHECK_INT(pop(r, 43), -1001);
+	TL_CHECK_INT(pop(r, 43), -1002);
+	TL_CHECK_INT(pop(r, 43), -1003);
+	TL_CHECK_INT(pop(r, 43), 4);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+}
+
 static void test_reset_and_args(void)
 {
 	struct tl_reorder *r = NULL;
@@ -289,6 +316,7 @@ int main(void)
 	TL_TEST_RUN(test_wrap);
 	TL_TEST_RUN(test_big_jump);
 	TL_TEST_RUN(test_busy_slot);
+	TL_TEST_RUN(test_busy_slot_wrap);
 	TL_TEST_RUN(test_reset_and_args);
 	return TL_TEST_END();
 }

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "route_int.h"
@@ -595,6 +596,46 @@ static void test_errors(void)
 	    4, 45, "unknown time zone \"Nowhere/X\"");
 }
 
+/* Repetition counts multiply what regcomp builds: past 1000 positions a regex is refused before
+ * regcomp runs ("[a-z]{1,32767}" alone took glibc over 20 s and 1.7 GB). */
+static void test_rx_size(void)
+{
+	static const char *const ok[] = {"^(\\\\+?1)?(9005550[0-9]{3}|2025550199)$",
+	                                 "[0-9]{1,1000}",
+	                                 "[[:digit:]]{1000}",
+	                                 "[]x{}]{999}a",
+	                                 "(a|b){1,500}",
+	                                 "x{2,}{333}",
+	                                 "\\\\{{1000}"};
+	static const char *const big[] = {"[0-9]{1,1001}", "(a|b){1,501}", "a+{501}",
+	                                  "((a{1,100}){1,100}){1,100}", "(.{1,40}x){25}"};
+	char text[512];
+	double t0 = (double)clock();
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text),
+		         R "  {\"agent\": \"bot\", \"match\": {\"from\": \"%s\"}}]}", ok[i]);
+		tl_rules_destroy(load(text));
+	}
+	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		char msg[200];
+
+		snprintf(text, sizeof(text),
+		         R "  {\"agent\": \"bot\", \"match\": {\"from\": \"%s\"}}]}", big[i]);
+		snprintf(msg, sizeof(msg),
+		         "regular expression \"%s\" is too large: its repetition counts expand it "
+		         "past 1000 positions",
+		         big[i]);
+		expect_err(text, 3, 38, msg);
+	}
+	expect_err(R "  {\"agent\": \"bot\", \"match\": {\"header\": {\"X-A\": "
+	             "\"^[a-z]{1,32767}(x|y|z|0123456789abcdefghijklmnopqrstuvwxyz)$\"}}}]}",
+	           3, 48,
+	           "regular expression \"^[a-z]{1,32767}(x|y|z|0123456789abcdefgh...\" is too "
+	           "large");
+	TL_CHECK((double)clock() - t0 < 0.5 * CLOCKS_PER_SEC);
+}
+
 struct trace_log {
 	char text[2048];
 };
@@ -680,6 +721,7 @@ int main(void)
 	TL_TEST_RUN(test_targets);
 	TL_TEST_RUN(test_params);
 	TL_TEST_RUN(test_errors);
+	TL_TEST_RUN(test_rx_size);
 	TL_TEST_RUN(test_trace);
 	rc = TL_TEST_END();
 	tl_test_tmpdir_remove();

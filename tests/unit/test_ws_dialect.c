@@ -416,6 +416,137 @@ static void test_parse_media_fast_path(void)
 	tl_wsd_in_free(&in);
 }
 
+static int utf8(const char *s)
+{
+	return tl_wsd_utf8_valid(s, strlen(s));
+}
+
+static void test_utf8(void)
+{
+	static const char *const good[] = {
+	    "",
+	    "plain ASCII, long enough to take the eight-byte path: {\"event\":\"mark\"}",
+	    "caf\xc3\xa9",
+	    "\xe2\x82\xac",
+	    "\xed\x9f\xbf",
+	    "\xee\x80\x80",
+	    "\xef\xbf\xbf",
+	    "\xf0\x90\x80\x80",
+	    "\xf4\x8f\xbf\xbf",
+	    "12345678\xc2\x80",
+	    "\xc2\x80"
+	    "12345678",
+	};
+	static const char *const bad[] = {
+	    "\x80",
+	    "\xbf",
+	    "\xc0\xaf",
+	    "\xc1\xbf",
+	    "\xe0\x80\xaf",
+	    "\xe0\x9f\xbf",
+	    "\xed\xa0\x80",
+	    "\xed\xbf\xbf",
+	    "\xf0\x8f\xbf\xbf",
+	    "\xf4\x90\x80\x80",
+	    "\xf5\x80\x80\x80",
+	    "\xff",
+	    "\xfe",
+	    "\xc3",
+	    "\xe2\x82",
+	    "\xf0\x90\x80",
+	    "\xc3\x28",
+	    "\xe2\x28\xa1",
+	    "abcdefgh\xff",
+	    "{\"name\":\"\xff\xfe\"}",
+	};
+	/* A NUL is valid UTF-8; so is a character split nowhere. */
+	TL_CHECK(tl_wsd_utf8_valid("a\0b", 3));
+	TL_CHECK(!tl_wsd_utf8_valid("\xe2\x82\xac", 2));
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (!utf8(good[i])) {
+			fprintf(stderr, "good[%zu] refused\n", i);
+			TL_CHECK(0);
+		}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (utf8(bad[i])) {
+			fprintf(stderr, "bad[%zu] accepted\n", i);
+			TL_CHECK(0);
+		}
+}
+
+static void test_close_text(void)
+{
+	char out[32];
+	const uint8_t plain[] = {0x03, 0xe8, 'b', 'y', 'e'};
+	const uint8_t nasty[] = {0xff, 0xff, '\n', 'x', '\r', 0xff, 0x00, 0x7f, 'y'};
+	uint8_t longer[125];
+
+	tl_wsd_close_text(out, sizeof(out), plain, sizeof(plain));
+	TL_CHECK_STR(out, "1000 bye");
+	tl_wsd_close_text(out, sizeof(out), plain, 2);
+	TL_CHECK_STR(out, "1000");
+	tl_wsd_close_text(out, sizeof(out), plain, 1);
+	TL_CHECK_STR(out, "");
+	tl_wsd_close_text(out, sizeof(out), nasty, sizeof(nasty));
+	TL_CHECK_STR(out, "65535 ?x????y");
+	memset(longer, 'r', sizeof(longer));
+	tl_wsd_close_text(out, sizeof(out), longer, sizeof(longer));
+	TL_CHECK_INT(strlen(out), sizeof(out) - 1);
+	tl_wsd_close_text(out, 3, plain, sizeof(plain)); /* not even the code fits */
+	TL_CHECK(strlen(out) < 3);
+}
+
+static void test_bucket(void)
+{
+	struct tl_wsd_bucket b;
+	int got = 0;
+
+	tl_wsd_bucket_init(&b, 50, 100, 1000);
+	for (int i = 0; i < 1000; i++)
+		got += tl_wsd_bucket_take(&b, 1000);
+	TL_CHECK_INT(got, 100); /* the burst, then nothing at the same instant */
+	TL_CHECK_INT(tl_wsd_bucket_take(&b, 1000 + 19999), 0);
+	TL_CHECK_INT(tl_wsd_bucket_take(&b, 1000 + 20000), 1); /* 50/s: one per 20 ms */
+	TL_CHECK_INT(tl_wsd_bucket_take(&b, 1000 + 20000), 0);
+	/* One second of a flood at 70,000 a second gets the rate, give or take one. */
+	got = 0;
+	for (int i = 1; i <= 70000; i++)
+		got += tl_wsd_bucket_take(&b, 21000 + (int64_t)i * 1000000 / 70000);
+	TL_CHECK(got >= 49 && got <= 51);
+	/* An hour of silence refills to the burst, no more; time going backwards takes nothing. */
+	got = 0;
+	for (int i = 0; i < 500; i++)
+		got += tl_wsd_bucket_take(&b, 3600000000ll);
+	TL_CHECK_INT(got, 100);
+	TL_CHECK_INT(tl_wsd_bucket_take(&b, 5), 0);
+}
+
+static void test_peek_control(void)
+{
+	static const struct {
+		const char *text;
+		int kind;
+	} cases[] = {
+	    {"{\"event\":\"mark\",\"mark\":{\"name\":\"a\"}}", TL_WSD_IN_MARK},
+	    {"{\"streamSid\":\"MZ1\",\"event\" : \"clear\"}", TL_WSD_IN_CLEAR},
+	    {"{\"event\":\"dtmf\",\"digit\":\"5\"}", TL_WSD_IN_DTMF},
+	    {"{\"event\":\"media\",\"media\":{\"payload\":\"AA==\"}}", 0},
+	    {"{\"event\":\"hangup\"}", 0},
+	    {"{\"event\":\"transfer\",\"target\":\"sip:a@b\"}", 0},
+	    {"{\"event\":\"mark\",\"event\":\"hangup\"}", 0},           /* two: Jansson decides */
+	    {"{\"event\":\"mark\",\"mark\":{\"name\":\"a\\\"b\"}}", 0}, /* escapes */
+	    {"[\"event\",\"mark\"]", 0},
+	    {"", 0},
+	    {"{\"event\":\"mar", 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (tl_wsd_peek_control(cases[i].text, strlen(cases[i].text)) != cases[i].kind) {
+			fprintf(stderr, "case %zu: %s\n", i, cases[i].text);
+			TL_CHECK(0);
+		}
+}
+
 int main(void)
 {
 	setup();
@@ -430,6 +561,10 @@ int main(void)
 	TL_TEST_RUN(test_parse_media_fast_path);
 	TL_TEST_RUN(test_pcm_join);
 	TL_TEST_RUN(test_marks);
+	TL_TEST_RUN(test_utf8);
+	TL_TEST_RUN(test_close_text);
+	TL_TEST_RUN(test_bucket);
+	TL_TEST_RUN(test_peek_control);
 	teardown();
 	return TL_TEST_END();
 }

@@ -1,8 +1,8 @@
 /* Allocation-failure injection for test_oom.c (one includer: everything here is static or a
  * link-time wrapper). The executable links with -Wl,--wrap=malloc,calloc,realloc,strdup,strndup,
- * free and --wrap=json_loadb,json_loads (tests/CMakeLists.txt): every allocation our static
- * libraries make goes through __wrap_*, which counts it, fails the k-th on demand and keeps the
- * live block in a table; main() routes Jansson's allocations to the same functions with
+ * free and --wrap=json_loadb,json_loads,json_load_callback (tests/CMakeLists.txt): every allocation
+ * our static libraries make goes through __wrap_*, which counts it, fails the k-th on demand and
+ * keeps the live block in a table; main() routes Jansson's allocations to the same functions with
  * json_set_alloc_funcs(__wrap_malloc, __wrap_free). Single-threaded. */
 #ifndef TL_OOM_H
 #define TL_OOM_H
@@ -177,6 +177,10 @@ json_t *__real_json_loadb(const char *buf, size_t len, size_t flags, json_error_
 json_t *__real_json_loads(const char *text, size_t flags, json_error_t *error);
 json_t *__wrap_json_loadb(const char *buf, size_t len, size_t flags, json_error_t *error);
 json_t *__wrap_json_loads(const char *text, size_t flags, json_error_t *error);
+json_t *__real_json_load_callback(json_load_callback_t callback, void *data, size_t flags,
+                                  json_error_t *error);
+json_t *__wrap_json_load_callback(json_load_callback_t callback, void *data, size_t flags,
+                                  json_error_t *error);
 
 static json_t *unswallow(json_t *root, long failed_before, json_error_t *error)
 {
@@ -208,6 +212,15 @@ json_t *__wrap_json_loads(const char *text, size_t flags, json_error_t *error)
 	long before = oom.failed;
 
 	return unswallow(__real_json_loads(text, flags, error), before, error);
+}
+
+/* The config reader feeds Jansson through a callback (connector/config/config.c). */
+json_t *__wrap_json_load_callback(json_load_callback_t callback, void *data, size_t flags,
+                                  json_error_t *error)
+{
+	long before = oom.failed;
+
+	return unswallow(__real_json_load_callback(callback, data, flags, error), before, error);
 }
 
 /* ---- the driver ---- */
