@@ -327,7 +327,7 @@ int tl_media_stream_dtmf(struct tl_media_stream *s, char digit)
 
 	if (!d)
 		return -EINVAL;
-	if (s->sdp.te_pt < 0)
+	if (atomic_load_explicit(&s->te_pt_pub, memory_order_relaxed) < 0)
 		return -ENOTSUP;
 	if (h - t >= TL_DTMF_SLOTS)
 		return -ENOSPC;
@@ -426,9 +426,18 @@ static int tx_dtmf(struct tl_media_stream *s)
 			return 0;
 		s->dtmf_digit = s->dtmf_q[t % TL_DTMF_SLOTS];
 		atomic_store_explicit(&s->dtmf_tail, t + 1, memory_order_release);
+		if (s->sdp.te_pt <
+		    0) { /* a re-INVITE dropped telephone-event since it was queued */
+			s->dtmf_digit = 0;
+			return 0;
+		}
 		s->dtmf_ts = s->tx_ts;
 		s->dtmf_ticks = 0;
 		s->dtmf_end_sent = 0;
+	}
+	if (s->sdp.te_pt < 0) { /* dropped mid-digit: stop rather than send payload type 255 */
+		s->dtmf_digit = 0;
+		return 0;
 	}
 	s->dtmf_ticks++;
 	int end = s->dtmf_ticks > 5;
@@ -568,6 +577,17 @@ static void send_rtcp(struct tl_media_stream *s, int64_t now)
 		       (const struct sockaddr *)&s->src.rtcp_to, s->src.rtcp_to_len);
 }
 
+static void publish_stats(struct tl_media_stream *s)
+{
+	struct tl_reorder_stats rs;
+
+	tl_reorder_stats_get(s->reorder, &rs);
+	atomic_store_explicit(&s->st_rx_late, rs.late, memory_order_relaxed);
+	atomic_store_explicit(&s->st_rx_dup, rs.duplicate, memory_order_relaxed);
+	atomic_store_explicit(&s->st_rx_lost, rs.lost, memory_order_relaxed);
+	atomic_store_explicit(&s->st_jitter, tl_rtp_jitter_get(&s->jitter), memory_order_relaxed);
+}
+
 void tl_stream_tick(struct tl_media_stream *s, int64_t now)
 {
 	uint8_t *payload = s->w->out_buf + TL_RTP_HDR_LEN;
@@ -586,6 +606,7 @@ void tl_stream_tick(struct tl_media_stream *s, int64_t now)
 	}
 	s->tx_ts += 160;
 	report_marks(s);
+	publish_stats(s);
 	if (now >= s->next_rtcp_ms) {
 		send_rtcp(s, now);
 		s->next_rtcp_ms = now + TL_RTCP_INTERVAL;
@@ -598,6 +619,7 @@ void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *r
                      const struct tl_sdp_media *sdp)
 {
 	s->sdp = *sdp;
+	atomic_store_explicit(&s->te_pt_pub, sdp->te_pt, memory_order_relaxed);
 	/* A new address from SDP (re-INVITE, UPDATE, the ACK's answer) is where packets go, and
 	 * where the source is learned from again; the same one keeps the source we have. */
 	tl_rtp_source_set_sdp(&s->src, remote);
@@ -704,8 +726,6 @@ void tl_stream_free(struct tl_media_stream *s)
 
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st)
 {
-	struct tl_reorder_stats rs;
-
 	memset(st, 0, sizeof(*st));
 	st->rx_packets = atomic_load_explicit(&s->st_rx_packets, memory_order_relaxed);
 	st->rx_bytes = atomic_load_explicit(&s->st_rx_bytes, memory_order_relaxed);
@@ -719,10 +739,9 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->rtcp_dropped = atomic_load_explicit(&s->src.rtcp_dropped, memory_order_relaxed);
 	if (atomic_load_explicit(&s->src.have_foreign, memory_order_acquire))
 		memcpy(&st->foreign_from, &s->src.foreign_from, s->src.foreign_from_len);
-	/* Reorder counters are worker-owned plain integers: a racy but harmless snapshot. */
-	tl_reorder_stats_get(s->reorder, &rs);
-	st->rx_late = rs.late;
-	st->rx_dup = rs.duplicate;
-	st->rx_lost = rs.lost;
-	st->jitter_ms = tl_rtp_jitter_get(&s->jitter) / 8;
+	/* As of the worker's last tick (publish_stats). */
+	st->rx_late = atomic_load_explicit(&s->st_rx_late, memory_order_relaxed);
+	st->rx_dup = atomic_load_explicit(&s->st_rx_dup, memory_order_relaxed);
+	st->rx_lost = atomic_load_explicit(&s->st_rx_lost, memory_order_relaxed);
+	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed) / 8;
 }

@@ -186,7 +186,7 @@ void tl_wsc_start(struct tl_ws_conn *c)
 	wsi = lws_client_connect_via_info(&i);
 	c->in_connect = 0;
 	if (!wsi || c->sync_failed) {
-		c->wsi = wsi;
+		c->wsi = c->wsi_gone ? NULL : wsi;
 		conn_end(c, c->reason[0] ? c->reason : "cannot start connecting");
 		tl_wsc_kill(c);
 		return;
@@ -230,6 +230,15 @@ static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
 /* The socket is gone (CLIENT_CLOSED or WSI_DESTROY) while we still held it. */
 static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 {
+	if (c->in_connect) {
+		/* Destroyed inside lws_client_connect_via_info: tl_wsc_start reports and frees us
+		 * once it returns, and must not touch the wsi, which is gone. */
+		if (!c->reason[0])
+			snprintf(c->reason, sizeof(c->reason), "connection lost while connecting");
+		c->sync_failed = 1;
+		c->wsi_gone = 1;
+		return;
+	}
 	if (c->state != TL_WSC_CLOSING)
 		conn_end(c, c->reason[0] ? c->reason : "connection lost");
 	c->wsi = wsi;

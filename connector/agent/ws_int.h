@@ -184,10 +184,10 @@ struct tl_ws_conn {
 	struct lws *wsi;
 	uint64_t call;
 	enum tl_wsc_state state;
-	unsigned linked : 1, in_connect : 1, sync_failed : 1, sent_connected : 1, sent_start : 1,
-	    opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1, warned_dtmf : 1,
-	    warned_binary : 1, ended : 1, rx_paused : 1, turn_paused : 1, warned_ctl : 1,
-	    warned_choked : 1;
+	unsigned linked : 1, in_connect : 1, sync_failed : 1, wsi_gone : 1, sent_connected : 1,
+	    sent_start : 1, opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1,
+	    warned_dtmf : 1, warned_binary : 1, ended : 1, rx_paused : 1, turn_paused : 1,
+	    warned_ctl : 1, warned_choked : 1;
 	char reason[128];                 /* FAILED / CLOSED reason when lws gave one */
 	enum lws_close_status close_code; /* REFUSING */
 	const char *close_why;            /* REFUSING: a string literal, for the agent */

@@ -1,6 +1,6 @@
 /* Caller metadata (connector/sip/meta.c): tl_meta_from_text on an arbitrary "SIP request", then
- * tl_route_expand (connector/route/route_match.c) of templates that name the fields it produced and of
- * the request's own lines, so both see attacker-controlled INVITE text as the daemon does. */
+ * tl_route_expand (connector/route/route_match.c) of templates that name the fields it produced and
+ * of the request's own lines, so both see attacker-controlled INVITE text as the daemon does. */
 #include <string.h>
 
 #include <jansson.h>
