@@ -1,6 +1,6 @@
-/* The bridge between a SIP call and its audio: creates the call's media stream on the
- * negotiated SDP, connects the route's agent over WebSocket, and turns agent events (open,
- * failure, close, hangup, transfer) into SIP actions. Runs on the SIP thread. */
+/* The bridge between a SIP call and its audio: creates, updates and stops the call's media
+ * stream on the negotiated SDP and its agent WebSocket connection. It decides nothing about the
+ * call (call.c does, agent events included). Runs on the SIP thread. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -208,45 +208,21 @@ void tl_bridge_stop(struct tl_call *call)
 	call->stream = NULL;
 }
 
-static struct tl_call *call_by_num(struct tl_sip *sip, uint64_t num)
+void tl_bridge_agent_gone(struct tl_call *call)
 {
-	for (struct tl_call *c = sip->calls; c; c = c->next)
-		if (c->num == num)
-			return c;
-	return NULL;
+	call->agent_started = 0; /* the agent client already forgot the connection */
 }
 
-void tl_bridge_on_ws_event(void *arg, const struct tl_ws_event *ev)
+/* Until the PBX reports a transfer's outcome the caller hears ringback, not silence. The
+ * stream stays when the agent goes; tl_bridge_stop ends the tone with the call. */
+void tl_bridge_ringback(struct tl_call *call)
 {
-	struct tl_sip *sip = arg;
-	struct tl_call *call = call_by_num(sip, ev->call);
+	enum tl_tone_ringback kind = call->sip->cfg->transfer_ringback;
+	int err;
 
-	if (!call || call->state == TL_CALL_ENDING)
-		return; /* the call ended while the event was queued */
-	switch (ev->kind) {
-	case TL_WS_EV_OPEN:
-		tl_log_info(call->call_id, "agent connected");
-		tl_call_agent_ready(call);
-		break;
-	case TL_WS_EV_FAILED:
-		tl_log_warn(call->call_id, "agent unreachable: %s", ev->reason);
-		call->agent_started = 0;
-		tl_call_forward(call, call->route->fallback, "unavailable");
-		break;
-	case TL_WS_EV_CLOSED:
-		tl_log_warn(call->call_id, "agent left the call: %s", ev->reason);
-		call->agent_started = 0;
-		tl_call_forward(call, call->route->fallback, "unavailable");
-		break;
-	case TL_WS_EV_HANGUP:
-		tl_log_info(call->call_id, "agent hung up");
-		tl_call_hangup(call, 480, "SIP;cause=200;text=\"Agent hung up\"");
-		break;
-	case TL_WS_EV_TRANSFER:
-		tl_log_info(call->call_id, "agent asks for a transfer to %s",
-		            ev->target[0] ? ev->target : "the route's fallback");
-		tl_call_forward(call, ev->target[0] ? ev->target : call->route->fallback,
-		                "deflection");
-		break;
-	}
+	if (!call->stream || kind == TL_TONE_RINGBACK_NONE)
+		return;
+	err = tl_media_stream_ringback(call->stream, kind);
+	if (err < 0)
+		tl_log_warn(call->call_id, "no ringback during the transfer: %s", strerror(-err));
 }

@@ -1,9 +1,11 @@
-/* Per-call SIP state: metadata, RTP ports, SDP offer/answer across INVITE, re-INVITE, UPDATE
- * and ACK. Media streaming and the agent connection plug in at tl_call_answer's hook. */
-#include <arpa/inet.h>
+/* The call state machine, and its only owner: a call's state (NEW, ANSWERED, CONFIRMED,
+ * ENDING) changes here and nowhere else, and here is decided what each SIP request, agent event
+ * and timer does to the call: answer, refuse, forward (302 before answer, REFER after), hang
+ * up. The bridge (bridge.c) only starts, updates and stops the media stream and the agent
+ * connection; forward.c only builds and sends 302 and REFER and reads NOTIFY bodies;
+ * call_info.c reads the INVITE. One timer per purpose: answer delay, maximum duration, REFER
+ * outcome. SIP thread. */
 #include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,155 +25,7 @@
 #include "trunkline/meta.h"
 #include "trunkline/route.h"
 
-#define TL_CALL_MAX_HEADERS 128
-#define TL_SDP_MAX          2048
-
-static int is_wildcard(const char *a)
-{
-	return !a || !*a || strcmp(a, "0.0.0.0") == 0 || strcmp(a, "::") == 0;
-}
-
-static int is_ip_literal(const char *s)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-	return s && (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1);
-}
-
-/* First non-loopback IPv4 address of this host, for SDP when bound to a wildcard. */
-void tl_call_host_addr(char *out, size_t size)
-{
-	struct ifaddrs *ifa, *i;
-
-	snprintf(out, size, "127.0.0.1");
-	if (getifaddrs(&ifa) < 0)
-		return;
-	for (i = ifa; i; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
-		    (i->ifa_flags & IFF_LOOPBACK))
-			continue;
-		inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out,
-		          (socklen_t)size);
-		break;
-	}
-	freeifaddrs(ifa);
-}
-
-/* The address we put in c=: configured public media address, else the configured bind
- * address, else the Request-URI host the PBX used to reach us, else an interface address. */
-static void pick_local_addr(struct tl_call *call, const sip_t *req)
-{
-	const struct tl_config *cfg = call->sip->cfg;
-	const char *ruri_host = req->sip_request->rq_url->url_host;
-	char host[64];
-
-	if (cfg->media_public) {
-		snprintf(call->local_addr, sizeof(call->local_addr), "%s", cfg->media_public);
-	} else if (!is_wildcard(cfg->media_address)) {
-		snprintf(call->local_addr, sizeof(call->local_addr), "%s", cfg->media_address);
-	} else if (ruri_host) {
-		size_t n = strlen(ruri_host);
-		if (n > 2 && ruri_host[0] == '[' && n - 2 < sizeof(host)) {
-			memcpy(host, ruri_host + 1, n - 2);
-			host[n - 2] = '\0';
-		} else {
-			snprintf(host, sizeof(host), "%s", ruri_host);
-		}
-		if (is_ip_literal(host) && !is_wildcard(host))
-			snprintf(call->local_addr, sizeof(call->local_addr), "%s", host);
-		else
-			tl_call_host_addr(call->local_addr, sizeof(call->local_addr));
-	} else {
-		tl_call_host_addr(call->local_addr, sizeof(call->local_addr));
-	}
-}
-
-static void trace_route(void *arg, const struct tl_route *route, const char *why)
-{
-	struct tl_call *call = arg;
-
-	tl_log_debug(call->call_id, "route \"%s\": %s", route->name, why ? why : "match");
-}
-
-/* First matching route of the rules in force; the call keeps those rules until it ends. */
-static int pick_route(struct tl_call *call, const struct tl_meta_header *mh, size_t n)
-{
-	struct tl_route_trace trace = {trace_route, call};
-	struct tl_route_header hdrs[TL_CALL_MAX_HEADERS];
-	struct tl_route_call rc = {
-	    .meta = call->meta,
-	    .hdrs = hdrs,
-	    .n_hdrs = n,
-	    .source = call->source.ss_family ? (const struct sockaddr *)&call->source : NULL,
-	    .now = time(NULL),
-	    .active = call->sip->rules->active,
-	};
-
-	for (size_t i = 0; i < n; i++)
-		hdrs[i] = (struct tl_route_header){mh[i].name, mh[i].value};
-
-	call->rules = tl_rules_ref(call->sip->rules);
-	call->route = tl_route_pick(call->rules, &rc, tl_log_enabled(TL_LOG_DEBUG) ? &trace : NULL);
-	if (call->route)
-		call->rules->active[call->route->index]++;
-	return 0;
-}
-
-/* A reload carries each route's active count over to the route of the same name in the new
- * rules, so the rules in force count every call on that route, old snapshot or new. */
-static void release_route(struct tl_call *call)
-{
-	struct tl_rules *now = call->sip->rules;
-
-	if (call->rules->active[call->route->index] > 0)
-		call->rules->active[call->route->index]--;
-	if (now == call->rules)
-		return;
-	for (size_t i = 0; i < now->n_routes; i++)
-		if (strcmp(now->route_tab[i].name, call->route->name) == 0 && now->active[i] > 0)
-			now->active[i]--;
-}
-
-static int build_meta(struct tl_call *call, const sip_t *req, msg_t *msg)
-{
-	struct tl_meta_header hdrs[TL_CALL_MAX_HEADERS];
-	char values[TL_CALL_MAX_HEADERS][512];
-	char ruri[512];
-	msg_header_t **head = msg_chain_head(msg);
-	size_t n = 0;
-
-	url_e(ruri, sizeof(ruri), req->sip_request->rq_url);
-	ruri[sizeof(ruri) - 1] = '\0';
-	snprintf(call->ruri_host, sizeof(call->ruri_host), "%s",
-	         req->sip_request->rq_url->url_host ? req->sip_request->rq_url->url_host : "");
-	/* Sofia's Contact carries no transport parameter when UDP and TCP share a port; a PBX
-	 * that reached us over TCP must keep using TCP for the dialog. */
-	if (req->sip_via && req->sip_via->v_protocol &&
-	    su_casematch(req->sip_via->v_protocol, sip_transport_tcp) && call->ruri_host[0])
-		snprintf(call->contact, sizeof(call->contact), "<sip:%s%s%s;transport=tcp>",
-		         call->ruri_host, req->sip_request->rq_url->url_port ? ":" : "",
-		         req->sip_request->rq_url->url_port ? req->sip_request->rq_url->url_port
-		                                            : "");
-	for (sip_header_t *h = head ? (sip_header_t *)*head : NULL; h && n < TL_CALL_MAX_HEADERS;
-	     h = (sip_header_t *)h->sh_succ) {
-		int hash = h->sh_class->hc_hash;
-		if (hash == msg_unknown_hash) {
-			hdrs[n].name = h->sh_unknown->un_name;
-			hdrs[n].value = h->sh_unknown->un_value ? h->sh_unknown->un_value : "";
-		} else if (hash >= 0 && h->sh_class->hc_name) {
-			if (msg_header_field_e(values[n], sizeof(values[n]), (msg_header_t *)h, 0) <
-			    0)
-				continue;
-			values[n][sizeof(values[n]) - 1] = '\0';
-			hdrs[n].name = h->sh_class->hc_name;
-			hdrs[n].value = values[n];
-		} else {
-			continue;
-		}
-		n++;
-	}
-	int err = tl_meta_build(&call->meta, ruri, hdrs, n);
-	return err < 0 ? err : pick_route(call, hdrs, n);
-}
+#define TL_SDP_MAX 2048
 
 int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
                    msg_t *msg)
@@ -191,13 +45,13 @@ int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, c
 	ai = msg ? msg_addrinfo(msg) : NULL;
 	if (ai && ai->ai_addrlen <= sizeof(call->source))
 		memcpy(&call->source, ai->ai_addr, ai->ai_addrlen);
-	err = msg ? build_meta(call, req, msg) : -EINVAL;
+	err = msg ? tl_call_read_invite(call, req, msg) : -EINVAL;
 	if (err < 0)
 		goto out;
 	err = tl_portpool_bind(sip->ports, &call->rtp_fd, &call->rtcp_fd, &call->local.port);
 	if (err < 0)
 		goto out;
-	pick_local_addr(call, req);
+	tl_call_pick_local_addr(call, req);
 	call->local.addr = call->local_addr;
 	call->local.sess_id = (uint64_t)time(NULL) ^ ((uint64_t)call->local.port << 32);
 	call->local.sess_version = 1;
@@ -228,11 +82,13 @@ void tl_call_destroy(struct tl_call *call)
 	}
 	tl_bridge_stop(call);
 	if (call->route)
-		release_route(call);
+		tl_call_release_route(call);
 	tl_rules_destroy(call->rules);
 	free(call->refer_target);
-	if (call->timer)
-		su_timer_destroy(call->timer);
+	if (call->answer_timer)
+		su_timer_destroy(call->answer_timer);
+	if (call->duration_timer)
+		su_timer_destroy(call->duration_timer);
 	if (call->refer_timer)
 		su_timer_destroy(call->refer_timer);
 	free(call->answer_body);
@@ -245,30 +101,6 @@ void tl_call_destroy(struct tl_call *call)
 	json_decref(call->meta);
 	free(call->last_body);
 	free(call);
-}
-
-const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len)
-{
-	const sip_content_type_t *ct = req->sip_content_type;
-	const sip_payload_t *pl = req->sip_payload;
-
-	if (!pl || !pl->pl_data || pl->pl_len == 0)
-		return NULL;
-	if (!ct || !ct->c_type || su_casematch(ct->c_type, "application/sdp")) {
-		*len = pl->pl_len;
-		return pl->pl_data;
-	}
-	if (su_casenmatch(ct->c_type, "multipart/", 10)) {
-		msg_multipart_t *mp = msg_multipart_parse(home, ct, (sip_payload_t *)pl);
-		for (; mp; mp = mp->mp_next) {
-			if (mp->mp_content_type && mp->mp_content_type->c_type && mp->mp_payload &&
-			    su_casematch(mp->mp_content_type->c_type, "application/sdp")) {
-				*len = mp->mp_payload->pl_len;
-				return mp->mp_payload->pl_data;
-			}
-		}
-	}
-	return NULL;
 }
 
 /* Keeps the o= version when the body is unchanged, bumps it when it changes (RFC 3264 §8). */
@@ -328,12 +160,13 @@ static void on_max_duration(su_root_magic_t *magic, su_timer_t *t, void *arg)
 	tl_call_hangup(call, 480, "SIP;cause=200;text=\"Maximum call duration\"");
 }
 
-static void start_timer(struct tl_call *call, su_timer_f fn, int ms)
+/* Arms *timer (created on first use) to call fn once after ms. */
+static void start_timer(struct tl_call *call, su_timer_t **timer, su_timer_f fn, int ms)
 {
-	if (!call->timer)
-		call->timer = su_timer_create(su_root_task(call->sip->root), 0);
-	if (call->timer)
-		su_timer_set_interval(call->timer, fn, call, (su_duration_t)ms);
+	if (!*timer)
+		*timer = su_timer_create(su_root_task(call->sip->root), 0);
+	if (*timer)
+		su_timer_set_interval(*timer, fn, call, (su_duration_t)ms);
 }
 
 /* Sends the 200 OK once everything the call waits for is there: the answer delay has passed
@@ -353,7 +186,8 @@ static void call_try_answer(struct tl_call *call, int with_this)
 	            call->media.pt, call->media.remote_addr, call->media.remote_port,
 	            call->offer_pending ? " (delayed offer)" : "");
 	if (call->sip->cfg->max_call_duration_s > 0)
-		start_timer(call, on_max_duration, call->sip->cfg->max_call_duration_s * 1000);
+		start_timer(call, &call->duration_timer, on_max_duration,
+		            call->sip->cfg->max_call_duration_s * 1000);
 }
 
 static void on_answer_delay(su_root_magic_t *magic, su_timer_t *t, void *arg)
@@ -369,6 +203,143 @@ void tl_call_agent_ready(struct tl_call *call)
 	call->agent_ready = 1;
 	call_try_answer(call, 0);
 }
+
+/* ---- forwarding: the decisions; forward.c builds and sends ---- */
+
+#define TL_REFER_TIMEOUT_MS 32000
+
+static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct tl_call *call = arg;
+
+	if (call->state == TL_CALL_ENDING)
+		return; /* ended meanwhile (maximum duration, BYE): nothing to time out */
+	tl_log_warn(call->call_id, "transfer to %s not confirmed within %d s: ending the call",
+	            call->refer_target ? call->refer_target : "?", TL_REFER_TIMEOUT_MS / 1000);
+	tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer not confirmed\"");
+}
+
+/* The REFER goes once the call is confirmed (ACK in); the caller hears ringback until the PBX
+ * reports the outcome, and the REFER timer bounds the wait. */
+static void send_refer(struct tl_call *call)
+{
+	if (!call->refer_target || call->refer_sent || call->state != TL_CALL_CONFIRMED)
+		return;
+	call->refer_sent = 1;
+	tl_bridge_stop_agent(call);
+	tl_forward_refer(call, call->refer_target);
+	tl_bridge_ringback(call);
+	start_timer(call, &call->refer_timer, on_refer_timeout, TL_REFER_TIMEOUT_MS);
+}
+
+void tl_call_forward(struct tl_call *call, const char *target, const char *reason)
+{
+	int refer = call->route && call->route->method == TL_ROUTE_REFER;
+
+	if (call->state == TL_CALL_ENDING || call->refer_target)
+		return;
+	if (!target) {
+		tl_call_hangup(call, 503, "SIP;cause=503;text=\"AI agent unavailable\"");
+		return;
+	}
+	if (call->state == TL_CALL_NEW && !refer) {
+		tl_bridge_stop(call);
+		tl_forward_redirect(call, target, reason);
+		call->state = TL_CALL_ENDING;
+		return;
+	}
+	call->refer_target = strdup(target);
+	if (!call->refer_target) {
+		tl_call_hangup(call, 503, NULL);
+		return;
+	}
+	if (call->state == TL_CALL_NEW) {
+		/* forward_method "refer": answer first (with a media stream, for the ringback),
+		 * then transfer once the ACK is in. */
+		tl_bridge_stop_agent(call);
+		if (tl_bridge_start_media(call) < 0)
+			tl_log_warn(call->call_id, "no media stream: the caller hears nothing");
+		tl_call_agent_ready(call);
+		return;
+	}
+	send_refer(call); /* waits for the ACK when it has not come yet */
+}
+
+void tl_call_on_refer_response(struct tl_call *call, int status, const char *phrase)
+{
+	if (status < 200 || call->state == TL_CALL_ENDING)
+		return;
+	if (status < 300 && call->norefersub) {
+		/* RFC 4488: with Refer-Sub: false the 2xx is all the PBX reports. */
+		tl_log_info(call->call_id, "transfer to %s accepted (%d, no NOTIFY due)",
+		            call->refer_target, status);
+		tl_call_hangup(call, 200, "SIP;cause=200;text=\"Call transferred\"");
+	} else if (status >= 300) {
+		tl_log_warn(call->call_id, "PBX refused the transfer to %s: %d %s; ending the call",
+		            call->refer_target, status, phrase);
+		tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer refused\"");
+	}
+}
+
+void tl_call_on_notify(struct tl_call *call, const sip_t *notify)
+{
+	int code;
+
+	if (!call->refer_sent || call->state == TL_CALL_ENDING)
+		return;
+	code = tl_forward_notify_status(notify);
+	if (code >= 200 && code < 300) {
+		tl_log_info(call->call_id, "transfer to %s succeeded", call->refer_target);
+		tl_call_hangup(call, 200, "SIP;cause=200;text=\"Call transferred\"");
+	} else if (code >= 300) {
+		tl_log_warn(call->call_id, "transfer to %s failed: %d; ending the call",
+		            call->refer_target, code);
+		tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer failed\"");
+	}
+}
+
+/* ---- agent events (queued by the agent client, drained on this thread by sip.c) ---- */
+
+void tl_call_on_agent_event(struct tl_call *call, const struct tl_ws_event *ev)
+{
+	if (call->state == TL_CALL_ENDING)
+		return; /* the call ended while the event was queued */
+	switch (ev->kind) {
+	case TL_WS_EV_OPEN:
+		tl_log_info(call->call_id, "agent connected");
+		tl_call_agent_ready(call);
+		break;
+	case TL_WS_EV_FAILED:
+	case TL_WS_EV_CLOSED:
+		tl_log_warn(call->call_id, "%s: %s",
+		            ev->kind == TL_WS_EV_FAILED ? "agent unreachable"
+		                                        : "agent left the call",
+		            ev->reason);
+		tl_bridge_agent_gone(call);
+		tl_call_forward(call, call->route->fallback, "unavailable");
+		break;
+	case TL_WS_EV_HANGUP:
+		tl_log_info(call->call_id, "agent hung up");
+		tl_call_hangup(call, 480, "SIP;cause=200;text=\"Agent hung up\"");
+		break;
+	case TL_WS_EV_TRANSFER:
+		tl_log_info(call->call_id, "agent asks for a transfer to %s",
+		            ev->target[0] ? ev->target : "the route's fallback");
+		tl_call_forward(call, ev->target[0] ? ev->target : call->route->fallback,
+		                "deflection");
+		break;
+	}
+}
+
+struct tl_call *tl_call_by_num(struct tl_sip *sip, uint64_t num)
+{
+	for (struct tl_call *c = sip->calls; c; c = c->next)
+		if (c->num == num)
+			return c;
+	return NULL;
+}
+
+/* ---- the INVITE ---- */
 
 /* What the route says before any SDP work: refuse, redirect, or go on. Returns 1 when done. */
 static int route_first(struct tl_call *call)
@@ -426,7 +397,8 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	call->answer_body = strdup(body);
 	nua_respond(call->nh, SIP_180_RINGING, NUTAG_WITH_THIS(call->sip->nua), TAG_END());
 	if (call->sip->cfg->answer_delay_ms > 0)
-		start_timer(call, on_answer_delay, call->sip->cfg->answer_delay_ms);
+		start_timer(call, &call->answer_timer, on_answer_delay,
+		            call->sip->cfg->answer_delay_ms);
 	else
 		call->delay_done = 1;
 	if (call->route->kind == TL_ROUTE_FORWARD) { /* forward_method "refer" */
@@ -497,7 +469,7 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 
 	if (call->state == TL_CALL_ANSWERED)
 		call->state = TL_CALL_CONFIRMED;
-	tl_forward_send_refer(call); /* a transfer that waited for the ACK */
+	send_refer(call); /* a transfer that waited for the ACK */
 	if (!call->offer_pending)
 		return;
 	call->offer_pending = 0;

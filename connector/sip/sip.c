@@ -379,11 +379,11 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_r_refer:
 		if (call)
-			tl_forward_on_refer_response(call, status, phrase);
+			tl_call_on_refer_response(call, status, phrase);
 		break;
 	case nua_i_notify:
 		if (call)
-			tl_forward_on_notify(call, req);
+			tl_call_on_notify(call, req);
 		break;
 	case nua_r_bye:
 	case nua_i_prack:
@@ -498,11 +498,19 @@ static int create_nua(struct tl_sip *sip)
 	return 0;
 }
 
+static void on_ws_event(void *arg, const struct tl_ws_event *ev)
+{
+	struct tl_call *call = tl_call_by_num(arg, ev->call);
+
+	if (call) /* else the call ended while the event was queued */
+		tl_call_on_agent_event(call, ev);
+}
+
 static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 {
 	struct tl_sip *sip = magic;
 
-	tl_ws_drain(sip->ws, tl_bridge_on_ws_event, sip);
+	tl_ws_drain(sip->ws, on_ws_event, sip);
 	return 0;
 }
 

@@ -65,11 +65,10 @@ struct tl_call {
 	int refer_sent;
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
-	su_timer_t *timer; /* owned: answer delay, then maximum duration */
-
-	/* owned: the REFER's outcome is due; its own timer, so that the maximum duration still
-	 * holds while a transfer is pending */
-	su_timer_t *refer_timer;
+	/* One timer per purpose, each owned, created on first use (call.c). */
+	su_timer_t *answer_timer;   /* answer_delay_ms */
+	su_timer_t *duration_timer; /* max_call_duration_s from the answer */
+	su_timer_t *refer_timer;    /* the REFER's outcome is due */
 	/* the INVITE said Supported: norefersub (RFC 4488): our REFER asks for no NOTIFYs */
 	int norefersub;
 };
@@ -111,7 +110,7 @@ struct tl_sip {
 	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
 };
 
-/* call.c */
+/* call.c: the state machine. The only code that changes call->state. */
 int tl_call_create(struct tl_call **out, struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
                    msg_t *msg);
 void tl_call_destroy(struct tl_call *call);
@@ -120,10 +119,32 @@ void tl_call_on_reinvite(struct tl_call *call, const sip_t *req);
 void tl_call_on_update(struct tl_call *call, const sip_t *req);
 void tl_call_on_ack(struct tl_call *call, const sip_t *req);
 void tl_call_on_info(struct tl_call *call, const sip_t *req);
+void tl_call_on_refer_response(struct tl_call *call, int status, const char *phrase);
+void tl_call_on_notify(struct tl_call *call, const sip_t *notify);
+void tl_call_on_agent_event(struct tl_call *call, const struct tl_ws_event *ev);
+/* The agent is connected: answer when nothing else is awaited. */
+void tl_call_agent_ready(struct tl_call *call);
+/* 302 before answer, REFER after; NULL target: 503 before answer, BYE after. */
+void tl_call_forward(struct tl_call *call, const char *target, const char *reason);
 /* Ends the call: BYE once answered, else a final status (480, 503, ...). */
 void tl_call_hangup(struct tl_call *call, int status, const char *reason);
+/* The call with this number (agent events name calls by number), or NULL. */
+struct tl_call *tl_call_by_num(struct tl_sip *sip, uint64_t num);
 
-/* bridge.c: the call's media stream and agent connection */
+/* call_info.c: what the INVITE tells; fills call fields, changes no state. */
+/* Metadata (call->meta), Request-URI host, our Contact for TCP, and the route (call->route,
+ * holding a reference to the rules in force). 0 or -ENOMEM. */
+int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg);
+/* The route's active-call count back down (across a reload, by route name). */
+void tl_call_release_route(struct tl_call *call);
+/* call->local_addr: the address we put in c=. */
+void tl_call_pick_local_addr(struct tl_call *call, const sip_t *req);
+/* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
+void tl_call_host_addr(char *out, size_t size);
+/* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */
+const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len);
+
+/* bridge.c: the call's media stream and agent connection; decides nothing. */
 int tl_bridge_start(struct tl_call *call);
 void tl_bridge_update(struct tl_call *call);
 void tl_bridge_stop(struct tl_call *call);       /* agent connection and media stream */
@@ -131,15 +152,16 @@ void tl_bridge_stop_agent(struct tl_call *call); /* agent connection only */
 /* A media stream without an agent (a forward_method "refer" route: ringback during the
  * transfer); nothing when the call has one already. */
 int tl_bridge_start_media(struct tl_call *call);
-void tl_bridge_on_ws_event(void *sip, const struct tl_ws_event *ev);
-/* call.c: the agent is connected: answer when nothing else is awaited */
-void tl_call_agent_ready(struct tl_call *call);
+/* The agent client reported the connection gone (FAILED, CLOSED): nothing left to close. */
+void tl_bridge_agent_gone(struct tl_call *call);
+/* Ringback to the caller (sip.transfer_ringback) until the stream stops. */
+void tl_bridge_ringback(struct tl_call *call);
 
-/* forward.c: 302 before answer, REFER after; NULL target: 503 before answer, BYE after */
-void tl_call_forward(struct tl_call *call, const char *target, const char *reason);
-void tl_forward_send_refer(struct tl_call *call);
-void tl_forward_on_refer_response(struct tl_call *call, int status, const char *phrase);
-void tl_forward_on_notify(struct tl_call *call, const sip_t *notify);
+/* forward.c: builds and sends; decides nothing, changes no state. */
+void tl_forward_redirect(struct tl_call *call, const char *target, const char *reason);
+void tl_forward_refer(struct tl_call *call, const char *target);
+/* The status line of a NOTIFY's message/sipfrag body, 0 when there is none. */
+int tl_forward_notify_status(const sip_t *notify);
 
 /* sip_rules.c: rules reload (SIGHUP, or the file changed) on the loader thread, swapped in on
  * this one; start and stop with the endpoint */
@@ -150,11 +172,5 @@ void tl_sip_rules_stop(struct tl_sip *sip);
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
 int tl_sip_note_failure(struct tl_sip *sip, int err);
-
-/* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
-void tl_call_host_addr(char *out, size_t size);
-
-/* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */
-const char *tl_call_sdp_body(const sip_t *req, msg_t *msg, su_home_t *home, size_t *len);
 
 #endif
