@@ -25,29 +25,11 @@ int64_t tl_media_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Queued, or -ENOBUFS when the worker's queue is full. A release is urgent: the queue keeps
+ * room for one per stream, so it cannot be refused (a refused one would leak the stream). */
 static int post(struct tl_media_worker *w, const struct tl_media_cmd *cmd)
 {
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&w->lock);
-	if (w->n_cmds == w->cap_cmds) {
-		size_t cap = w->cap_cmds ? w->cap_cmds * 2 : 16;
-		struct tl_media_cmd *c = realloc(w->cmds, cap * sizeof(*c));
-		if (!c) {
-			pthread_mutex_unlock(&w->lock);
-			return -ENOMEM;
-		}
-		w->cmds = c;
-		w->cap_cmds = cap;
-	}
-	w->cmds[w->n_cmds++] = *cmd;
-	pthread_mutex_unlock(&w->lock);
-	/* Queued now, so it must not fail: a caller that freed the stream on an error would
-	 * leave the worker a dangling command. eventfd writes only fail on overflow (EAGAIN),
-	 * and then the counter is nonzero and the worker wakes anyway. */
-	if (write(w->cmdfd, &one, sizeof(one)) < 0) {
-	}
-	return 0;
+	return tl_queue_push(w->cmdq, cmd, cmd->kind == TL_CMD_RELEASE ? TL_QUEUE_URGENT : 0);
 }
 
 static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
@@ -89,28 +71,21 @@ static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 
 static void run_commands(struct tl_media_worker *w)
 {
-	struct tl_media_cmd *cmds;
-	size_t n;
+	struct tl_media_cmd cmd;
 	uint64_t v;
 
 	if (read(w->cmdfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	pthread_mutex_lock(&w->lock);
-	cmds = w->cmds;
-	n = w->n_cmds;
-	w->cmds = NULL;
-	w->n_cmds = w->cap_cmds = 0;
-	pthread_mutex_unlock(&w->lock);
-	for (size_t i = 0; i < n; i++) {
-		struct tl_media_stream *s = cmds[i].s;
-		if (cmds[i].kind == TL_CMD_ADD && add_stream(w, s) < 0)
+	/* Until empty: the queue wakes us again only after it has been seen empty. */
+	while (tl_queue_pop(w->cmdq, &cmd)) {
+		struct tl_media_stream *s = cmd.s;
+		if (cmd.kind == TL_CMD_ADD && add_stream(w, s) < 0)
 			s->registered = 0; /* stays silent; freed at release */
-		else if (cmds[i].kind == TL_CMD_UPDATE)
-			tl_stream_apply(s, &cmds[i].remote, &cmds[i].sdp);
-		else if (cmds[i].kind == TL_CMD_RELEASE)
+		else if (cmd.kind == TL_CMD_UPDATE)
+			tl_stream_apply(s, &cmd.remote, &cmd.sdp);
+		else if (cmd.kind == TL_CMD_RELEASE)
 			remove_stream(w, s);
 	}
-	free(cmds);
 }
 
 static void on_readable(struct tl_media_worker *w, struct tl_media_stream *s, int rtcp, int64_t now)
@@ -192,13 +167,20 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	struct itimerspec its = {.it_interval = {0, 20000000}, .it_value = {0, 20000000}};
 	struct epoll_event ev = {.events = EPOLLIN};
 
+	unsigned max = (unsigned)m->cfg.max_streams;
+	int err;
+
 	w->m = m;
-	pthread_mutex_init(&w->lock, NULL);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	w->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->epfd < 0 || w->timerfd < 0 || w->cmdfd < 0)
 		return -errno;
+	/* Per stream: an add, a release (urgent, in the reserve) and now and then an update. */
+	err = tl_queue_create(&w->cmdq, sizeof(struct tl_media_cmd), 2 * max + 256, max + 16,
+	                      tl_queue_eventfd_wake, &w->cmdfd);
+	if (err < 0)
+		return err;
 	ev.data.u64 = TL_TAG_TIMER;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->timerfd, &ev) < 0)
 		return -errno;
@@ -222,6 +204,8 @@ int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg)
 		m->cfg.workers = 1;
 	if (m->cfg.playout_max_ms <= 0)
 		m->cfg.playout_max_ms = 60000;
+	if (m->cfg.max_streams <= 0)
+		m->cfg.max_streams = 1000;
 	m->workers = calloc((size_t)m->cfg.workers, sizeof(*m->workers));
 	if (!m->workers) {
 		free(m);
@@ -256,7 +240,8 @@ void tl_media_destroy(struct tl_media *m)
 			/* the worker also wakes on its next tick */
 		}
 		pthread_join(w->thread, NULL);
-		run_commands(w);
+		if (w->cmdq)
+			run_commands(w);
 		while (w->n_streams > 0)
 			remove_stream(w, w->streams[w->n_streams - 1]);
 		free(w->streams);
@@ -269,8 +254,7 @@ void tl_media_destroy(struct tl_media *m)
 			close(w->timerfd);
 		if (w->cmdfd >= 0)
 			close(w->cmdfd);
-		free(w->cmds);
-		pthread_mutex_destroy(&w->lock);
+		tl_queue_destroy(w->cmdq);
 	}
 	free(m->workers);
 	free(m);
@@ -311,8 +295,8 @@ void tl_media_stream_unref(struct tl_media_stream *s)
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (post(s->w, &cmd) < 0) {
-		/* Out of memory for one command: leak the stream rather than free it under the
-		 * worker's feet. */
+		/* Cannot happen while streams stay within max_streams (the reserve); if it does,
+		 * leak the stream rather than free it under the worker's feet. */
 	}
 }
 

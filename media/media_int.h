@@ -10,6 +10,7 @@
 #include <speex/speex_resampler.h>
 
 #include "trunkline/media.h"
+#include "trunkline/queue.h"
 #include "trunkline/reorder.h"
 #include "trunkline/rtp.h"
 
@@ -177,9 +178,7 @@ struct tl_media_worker {
 	struct tl_media *m;
 	pthread_t thread;
 	int epfd, timerfd, cmdfd;
-	pthread_mutex_t lock; /* guards cmds only: control plane, never per packet */
-	struct tl_media_cmd *cmds;
-	size_t n_cmds, cap_cmds;
+	struct tl_queue *cmdq; /* control -> this worker (trunkline/queue.h); wakes cmdfd */
 	struct tl_media_stream **streams;
 	size_t n_streams, cap_streams;
 	atomic_int stop; /* set by tl_media_destroy on its thread */

@@ -1,7 +1,8 @@
 /* The agent WebSocket client: one thread runs a client-only lws_context for every call's agent
  * connection and moves audio between the socket and the call's media stream. The control
- * thread talks to it through a command queue + lws_cancel_service(), and hears back through an
- * event queue + eventfd; media workers wake it through per-call cells on a lock-free stack.
+ * thread talks to it through a bounded command queue woken by lws_cancel_service(), and hears
+ * back through a bounded event queue + eventfd (both trunkline/queue.h); media workers wake it
+ * through per-call cells on a lock-free stack.
  * Per-connection I/O is ws_conn.c, message formats ws_dialect.c. */
 #include "trunkline/ws.h"
 
@@ -86,26 +87,17 @@ void tl_ws_notify_release(void *arg)
 
 void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *text)
 {
-	struct tl_ws *ws = c->ws;
-	struct tl_wsc_evnode *n = calloc(1, sizeof(*n));
-	uint64_t one = 1;
+	struct tl_ws_event ev;
 
-	if (!n) {
-		tl_log_error(c->d.call_sid, "agent event lost: out of memory");
-		return;
-	}
-	n->ev.kind = kind;
-	n->ev.call = c->call;
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = kind;
+	ev.call = c->call;
 	if (kind == TL_WS_EV_TRANSFER)
-		snprintf(n->ev.target, sizeof(n->ev.target), "%s", text ? text : "");
+		snprintf(ev.target, sizeof(ev.target), "%s", text ? text : "");
 	else if (text)
-		snprintf(n->ev.reason, sizeof(n->ev.reason), "%s", text);
-	pthread_mutex_lock(&ws->lock);
-	*ws->ev_tail = n;
-	ws->ev_tail = &n->next;
-	pthread_mutex_unlock(&ws->lock);
-	if (write(ws->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		tl_log_error(NULL, "ws eventfd: %s", strerror(errno));
+		snprintf(ev.reason, sizeof(ev.reason), "%s", text);
+	if (tl_queue_push(c->ws->evq, &ev, TL_QUEUE_URGENT) < 0)
+		tl_log_error(c->d.call_sid, "agent event lost: the event queue is full");
 }
 
 int tl_ws_event_fd(const struct tl_ws *ws)
@@ -115,22 +107,15 @@ int tl_ws_event_fd(const struct tl_ws *ws)
 
 int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event *ev), void *arg)
 {
-	struct tl_wsc_evnode *n, *next;
+	struct tl_ws_event ev;
 	uint64_t v;
 	int count = 0;
 
 	if (read(ws->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return -errno;
-	pthread_mutex_lock(&ws->lock);
-	n = ws->ev_head;
-	ws->ev_head = NULL;
-	ws->ev_tail = &ws->ev_head;
-	pthread_mutex_unlock(&ws->lock);
-	for (; n; n = next) {
-		next = n->next;
+	while (ws->evq && tl_queue_pop(ws->evq, &ev)) {
 		if (cb)
-			cb(arg, &n->ev);
-		free(n);
+			cb(arg, &ev);
 		count++;
 	}
 	return count;
@@ -175,28 +160,22 @@ static void on_shutdown_deadline(lws_sorted_usec_list_t *sul)
 void tl_wsc_cancelled(struct tl_ws *ws)
 {
 	struct tl_ws_cell *cell, *next;
-	struct tl_wsc_cmd *cmd, *cnext;
+	struct tl_wsc_cmd cmd;
 	struct tl_ws_conn *c, *cn;
 
-	pthread_mutex_lock(&ws->lock);
-	cmd = ws->cmd_head;
-	ws->cmd_head = NULL;
-	ws->cmd_tail = &ws->cmd_head;
-	pthread_mutex_unlock(&ws->lock);
-	for (; cmd; cmd = cnext) {
-		cnext = cmd->next;
-		if (cmd->kind == TL_WSC_CMD_CONNECT)
-			tl_wsc_start(cmd->conn);
-		else if (!(c = conn_by_call(ws, cmd->call)))
+	/* Until empty: the queue wakes us again only after it has been seen empty. */
+	while (tl_queue_pop(ws->cmdq, &cmd)) {
+		if (cmd.kind == TL_WSC_CMD_CONNECT)
+			tl_wsc_start(cmd.conn);
+		else if (!(c = conn_by_call(ws, cmd.call)))
 			;
-		else if (cmd->kind == TL_WSC_CMD_CLOSE)
+		else if (cmd.kind == TL_WSC_CMD_CLOSE)
 			tl_wsc_close(c);
 		else if (c->n_info_dtmf < sizeof(c->info_dtmf)) {
-			c->info_dtmf[c->n_info_dtmf++] = cmd->digit;
+			c->info_dtmf[c->n_info_dtmf++] = cmd.digit;
 			if (c->state == TL_WSC_OPEN && c->sent_start)
 				lws_callback_on_writable(c->wsi);
 		}
-		free(cmd);
 	}
 
 	cell = atomic_exchange_explicit(&ws->ready, NULL, memory_order_acquire);
@@ -354,7 +333,7 @@ out:
 int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 {
 	struct tl_ws_conn *c;
-	struct tl_wsc_cmd *cmd;
+	struct tl_wsc_cmd cmd = {.kind = TL_WSC_CMD_CONNECT};
 	int err;
 
 	if (!ws || !p || !p->cell || !p->agent || !p->agent->url || !p->stream)
@@ -365,44 +344,37 @@ int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 		            p->agent->url, strerror(-err));
 		return err;
 	}
-	cmd = calloc(1, sizeof(*cmd));
-	if (!cmd) {
-		tl_wsc_free(c);
-		return -ENOMEM;
-	}
 	c->cell = p->cell;
 	atomic_fetch_add_explicit(&c->cell->refs, 1, memory_order_relaxed);
 	c->stream = p->stream;
 	tl_media_stream_ref(c->stream);
-	cmd->kind = TL_WSC_CMD_CONNECT;
-	cmd->call = p->call;
-	cmd->conn = c;
-	pthread_mutex_lock(&ws->lock);
-	*ws->cmd_tail = cmd;
-	ws->cmd_tail = &cmd->next;
-	pthread_mutex_unlock(&ws->lock);
-	lws_cancel_service(ws->ctx);
+	cmd.call = p->call;
+	cmd.conn = c;
+	err = tl_queue_push(ws->cmdq, &cmd, 0);
+	if (err < 0) {
+		tl_log_warn(p->call_sid, "agent connection not started: command queue full");
+		tl_wsc_free(c); /* drops the cell's and the stream's references taken above */
+		return err;
+	}
 	return 0;
 }
 
+/* A close is urgent: the queue keeps room for one per call, so it is never refused. */
 static void post_cmd(struct tl_ws *ws, enum tl_wsc_cmd_kind kind, uint64_t call, char digit)
 {
-	struct tl_wsc_cmd *cmd;
+	struct tl_wsc_cmd cmd = {.kind = kind, .call = call, .digit = digit};
 
 	if (!ws)
 		return;
-	cmd = calloc(1, sizeof(*cmd));
-	if (!cmd) {
-		tl_log_error(NULL, "agent connection command lost: out of memory");
-		return;
-	}
-	cmd->kind = kind;
-	cmd->call = call;
-	cmd->digit = digit;
-	pthread_mutex_lock(&ws->lock);
-	*ws->cmd_tail = cmd;
-	ws->cmd_tail = &cmd->next;
-	pthread_mutex_unlock(&ws->lock);
+	if (tl_queue_push(ws->cmdq, &cmd, kind == TL_WSC_CMD_CLOSE ? TL_QUEUE_URGENT : 0) < 0)
+		tl_log_warn(NULL, "agent %s for call %llu dropped: command queue full",
+		            kind == TL_WSC_CMD_CLOSE ? "close" : "DTMF", (unsigned long long)call);
+}
+
+static void wake_ws(void *arg)
+{
+	struct tl_ws *ws = arg;
+
 	lws_cancel_service(ws->ctx);
 }
 
@@ -430,7 +402,7 @@ static void lws_log_emit(int level, const char *line)
 		tl_log_debug(NULL, "libwebsockets: %.*s", (int)n, line);
 }
 
-int tl_ws_create(struct tl_ws **out)
+int tl_ws_create(struct tl_ws **out, unsigned max_calls)
 {
 	struct lws_context_creation_info info;
 	const char *insecure = getenv("TL_WS_INSECURE");
@@ -440,15 +412,24 @@ int tl_ws_create(struct tl_ws **out)
 	if (!ws)
 		return -ENOMEM;
 	atomic_init(&ws->refs, 1);
-	ws->cmd_tail = &ws->cmd_head;
-	ws->ev_tail = &ws->ev_head;
+	ws->max_calls = max_calls ? max_calls : 1000;
 	ws->insecure = insecure && strcmp(insecure, "1") == 0;
-	pthread_mutex_init(&ws->lock, NULL);
 	ws->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ws->efd < 0) {
 		err = -errno;
 		goto out;
 	}
+	/* Commands per call: connect and DTMF (ordinary), one close (urgent, in the reserve).
+	 * Events: at most three per connection, connections at most two per call (one closing
+	 * while the next call's opens). */
+	err = tl_queue_create(&ws->cmdq, sizeof(struct tl_wsc_cmd), 2 * ws->max_calls + 256,
+	                      ws->max_calls + 16, wake_ws, ws);
+	if (err == 0)
+		err = tl_queue_create(&ws->evq, sizeof(struct tl_ws_event), 6 * ws->max_calls + 64,
+		                      0, tl_queue_eventfd_wake, &ws->efd);
+	if (err < 0)
+		goto out;
+	err = -ENOMEM;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
@@ -478,7 +459,7 @@ out:
 void tl_ws_destroy(struct tl_ws *ws)
 {
 	struct tl_ws_cell *cell, *next;
-	struct tl_wsc_cmd *cmd, *cnext;
+	struct tl_wsc_cmd cmd;
 
 	if (!ws)
 		return;
@@ -496,13 +477,9 @@ void tl_ws_destroy(struct tl_ws *ws)
 		next = cell->next;
 		cell_unref(cell);
 	}
-	for (cmd = ws->cmd_head; cmd; cmd = cnext) {
-		cnext = cmd->next;
-		if (cmd->conn)
-			tl_wsc_free(cmd->conn);
-		free(cmd);
-	}
-	ws->cmd_head = NULL;
+	while (ws->cmdq && tl_queue_pop(ws->cmdq, &cmd))
+		if (cmd.kind == TL_WSC_CMD_CONNECT)
+			tl_wsc_free(cmd.conn);
 	while (ws->conns)
 		tl_wsc_kill(ws->conns);
 	if (ws->ctx)
@@ -510,6 +487,7 @@ void tl_ws_destroy(struct tl_ws *ws)
 	tl_ws_drain(ws, NULL, NULL);
 	if (ws->efd >= 0)
 		close(ws->efd);
-	pthread_mutex_destroy(&ws->lock);
+	tl_queue_destroy(ws->cmdq);
+	tl_queue_destroy(ws->evq);
 	ws_unref(ws);
 }

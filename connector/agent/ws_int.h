@@ -13,6 +13,7 @@
 
 #include "trunkline/config.h"
 #include "trunkline/media.h"
+#include "trunkline/queue.h"
 
 /* Twilio's accountSid is "AC" + 32 hex digits; ours names no account. */
 #define TL_WSD_ACCOUNT_SID "AC00000000000000000000000000000000"
@@ -234,16 +235,10 @@ struct tl_ws_conn {
 enum tl_wsc_cmd_kind { TL_WSC_CMD_CONNECT, TL_WSC_CMD_CLOSE, TL_WSC_CMD_DTMF };
 
 struct tl_wsc_cmd {
-	struct tl_wsc_cmd *next;
 	enum tl_wsc_cmd_kind kind;
 	uint64_t call;
 	struct tl_ws_conn *conn; /* CONNECT */
 	char digit;              /* DTMF */
-};
-
-struct tl_wsc_evnode {
-	struct tl_wsc_evnode *next;
-	struct tl_ws_event ev;
 };
 
 struct tl_ws {
@@ -256,9 +251,12 @@ struct tl_ws {
 	pthread_t thread;
 	int thread_started;
 	atomic_int stop;
-	pthread_mutex_t lock; /* cmds and events */
-	struct tl_wsc_cmd *cmd_head, **cmd_tail;
-	struct tl_wsc_evnode *ev_head, **ev_tail;
+	/* The hand-offs (trunkline/queue.h): commands from the control thread, woken by
+	 * lws_cancel_service; events to it, woken by efd. Each connection emits at most three
+	 * events (open, one of hangup/transfer, one of failed/closed), so the event queue,
+	 * sized for them, never refuses one. */
+	struct tl_queue *cmdq, *evq;
+	unsigned max_calls;
 	int efd;
 	int insecure;
 

@@ -520,6 +520,7 @@ static int start_media_and_agents(struct tl_sip *sip)
 	    .workers = sip->cfg->media_workers,
 	    .reorder_ms = sip->cfg->reorder_ms,
 	    .playout_max_ms = sip->cfg->playout_max_ms,
+	    .max_streams = sip->cfg->max_calls,
 	};
 	int err = tl_media_create(&sip->media, &mc);
 
@@ -527,7 +528,7 @@ static int start_media_and_agents(struct tl_sip *sip)
 		tl_log_error(NULL, "cannot start media workers: %s", strerror(-err));
 		return err;
 	}
-	err = tl_ws_create(&sip->ws);
+	err = tl_ws_create(&sip->ws, (unsigned)sip->cfg->max_calls);
 	if (err < 0) {
 		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
 		return err;

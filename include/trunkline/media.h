@@ -23,6 +23,7 @@ struct tl_media_config {
 	int workers;        /* worker threads, default 1 */
 	int reorder_ms;     /* caller->agent: longest wait for a missing packet, default 40 */
 	int playout_max_ms; /* agent->caller: queued audio bound, default 60000 */
+	int max_streams;    /* streams at once (sizes the control queues), default 1000 */
 };
 
 int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg);

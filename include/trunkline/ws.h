@@ -28,7 +28,8 @@ struct tl_ws_event {
 	char reason[128]; /* FAILED/CLOSED: why, for the log */
 };
 
-int tl_ws_create(struct tl_ws **out);
+/* max_calls sizes the bounded queues to and from the control thread (0: 1000). */
+int tl_ws_create(struct tl_ws **out, unsigned max_calls);
 /* Closes every connection and stops the thread. */
 void tl_ws_destroy(struct tl_ws *ws);
 

@@ -639,7 +639,7 @@ int main(void)
 	alarm(55); /* a hang fails the run instead of stalling it */
 	signal(SIGPIPE, SIG_IGN);
 	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
-	TL_CHECK_INT(tl_ws_create(&ws), 0);
+	TL_CHECK_INT(tl_ws_create(&ws, 0), 0);
 	if (!engine || !ws)
 		return TL_TEST_END();
 	TL_TEST_RUN(test_twilio);
