@@ -79,6 +79,9 @@ ERROR_INPUTS = {
     'bad regular expression "+4930": Invalid preceding regular expression '
     '(a literal + is written "\\\\+" in JSON)':
         ("rules", AGENT + '"agent": "a", "match": {"from":', '"+4930"', "}}]}", 0),
+    'regular expression "[a-z]{1,5000}" is too large: its repetition counts expand it past 1000 '
+    'positions':
+        ("rules", AGENT + '"agent": "a", "match": {"to":', '"[a-z]{1,5000}"', "}}]}", 0),
     'bad CIDR "10.1/8": expected an IPv4 or IPv6 address, optionally with /prefix':
         ("rules", AGENT + '"agent": "a", "match": {"source": [', '"10.1/8"', "]}}]}", 0),
     'unknown day "fry" (use mon, tue, wed, thu, fri, sat, sun)':
