@@ -134,13 +134,15 @@ def rss_kb(pid):
 
 
 @functools.lru_cache(maxsize=None)
-def asan(binary):
+def sanitizer(binary):
+    """"asan", "tsan" or None: both replace malloc with an allocator of their own."""
     with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
+        data = f.read()
+    return "asan" if b"__asan_init" in data else "tsan" if b"__tsan_init" in data else None
 
 
 def budget(binary):
-    return OPTIONS_BUDGET * (2 if asan(binary) else 1)
+    return OPTIONS_BUDGET * (2 if sanitizer(binary) else 1)
 
 
 def write_padded(tl, size):
@@ -256,9 +258,9 @@ def test_slow_load(binary):
         rss1 = rss_kb(tl.proc.pid)
         print(f"  RSS {rss0 // 1024} MB at start, {rss_big // 1024} MB with the big rules, "
               f"{rss1 // 1024} MB after restoring the small file", flush=True)
-        # ASan keeps shadow memory for all the heap ever used, and purging its allocator does
-        # not give that back: the bound holds for the real allocator only.
-        if not asan(binary):
+        # ASan and TSan keep shadow memory for all the heap ever used, and purging their
+        # allocators does not give that back: the bound holds for the real allocator only.
+        if not sanitizer(binary):
             assert rss1 < rss0 + 64 * 1024, f"RSS {rss0} kB -> {rss1} kB"
     finally:
         os.unlink(os.path.join(tl.dir, "rules.json"))
