@@ -5,13 +5,13 @@
  * answers or sends) and the states the call went through, read from sip->calls after every
  * step: answer and ACK, 302 to the fallback, REFER after the agent leaves (NOTIFY 200, 603),
  * the agent's hangup, CANCEL, max_call_duration_s during a pending REFER, and a re-INVITE
- * without a common codec. Every wait is bounded. */
+ * without a common codec. One loop turn can hold several events, so a state that lasts only
+ * until another thread reports would be missed: the agent server holds each upgrade until the
+ * call has been seen NEW. Every wait is bounded. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
