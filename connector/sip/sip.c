@@ -622,6 +622,14 @@ int tl_sip_run(struct tl_sip *sip, int sigfd)
 	return 0;
 }
 
+/* Test seam (tests/unit/test_call.c): one turn of the SIP loop on the calling thread, waiting
+ * at most ms for something to do, so a test drives the endpoint step by step without a second
+ * thread. The daemon never calls it; tl_sip_run is its loop. */
+int tl_sip_step(struct tl_sip *sip, int ms)
+{
+	return (int)su_root_step(sip->root, (su_duration_t)ms);
+}
+
 void tl_sip_destroy(struct tl_sip *sip)
 {
 	if (!sip)

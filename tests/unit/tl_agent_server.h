@@ -1,7 +1,8 @@
-/* An in-process agent for test_agent_client.c: a libwebsockets server on its own thread on
- * 127.0.0.1 (kernel-chosen port) that records every message it receives and sends what the test
- * queues (text, binary, or a close with a status). One connection at a time; it can refuse the
- * upgrade with 503. The test thread reads the records under the lock. */
+/* An in-process agent for test_agent_client.c and test_call.c: a libwebsockets server on its own
+ * thread on 127.0.0.1 (kernel-chosen port) that records every message it receives and sends what
+ * the test queues (text, binary, or a close with a status). One connection at a time; it can
+ * refuse the upgrade with 503, and hold upgrades unanswered until the test lets them go. The
+ * test thread reads the records under the lock. */
 #ifndef TL_AGENT_SERVER_H
 #define TL_AGENT_SERVER_H
 
@@ -35,9 +36,12 @@ struct srv {
 	int running;
 	atomic_int stop;
 	int port;
-	int reject; /* refuse upgrades with 503 */
 
 	pthread_mutex_t lock; /* everything below */
+	int reject;           /* refuse upgrades with 503 */
+	int hold;             /* upgrades wait, unanswered, until it is cleared (srv_hold) */
+	int upgrades;         /* upgrade requests seen, held ones included */
+	pthread_cond_t gate;  /* signalled when hold is cleared */
 	struct lws *wsi;      /* the current connection */
 	int connections, closed;
 	int close_code; /* the status in the client's close frame, 0 if none */
@@ -122,10 +126,18 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 	struct srv *s = lws_context_user(lws_get_context(wsi));
 
 	switch (reason) {
-	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-		if (!s->reject)
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+		int reject;
+		pthread_mutex_lock(&s->lock);
+		s->upgrades++;
+		while (s->hold && !atomic_load(&s->stop))
+			pthread_cond_wait(&s->gate, &s->lock);
+		reject = s->reject;
+		pthread_mutex_unlock(&s->lock);
+		if (!reject)
 			return 0;
 		return lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL) ? -1 : 1;
+	}
 	case LWS_CALLBACK_ESTABLISHED:
 		pthread_mutex_lock(&s->lock);
 		s->wsi = wsi;
@@ -189,6 +201,7 @@ static int srv_start(struct srv *s, int reject)
 
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->gate, NULL);
 	s->reject = reject;
 	memset(&info, 0, sizeof(info));
 	info.port = 0; /* the kernel picks */
@@ -215,6 +228,9 @@ static void srv_stop(struct srv *s)
 {
 	if (s->running) {
 		atomic_store(&s->stop, 1);
+		pthread_mutex_lock(&s->lock); /* a held upgrade goes on */
+		pthread_cond_broadcast(&s->gate);
+		pthread_mutex_unlock(&s->lock);
 		lws_cancel_service(s->ctx);
 		pthread_join(s->thread, NULL);
 	}
@@ -225,7 +241,38 @@ static void srv_stop(struct srv *s)
 	for (; s->out_tail != s->out_head; s->out_tail++)
 		free(s->out[s->out_tail % SRV_OUT].buf);
 	free(s->rx);
+	pthread_cond_destroy(&s->gate);
 	pthread_mutex_destroy(&s->lock);
+}
+
+/* From now on upgrades are held unanswered (1), or answered again (0, releasing those held):
+ * the test decides when an agent connection can open. */
+static inline void srv_hold(struct srv *s, int hold)
+{
+	pthread_mutex_lock(&s->lock);
+	s->hold = hold;
+	if (!hold)
+		pthread_cond_broadcast(&s->gate);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* From now on upgrades are refused with 503 (1), or accepted (0). */
+static inline void srv_reject(struct srv *s, int reject)
+{
+	pthread_mutex_lock(&s->lock);
+	s->reject = reject;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Upgrade requests seen so far, held ones included. */
+static inline int srv_upgrades(struct srv *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->upgrades;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 /* Queues a message (close_code 0) or a close for the current connection. */
