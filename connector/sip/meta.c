@@ -374,6 +374,8 @@ static int add_caller(json_t *obj, const struct tl_meta_header *h, size_t n)
 	int err;
 
 	each_entry(h, n, "P-Asserted-Identity", 1, caller_visit, &c);
+	if (!hdr_value(h, n, "P-Asserted-Identity", NULL)) /* RFC 3325: the UA's preference */
+		each_entry(h, n, "P-Preferred-Identity", 1, caller_visit, &c);
 	c.is_rpid = 1;
 	each_entry(h, n, "Remote-Party-ID", 1, caller_visit, &c);
 	c.is_rpid = 0;
@@ -396,10 +398,13 @@ static int add_caller(json_t *obj, const struct tl_meta_header *h, size_t n)
 	return err;
 }
 
-/* Diversion search state: the Request-URI user to skip in History-Info, and the result. */
+/* Diversion search over one header's entries in wire order: the first and the last entry with
+ * a user (in History-Info, a user other than the Request-URI's), and how many there were. */
 struct divert {
-	json_t *obj;
-	const char *to;
+	const char *to; /* History-Info: the current target, skipped */
+	char *first, *last;
+	size_t first_len, last_len;
+	unsigned count;
 	int err;
 };
 
@@ -409,7 +414,6 @@ static int divert_visit(const struct naddr *na, void *arg)
 	const char *us, *ue;
 	size_t len;
 	char *user;
-	int differs;
 
 	if (!uri_user(na->uri, na->uri_end, &us, &ue))
 		return 0;
@@ -418,22 +422,60 @@ static int divert_visit(const struct naddr *na, void *arg)
 		d->err = -ENOMEM;
 		return 1;
 	}
-	differs = len > 0 && (!d->to || strcmp(user, d->to) != 0);
-	if (differs && json_object_set_new(d->obj, "diversion", json_stringn(user, len)) != 0)
-		d->err = -ENOMEM;
-	free(user);
-	return differs;
+	if (len == 0 || (d->to && strcmp(user, d->to) == 0)) {
+		free(user);
+		return 0;
+	}
+	d->count++;
+	if (!d->first) {
+		d->first = user;
+		d->first_len = len;
+		return 0;
+	}
+	free(d->last);
+	d->last = user;
+	d->last_len = len;
+	return 0;
+}
+
+/* Diversion's top entry is the most recent diverter and its last the number first dialed
+ * (RFC 5806); History-Info runs the other way, from the original target (RFC 7044). So
+ * "diversion" is the number the call was last diverted from and "original_to" the number first
+ * dialed, whichever header carried them; "diversion_count" is how many entries there were. */
+static int put_divert(json_t *obj, struct divert *d, int newest_first)
+{
+	const char *last = d->last ? d->last : d->first;
+	size_t last_len = d->last ? d->last_len : d->first_len;
+	char count[16];
+	int err = 0;
+
+	snprintf(count, sizeof(count), "%u", d->count);
+	if (json_object_set_new(obj, "diversion",
+	                        newest_first ? json_stringn(d->first, d->first_len)
+	                                     : json_stringn(last, last_len)) != 0 ||
+	    json_object_set_new(obj, "original_to",
+	                        newest_first ? json_stringn(last, last_len)
+	                                     : json_stringn(d->first, d->first_len)) != 0 ||
+	    json_object_set_new(obj, "diversion_count", json_string(count)) != 0)
+		err = -ENOMEM;
+	return err;
 }
 
 static int add_diversion(json_t *obj, const struct tl_meta_header *h, size_t n)
 {
-	struct divert d = {obj, NULL, 0};
+	struct divert d = {0};
+	int newest_first = 1, err;
 
-	if (each_entry(h, n, "Diversion", 1, divert_visit, &d))
-		return d.err;
-	d.to = json_string_value(json_object_get(obj, "to"));
-	each_entry(h, n, "History-Info", 1, divert_visit, &d);
-	return d.err;
+	each_entry(h, n, "Diversion", 1, divert_visit, &d);
+	if (!d.err && !d.first) {
+		newest_first = 0;
+		d.to = json_string_value(json_object_get(obj, "to"));
+		each_entry(h, n, "History-Info", 1, divert_visit, &d);
+	}
+	err = d.err ? d.err : d.first ? put_divert(obj, &d, newest_first) : 0;
+	free(d.first);
+	free(d.last);
+	return err;
 }
 
 static int contains_ci(const char *hay, const char *needle)

@@ -223,13 +223,26 @@ static void test_history_info(void)
 	};
 	json_t *obj = NULL;
 
+	/* Entries that are the Request-URI's user (400) are not diversions. */
 	TL_CHECK_INT(tl_meta_build(&obj, "sip:400@h", h, 2), 0);
+	TL_CHECK_STR(get(obj, "diversion"), "5000");
+	TL_CHECK_STR(get(obj, "original_to"), "401");
+	TL_CHECK_STR(get(obj, "diversion_count"), "2");
+	json_decref(obj);
+
+	/* A real two-hop retarget: 400 -> 401 -> 5000, arriving at 5000. History-Info runs
+	 * from the original target: the last diverter is the last entry before 5000. */
+	TL_CHECK_INT(tl_meta_build(&obj, "sip:5000@h", h, 2), 0);
 	TL_CHECK_STR(get(obj, "diversion"), "401");
+	TL_CHECK_STR(get(obj, "original_to"), "400");
+	TL_CHECK_STR(get(obj, "diversion_count"), "2");
 	json_decref(obj);
 
 	h[0].value = "<sip:400@h>;index=1,<sip:h2>;index=1.1";
 	TL_CHECK_INT(tl_meta_build(&obj, "sip:400@h", h, 2), 0);
 	TL_CHECK_STR(get(obj, "diversion"), "5000");
+	TL_CHECK_STR(get(obj, "original_to"), "5000");
+	TL_CHECK_STR(get(obj, "diversion_count"), "1");
 	json_decref(obj);
 
 	TL_CHECK_INT(tl_meta_build(&obj, "sip:400@h", h, 1), 0);
@@ -246,8 +259,41 @@ static void test_diversion_list(void)
 	};
 	json_t *obj = NULL;
 
+	/* Diversion runs newest first (RFC 5806): 3002 was dialed, then 3001, then 3000
+	 * diverted to us. History-Info is not read when Diversion has entries. */
 	TL_CHECK_INT(tl_meta_build(&obj, "sip:9@h", h, 3), 0);
 	TL_CHECK_STR(get(obj, "diversion"), "3000");
+	TL_CHECK_STR(get(obj, "original_to"), "3002");
+	TL_CHECK_STR(get(obj, "diversion_count"), "3");
+	json_decref(obj);
+
+	TL_CHECK_INT(tl_meta_build(&obj, "sip:9@h", h, 1), 0); /* History-Info alone */
+	TL_CHECK_STR(get(obj, "diversion"), "7000");
+	TL_CHECK_STR(get(obj, "original_to"), "7000");
+	TL_CHECK_STR(get(obj, "diversion_count"), "1");
+	json_decref(obj);
+}
+
+/* RFC 3325: P-Preferred-Identity names the caller when no P-Asserted-Identity does. */
+static void test_preferred_identity(void)
+{
+	struct tl_meta_header h[] = {
+	    {"From", "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=1"},
+	    {"P-Preferred-Identity", "\"Pat Lee\" <sip:+15551234@h>"},
+	    {"P-Asserted-Identity", "<sip:+15559999@h>"},
+	};
+	json_t *obj = NULL;
+
+	TL_CHECK_INT(tl_meta_build(&obj, "sip:9@h", h, 2), 0);
+	TL_CHECK_STR(get(obj, "from"), "+15551234");
+	TL_CHECK_STR(get(obj, "from_name"), "Pat Lee");
+	json_decref(obj);
+
+	/* With a P-Asserted-Identity the preferred one is not read at all: the name comes from
+	 * From, as without either. */
+	TL_CHECK_INT(tl_meta_build(&obj, "sip:9@h", h, 3), 0);
+	TL_CHECK_STR(get(obj, "from"), "+15559999");
+	TL_CHECK_STR(get(obj, "from_name"), "Anonymous");
 	json_decref(obj);
 }
 
@@ -466,6 +512,7 @@ int main(void)
 	TL_TEST_RUN(test_compact_and_case);
 	TL_TEST_RUN(test_pbx);
 	TL_TEST_RUN(test_pbx_server_fallback);
+	TL_TEST_RUN(test_preferred_identity);
 	TL_TEST_RUN(test_malformed);
 	TL_TEST_RUN(test_truncated_and_mutated);
 	TL_TEST_RUN(test_alloc_failures);
