@@ -54,6 +54,17 @@ static void raise_nofile(void)
 		tl_log_info(NULL, "descriptor limit %lu (the hard limit)", to);
 }
 
+/* --check-config: "rules.json: warning: ..." on stderr; the file is still valid. */
+static void warn_stderr(void *arg, const char *msg)
+{
+	fprintf(stderr, "%s: warning: %s\n", (const char *)arg, msg);
+}
+
+static void warn_log(void *arg, const char *msg)
+{
+	tl_log_warn(NULL, "%s: %s", (const char *)arg, msg);
+}
+
 static int run(const char *path)
 {
 	struct tl_config *cfg = NULL;
@@ -63,6 +74,7 @@ static int run(const char *path)
 
 	if (load(path, &cfg) < 0)
 		return 1;
+	tl_rules_lint(cfg->rules, warn_log, cfg->rules_path);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -151,6 +163,7 @@ int main(int argc, char **argv)
 		struct tl_config *cfg = NULL;
 		if (load(check, &cfg) < 0)
 			return 1;
+		tl_rules_lint(cfg->rules, warn_stderr, cfg->rules_path);
 		printf("%s: OK (%zu agent(s), %zu route(s))\n", check, cfg->rules->n_agents,
 		       json_array_size(cfg->rules->routes));
 		tl_config_destroy(cfg);

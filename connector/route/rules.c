@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const rules_keys[] = {"agents", "routes", NULL};
 static const char *const agent_keys[] = {
@@ -467,4 +468,44 @@ int tl_config_load(struct tl_config **out, const char *path, struct tl_err *err)
 	cfg->rules_release = release_rules;
 	*out = cfg;
 	return 0;
+}
+
+static int is_tel(const char *uri)
+{
+	return uri && strncasecmp(uri, "tel:", 4) == 0;
+}
+
+size_t tl_rules_lint(const struct tl_rules *rules, tl_rules_warn_f *warn, void *arg)
+{
+	char msg[512];
+	size_t n = 0;
+
+	for (size_t i = 0; rules && i < rules->n_routes; i++) {
+		const struct tl_route *r = &rules->route_tab[i];
+		const char *tel = is_tel(r->forward)    ? r->forward
+		                  : is_tel(r->fallback) ? r->fallback
+		                                        : NULL;
+		if (tel) {
+			snprintf(
+			    msg, sizeof(msg),
+			    "route \"%s\": %s \"%s\" is a tel: URI; a PBX may not follow it "
+			    "(Asterisk refuses a REFER to a non-SIP target and does not follow a "
+			    "302 to one): a sip: URI at the PBX is safer",
+			    r->name, tel == r->forward ? "forward" : "fallback", tel);
+			warn(arg, msg);
+			n++;
+		}
+		if (r->kind == TL_ROUTE_REJECT && (r->reject == 486 || r->reject == 600)) {
+			snprintf(
+			    msg, sizeof(msg),
+			    "route \"%s\": reject %d ends the call at a PBX that would otherwise "
+			    "try its next trunk (3CX fails over on other 4xx and 5xx answers, not "
+			    "on "
+			    "486 or 600); 503 lets it fail over",
+			    r->name, r->reject);
+			warn(arg, msg);
+			n++;
+		}
+	}
+	return n;
 }

@@ -91,4 +91,10 @@ void tl_rules_loader_adopt(struct tl_rules_loader *l, struct tl_rules *rules);
 /* The agent named name, or NULL. Borrowed from rules. */
 const struct tl_agent *tl_rules_agent(const struct tl_rules *rules, const char *name);
 
+/* Settings that load but probably do not do what was meant: a tel: forward or fallback
+ * target, a route that rejects with 486 or 600 (where a PBX would not fail over). Calls warn
+ * once per finding with a one-line message (borrowed until it returns); returns the count. */
+typedef void(tl_rules_warn_f)(void *arg, const char *msg);
+size_t tl_rules_lint(const struct tl_rules *rules, tl_rules_warn_f *warn, void *arg);
+
 #endif

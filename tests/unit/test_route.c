@@ -703,6 +703,38 @@ static void test_trace(void)
 	tl_rules_destroy(rules);
 }
 
+static char lint_out[1024];
+static void lint_warn(void *arg, const char *msg)
+{
+	(*(int *)arg)++;
+	snprintf(lint_out + strlen(lint_out), sizeof(lint_out) - strlen(lint_out), "%s\n", msg);
+}
+
+/* Warnings for settings that load but do not do what was meant. */
+static void test_lint(void)
+{
+	struct tl_rules *rules =
+	    load("{\"agents\": {\"a\": {\"url\": \"ws://127.0.0.1:1/\"}}, \"routes\": ["
+	         "{\"name\": \"busy\", \"match\": {\"to\": \"^1$\"}, \"reject\": 486},"
+	         "{\"name\": \"gone\", \"match\": {\"to\": \"^2$\"}, \"reject\": 600},"
+	         "{\"name\": \"ok\", \"match\": {\"to\": \"^3$\"}, \"reject\": 503},"
+	         "{\"name\": \"tel\", \"match\": {\"to\": \"^4$\"}, \"forward\": \"tel:+1555\"},"
+	         "{\"name\": \"fb\", \"agent\": \"a\", \"fallback\": \"tel:+1666\"}]}");
+	int n = 0;
+
+	TL_CHECK(rules != NULL);
+	lint_out[0] = '\0';
+	TL_CHECK_INT(tl_rules_lint(rules, lint_warn, &n), 4);
+	TL_CHECK_INT(n, 4);
+	TL_CHECK(strstr(lint_out, "route \"busy\": reject 486") != NULL);
+	TL_CHECK(strstr(lint_out, "route \"gone\": reject 600") != NULL);
+	TL_CHECK(strstr(lint_out, "\"ok\"") == NULL);
+	TL_CHECK(strstr(lint_out, "route \"tel\": forward \"tel:+1555\" is a tel: URI") != NULL);
+	TL_CHECK(strstr(lint_out, "route \"fb\": fallback \"tel:+1666\" is a tel: URI") != NULL);
+	tl_rules_destroy(rules);
+	TL_CHECK_INT(tl_rules_lint(NULL, lint_warn, &n), 0);
+}
+
 int main(void)
 {
 	int rc;
@@ -723,6 +755,7 @@ int main(void)
 	TL_TEST_RUN(test_errors);
 	TL_TEST_RUN(test_rx_size);
 	TL_TEST_RUN(test_trace);
+	TL_TEST_RUN(test_lint);
 	rc = TL_TEST_END();
 	tl_test_tmpdir_remove();
 	return rc;
