@@ -336,9 +336,12 @@ class RtpPeer:
         `skip`, in ms. Two views:
         - intervals: |interval - 20 ms| between consecutive packets (p50/p95/p99/max); one late
           packet counts twice here (the late interval and the short one after it);
-        - slots: how far each packet is from its 20 ms slot (slot k = sequence offset k, the
-          grid placed at the median offset), |arrival - slot| p50/p95/p99/max; a late packet
-          counts once, and drift or bunching shows as a growing offset;
+        - slots: how far each packet is from its slot (slot k = sequence offset k at the
+          stream's own mean period, the grid placed at the median offset), |arrival - slot|
+          p50/p95/p99/max; a late packet counts once. The period is the measured one, not
+          20 ms, because the kernel's arrival times are CLOCK_REALTIME, which a time daemon
+          may slew against trunkline's CLOCK_MONOTONIC (0.5 % was seen: 20.1 ms a packet);
+          the mean interval check catches a wrong period;
         - what holds on any machine: the mean interval over the whole stream, and how far the
           earliest packet is ahead of its slot (early_max): a load-delayed sender is late and
           then catches up to its slots, only a sender that bursts gets ahead of them. Also
@@ -356,7 +359,8 @@ class RtpPeer:
         iv = [(b - a) * 1000.0 for a, b in zip(ts, ts[1:])]
         dev = [abs(x - 20.0) for x in iv]
         ks = [(p["seq"] - pkts[0]["seq"]) & 0xFFFF for p in pkts]
-        off = [(t - ts[0]) * 1000.0 - 20.0 * k for t, k in zip(ts, ks)]
+        period = (ts[-1] - ts[0]) * 1000.0 / ks[-1] if ks[-1] else 20.0
+        off = [(t - ts[0]) * 1000.0 - period * k for t, k in zip(ts, ks)]
         base = pct(off, 0.5)
         slot = [abs(o - base) for o in off]
         # bursts: the most packets that arrived within any 20 ms
@@ -373,4 +377,4 @@ class RtpPeer:
                 "p95": pct(dev, 0.95), "p99": pct(dev, 0.99), "max": max(dev),
                 "slot_p50": pct(slot, 0.5), "slot_p95": pct(slot, 0.95),
                 "slot_p99": pct(slot, 0.99), "slot_max": max(slot),
-                "span_ms": (ts[-1] - ts[0]) * 1000.0}
+                "span_ms": (ts[-1] - ts[0]) * 1000.0, "period": period}

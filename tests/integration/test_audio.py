@@ -36,7 +36,7 @@ HOLD_MS = 4000  # how long sipp keeps the call up after the ACK
 # or a queue sent without pacing).
 PACING_MEAN_TOL = 0.5  # ms, |mean interval - 20|
 PACING_MEDIAN_TOL = 1.0  # ms, |median interval - 20|
-PACING_EARLY_MAX = 5.0  # ms ahead of its slot (slots placed at the median offset)
+PACING_EARLY_MAX = 5.0  # ms ahead of its slot (the stream's own period, placed at the median offset)
 ECHO_DELAY_MAX_MS = 250  # tone out -> tone back on loopback: reorder wait, ticks, agent
 
 PACING = []  # (test, figures), printed at the end
