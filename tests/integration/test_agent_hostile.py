@@ -16,7 +16,6 @@
   printed), the excess is dropped and counted, and logged once."""
 import os
 import re
-import select
 import struct
 import sys
 import time
@@ -25,8 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import EchoAgent, Trunkline, echo_agent_binary, run  # noqa: E402
 from hostile_ws import HostileServer  # noqa: E402
-from rawsip import Msg  # noqa: E402
-from test_fallback import FALLBACK, TONE, LoadCall, loud  # noqa: E402
+from test_fallback import FALLBACK, TONE, LoadCall, drive, loud  # noqa: E402
 from test_routing import call_lines, stop_all  # noqa: E402
 
 SILENCE = b"\xff" * 160
@@ -97,42 +95,6 @@ class Caller(LoadCall):
         """Longest stretch without a loud packet in [t_from, t_to], and the loud count there."""
         ts = [t_from] + [t for t in self.loud_at if t_from <= t <= t_to] + [t_to]
         return max(b - a for a, b in zip(ts, ts[1:])), len(ts) - 2
-
-
-def drive(calls, max_s):
-    """Runs the callers (each starts at its start_at) until all are done or max_s passed."""
-    by_sock = {}
-    for c in calls:
-        by_sock[c.sip] = (c, "sip")
-        by_sock[c.rtp] = (c, "rtp")
-    t0 = time.monotonic()
-    next_tick = t0
-    while time.monotonic() - t0 < max_s and any(c.state != "done" for c in calls):
-        now = time.monotonic()
-        for c in calls:
-            if c.state == "idle" and now >= c.start_at:
-                c.start(now)
-        if now >= next_tick:
-            for c in calls:
-                c.tick(now)
-            next_tick += 0.02
-            if next_tick < now - 0.1:
-                next_tick = now  # the loop fell behind: do not burst to catch up
-        readable, _, _ = select.select(list(by_sock), [], [], max(0.0, next_tick - now))
-        for s in readable:
-            c, kind = by_sock[s]
-            try:
-                data = s.recv(70000)
-            except OSError:
-                continue
-            if kind == "rtp":
-                c.on_rtp(data)
-            elif data.strip():
-                c.on_sip(Msg(data), time.monotonic())
-    for c in calls:
-        if c.state != "done":
-            c.outcome = f"unfinished ({c.state})"
-        c.close()
 
 
 def pct(vals, q):
