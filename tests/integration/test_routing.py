@@ -378,8 +378,10 @@ def test_hot_reload(binary):
         assert answer_at < reload_at < bye_at, "the call was not in progress at the reload"
 
         # File changed, no signal: a bad value is reported, then good rules A come back.
+        kept = tl.log().count("keeping the rules in force")
         write_rules(tl, BAD_VALUE % agent.url)
-        tl.wait_log("rules file changed: ", timeout=3)
+        # (not just "rules file changed: ": the debug line "loading rules from" comes first)
+        tl.wait_log("keeping the rules in force", count=kept + 1, timeout=3)
         m = re.search(r"rules file changed: \S*rules\.json:4:(\d+): \"reject\" must be an integer"
                       r" between 400 and 699; keeping the rules in force", tl.log())
         assert m, tl.log()[-2000:]
