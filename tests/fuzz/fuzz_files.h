@@ -85,12 +85,12 @@ static inline void fz_route_calls(const struct tl_rules *rules)
 	                             "User-Agent: Cisco-CUCM14.0\r\n"
 	                             "Diversion: <sip:3000@10.10.0.10>;reason=unconditional\r\n"
 	                             "X-VIP: yes\r\n"
-	                             "X-3CX-Queue: 8000 Support\r\n\r\n";
+	                             "X-Queue: 8000 Support\r\n\r\n";
 	static const struct tl_route_header hdrs[] = {
 	    {"From", "\"Alice Smith\" <sip:2001@10.10.0.10>;tag=1"},
 	    {"t", "<sip:+14155550123@10.20.0.5>"},
 	    {"X-VIP", "yes"},
-	    {" x-3cx-queue ", "8000 Support"},
+	    {" x-queue ", "8000 Support"},
 	    {"History-Info", "<sip:5000@avaya;cause%3D302>;index=1"},
 	};
 	static const time_t times[] = {0,

@@ -120,12 +120,12 @@ static void test_headers(void)
 	                                 " {\"name\": \"from\", \"match\": {\"header\": "
 	                                 "{\"From\": \"@10\\\\.1\\\\.\"}}, \"agent\": \"bot\"},\n"
 	                                 " {\"name\": \"noq\", \"match\": {\"header\": "
-	                                 "{\"X-3CX-Queue\": \"^$\"}}, \"agent\": \"bot\"}]}");
+	                                 "{\"X-Queue\": \"^$\"}}, \"agent\": \"bot\"}]}");
 	struct tl_route_header two[] = {{"X-VIP", "no"}, {"x-Vip", "yes"}};
-	struct tl_route_header one[] = {{"X-VIP", "no"}, {"X-3CX-Queue", "8000 Support"}};
+	struct tl_route_header one[] = {{"X-VIP", "no"}, {"X-Queue", "8000 Support"}};
 	struct tl_route_header compact[] = {{"f", "<sip:2001@10.1.0.5>;tag=1"},
-	                                    {"X-3CX-Queue", "8000"}};
-	struct tl_route_header full[] = {{" FROM ", "<sip:2001@10.1.0.5>"}, {"X-3CX-Queue", "1"}};
+	                                    {"X-Queue", "8000"}};
+	struct tl_route_header full[] = {{" FROM ", "<sip:2001@10.1.0.5>"}, {"X-Queue", "1"}};
 
 	if (!rules)
 		return;
