@@ -70,8 +70,8 @@ class Person(threading.Thread):
     def _bye(self):
         inv = self.invite
         contact = inv.get("Contact", "").strip("<>").split(">")[0]
-        lines = [f"BYE {contact} SIP/2.0",
-                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{random.randrange(1 << 40)}",
+        branch = f"z9hG4bK{random.randrange(1 << 40)}"
+        lines = [f"BYE {contact} SIP/2.0", f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
                  f"From: {inv.get('To')};tag={self.tag}", f"To: {inv.get('From')}",
                  f"Call-ID: {inv.get('Call-ID')}", "CSeq: 1 BYE", "Max-Forwards: 70",
                  "Content-Length: 0"]
@@ -169,6 +169,8 @@ def rules():
               {"name": "busy", "match": {"to": "^5003$"}, "forward": PEOPLE[3].uri,
                "forward_method": "bridge"},
               {"name": "no-answer", "match": {"to": "^5004$"}, "forward": PEOPLE[4].uri,
+               "forward_method": "bridge"},
+              {"name": "gives-up", "match": {"to": "^5005$"}, "forward": PEOPLE[5].uri,
                "forward_method": "bridge"}]
     return {"agents": {"unused": {"url": "ws://127.0.0.1:9/"}}, "routes": routes}
 
@@ -270,6 +272,19 @@ def test_target_no_answer(binary):
     assert rb >= 80, f"ringback while ringing: {rb} frames"
 
 
+def test_caller_gives_up_while_ringing(binary):
+    """The caller hangs up while the person's phone rings: the person gets a CANCEL."""
+    tl = shared(binary)
+    person = PEOPLE[5]
+    person.start()
+    try:
+        caller(tl, "bridge_caller_bye.xml", "5005", "PCMU", silence(50), extra=["-d", "1500"])
+    finally:
+        person.finish()
+    assert person.cancel_at is not None, "the ringing target got no CANCEL"
+    assert person.cancel_at - person.invite_at <= 3.0, person.cancel_at - person.invite_at
+
+
 TL = []
 
 
@@ -279,7 +294,8 @@ def shared(binary):
         PEOPLE.update({1: Person("answer", "PCMU", ring_s=1.5, talk_s=4.0),
                        2: Person("answer", "PCMU", ring_s=1.5),
                        3: Person("reject", status=486, ring_s=0.5),
-                       4: Person("ring")})
+                       4: Person("ring"),
+                       5: Person("ring")})
         TL.append(Trunkline(binary, sip={"bridge_answer_timeout_s": 3}, rules=rules()).start())
     return TL[0]
 
@@ -287,7 +303,7 @@ def shared(binary):
 if __name__ == "__main__":
     try:
         run([test_refer_405_bridged, test_forward_method_bridge, test_target_rejects,
-             test_target_no_answer])
+             test_target_no_answer, test_caller_gives_up_while_ringing])
     finally:
         if TL:
             stop_all(TL[0])
