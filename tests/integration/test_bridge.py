@@ -71,7 +71,8 @@ class Person(threading.Thread):
         inv = self.invite
         contact = inv.get("Contact", "").strip("<>").split(">")[0]
         branch = f"z9hG4bK{random.randrange(1 << 40)}"
-        lines = [f"BYE {contact} SIP/2.0", f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
+        lines = [f"BYE {contact} SIP/2.0",
+                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
                  f"From: {inv.get('To')};tag={self.tag}", f"To: {inv.get('From')}",
                  f"Call-ID: {inv.get('Call-ID')}", "CSeq: 1 BYE", "Max-Forwards: 70",
                  "Content-Length: 0"]
@@ -246,10 +247,10 @@ def test_target_rejects(binary):
     person = PEOPLE[3]
     person.start()
     try:
-        peer, msgs = caller(tl, "bridge_caller_wait.xml", "5003", "PCMU", silence(50))
+        _, msgs = caller(tl, "bridge_caller_wait.xml", "5003", "PCMU", silence(50))
     finally:
         person.finish()
-    _, t_bye, bye = find_msg(msgs, "BYE", "received")
+    _, _, bye = find_msg(msgs, "BYE", "received")
     assert "cause=486" in bye.get("Reason", "") and "refused" in bye.get("Reason", ""), bye
     assert "bridge to " + person.uri + " failed: 486" in tl.log(), tl.log()[-2000:]
 
