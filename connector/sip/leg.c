@@ -209,9 +209,9 @@ static void on_invite_response(struct tl_call *call, struct tl_leg *leg, int sta
 	tl_call_on_leg(call, status, phrase);
 }
 
-/* A re-INVITE from the person's side (hold, session refresh): answered with our offer's
- * address and port; the relay goes on. */
-static void on_reinvite(struct tl_call *call, struct tl_leg *leg, const sip_t *req)
+/* A re-INVITE or UPDATE from the person's side (hold, session refresh): answered with our
+ * offer's address and port (an UPDATE without SDP with none); the relay goes on. */
+static void on_modify(struct tl_call *call, struct tl_leg *leg, const sip_t *req, int invite)
 {
 	const sip_payload_t *pl = req ? req->sip_payload : NULL;
 	struct tl_sdp_media neg;
@@ -221,8 +221,8 @@ static void on_reinvite(struct tl_call *call, struct tl_leg *leg, const sip_t *r
 
 	if (!pl || !pl->pl_data) {
 		nua_respond(leg->nh, SIP_200_OK, NUTAG_WITH_THIS(call->sip->nua),
-		            SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-		            SIPTAG_PAYLOAD_STR(leg->offer), TAG_END());
+		            TAG_IF(invite, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+		            TAG_IF(invite, SIPTAG_PAYLOAD_STR(leg->offer)), TAG_END());
 		return;
 	}
 	leg->local.sess_version++;
@@ -255,7 +255,8 @@ void tl_leg_on_event(struct tl_call *call, nua_event_t event, int status, const 
 		on_invite_response(call, leg, status, phrase, sip);
 		break;
 	case nua_i_invite:
-		on_reinvite(call, leg, sip);
+	case nua_i_update:
+		on_modify(call, leg, sip, event == nua_i_invite);
 		break;
 	case nua_i_bye:
 		tl_log_info(call->call_id, "BYE from the bridge target");

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Trunkline, run  # noqa: E402
 from rawsip import Msg  # noqa: E402
 from rtp_peer import PT, RtpPeer, decode, silence, tone, tone_ratio  # noqa: E402
-from test_routing import find_msg, sipp_trace, stop_all  # noqa: E402
+from test_routing import find_msg, invite, sipp_trace, stop_all  # noqa: E402
 
 
 class Person(threading.Thread):
@@ -42,7 +42,8 @@ class Person(threading.Thread):
             if mode == "answer" else None
         self.invite = self.tl_addr = self.last_resp = None
         self.invite_at = self.ok_at = self.cancel_at = self.bye_at = None
-        self.got_bye = self.sent_bye = False
+        self.got_bye = self.sent_bye = self.sent_update = False
+        self.update_status = None
         self.error = None
 
     def _send(self, data):
@@ -67,16 +68,19 @@ class Person(threading.Thread):
                 f"m=audio {self.rtp.port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {self.codec}/8000\r\n"
                 "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
 
-    def _bye(self):
+    def _request(self, method, cseq):
         inv = self.invite
         contact = inv.get("Contact", "").strip("<>").split(">")[0]
         branch = f"z9hG4bK{random.randrange(1 << 40)}"
-        lines = [f"BYE {contact} SIP/2.0",
+        lines = [f"{method} {contact} SIP/2.0",
                  f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
                  f"From: {inv.get('To')};tag={self.tag}", f"To: {inv.get('From')}",
-                 f"Call-ID: {inv.get('Call-ID')}", "CSeq: 1 BYE", "Max-Forwards: 70",
-                 "Content-Length: 0"]
+                 f"Call-ID: {inv.get('Call-ID')}", f"CSeq: {cseq} {method}",
+                 "Max-Forwards: 70", "Content-Length: 0"]
         self._send("\r\n".join(lines) + "\r\n\r\n")
+
+    def _bye(self):
+        self._request("BYE", 2)
         self.sent_bye = True
 
     def _on(self, m, now):
@@ -91,6 +95,8 @@ class Person(threading.Thread):
             self.cancel_at = now
             self._respond(m, 200, "OK")
             self.last_resp = self._respond(self.invite, 487, "Request Terminated")
+        elif m.status and m.cseq_method() == "UPDATE":
+            self.update_status = m.status
         elif m.method == "BYE":
             self.bye_at, self.got_bye = now, True
             self.bye = m
@@ -100,6 +106,10 @@ class Person(threading.Thread):
         if self.invite is None or self.ok_at or self.cancel_at:
             if self.ok_at and self.talk_s and not self.sent_bye and now - self.ok_at > self.talk_s:
                 self._bye()
+            if self.ok_at and self.mode == "answer" and not self.sent_update and \
+                    now - self.ok_at > 1.0:
+                self._request("UPDATE", 1)  # a session refresh without SDP: 200 expected
+                self.sent_update = True
             return
         if self.mode != "ring" and now - self.invite_at >= self.ring_s:
             if self.mode == "answer":
@@ -172,6 +182,8 @@ def rules():
               {"name": "no-answer", "match": {"to": "^5004$"}, "forward": PEOPLE[4].uri,
                "forward_method": "bridge"},
               {"name": "gives-up", "match": {"to": "^5005$"}, "forward": PEOPLE[5].uri,
+               "forward_method": "bridge"},
+              {"name": "tel", "match": {"to": "^5006$"}, "forward": "tel:+15550001234",
                "forward_method": "bridge"}]
     return {"agents": {"unused": {"url": "ws://127.0.0.1:9/"}}, "routes": routes}
 
@@ -237,6 +249,7 @@ def test_forward_method_bridge(binary):
         person.finish()
     assert not [m for _, _, m in msgs if m.method == "REFER"], "REFER on a bridge route"
     assert person.got_bye and "Call ended" in person.bye.get("Reason", ""), person.bye
+    assert person.update_status == 200, f"the person's UPDATE got {person.update_status}"
     check_audio("bridge", peer, person)
     assert ringback_frames(peer) >= 30, "no ringback while the person's phone rang"
 
@@ -286,6 +299,40 @@ def test_caller_gives_up_while_ringing(binary):
     assert person.cancel_at - person.invite_at <= 3.0, person.cancel_at - person.invite_at
 
 
+def test_tel_target_back_through_the_pbx(binary):
+    """A tel: target is called back through the PBX the call came from: the INVITE goes to the
+    caller's source address, sip:<number>@<it>;user=phone. Here the PBX (a raw socket) answers
+    it 486, and the caller's call ends with a BYE saying so."""
+    tl = shared(binary)
+    p, _, r, _ = invite(tl, "5006")
+    try:
+        assert r is not None and r.status == 200, r
+        p.in_dialog("ACK", r, 1)
+        leg = None
+        deadline = time.time() + 5
+        while leg is None and time.time() < deadline:
+            m = p.recv(0.5)
+            if m is not None and m.method == "INVITE":
+                leg = m
+        assert leg is not None, "no INVITE back to the PBX:\n" + tl.log()[-2000:]
+        assert leg.first.startswith(f"INVITE sip:+15550001234@127.0.0.1:{p.local_port};"
+                                    "user=phone SIP/2.0"), leg.first
+        to = leg.get("To") + ";tag=pbx1"
+        p.send("\r\n".join(["SIP/2.0 486 Busy Here"] + [f"Via: {v}" for v in leg.all("Via")] +
+                            [f"From: {leg.get('From')}", f"To: {to}",
+                             f"Call-ID: {leg.get('Call-ID')}", f"CSeq: {leg.get('CSeq')}",
+                             "Content-Length: 0"]) + "\r\n\r\n")
+        bye = None
+        while bye is None and time.time() < deadline + 3:
+            m = p.recv(0.5)
+            if m is not None and m.method == "BYE":
+                bye = m
+        assert bye is not None and "cause=486" in bye.get("Reason", ""), bye
+        p.respond(bye, 200, "OK")
+    finally:
+        p.close()
+
+
 TL = []
 
 
@@ -304,7 +351,8 @@ def shared(binary):
 if __name__ == "__main__":
     try:
         run([test_refer_405_bridged, test_forward_method_bridge, test_target_rejects,
-             test_target_no_answer, test_caller_gives_up_while_ringing])
+             test_target_no_answer, test_caller_gives_up_while_ringing,
+             test_tel_target_back_through_the_pbx])
     finally:
         if TL:
             stop_all(TL[0])
