@@ -232,5 +232,7 @@ void tl_relay_unlink(struct tl_media_stream *s); /* tl_stream_free calls it */
 void tl_relay_push(struct tl_media_stream *s, const uint8_t *payload, size_t n);
 /* 20 ms from the peer into payload (160 bytes): 1, or silence and 0 when none is due. */
 int tl_relay_frame(struct tl_media_stream *s, uint8_t *payload);
+/* A digit s received (RFC 4733, at its end), sent on by the peer. */
+void tl_relay_dtmf(struct tl_media_stream *s, char digit);
 
 #endif

@@ -3,7 +3,8 @@
  * codec, and the other's tick sends it instead of agent audio or ringback. Both streams live on
  * one worker, so the ring and the link are plain worker-owned fields: no lock, no allocation,
  * no copy beyond the ring. Same codec both sides: payload bytes pass through untouched;
- * PCMU <-> PCMA: transcoded through 16-bit PCM. Only G.711 (8 kHz, a byte a sample). */
+ * PCMU <-> PCMA: transcoded through 16-bit PCM. Only G.711 (8 kHz, a byte a sample). RFC 4733
+ * digits are played on to the peer as new events (when it negotiated telephone-event). */
 #include <errno.h>
 #include <string.h>
 
@@ -108,4 +109,13 @@ int tl_relay_frame(struct tl_media_stream *s, uint8_t *payload)
 	r->rd += TL_RELAY_FRAME;
 	atomic_fetch_add_explicit(&r->st_relayed, 1, memory_order_relaxed);
 	return 1;
+}
+
+void tl_relay_dtmf(struct tl_media_stream *s, char digit)
+{
+	/* The peer's digit queue has one producer: this worker. Its agent connection, the other
+	 * producer tl_media_stream_dtmf allows, was closed before the bridge was linked. A peer
+	 * without telephone-event (-ENOTSUP) or a full queue drops the digit. */
+	if (s->relay.peer)
+		tl_media_stream_dtmf(s->relay.peer, digit);
 }

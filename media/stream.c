@@ -159,6 +159,10 @@ static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len,
 		return; /* the end packet is sent three times */
 	s->dtmf_reported = 1;
 	s->dtmf_last_ts = ts;
+	if (s->relay.peer) { /* bridged: the digit is played on to the peer (relay.c) */
+		tl_relay_dtmf(s, dtmf_chars[p[0]]);
+		return;
+	}
 	ev = up_slot(s);
 	if (!ev)
 		return;

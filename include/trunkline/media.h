@@ -128,9 +128,11 @@ int tl_media_stream_create_beside(struct tl_media_stream **out, struct tl_media 
                                   const struct tl_media_stream *peer);
 /* From now on what each of a and b receives is what the other sends, 20 ms frames in order,
  * buffered at most 128 ms (the oldest dropped beyond): payloads copied when both use one codec,
- * transcoded through PCM for PCMU <-> PCMA. Agent audio, ringback and the uplink of both are
- * bypassed. Ends when either stream is freed. Both must be alive (references held) at the
- * call. 0, -EXDEV (not on one worker) or -ENOBUFS (the worker's queue is full). */
+ * transcoded through PCM for PCMU <-> PCMA; RFC 4733 digits are played on as new events. Agent
+ * audio, ringback and the uplink of both are bypassed: close the agent connections first, the
+ * digits each stream receives then have a single producer (the worker). Ends when either stream is
+ * freed. Both must be alive (references held) at the call. 0, -EXDEV (not on one worker) or
+ * -ENOBUFS (the worker's queue is full). */
 int tl_media_stream_relay(struct tl_media_stream *a, struct tl_media_stream *b);
 
 /* Counters, any thread (approximate while running). */

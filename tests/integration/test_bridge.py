@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Trunkline, run  # noqa: E402
 from rawsip import Msg  # noqa: E402
-from rtp_peer import PT, RtpPeer, decode, silence, tone, tone_ratio  # noqa: E402
+from rtp_peer import PT, RtpPeer, decode, digits, silence, tone, tone_ratio  # noqa: E402
 from test_routing import find_msg, invite, sipp_trace, stop_all  # noqa: E402
 
 
@@ -38,8 +38,8 @@ class Person(threading.Thread):
         self.port = self.sock.getsockname()[1]
         self.uri = f"sip:person@127.0.0.1:{self.port}"
         self.tag = f"p{random.randrange(1 << 30)}"
-        self.rtp = RtpPeer(codec, silence(10) + tone(150), max_s=max_s) \
-            if mode == "answer" else None
+        self.rtp = RtpPeer(codec, silence(10) + tone(150) + digits("#", gap=5, fill="silence"),
+                           max_s=max_s) if mode == "answer" else None
         self.invite = self.tl_addr = self.last_resp = None
         self.invite_at = self.ok_at = self.cancel_at = self.bye_at = None
         self.got_bye = self.sent_bye = self.sent_update = False
@@ -220,7 +220,7 @@ def test_refer_405_bridged(binary):
     person.start()
     try:
         peer, msgs = caller(tl, "bridge_refer_405.xml", "5001", "PCMU",
-                            silence(100) + tone(150))
+                            silence(100) + tone(100) + digits("59", gap=5) + tone(30))
     finally:
         person.finish()
     i_405, _, _ = find_msg(msgs, "SIP/2.0 405", "sent")
@@ -229,6 +229,11 @@ def test_refer_405_bridged(binary):
     assert person.invite is not None and person.ok_at and person.sent_bye
     assert person.invite.get("Diversion", "").startswith("<sip:5001@"), person.invite
     check_audio("refer-405", peer, person)
+    # RFC 4733 both ways: the caller's 5 and 9 reach the person, the person's # the caller.
+    heard = sorted({(e["ts"], e["digit"]) for e in person.rtp.dtmf_events()})
+    assert [d for _, d in heard] == ["5", "9"], person.rtp.dtmf_events()
+    heard = sorted({(e["ts"], e["digit"]) for e in peer.dtmf_events()})
+    assert [d for _, d in heard] == ["#"], peer.dtmf_events()
     assert ringback_frames(peer) >= 30, "no ringback while the person's phone rang"
     log = tl.log()
     for text in ("PBX refused the transfer to", ": 405 Method Not Allowed; bridging instead",
@@ -339,7 +344,7 @@ TL = []
 def shared(binary):
     """One trunkline for the file, its routes calling the four people."""
     if not TL:
-        PEOPLE.update({1: Person("answer", "PCMU", ring_s=1.5, talk_s=4.0),
+        PEOPLE.update({1: Person("answer", "PCMU", ring_s=1.5, talk_s=5.0),
                        2: Person("answer", "PCMU", ring_s=1.5),
                        3: Person("reject", status=486, ring_s=0.5),
                        4: Person("ring"),
