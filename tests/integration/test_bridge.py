@@ -349,7 +349,9 @@ def shared(binary):
                        3: Person("reject", status=486, ring_s=0.5),
                        4: Person("ring"),
                        5: Person("ring")})
-        TL.append(Trunkline(binary, sip={"bridge_answer_timeout_s": 3}, rules=rules()).start())
+        # Two media workers: the leg's stream must land on its caller's worker to be relayed.
+        TL.append(Trunkline(binary, sip={"bridge_answer_timeout_s": 3}, media={"workers": 2},
+                            rules=rules()).start())
     return TL[0]
 
 
