@@ -113,7 +113,7 @@ static void leg_invite(struct tl_call *call, struct tl_leg *leg)
 	snprintf(to_hdr, sizeof(to_hdr), "<%s>", leg->ruri);
 	snprintf(diversion, sizeof(diversion), "Diversion: <sip:%s@%s>;reason=%s;counter=1",
 	         to ? to : "unknown", call->ruri_host[0] ? call->ruri_host : "trunkline",
-	         call->agent_started || call->agent ? "unavailable" : "unconditional");
+	         call->agent ? "unavailable" : "unconditional");
 	nua_invite(leg->nh, SIPTAG_FROM_STR(from_hdr), SIPTAG_TO_STR(to_hdr),
 	           TAG_IF(cfg->public_address, SIPTAG_CONTACT_STR(call->sip->contact_hint)),
 	           SIPTAG_HEADER_STR(diversion), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
