@@ -7,7 +7,8 @@ person the bridge calls is a small SIP UAS below (rawsip's message parser) with 
 peer. Each side sends a 1 kHz tone while bridged; each must hear it from the other (trunkline
 has no echo path in a bridge: the agent is gone). The caller hears ringback (440 + 480 Hz)
 while the person's phone rings. A target that rejects or never answers ends the caller's call
-with a BYE that says why."""
+with a BYE that says why. Also: a 405 in the NOTIFY after a 202, the caller hanging up while
+the target rings, a tel: target called back through the PBX, the target's UPDATE."""
 import os
 import random
 import socket
@@ -184,7 +185,9 @@ def rules():
               {"name": "gives-up", "match": {"to": "^5005$"}, "forward": PEOPLE[5].uri,
                "forward_method": "bridge"},
               {"name": "tel", "match": {"to": "^5006$"}, "forward": "tel:+15550001234",
-               "forward_method": "bridge"}]
+               "forward_method": "bridge"},
+              {"name": "notify-405", "match": {"to": "^5007$"}, "forward": PEOPLE[6].uri,
+               "forward_method": "refer"}]
     return {"agents": {"unused": {"url": "ws://127.0.0.1:9/"}}, "routes": routes}
 
 
@@ -338,6 +341,26 @@ def test_tel_target_back_through_the_pbx(binary):
         p.close()
 
 
+def test_notify_405_bridged(binary):
+    """The PBX accepts the REFER (202) but its NOTIFY reports 405 (it could not place the
+    transfer): trunkline bridges instead; the person answers, then hangs up, and the caller
+    gets BYE."""
+    tl = shared(binary)
+    person = PEOPLE[6]
+    person.start()
+    try:
+        _, msgs = sipp_trace(tl, "fallback_refer.xml",
+                             keys={"service": "5007", "sipfrag": "405 Method Not Allowed"},
+                             timeout=15)
+    finally:
+        person.finish()
+    _, _, bye = find_msg(msgs, "BYE", "received")
+    assert "Bridged party hung up" in bye.get("Reason", ""), bye
+    assert person.ok_at and person.sent_bye
+    assert f"transfer to {person.uri} failed: 405; bridging instead" in tl.log(), \
+        tl.log()[-2000:]
+
+
 TL = []
 
 
@@ -348,7 +371,8 @@ def shared(binary):
                        2: Person("answer", "PCMU", ring_s=1.5),
                        3: Person("reject", status=486, ring_s=0.5),
                        4: Person("ring"),
-                       5: Person("ring")})
+                       5: Person("ring"),
+                       6: Person("answer", "PCMU", ring_s=0.5, talk_s=1.5)})
         # Two media workers: the leg's stream must land on its caller's worker to be relayed.
         TL.append(Trunkline(binary, sip={"bridge_answer_timeout_s": 3}, media={"workers": 2},
                             rules=rules()).start())
@@ -359,7 +383,7 @@ if __name__ == "__main__":
     try:
         run([test_refer_405_bridged, test_forward_method_bridge, test_target_rejects,
              test_target_no_answer, test_caller_gives_up_while_ringing,
-             test_tel_target_back_through_the_pbx])
+             test_tel_target_back_through_the_pbx, test_notify_405_bridged])
     finally:
         if TL:
             stop_all(TL[0])
