@@ -85,6 +85,8 @@ static void run_commands(struct tl_media_worker *w)
 			tl_stream_apply(s, &cmd.remote, &cmd.sdp);
 		else if (cmd.kind == TL_CMD_RELEASE)
 			remove_stream(w, s);
+		else if (cmd.kind == TL_CMD_RELAY)
+			tl_relay_link(s, cmd.peer);
 	}
 }
 
@@ -260,8 +262,8 @@ void tl_media_destroy(struct tl_media *m)
 	free(m);
 }
 
-int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
-                           const struct tl_media_stream_params *p)
+static int create_on(struct tl_media_stream **out, struct tl_media *m,
+                     const struct tl_media_stream_params *p, struct tl_media_worker *w)
 {
 	struct tl_media_stream *s;
 	struct tl_media_cmd cmd = {.kind = TL_CMD_ADD};
@@ -269,7 +271,7 @@ int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
 
 	if (err < 0)
 		return err;
-	s->w = &m->workers[m->next_worker++ % (unsigned)m->n_workers];
+	s->w = w;
 	cmd.s = s;
 	err = post(s->w, &cmd);
 	if (err < 0) {
@@ -281,6 +283,28 @@ int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
 	}
 	*out = s;
 	return 0;
+}
+
+int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
+                           const struct tl_media_stream_params *p)
+{
+	return create_on(out, m, p, &m->workers[m->next_worker++ % (unsigned)m->n_workers]);
+}
+
+int tl_media_stream_create_beside(struct tl_media_stream **out, struct tl_media *m,
+                                  const struct tl_media_stream_params *p,
+                                  const struct tl_media_stream *peer)
+{
+	return create_on(out, m, p, peer->w);
+}
+
+int tl_media_stream_relay(struct tl_media_stream *a, struct tl_media_stream *b)
+{
+	struct tl_media_cmd cmd = {.kind = TL_CMD_RELAY, .s = a, .peer = b};
+
+	if (a == b || a->w != b->w)
+		return -EXDEV; /* the relay's ring is worker-owned: one worker for both */
+	return post(a->w, &cmd);
 }
 
 void tl_media_stream_ref(struct tl_media_stream *s)

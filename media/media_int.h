@@ -83,6 +83,17 @@ int tl_rtp_source_rtp(struct tl_rtp_source *r, const struct sockaddr_storage *fr
 int tl_rtp_source_rtcp(struct tl_rtp_source *r, const struct sockaddr_storage *from,
                        const uint8_t *pkt, size_t len);
 
+/* relay.c: the audio a bridged peer stream received, waiting to be sent by this one. Worker
+ * only (both streams of a pair are on one worker), but the counters, which any thread reads. */
+#define TL_RELAY_BYTES 1024u /* a power of two (wrap-safe counters): 128 ms of G.711 */
+struct tl_relay {
+	struct tl_media_stream *peer; /* NULL when not bridged */
+	uint8_t buf[TL_RELAY_BYTES];
+	uint32_t rd, wr;                         /* bytes ever taken and put */
+	int primed;                              /* enough is buffered to send from */
+	_Atomic uint64_t st_relayed, st_dropped; /* frames sent from the ring; frames dropped */
+};
+
 struct tl_media_worker;
 
 struct tl_media_stream {
@@ -165,11 +176,13 @@ struct tl_media_stream {
 	_Atomic uint32_t st_jitter; /* RTP clock units */
 	/* sdp.te_pt as the agent thread may read it (tl_media_stream_dtmf): set with s->sdp. */
 	atomic_int te_pt_pub;
+	struct tl_relay relay; /* relay.c */
 };
 
 struct tl_media_cmd {
-	enum { TL_CMD_ADD = 1, TL_CMD_UPDATE, TL_CMD_RELEASE } kind;
+	enum { TL_CMD_ADD = 1, TL_CMD_UPDATE, TL_CMD_RELEASE, TL_CMD_RELAY } kind;
 	struct tl_media_stream *s;
+	struct tl_media_stream *peer; /* TL_CMD_RELAY: bridge s and peer */
 	struct sockaddr_storage remote;
 	struct tl_sdp_media sdp;
 };
@@ -211,5 +224,15 @@ void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *r
 void tl_stream_free(struct tl_media_stream *s);
 int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
                     const struct tl_media_stream_params *p);
+
+/* relay.c, on the worker of both streams */
+void tl_relay_link(struct tl_media_stream *a, struct tl_media_stream *b);
+void tl_relay_unlink(struct tl_media_stream *s); /* tl_stream_free calls it */
+/* A received frame (n bytes of s's codec; NULL: silence) for s's peer to send. */
+void tl_relay_push(struct tl_media_stream *s, const uint8_t *payload, size_t n);
+/* 20 ms from the peer into payload (160 bytes): 1, or silence and 0 when none is due. */
+int tl_relay_frame(struct tl_media_stream *s, uint8_t *payload);
+/* A digit s received (RFC 4733, at its end), sent on by the peer. */
+void tl_relay_dtmf(struct tl_media_stream *s, char digit);
 
 #endif

@@ -98,9 +98,15 @@ static void pcm_to_agent(struct tl_media_stream *s, const int16_t *pcm, size_t n
 static void uplink_frame(struct tl_media_stream *s, const uint8_t *payload, size_t n)
 {
 	int16_t pcm[TL_MEDIA_FRAME_MAX / 6];
-	struct tl_media_event *ev = up_slot(s);
+	struct tl_media_event *ev;
 
 	s->up_ms += (uint32_t)(n / 8);
+	if (s->relay.peer) {
+		/* bridged (relay.c): the audio is the peer's to send, not the agent's */
+		tl_relay_push(s, payload, n);
+		return;
+	}
+	ev = up_slot(s);
 	if (!ev)
 		return;
 	ev->kind = TL_MEDIA_EV_AUDIO;
@@ -153,6 +159,10 @@ static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len,
 		return; /* the end packet is sent three times */
 	s->dtmf_reported = 1;
 	s->dtmf_last_ts = ts;
+	if (s->relay.peer) { /* bridged: the digit is played on to the peer (relay.c) */
+		tl_relay_dtmf(s, dtmf_chars[p[0]]);
+		return;
+	}
 	ev = up_slot(s);
 	if (!ev)
 		return;
@@ -508,8 +518,11 @@ static int next_frame(struct tl_media_stream *s, uint8_t *payload)
 {
 	uint8_t agent[TL_MEDIA_FRAME_MAX];
 	int16_t pcm[TL_MEDIA_FRAME_MAX / 2], pcm8[160];
-	size_t got = dl_take(s, agent, s->agent_frame);
+	size_t got;
 
+	if (s->relay.peer) /* bridged: the peer's audio, instead of agent audio or ringback */
+		return tl_relay_frame(s, payload);
+	got = dl_take(s, agent, s->agent_frame);
 	if (got == 0) {
 		if (ring_frame(s, payload))
 			return 1;
@@ -699,6 +712,7 @@ void tl_stream_free(struct tl_media_stream *s)
 {
 	struct tl_chunk *c, *n;
 
+	tl_relay_unlink(s); /* a bridged peer is on this worker too: it forgets s here */
 	if (s->rtp_fd >= 0)
 		close(s->rtp_fd);
 	if (s->rtcp_fd >= 0)
@@ -744,4 +758,6 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->rx_dup = atomic_load_explicit(&s->st_rx_dup, memory_order_relaxed);
 	st->rx_lost = atomic_load_explicit(&s->st_rx_lost, memory_order_relaxed);
 	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed) / 8;
+	st->relayed = atomic_load_explicit(&s->relay.st_relayed, memory_order_relaxed);
+	st->relay_dropped = atomic_load_explicit(&s->relay.st_dropped, memory_order_relaxed);
 }

@@ -373,10 +373,12 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 	return 0;
 }
 
+/* clang-format off */
 static const char *const sip_keys[] = {
     "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
     "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
-    NULL};
+    "bridge_answer_timeout_s", NULL};
+/* clang-format on */
 
 static int load_ringback(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
 {
@@ -417,7 +419,9 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	                            &cfg->answer_delay_ms)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_call_duration_s", 0, 604800,
 	                            &cfg->max_call_duration_s)) < 0 ||
-	    (rc = load_ringback(doc, cfg, sip)) < 0)
+	    (rc = load_ringback(doc, cfg, sip)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "bridge_answer_timeout_s", 1, 600,
+	                            &cfg->bridge_answer_timeout_s)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
 		return tl_config_doc_fail(
@@ -563,6 +567,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
 	cfg->transfer_ringback = TL_TONE_RINGBACK_US;
+	cfg->bridge_answer_timeout_s = 30;
 	cfg->shutdown_timeout_ms = 30000;
 	cfg->rules_max_bytes = TL_RULES_MAX_BYTES;
 	cfg->rules_max_routes = TL_RULES_MAX_ROUTES;

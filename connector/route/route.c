@@ -580,6 +580,8 @@ static int set_target(const struct tl_config_doc *doc, const struct tl_rules *ru
 			    doc, sub, 1, "\"forward_method\" needs \"forward\" or \"fallback\"");
 		if (strcmp(json_string_value(v), "refer") == 0)
 			r->method = TL_ROUTE_REFER;
+		else if (strcmp(json_string_value(v), "bridge") == 0)
+			r->method = TL_ROUTE_BRIDGE;
 	}
 	return 0;
 }

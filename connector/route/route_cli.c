@@ -252,7 +252,7 @@ static int fill_active(const struct cli *c, const struct tl_rules *rules, unsign
 
 static const char *method_name(enum tl_route_method m)
 {
-	return m == TL_ROUTE_REFER ? "refer" : "redirect";
+	return m == TL_ROUTE_REFER ? "refer" : m == TL_ROUTE_BRIDGE ? "bridge" : "redirect";
 }
 
 static void print_target(const struct tl_route *r, const json_t *meta)

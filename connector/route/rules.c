@@ -244,9 +244,12 @@ static int check_enum_fields(const struct tl_config_doc *doc, json_t *route, con
 		if (!json_is_string(v))
 			return tl_config_doc_fail(doc, sub, 0, "expected a string");
 		s = json_string_value(v);
-		if (strcmp(s, "redirect") != 0 && strcmp(s, "refer") != 0)
+		if (strcmp(s, "redirect") != 0 && strcmp(s, "refer") != 0 &&
+		    strcmp(s, "bridge") != 0)
 			return tl_config_doc_fail(
-			    doc, sub, 0, "\"forward_method\" must be \"redirect\" or \"refer\"");
+			    doc, sub, 0,
+			    "\"forward_method\" must be \"redirect\", \"refer\" "
+			    "or \"bridge\"");
 	}
 	return tl_config_doc_int(doc, route, path, "reject", 400, 699, &reject);
 }

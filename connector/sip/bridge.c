@@ -26,25 +26,30 @@ static void random_sid(char *out, size_t size, const char *prefix)
 
 /* The negotiated remote address as a socket address; AF_UNSPEC when there is none yet
  * (delayed offer before the ACK, or hold with 0.0.0.0). */
-static void remote_addr(const struct tl_call *call, struct sockaddr_storage *ss)
+void tl_bridge_sdp_addr(const struct tl_sdp_media *m, int have_media, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
-	if (!call->have_media || call->media.remote_port == 0)
+	if (!have_media || m->remote_port == 0)
 		return;
-	if (call->media.remote_ipv6) {
+	if (m->remote_ipv6) {
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-		if (inet_pton(AF_INET6, call->media.remote_addr, &in6->sin6_addr) == 1) {
+		if (inet_pton(AF_INET6, m->remote_addr, &in6->sin6_addr) == 1) {
 			in6->sin6_family = AF_INET6;
-			in6->sin6_port = htons(call->media.remote_port);
+			in6->sin6_port = htons(m->remote_port);
 		}
 	} else {
 		struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-		if (inet_pton(AF_INET, call->media.remote_addr, &in4->sin_addr) == 1 &&
+		if (inet_pton(AF_INET, m->remote_addr, &in4->sin_addr) == 1 &&
 		    in4->sin_addr.s_addr != 0) {
 			in4->sin_family = AF_INET;
-			in4->sin_port = htons(call->media.remote_port);
+			in4->sin_port = htons(m->remote_port);
 		}
 	}
+}
+
+static void remote_addr(const struct tl_call *call, struct sockaddr_storage *ss)
+{
+	tl_bridge_sdp_addr(&call->media, call->have_media, ss);
 }
 
 /* "1.2.3.4:5" or "[::1]:5"; "" for AF_UNSPEC. */
@@ -198,6 +203,7 @@ static void log_media_stats(const struct tl_call *call)
 void tl_bridge_stop(struct tl_call *call)
 {
 	tl_bridge_stop_agent(call);
+	tl_leg_end(call); /* the bridge's other leg, if any: BYE or CANCEL */
 	if (call->stream)
 		log_media_stats(call);
 	if (call->stream) {

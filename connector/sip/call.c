@@ -91,6 +91,8 @@ void tl_call_destroy(struct tl_call *call)
 		su_timer_destroy(call->duration_timer);
 	if (call->refer_timer)
 		su_timer_destroy(call->refer_timer);
+	if (call->bridge_timer)
+		su_timer_destroy(call->bridge_timer);
 	free(call->answer_body);
 	if (call->rtp_fd >= 0)
 		close(call->rtp_fd);
@@ -212,8 +214,9 @@ static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
 	struct tl_call *call = arg;
 
-	if (call->state == TL_CALL_ENDING)
-		return; /* ended meanwhile (maximum duration, BYE): nothing to time out */
+	if (call->state == TL_CALL_ENDING || call->bridging)
+		return; /* ended meanwhile (maximum duration, BYE), or bridged: nothing to time out
+		         */
 	tl_log_warn(call->call_id, "transfer to %s not confirmed within %d s: ending the call",
 	            call->refer_target ? call->refer_target : "?", TL_REFER_TIMEOUT_MS / 1000);
 	tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer not confirmed\"");
@@ -223,7 +226,8 @@ static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
  * reports the outcome, and the REFER timer bounds the wait. */
 static void send_refer(struct tl_call *call)
 {
-	if (!call->refer_target || call->refer_sent || call->state != TL_CALL_CONFIRMED)
+	if (!call->refer_target || call->refer_sent || call->bridging ||
+	    call->state != TL_CALL_CONFIRMED)
 		return;
 	call->refer_sent = 1;
 	tl_bridge_stop_agent(call);
@@ -232,9 +236,80 @@ static void send_refer(struct tl_call *call)
 	start_timer(call, &call->refer_timer, on_refer_timeout, TL_REFER_TIMEOUT_MS);
 }
 
+/* ---- the bridge: trunkline calls the target itself (leg.c), the media engine relays ---- */
+
+static void on_bridge_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct tl_call *call = arg;
+
+	if (call->state != TL_CALL_ENDING && !call->bridged && call->leg)
+		tl_call_on_leg(call, 408, "No answer");
+}
+
+/* Calls call->refer_target; the agent goes, the caller hears ringback until the target
+ * answers (a call not answered yet is answered first, so that the ringback is heard). */
+static void start_bridge(struct tl_call *call, const char *why)
+{
+	int err;
+
+	call->bridging = 1;
+	if (call->refer_timer)
+		su_timer_reset(call->refer_timer);
+	tl_bridge_stop_agent(call);
+	err = tl_bridge_start_media(call);
+	if (err == 0)
+		err = tl_leg_start(call, call->refer_target);
+	if (err < 0) {
+		tl_log_warn(call->call_id, "cannot bridge to %s (%s): %s; ending the call",
+		            call->refer_target, why, strerror(-err));
+		tl_call_hangup(call, 503, "SIP;cause=503;text=\"Bridge failed\"");
+		return;
+	}
+	tl_log_info(call->call_id, "bridging to %s (%s)", call->refer_target, why);
+	tl_bridge_ringback(call);
+	start_timer(call, &call->bridge_timer, on_bridge_timeout,
+	            call->sip->cfg->bridge_answer_timeout_s * 1000);
+	if (call->state == TL_CALL_NEW)
+		tl_call_agent_ready(call);
+}
+
+void tl_call_on_leg(struct tl_call *call, int status, const char *phrase)
+{
+	char reason[120];
+
+	if (call->state == TL_CALL_ENDING)
+		return;
+	if (status >= 200 && status < 300) {
+		call->bridged = 1;
+		if (call->bridge_timer)
+			su_timer_reset(call->bridge_timer);
+		tl_log_info(call->call_id, "bridged to %s: relaying audio", call->refer_target);
+		return;
+	}
+	if (status == 0) {
+		tl_log_info(call->call_id, "bridged party hung up");
+		tl_call_hangup(call, 480, "SIP;cause=200;text=\"Bridged party hung up\"");
+		return;
+	}
+	tl_log_warn(call->call_id, "bridge to %s failed: %d %s; ending the call",
+	            call->refer_target, status, phrase);
+	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status,
+	         status == 408 ? "Bridge target did not answer" : "Bridge target refused");
+	tl_call_hangup(call, 480, reason);
+}
+
+/* A REFER the PBX will not carry out (it cannot, or may not, transfer this way) is bridged
+ * instead; a target that is busy or unknown (486, 404, ...) would refuse our call as well. */
+static int bridge_instead(int status)
+{
+	return status == 403 || status == 405 || status == 420 || status == 489 || status == 501 ||
+	       status == 603;
+}
+
 void tl_call_forward(struct tl_call *call, const char *target, const char *reason)
 {
-	int refer = call->route && call->route->method == TL_ROUTE_REFER;
+	int refer = call->route && (call->route->method == TL_ROUTE_REFER ||
+	                            call->route->method == TL_ROUTE_BRIDGE);
 
 	if (call->state == TL_CALL_ENDING || call->refer_target)
 		return;
@@ -253,6 +328,10 @@ void tl_call_forward(struct tl_call *call, const char *target, const char *reaso
 		tl_call_hangup(call, 503, NULL);
 		return;
 	}
+	if (call->route->method == TL_ROUTE_BRIDGE) {
+		start_bridge(call, "forward_method bridge");
+		return;
+	}
 	if (call->state == TL_CALL_NEW) {
 		/* forward_method "refer": answer first (with a media stream, for the ringback),
 		 * then transfer once the ACK is in. */
@@ -267,13 +346,18 @@ void tl_call_forward(struct tl_call *call, const char *target, const char *reaso
 
 void tl_call_on_refer_response(struct tl_call *call, int status, const char *phrase)
 {
-	if (status < 200 || call->state == TL_CALL_ENDING)
+	if (status < 200 || call->state == TL_CALL_ENDING || call->bridging)
 		return;
 	if (status < 300 && call->norefersub) {
 		/* RFC 4488: with Refer-Sub: false the 2xx is all the PBX reports. */
 		tl_log_info(call->call_id, "transfer to %s accepted (%d, no NOTIFY due)",
 		            call->refer_target, status);
 		tl_call_hangup(call, 200, "SIP;cause=200;text=\"Call transferred\"");
+	} else if (status >= 300 && bridge_instead(status)) {
+		tl_log_warn(call->call_id,
+		            "PBX refused the transfer to %s: %d %s; bridging instead",
+		            call->refer_target, status, phrase);
+		start_bridge(call, "REFER refused");
 	} else if (status >= 300) {
 		tl_log_warn(call->call_id, "PBX refused the transfer to %s: %d %s; ending the call",
 		            call->refer_target, status, phrase);
@@ -285,12 +369,16 @@ void tl_call_on_notify(struct tl_call *call, const sip_t *notify)
 {
 	int code;
 
-	if (!call->refer_sent || call->state == TL_CALL_ENDING)
+	if (!call->refer_sent || call->state == TL_CALL_ENDING || call->bridging)
 		return;
 	code = tl_forward_notify_status(notify);
 	if (code >= 200 && code < 300) {
 		tl_log_info(call->call_id, "transfer to %s succeeded", call->refer_target);
 		tl_call_hangup(call, 200, "SIP;cause=200;text=\"Call transferred\"");
+	} else if (code >= 300 && bridge_instead(code)) {
+		tl_log_warn(call->call_id, "transfer to %s failed: %d; bridging instead",
+		            call->refer_target, code);
+		start_bridge(call, "transfer failed");
 	} else if (code >= 300) {
 		tl_log_warn(call->call_id, "transfer to %s failed: %d; ending the call",
 		            call->refer_target, code);

@@ -124,7 +124,8 @@ static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 static void call_gone(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh)
 {
 	if (call) {
-		tl_log_info(call->call_id, "call ended");
+		tl_log_info(call->call_id, "call ended%s%s", call->bridged ? ", bridged to " : "",
+		            call->bridged ? call->refer_target : "");
 		tl_call_destroy(call);
 	}
 	nua_handle_bind(nh, NULL);
@@ -332,6 +333,10 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
                          struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call,
                          sip_t const *req, tagi_t tags[])
 {
+	if (call && nh && nh != call->nh) { /* the bridge's outgoing leg (leg.c) */
+		tl_leg_on_event(call, event, status, phrase, nh, req, tags);
+		return;
+	}
 	switch (event) {
 	case nua_i_invite:
 		if (!call)

@@ -71,6 +71,12 @@ struct tl_call {
 	su_timer_t *refer_timer;    /* the REFER's outcome is due */
 	/* the INVITE said Supported: norefersub (RFC 4488): our REFER asks for no NOTIFYs */
 	int norefersub;
+	/* The bridge (leg.c): trunkline's own call to refer_target, its audio relayed to this one
+	 * (forward_method "bridge", or a REFER the PBX refused). */
+	struct tl_leg *leg;       /* owned; NULL when none */
+	su_timer_t *bridge_timer; /* bridge_answer_timeout_s: the leg must answer by then */
+	int bridging;             /* a leg was started for this call */
+	int bridged;              /* its target answered: the two legs talk */
 };
 
 struct tl_sip {
@@ -156,6 +162,23 @@ int tl_bridge_start_media(struct tl_call *call);
 void tl_bridge_agent_gone(struct tl_call *call);
 /* Ringback to the caller (sip.transfer_ringback) until the stream stops. */
 void tl_bridge_ringback(struct tl_call *call);
+/* An SDP result's remote address as a socket address (AF_UNSPEC when none or have_media 0). */
+void tl_bridge_sdp_addr(const struct tl_sdp_media *m, int have_media, struct sockaddr_storage *ss);
+
+/* The bridge's leg reports: status 2xx answered, 3xx-6xx failed (never answered), 0 hung up
+ * after answering. Decides what the call does next. */
+void tl_call_on_leg(struct tl_call *call, int status, const char *phrase);
+
+/* leg.c: the bridge's outgoing leg; decides nothing. tl_leg_start: 0, -EINVAL (a target it
+ * cannot call), -EALREADY (a leg already, or no caller stream to relay to), -ENOMEM, or a
+ * port pool error. tl_leg_end: BYE (answered) or CANCEL, then forgets the leg; NULL-safe. */
+int tl_leg_start(struct tl_call *call, const char *target);
+void tl_leg_end(struct tl_call *call);
+/* sip.c: an event on the leg's handle (bound to its call, but not call->nh). */
+void tl_leg_on_event(struct tl_call *call, nua_event_t event, int status, const char *phrase,
+                     nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
+/* The Request-URI the leg calls, NULL when there is no leg. */
+const char *tl_leg_target(const struct tl_call *call);
 
 /* forward.c: builds and sends; decides nothing, changes no state. */
 void tl_forward_redirect(struct tl_call *call, const char *target, const char *reason);

@@ -84,6 +84,9 @@ struct tl_config {
 
 	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
 	enum tl_tone_ringback transfer_ringback;
+	/* A bridge's outgoing call (forward_method "bridge", or a refused REFER) rings at most
+	 * this long, default 30 s */
+	int bridge_answer_timeout_s;
 };
 
 /* Loads and validates the config file alone (the rules file it names is only located: its

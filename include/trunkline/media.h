@@ -120,6 +120,21 @@ int tl_media_stream_dtmf(struct tl_media_stream *s, char digit);
  * Returns 0, -EINVAL (bad kind), -EBUSY (another kind was started before) or -ENOMEM. */
 int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind);
 
+/* ---- Bridging two streams (a caller and a leg trunkline placed): control thread ---- */
+/* As tl_media_stream_create, on the worker of peer (borrowed until return), so that the two
+ * can be relayed. */
+int tl_media_stream_create_beside(struct tl_media_stream **out, struct tl_media *m,
+                                  const struct tl_media_stream_params *p,
+                                  const struct tl_media_stream *peer);
+/* From now on what each of a and b receives is what the other sends, 20 ms frames in order,
+ * buffered at most 128 ms (the oldest dropped beyond): payloads copied when both use one codec,
+ * transcoded through PCM for PCMU <-> PCMA; RFC 4733 digits are played on as new events. Agent
+ * audio, ringback and the uplink of both are bypassed: close the agent connections first, the
+ * digits each stream receives then have a single producer (the worker). Ends when either stream is
+ * freed. Both must be alive (references held) at the call. 0, -EXDEV (not on one worker) or
+ * -ENOBUFS (the worker's queue is full). */
+int tl_media_stream_relay(struct tl_media_stream *a, struct tl_media_stream *b);
+
 /* Counters, any thread (approximate while running). */
 struct tl_media_stats {
 	uint64_t rx_packets, rx_bytes, rx_late, rx_dup, rx_lost, rx_bad;
@@ -129,6 +144,7 @@ struct tl_media_stats {
 	uint64_t rx_learning;  /* RTP held back while its source was being learned (NAT) */
 	uint64_t rtcp_dropped; /* RTCP from another address, or not RTCP: dropped */
 	struct sockaddr_storage foreign_from; /* the first foreign source; AF_UNSPEC when none */
+	uint64_t relayed, relay_dropped; /* bridged: frames sent from the peer, frames dropped */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);
 

@@ -26,6 +26,7 @@ enum tl_route_kind {
 enum tl_route_method {
 	TL_ROUTE_REDIRECT, /* 302 Moved Temporarily with the URI in Contact (default) */
 	TL_ROUTE_REFER,    /* answer, then REFER to the URI */
+	TL_ROUTE_BRIDGE,   /* answer, then call the URI ourselves and relay the audio */
 };
 
 struct tl_route_match; /* compiled conditions, private to connector/route*.c */

@@ -3,7 +3,7 @@
  * (tl_sip_step, a test seam), a fake PBX on a plain UDP socket sending hand-written SIP, and the
  * in-process agent server of tl_agent_server.h. Each case checks the wire (what trunkline
  * answers or sends) and the states the call went through, read from sip->calls after every
- * step: answer and ACK, 302 to the fallback, REFER after the agent leaves (NOTIFY 200, 603),
+ * step: answer and ACK, 302 to the fallback, REFER after the agent leaves (NOTIFY 200, 400),
  * the agent's hangup, CANCEL, max_call_duration_s during a pending REFER, and a re-INVITE
  * without a common codec. One loop turn can hold several events, so a state that lasts only
  * until another thread reports would be missed: the agent server holds each upgrade until the
@@ -702,14 +702,15 @@ static void test_agent_closes_refer_notify(void)
 	TL_CHECK_STR(p.hist, "NACEx");
 }
 
-/* 3b. The PBX refuses the REFER (603): BYE (Transfer refused). */
+/* 3b. The PBX refuses the REFER with a status that rules out a bridge too (400): BYE (Transfer
+ * refused). 403, 405, 501, 603 start the bridge instead (test_bridge.py, test_fallback.py). */
 static void test_agent_closes_refer_refused(void)
 {
 	struct pcall p;
 	const char *m;
 
 	if (call_answer(&p, NULL) == 0 && (m = agent_leaves(&p)) != NULL) {
-		respond(m, 603, "Decline");
+		respond(m, 400, "Bad Request");
 		expect_bye(&p, "Transfer refused", 3000);
 	}
 	call_end(&p);

@@ -322,7 +322,7 @@ static void test_route_errors(void)
 	expect_err(rc_ok, AG "  {\"agent\": \"bot\", \"fallback\": \"sip\"}]}", r, 3, 32,
 	           "\"fallback\" must be a sip:, sips: or tel: URI");
 	expect_err(rc_ok, AG "  {\"forward\": \"tel:+1\", \"forward_method\": \"bye\"}]}", r, 3, 43,
-	           "\"forward_method\" must be \"redirect\" or \"refer\"");
+	           "\"forward_method\" must be \"redirect\", \"refer\" or \"bridge\"");
 	expect_err(rc_ok, AG "  {\"agent\": \"bot\", \"match\": []}]}", r, 3, 29,
 	           "expected an object");
 	expect_err(rc_ok, AG "  {\"agent\": \"bot\", \"name\": 1}]}", r, 3, 28,

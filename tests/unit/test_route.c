@@ -404,13 +404,15 @@ static void test_targets(void)
 	       " {\"forward\": \"tel:+1\", \"forward_method\": \"refer\"},\n"
 	       " {\"agent\": \"human\", \"fallback\": \"sips:q@pbx\", \"forward_method\": "
 	       "\"refer\"},\n"
-	       " {\"name\": \"blocked\", \"reject\": 603}]}");
+	       " {\"name\": \"blocked\", \"reject\": 603},\n"
+	       " {\"agent\": \"bot\", \"fallback\": \"sip:d@pbx\", \"forward_method\": "
+	       "\"bridge\"}]}");
 	const struct tl_route *r;
 
 	if (!rules)
 		return;
-	TL_CHECK_INT(rules->n_routes, 5);
-	TL_CHECK_INT(json_array_size(rules->routes), 5);
+	TL_CHECK_INT(rules->n_routes, 6);
+	TL_CHECK_INT(json_array_size(rules->routes), 6);
 	r = &rules->route_tab[0];
 	TL_CHECK_INT(r->index, 0);
 	TL_CHECK_INT(r->kind, TL_ROUTE_AGENT);
@@ -437,6 +439,9 @@ static void test_targets(void)
 	TL_CHECK_INT(r->index, 4);
 	TL_CHECK_INT(r->kind, TL_ROUTE_REJECT);
 	TL_CHECK_INT(r->reject, 603);
+	r = &rules->route_tab[5];
+	TL_CHECK_STR(r->fallback, "sip:d@pbx");
+	TL_CHECK_INT(r->method, TL_ROUTE_BRIDGE);
 	tl_rules_destroy(rules);
 }
 
