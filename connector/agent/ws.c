@@ -313,6 +313,8 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 	                  p->meta_json);
 	if (err < 0)
 		goto out;
+	if (p->account_sid)
+		snprintf(c->d.account_sid, sizeof(c->d.account_sid), "%s", p->account_sid);
 	err = conn_parse_url(c, a->url);
 	if (err < 0)
 		goto out;

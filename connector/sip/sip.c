@@ -113,9 +113,10 @@ static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 	struct signalfd_siginfo si;
 
 	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGHUP)
+		if (si.ssi_signo == SIGHUP) {
 			tl_sip_reload_rules(sip, "SIGHUP");
-		else
+			tl_sip_ops_reopen(sip);
+		} else
 			start_drain(sip);
 	}
 	return 0;
@@ -125,6 +126,7 @@ static void call_gone(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh
 {
 	if (call) {
 		tl_log_info(call->call_id, "call ended");
+		tl_sip_ops_call_end(call);
 		tl_call_destroy(call);
 	}
 	nua_handle_bind(nh, NULL);
@@ -308,6 +310,7 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 		tl_log_info(call->call_id, "INVITE: %s", m ? m : "");
 		free(m);
 	}
+	tl_sip_ops_invite(call);
 	tl_call_on_invite(call, req);
 }
 
@@ -332,6 +335,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
                          struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call,
                          sip_t const *req, tagi_t tags[])
 {
+	tl_sip_ops_event(sip, call, event, status, req, tags);
 	switch (event) {
 	case nua_i_invite:
 		if (!call)
@@ -502,8 +506,10 @@ static void on_ws_event(void *arg, const struct tl_ws_event *ev)
 {
 	struct tl_call *call = tl_call_by_num(arg, ev->call);
 
-	if (call) /* else the call ended while the event was queued */
-		tl_call_on_agent_event(call, ev);
+	if (!call) /* the call ended while the event was queued */
+		return;
+	tl_sip_ops_agent_event(call, ev);
+	tl_call_on_agent_event(call, ev);
 }
 
 static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
@@ -597,6 +603,9 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	err = start_media_and_agents(sip);
 	if (err < 0)
 		goto out;
+	err = tl_sip_ops_start(sip);
+	if (err < 0)
+		goto out;
 	*out = sip;
 	return 0;
 out:
@@ -634,6 +643,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 {
 	if (!sip)
 		return;
+	tl_sip_ops_stop(sip); /* the HTTP thread first: it may be waiting for this one */
 	while (sip->calls) {
 		nua_handle_t *nh = sip->calls->nh;
 		tl_call_destroy(sip->calls);

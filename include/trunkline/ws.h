@@ -55,6 +55,7 @@ struct tl_ws_conn_params {
 	const struct tl_agent *agent;   /* copied */
 	const char *call_sid;           /* copied: Twilio callSid */
 	const char *stream_sid;         /* copied: Twilio streamSid */
+	const char *account_sid;        /* copied: Twilio accountSid; NULL: a placeholder */
 	const char *meta_json;          /* copied: the call metadata, a JSON object */
 	struct tl_media_stream *stream; /* the connection takes its own reference */
 };
