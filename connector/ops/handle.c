@@ -23,7 +23,6 @@ static void reply(struct tl_ops_sess *s, int status, const char *ctype, char *bo
 	free(s->resp);
 	s->resp = body ? body : strdup("");
 	s->resp_len = s->resp ? strlen(s->resp) : 0;
-	s->resp_sent = 0;
 }
 
 static void reply_text(struct tl_ops_sess *s, int status, const char *text)

@@ -99,11 +99,18 @@ int tl_ops_ask(struct tl_ops *ops, struct tl_ops_req *req, char **body,
 
 /* ---- the lws server ---- */
 
+/* The whole response at once, from the callback that has it: headers and body go to lws,
+ * which keeps what the socket cannot take yet and sends it as it can (as lws_return_http_status
+ * does). Waiting for WRITEABLE instead stalls a POST with Content-Length: 0, whose WRITEABLE
+ * lws 4.1 never delivers while it still expects the (empty) body. */
 static int respond_now(struct lws *wsi, struct tl_ops_sess *s)
 {
-	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
-	                                   *end = buf + sizeof(buf) - 1;
+	unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
+	                                   *end = hdr + sizeof(hdr) - 1;
+	unsigned char *body;
+	int n;
 
+	s->responded = 1;
 	if (lws_add_http_common_headers(wsi, (unsigned)s->status, s->ctype, s->resp_len, &p, end))
 		return 1;
 	if (s->status == 401 &&
@@ -114,30 +121,19 @@ static int respond_now(struct lws *wsi, struct tl_ops_sess *s)
 	if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
 	                                (const unsigned char *)"no-store", 8, &p, end))
 		return 1;
-	if (lws_finalize_write_http_header(wsi, start, &p, end))
+	if (lws_finalize_http_header(wsi, &p, end))
 		return 1;
-	lws_callback_on_writable(wsi);
-	return 0;
-}
-
-static int write_body(struct lws *wsi, struct tl_ops_sess *s)
-{
-	unsigned char buf[LWS_PRE + 4096];
-	size_t n = s->resp_len - s->resp_sent;
-	int last;
-
-	if (n > sizeof(buf) - LWS_PRE)
-		n = sizeof(buf) - LWS_PRE;
-	last = s->resp_sent + n == s->resp_len;
-	memcpy(buf + LWS_PRE, s->resp + s->resp_sent, n);
-	if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
-	    (int)n)
+	n = (int)(p - start);
+	if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_HEADERS) != n)
 		return 1;
-	s->resp_sent += n;
-	if (!last) {
-		lws_callback_on_writable(wsi);
-		return 0;
-	}
+	body = malloc(LWS_PRE + s->resp_len + 1);
+	if (!body)
+		return 1;
+	memcpy(body + LWS_PRE, s->resp, s->resp_len);
+	n = lws_write(wsi, body + LWS_PRE, s->resp_len, LWS_WRITE_HTTP_FINAL);
+	free(body);
+	if (n != (int)s->resp_len)
+		return 1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -215,10 +211,10 @@ static int ops_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_body(s, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (s->responded || !s->expect_body)
+			return 0;
 		tl_ops_handle(ops, s);
 		return respond_now(wsi, s);
-	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return s->resp ? write_body(wsi, s) : 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (s)

@@ -38,12 +38,13 @@ struct tl_ops_sess {
 	char *body; /* owned */
 	size_t body_len;
 	int body_too_big, expect_body;
+	int responded; /* headers are out: a later BODY_COMPLETION is ignored */
 	/* the response */
 	int status;
 	const char *ctype;
 	char challenge[96]; /* WWW-Authenticate for 401 */
 	char *resp;         /* owned */
-	size_t resp_len, resp_sent;
+	size_t resp_len;
 };
 
 /* handle.c: fills s->status, ctype, resp (HTTP thread). */
