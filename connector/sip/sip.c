@@ -263,6 +263,7 @@ static void refuse(struct tl_sip *sip, nua_handle_t *nh, int status, const char 
 {
 	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "INVITE refused: %d %s",
 	            status, phrase);
+	tl_sip_ops_refused(sip, status);
 	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(sip->nua),
 	            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR(TL_RETRY_AFTER)), TAG_END());
 }

@@ -195,6 +195,8 @@ void tl_sip_ops_agent_asked(struct tl_call *call);
 void tl_sip_ops_agent_event(struct tl_call *call, const struct tl_ws_event *ev);
 void tl_sip_ops_hangup(struct tl_call *call, const char *by, const char *reason);
 void tl_sip_ops_call_end(struct tl_call *call);
+/* An INVITE refused before it became a call (draining, max_calls, no resources). */
+void tl_sip_ops_refused(struct tl_sip *sip, int status);
 void tl_sip_ops_rules_loaded(struct tl_sip *sip, int ok);
 /* The outcome, when this event decides it (the first decision stays). */
 static inline void tl_call_outcome(struct tl_call *call, enum tl_ops_outcome o)

@@ -421,10 +421,8 @@ static enum tl_ops_outcome final_outcome(const struct tl_call *call)
 	return TL_OUTCOME_FAILED;
 }
 
-static void count_end(struct tl_sip *sip, const struct tl_call *call, const char *outcome)
+static void count_total(struct tl_sip *sip, const char *route, const char *outcome)
 {
-	struct tl_metrics *m = &sip->ops->metrics;
-	const char *route = call->route ? call->route->name : "";
 	json_t *by = json_object_get(sip->ops->totals, route), *n;
 
 	if (!by) {
@@ -433,6 +431,21 @@ static void count_end(struct tl_sip *sip, const struct tl_call *call, const char
 	}
 	n = json_object_get(by, outcome);
 	json_object_set_new(by, outcome, json_integer(n ? json_integer_value(n) + 1 : 1));
+}
+
+void tl_sip_ops_refused(struct tl_sip *sip, int status)
+{
+	if (!sip->ops)
+		return;
+	count_total(sip, "", tl_ops_outcome_name(TL_OUTCOME_REJECTED));
+	tl_metrics_sip_response(&sip->ops->metrics, TL_SIP_M_INVITE, status);
+}
+
+static void count_end(struct tl_sip *sip, const struct tl_call *call, const char *outcome)
+{
+	struct tl_metrics *m = &sip->ops->metrics;
+
+	count_total(sip, call->route ? call->route->name : "", outcome);
 	if (call->rec.have_media) {
 		tl_metrics_add(&m->rtp_rx, call->rec.media.rx_packets);
 		tl_metrics_add(&m->rtp_tx, call->rec.media.tx_packets);

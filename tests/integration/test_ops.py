@@ -248,7 +248,12 @@ def test_readyz(binary):
         tl.wait_log("draining")
         status, text, _ = http(tl, "GET", "/readyz")
         assert (status, text) == (503, "not ready: draining\n"), (status, text)
-        assert sample(metrics(tl), "trunkline_draining") == 1
+        sipp(tl, "invite_503.xml", keys={"service": "100"})  # refused: draining
+        m = metrics(tl)
+        assert sample(m, "trunkline_draining") == 1
+        assert sample(m, "trunkline_calls_total", route="", outcome="rejected") == 1, m
+        assert sample(m, "trunkline_sip_responses_total", method="INVITE",
+                      **{"class": "5xx"}) == 1, m
         bg.join()
         assert tl.stop() == 0
     finally:
