@@ -747,4 +747,9 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->rx_dup = atomic_load_explicit(&s->st_rx_dup, memory_order_relaxed);
 	st->rx_lost = atomic_load_explicit(&s->st_rx_lost, memory_order_relaxed);
 	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed) / 8;
+	uint64_t queued = atomic_load_explicit(&s->dl_pub, memory_order_relaxed) -
+	                  atomic_load_explicit(&s->dl_read_pub, memory_order_relaxed);
+	unsigned per_ms = s->fmt == TL_MEDIA_AGENT_L16 ? (unsigned)s->agent_rate / 500 : 8;
+	/* Read without order: a read ahead of a write shows 0, not a wrapped count. */
+	st->playout_ms = queued > (1ull << 40) ? 0 : (uint32_t)(queued / (per_ms ? per_ms : 8));
 }

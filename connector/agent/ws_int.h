@@ -261,6 +261,9 @@ struct tl_ws {
 	int efd;
 	int insecure;
 
+	/* WebSocket payload bytes over all connections: the WS thread adds, anyone reads */
+	atomic_uint_fast64_t tx_bytes, rx_bytes;
+
 	/* WS thread */
 	uint64_t turn; /* lws_service calls so far: one poll and what it found ready */
 	struct tl_ws_conn *conns;

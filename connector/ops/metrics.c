@@ -221,6 +221,12 @@ static void render_rtp(struct text *t, const struct tl_metrics *m, const struct 
 	gauge(t, "trunkline_rtp_jitter_seconds_max",
 	      "Largest interarrival jitter (RFC 3550) of a call in progress.",
 	      s->jitter_ms_max / 1000.0);
+	gauge(t, "trunkline_playout_queue_seconds_max",
+	      "Most agent audio queued for one call, not yet played to the caller.",
+	      s->playout_ms_max / 1000.0);
+	gauge(t, "trunkline_playout_queue_seconds_sum",
+	      "Agent audio queued over all calls in progress, not yet played.",
+	      s->playout_ms_sum / 1000.0);
 	gauge(t, "trunkline_rtp_jitter_seconds_avg",
 	      "Mean interarrival jitter (RFC 3550) over calls in progress with media.",
 	      s->calls_with_media ? s->jitter_ms_sum / 1000.0 / s->calls_with_media : 0);
@@ -249,6 +255,11 @@ char *tl_metrics_render(const struct tl_metrics *m, const struct tl_ops_snapshot
 		put(&t, "trunkline_agent_connect_failures_total{reason=\"%s\"} %llu\n",
 		    fail_names[i], (unsigned long long)get(&m->connect_fail[i]));
 	render_rtp(&t, m, s);
+	counter(&t, "trunkline_websocket_sent_bytes_total",
+	        "WebSocket payload bytes sent to agents (messages, before framing).",
+	        s->ws_sent_bytes);
+	counter(&t, "trunkline_websocket_received_bytes_total",
+	        "WebSocket payload bytes received from agents.", s->ws_received_bytes);
 	counter(&t, "trunkline_rules_reloads_total", "Rules files loaded and swapped in.",
 	        get(&m->rules_reloads));
 	counter(&t, "trunkline_rules_reload_failures_total",

@@ -198,7 +198,12 @@ static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 		if (st.jitter_ms > s->jitter_ms_max)
 			s->jitter_ms_max = st.jitter_ms;
 		s->calls_with_media++;
+		s->playout_ms_sum += st.playout_ms;
+		if (st.playout_ms > s->playout_ms_max)
+			s->playout_ms_max = st.playout_ms;
 	}
+	if (sip->ws)
+		tl_ws_bytes(sip->ws, &s->ws_sent_bytes, &s->ws_received_bytes);
 	s->calls_total = render_totals(sip->ops->totals);
 }
 

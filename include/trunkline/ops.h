@@ -97,6 +97,8 @@ struct tl_ops_snapshot {
 	uint64_t rtp_rx, rtp_tx, rtp_lost, rtp_late, rtp_tx_silence;
 	uint32_t jitter_ms_max, jitter_ms_sum; /* over live calls with media */
 	unsigned calls_with_media;
+	uint64_t ws_sent_bytes, ws_received_bytes; /* WebSocket payload, all agents */
+	uint32_t playout_ms_max, playout_ms_sum;   /* agent audio queued, over live calls */
 	/* owned, may be NULL: trunkline_calls_total lines, rendered by the SIP thread (whose
 	 * route/outcome table it is) */
 	char *calls_total;

@@ -110,6 +110,10 @@ def test_metrics_and_records(binary):
         assert sample(m, "trunkline_sip_responses_total", method="INVITE", **{"class": "4xx"}) == 1
         assert sample(m, "trunkline_rtp_packets_sent_total") >= 2 * 20, m
         assert sample(m, "trunkline_rules_reloads_total") == 0
+        # sipp sends no RTP here: the agent got connected, start and stop twice, sent nothing
+        assert sample(m, "trunkline_websocket_sent_bytes_total") > 2 * 300, m
+        assert ("trunkline_websocket_received_bytes_total", ()) in m
+        assert ("trunkline_playout_queue_seconds_max", ()) in m
         recs = records(tl, 3)
         by = sorted((r["route"], r["outcome"], r["hangup_by"], r["sip_status"]) for r in recs)
         assert by == [("ai", "caller_hangup", "caller", 200), ("ai", "caller_hangup", "caller", 200),
