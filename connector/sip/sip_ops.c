@@ -252,6 +252,8 @@ static void answer(struct tl_sip *sip, const struct tl_ops_req *req)
 	if (req->kind == TL_OPS_REQ_HANGUP) {
 		tl_log_info(call->call_id, "hang-up asked on the operations endpoint");
 		tl_sip_ops_hangup(call, "operator", NULL);
+		if (call->state == TL_CALL_NEW)
+			tl_call_outcome(call, TL_OUTCOME_REJECTED);
 		tl_call_hangup(call, 487, "SIP;cause=487;text=\"Ended by operator\"");
 	} else if (req->kind == TL_OPS_REQ_TRANSFER) {
 		if (call->refer_target) {

@@ -175,6 +175,31 @@ def test_admin_list_hangup_transfer(binary):
         tl.stop()
 
 
+def test_admin_before_answer(binary):
+    """Before answer (answer_delay_ms holds it): DELETE answers the INVITE 487, and a
+    transfer is a 302."""
+    tl = Trunkline(binary, sip={"answer_delay_ms": 5000}).start()
+    try:
+        bg = SippBg(tl, "ops_ring_487.xml", keys={"service": "100"}, timeout=30)
+        call = wait_call(tl, state="ringing")
+        status, text, _ = http(tl, "DELETE", f"/calls/{call['id']}")
+        assert status == 200 and json.loads(text)["state"] == "ending", (status, text)
+        bg.join()
+        bg = SippBg(tl, "route_redirect.xml", keys={"service": "100"}, timeout=30)
+        call = wait_call(tl, state="ringing")
+        status, text, _ = http(tl, "POST", f"/calls/{call['id']}/transfer",
+                               body=json.dumps({"target": "sip:desk@pbx.example"}).encode())
+        assert status == 202, (status, text)
+        bg.join()
+        recs = records(tl, 2)
+        assert [(r["outcome"], r["sip_status"], r["hangup_by"]) for r in recs] == \
+            [("rejected", 487, "operator"), ("forwarded_302", 302, None)], recs
+        assert recs[0]["answered_at"] is None, recs
+        tl.check_clean()
+    finally:
+        tl.stop()
+
+
 def pipecat_hang_up(tl, account_sid, auth_token, call_sid):
     """What Pipecat's TwilioFrameSerializer._hang_up_call sends, at trunkline's base URL:
     aiohttp session.post(endpoint, auth=aiohttp.BasicAuth(account_sid, auth_token),
@@ -275,5 +300,6 @@ def test_config(binary):
 
 
 if __name__ == "__main__":
-    run([test_metrics_and_records, test_admin_list_hangup_transfer, test_twilio_rest,
+    run([test_metrics_and_records, test_admin_list_hangup_transfer, test_admin_before_answer,
+         test_twilio_rest,
          test_readyz, test_config])
