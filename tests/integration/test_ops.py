@@ -124,6 +124,12 @@ def test_metrics_and_records(binary):
             if r["route"] == "ai":
                 assert r["answered_at"] and r["codec"] == "PCMU" and r["agent"] == "echo", r
                 assert r["tx_packets"] > 0 and r["id"].startswith("CA"), r
+        # Log rotation: the file is moved away, SIGHUP, the next record goes to a new file.
+        os.rename(tl.cdr_path, tl.cdr_path + ".1")
+        tl.send(signal.SIGHUP)
+        tl.wait_log("call records: reopened")
+        sipp(tl, "ops_reject_403.xml", keys={"service": "blocked"})
+        assert records(tl, 1)[0]["outcome"] == "rejected"
         tl.check_clean()
     finally:
         tl.stop()
