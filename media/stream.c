@@ -409,8 +409,9 @@ static int may_send(const struct tl_media_stream *s)
 	       (s->sdp.dir == TL_SDP_SENDRECV || s->sdp.dir == TL_SDP_SENDONLY);
 }
 
-static void send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t ts,
-                     size_t payload_len)
+/* Returns 1 when the packet went out (the counters count only what was sent). */
+static int send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t ts,
+                    size_t payload_len)
 {
 	struct tl_rtp_hdr h = {
 	    .pt = pt, .marker = (uint8_t)marker, .seq = s->tx_seq++, .ts = ts, .ssrc = s->ssrc};
@@ -422,7 +423,9 @@ static void send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t
 		atomic_fetch_add_explicit(&s->st_tx_packets, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->st_tx_bytes, TL_RTP_HDR_LEN + payload_len,
 		                          memory_order_relaxed);
+		return 1;
 	}
+	return 0;
 }
 
 /* RFC 4733: about 100 ms of event packets, then the end packet three times. */
@@ -611,10 +614,10 @@ void tl_stream_tick(struct tl_media_stream *s, int64_t now)
 		dl_take(s, NULL, (size_t)(clear - s->dl_read));
 	if (!tx_dtmf(s)) {
 		int audio = next_frame(s, payload);
-		if (!audio)
+		/* Silence is counted as sent, like packets: nothing goes out on hold. */
+		if (may_send(s) && send_rtp(s, s->sdp.pt, audio && !s->talking, s->tx_ts, 160) &&
+		    !audio)
 			atomic_fetch_add_explicit(&s->st_tx_silence, 1, memory_order_relaxed);
-		if (may_send(s))
-			send_rtp(s, s->sdp.pt, audio && !s->talking, s->tx_ts, 160);
 		s->talking = audio;
 	}
 	s->tx_ts += 160;
@@ -760,4 +763,9 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed) / 8;
 	st->relayed = atomic_load_explicit(&s->relay.st_relayed, memory_order_relaxed);
 	st->relay_dropped = atomic_load_explicit(&s->relay.st_dropped, memory_order_relaxed);
+	uint64_t queued = atomic_load_explicit(&s->dl_pub, memory_order_relaxed) -
+	                  atomic_load_explicit(&s->dl_read_pub, memory_order_relaxed);
+	unsigned per_ms = s->fmt == TL_MEDIA_AGENT_L16 ? (unsigned)s->agent_rate / 500 : 8;
+	/* Read without order: a read ahead of a write shows 0, not a wrapped count. */
+	st->playout_ms = queued > (1ull << 40) ? 0 : (uint32_t)(queued / (per_ms ? per_ms : 8));
 }

@@ -12,9 +12,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
+# Ctrl-C goes to the terminal's whole foreground process group. The agent runs in its own
+# session (setsid) so that it does not get it: trunkline drains the calls in progress, which
+# still need their agent, and the agent is stopped (cleanup, on EXIT) only once trunkline has
+# exited. The shell traps SIGINT meanwhile, so it waits for the drain instead of exiting.
 if [ -x build/tl-echo-agent ]; then
-  build/tl-echo-agent --port 8090 &
+  setsid build/tl-echo-agent --port 8090 &
   pids+=($!)
 fi
 echo "trunkline: SIP on udp+tcp port 5060 of this host; calls go to the example agent at ws://127.0.0.1:8090"
-build/trunkline --config deploy/config.example.json
+echo "Ctrl-C drains (calls in progress go on, up to shutdown_timeout_ms); a second Ctrl-C ends them"
+trap 'true' INT  # a handler, not '' (ignored would be inherited by trunkline)
+build/trunkline --config deploy/config.example.json || true

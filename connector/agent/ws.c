@@ -100,6 +100,12 @@ void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *t
 		tl_log_error(c->d.call_sid, "agent event lost: the event queue is full");
 }
 
+void tl_ws_bytes(const struct tl_ws *ws, uint64_t *sent, uint64_t *received)
+{
+	*sent = atomic_load_explicit(&ws->tx_bytes, memory_order_relaxed);
+	*received = atomic_load_explicit(&ws->rx_bytes, memory_order_relaxed);
+}
+
 int tl_ws_event_fd(const struct tl_ws *ws)
 {
 	return ws->efd;
@@ -313,6 +319,8 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 	                  p->meta_json);
 	if (err < 0)
 		goto out;
+	if (p->account_sid)
+		snprintf(c->d.account_sid, sizeof(c->d.account_sid), "%s", p->account_sid);
 	err = conn_parse_url(c, a->url);
 	if (err < 0)
 		goto out;

@@ -92,6 +92,7 @@ static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
 	if (lws_write(c->wsi, c->tx + LWS_PRE, (size_t)n,
 	              binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < n)
 		return -1;
+	atomic_fetch_add_explicit(&c->ws->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
 	return 0;
 }
 
@@ -747,6 +748,8 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return c ? conn_established(c) : -1;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		/* A detached wsi may be mid-frame: drop, never -1 here (see conn_receive). */
+		if (c)
+			atomic_fetch_add_explicit(&c->ws->rx_bytes, len, memory_order_relaxed);
 		return c ? conn_receive(c, in, len) : 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return c ? conn_writeable(c) : close_started(wsi);

@@ -20,6 +20,7 @@ int tl_wsd_init(struct tl_wsd *d, enum tl_dialect dialect, int sample_rate, cons
 	memset(d, 0, sizeof(*d));
 	d->dialect = dialect;
 	d->sample_rate = sample_rate > 0 ? sample_rate : 8000;
+	snprintf(d->account_sid, sizeof(d->account_sid), "%s", TL_WSD_ACCOUNT_SID);
 	d->call_sid = strdup(call_sid ? call_sid : "");
 	d->stream_sid = strdup(stream_sid ? stream_sid : "");
 	if (!d->call_sid || !d->stream_sid)
@@ -102,10 +103,10 @@ ssize_t tl_wsd_start(struct tl_wsd *d, char *buf, size_t cap)
 	else
 		o = json_pack("{s:s, s:o, s:{s:s, s:s, s:s, s:[s], s:O, s:{s:s, s:i, s:i}}, s:s}",
 		              "event", "start", "sequenceNumber", seq_string(d), "start",
-		              "accountSid", TL_WSD_ACCOUNT_SID, "streamSid", d->stream_sid,
-		              "callSid", d->call_sid, "tracks", "inbound", "customParameters",
-		              d->meta, "mediaFormat", "encoding", "audio/x-mulaw", "sampleRate",
-		              8000, "channels", 1, "streamSid", d->stream_sid);
+		              "accountSid", d->account_sid, "streamSid", d->stream_sid, "callSid",
+		              d->call_sid, "tracks", "inbound", "customParameters", d->meta,
+		              "mediaFormat", "encoding", "audio/x-mulaw", "sampleRate", 8000,
+		              "channels", 1, "streamSid", d->stream_sid);
 	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
 }
 
@@ -144,7 +145,7 @@ ssize_t tl_wsd_stop(struct tl_wsd *d, char *buf, size_t cap)
 	else
 		o = json_pack("{s:s, s:o, s:s, s:{s:s, s:s}}", "event", "stop", "sequenceNumber",
 		              seq_string(d), "streamSid", d->stream_sid, "stop", "accountSid",
-		              TL_WSD_ACCOUNT_SID, "callSid", d->call_sid);
+		              d->account_sid, "callSid", d->call_sid);
 	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
 }
 

@@ -23,9 +23,10 @@ struct tl_wsd {
 	enum tl_dialect dialect;
 	int sample_rate; /* native: the agent's L16 rate */
 	char *call_sid, *stream_sid;
-	char *sid_json; /* stream_sid as a JSON string literal, quotes included */
-	json_t *meta;   /* the call metadata object */
-	uint64_t seq;   /* Twilio sequenceNumber of the last message sent, 0 before `start` */
+	char account_sid[65]; /* Twilio accountSid: TL_WSD_ACCOUNT_SID unless configured */
+	char *sid_json;       /* stream_sid as a JSON string literal, quotes included */
+	json_t *meta;         /* the call metadata object */
+	uint64_t seq;         /* Twilio sequenceNumber of the last message sent, 0 before `start` */
 };
 
 /* Copies the strings and parses meta_json (NULL = {}). Returns 0, -EINVAL when meta_json is not
@@ -259,6 +260,9 @@ struct tl_ws {
 	unsigned max_calls;
 	int efd;
 	int insecure;
+
+	/* WebSocket payload bytes over all connections: the WS thread adds, anyone reads */
+	atomic_uint_fast64_t tx_bytes, rx_bytes;
 
 	/* WS thread */
 	uint64_t turn; /* lws_service calls so far: one poll and what it found ready */

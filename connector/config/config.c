@@ -578,7 +578,8 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 }
 
 static const char *const root_keys[] = {
-    "sip", "media", "rules", "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes", NULL};
+    "sip", "media", "rules", "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes",
+    "ops", "cdr",   NULL};
 
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err)
 {
@@ -599,7 +600,7 @@ int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err 
 	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
-	    (rc = rules_keys(&doc, cfg, err)) < 0)
+	    (rc = rules_keys(&doc, cfg, err)) < 0 || (rc = tl_config_load_ops(&doc, cfg)) < 0)
 		goto out;
 	*out = cfg;
 	cfg = NULL;
@@ -621,5 +622,6 @@ void tl_config_destroy(struct tl_config *cfg)
 	free(cfg->media_address);
 	free(cfg->media_public);
 	free(cfg->rules_path);
+	tl_config_free_ops(cfg);
 	free(cfg);
 }

@@ -139,8 +139,10 @@ int tl_bridge_start(struct tl_call *call)
 	p.agent = call->agent;
 	p.call_sid = call->call_sid;
 	p.stream_sid = call->stream_sid;
+	p.account_sid = call->sip->cfg->twilio_account_sid;
 	p.meta_json = meta ? meta : "{}";
 	p.stream = call->stream;
+	tl_sip_ops_agent_asked(call);
 	err = tl_ws_connect(call->sip->ws, &p);
 	free(meta);
 	if (err < 0)
@@ -175,12 +177,14 @@ void tl_bridge_stop_agent(struct tl_call *call)
 	call->agent_started = 0;
 }
 
-static void log_media_stats(const struct tl_call *call)
+static void log_media_stats(struct tl_call *call)
 {
 	struct tl_media_stats st;
 	char from[INET6_ADDRSTRLEN + 8] = "";
 
 	tl_media_stream_stats(call->stream, &st);
+	call->rec.media = st; /* for the call record */
+	call->rec.have_media = 1;
 	tl_log_info(
 	    call->call_id,
 	    "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "

@@ -180,6 +180,7 @@ static void call_try_answer(struct tl_call *call, int with_this)
 		return;
 	respond_sdp(call, with_this, SIP_200_OK, call->answer_body);
 	call->state = TL_CALL_ANSWERED;
+	tl_sip_ops_answered(call);
 	tl_bridge_update(call); /* the answer is out: media may flow both ways now */
 	free(call->answer_body);
 	call->answer_body = NULL;
@@ -230,6 +231,7 @@ static void send_refer(struct tl_call *call)
 	    call->state != TL_CALL_CONFIRMED)
 		return;
 	call->refer_sent = 1;
+	tl_call_outcome(call, TL_OUTCOME_FORWARDED_REFER);
 	tl_bridge_stop_agent(call);
 	tl_forward_refer(call, call->refer_target);
 	tl_bridge_ringback(call);
@@ -281,6 +283,7 @@ void tl_call_on_leg(struct tl_call *call, int status, const char *phrase)
 		return;
 	if (status >= 200 && status < 300) {
 		call->bridged = 1;
+		call->rec.outcome = TL_OUTCOME_BRIDGED; /* over forwarded_refer: the REFER failed */
 		if (call->bridge_timer)
 			su_timer_reset(call->bridge_timer);
 		tl_log_info(call->call_id, "bridged to %s: relaying audio", call->refer_target);
@@ -434,6 +437,8 @@ static int route_first(struct tl_call *call)
 {
 	const struct tl_route *r = call->route;
 
+	if (!r || r->kind == TL_ROUTE_REJECT)
+		tl_call_outcome(call, TL_OUTCOME_REJECTED);
 	if (!r) {
 		tl_log_warn(call->call_id, "no route matches: 404");
 		nua_respond(call->nh, TL_ROUTE_NO_MATCH_STATUS, "No route", TAG_END());
@@ -474,6 +479,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	su_home_deinit(home);
 	if (n < 0) {
 		tl_log_warn(call->call_id, "rejecting INVITE: %s", sdp_error_phrase(n));
+		tl_call_outcome(call, TL_OUTCOME_REJECTED);
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
 		            SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media "
 		                                               "format\""
@@ -598,6 +604,7 @@ void tl_call_hangup(struct tl_call *call, int status, const char *reason)
 {
 	if (call->state == TL_CALL_ENDING)
 		return;
+	tl_sip_ops_hangup(call, "trunkline", reason);
 	tl_bridge_stop(call);
 	if (call->state == TL_CALL_NEW)
 		nua_respond(call->nh, status, sip_status_phrase(status),

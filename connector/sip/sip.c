@@ -113,9 +113,10 @@ static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 	struct signalfd_siginfo si;
 
 	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGHUP)
+		if (si.ssi_signo == SIGHUP) {
 			tl_sip_reload_rules(sip, "SIGHUP");
-		else
+			tl_sip_ops_reopen(sip);
+		} else
 			start_drain(sip);
 	}
 	return 0;
@@ -126,6 +127,7 @@ static void call_gone(struct tl_sip *sip, struct tl_call *call, nua_handle_t *nh
 	if (call) {
 		tl_log_info(call->call_id, "call ended%s%s", call->bridged ? ", bridged to " : "",
 		            call->bridged ? call->refer_target : "");
+		tl_sip_ops_call_end(call);
 		tl_call_destroy(call);
 	}
 	nua_handle_bind(nh, NULL);
@@ -262,6 +264,7 @@ static void refuse(struct tl_sip *sip, nua_handle_t *nh, int status, const char 
 {
 	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "INVITE refused: %d %s",
 	            status, phrase);
+	tl_sip_ops_refused(sip, status);
 	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(sip->nua),
 	            TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR(TL_RETRY_AFTER)), TAG_END());
 }
@@ -309,6 +312,7 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 		tl_log_info(call->call_id, "INVITE: %s", m ? m : "");
 		free(m);
 	}
+	tl_sip_ops_invite(call);
 	tl_call_on_invite(call, req);
 }
 
@@ -334,9 +338,11 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
                          sip_t const *req, tagi_t tags[])
 {
 	if (call && nh && nh != call->nh) { /* the bridge's outgoing leg (leg.c) */
+		tl_sip_ops_event(sip, NULL, event, status, req, tags);
 		tl_leg_on_event(call, event, status, phrase, nh, req, tags);
 		return;
 	}
+	tl_sip_ops_event(sip, call, event, status, req, tags);
 	switch (event) {
 	case nua_i_invite:
 		if (!call)
@@ -507,8 +513,10 @@ static void on_ws_event(void *arg, const struct tl_ws_event *ev)
 {
 	struct tl_call *call = tl_call_by_num(arg, ev->call);
 
-	if (call) /* else the call ended while the event was queued */
-		tl_call_on_agent_event(call, ev);
+	if (!call) /* the call ended while the event was queued */
+		return;
+	tl_sip_ops_agent_event(call, ev);
+	tl_call_on_agent_event(call, ev);
 }
 
 static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
@@ -602,6 +610,9 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	err = start_media_and_agents(sip);
 	if (err < 0)
 		goto out;
+	err = tl_sip_ops_start(sip);
+	if (err < 0)
+		goto out;
 	*out = sip;
 	return 0;
 out:
@@ -639,6 +650,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 {
 	if (!sip)
 		return;
+	tl_sip_ops_stop(sip); /* the HTTP thread first: it may be waiting for this one */
 	while (sip->calls) {
 		nua_handle_t *nh = sip->calls->nh;
 		tl_call_destroy(sip->calls);

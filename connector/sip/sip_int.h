@@ -22,6 +22,7 @@ struct tl_call;
 #include "trunkline/config.h"
 #include "trunkline/portpool.h"
 #include "trunkline/media.h"
+#include "trunkline/ops.h"
 #include "trunkline/sdp.h"
 #include "trunkline/tcpwatch.h"
 #include "trunkline/ws.h"
@@ -33,9 +34,21 @@ enum tl_call_state {
 	TL_CALL_ENDING,    /* BYE/CANCEL/error: waiting for nua to terminate */
 };
 
+/* What operations keep per call (sip_ops.c): metrics, the call record, the admin API. */
+struct tl_call_rec {
+	int64_t invited_us, answered_us, agent_asked_us; /* CLOCK_REALTIME µs; 0: not yet */
+	enum tl_ops_outcome outcome; /* TL_OUTCOME_NONE until decided; derived at the end */
+	int final_status;            /* our final response to the INVITE, 0 before */
+	char hangup_by[12];          /* "caller", "agent", "trunkline", "operator" */
+	char cause[128];             /* the Reason we sent with BYE or the final response */
+	struct tl_media_stats media; /* the stream's last counters (bridge.c, at stop) */
+	int have_media;
+};
+
 struct tl_call {
 	struct tl_sip *sip; /* borrowed: the endpoint outlives its calls */
-	nua_handle_t *nh;   /* owned: destroyed with the call */
+	struct tl_call_rec rec;
+	nua_handle_t *nh; /* owned: destroyed with the call */
 	struct tl_call *next, **pprev;
 	enum tl_call_state state;
 	char call_id[160];
@@ -114,6 +127,7 @@ struct tl_sip {
 	unsigned long fd_free;  /* descriptors free at the last scan */
 	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
 	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
+	struct tl_sip_ops *ops; /* sip_ops.c: metrics, call records, the HTTP endpoint's queue */
 };
 
 /* call.c: the state machine. The only code that changes call->state. */
@@ -191,6 +205,29 @@ int tl_forward_notify_status(const sip_t *notify);
 void tl_sip_reload_rules(struct tl_sip *sip, const char *why);
 int tl_sip_rules_start(struct tl_sip *sip);
 void tl_sip_rules_stop(struct tl_sip *sip);
+/* sip_ops.c: operations (trunkline/ops.h). start/stop with the endpoint; the rest are hooks
+ * where events happen, each a few counter updates, all on the SIP thread. */
+int tl_sip_ops_start(struct tl_sip *sip);
+void tl_sip_ops_stop(struct tl_sip *sip);
+void tl_sip_ops_reopen(struct tl_sip *sip); /* SIGHUP: the call records file */
+void tl_sip_ops_event(struct tl_sip *sip, struct tl_call *call, nua_event_t event, int status,
+                      const sip_t *sip_msg, tagi_t tags[]);
+void tl_sip_ops_invite(struct tl_call *call);
+void tl_sip_ops_answered(struct tl_call *call);
+void tl_sip_ops_agent_asked(struct tl_call *call);
+void tl_sip_ops_agent_event(struct tl_call *call, const struct tl_ws_event *ev);
+void tl_sip_ops_hangup(struct tl_call *call, const char *by, const char *reason);
+void tl_sip_ops_call_end(struct tl_call *call);
+/* An INVITE refused before it became a call (draining, max_calls, no resources). */
+void tl_sip_ops_refused(struct tl_sip *sip, int status);
+void tl_sip_ops_rules_loaded(struct tl_sip *sip, int ok);
+/* The outcome, when this event decides it (the first decision stays). */
+static inline void tl_call_outcome(struct tl_call *call, enum tl_ops_outcome o)
+{
+	if (call->rec.outcome == TL_OUTCOME_NONE)
+		call->rec.outcome = o;
+}
+
 /* sip.c: a call could not be set up for err. When err says a resource ran out (-EMFILE,
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */

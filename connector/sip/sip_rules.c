@@ -72,6 +72,7 @@ static int on_loaded(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 
 	if (!tl_rules_loader_take(sip->loader, &rules, &err, why, sizeof(why), &ms))
 		return 0;
+	tl_sip_ops_rules_loaded(sip, rules != NULL);
 	if (!rules) {
 		tl_log_error(NULL, "%s: %s; keeping the rules in force", why,
 		             tl_err_str(&err, buf, sizeof(buf)));

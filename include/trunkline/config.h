@@ -87,6 +87,14 @@ struct tl_config {
 	/* A bridge's outgoing call (forward_method "bridge", or a refused REFER) rings at most
 	 * this long, default 30 s */
 	int bridge_answer_timeout_s;
+
+	/* ops.* and cdr.* (config_ops.c, docs/OPERATIONS.md) */
+	char *ops_listen;         /* HTTP endpoint, default "127.0.0.1:9090"; NULL = off */
+	char *ops_token;          /* bearer token; required unless ops_listen is loopback */
+	char *twilio_account_sid; /* Twilio accountSid in `start` and the REST path */
+	char *twilio_auth_token;  /* NULL: Twilio's REST path is off */
+	char *cdr_path;           /* call records; NULL = stderr unless cdr_off */
+	int cdr_off;              /* cdr.path null: no call records */
 };
 
 /* Loads and validates the config file alone (the rules file it names is only located: its

@@ -60,6 +60,11 @@ int tl_config_doc_str(const struct tl_config_doc *doc, json_t *obj, const char *
 int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const char *path,
                          const char *key, json_t **out);
 
+/* config_ops.c: the "ops" and "cdr" sections into cfg (defaults when absent), and their
+ * release. */
+int tl_config_load_ops(const struct tl_config_doc *doc, struct tl_config *cfg);
+void tl_config_free_ops(struct tl_config *cfg);
+
 /* route.c: compiles routes[index] (obj at path, already checked for shape by rules.c) into
  * *r, which the caller zeroed. Errors point at the offending value. */
 struct tl_route;

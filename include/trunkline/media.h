@@ -140,6 +140,7 @@ struct tl_media_stats {
 	uint64_t rx_packets, rx_bytes, rx_late, rx_dup, rx_lost, rx_bad;
 	uint64_t tx_packets, tx_bytes, tx_silence, uplink_drops;
 	uint32_t jitter_ms;
+	uint32_t playout_ms;   /* agent audio queued, not yet played to the caller */
 	uint64_t rx_foreign;   /* RTP from a source other than the call's: dropped */
 	uint64_t rx_learning;  /* RTP held back while its source was being learned (NAT) */
 	uint64_t rtcp_dropped; /* RTCP from another address, or not RTCP: dropped */

@@ -33,6 +33,9 @@ int tl_ws_create(struct tl_ws **out, unsigned max_calls);
 /* Closes every connection and stops the thread. */
 void tl_ws_destroy(struct tl_ws *ws);
 
+/* WebSocket payload bytes sent to and received from agents so far, all calls. Any thread. */
+void tl_ws_bytes(const struct tl_ws *ws, uint64_t *sent, uint64_t *received);
+
 /* Readable when events are waiting. */
 int tl_ws_event_fd(const struct tl_ws *ws);
 /* Control thread: delivers every waiting event to cb. Returns the number delivered. */
@@ -55,6 +58,7 @@ struct tl_ws_conn_params {
 	const struct tl_agent *agent;   /* copied */
 	const char *call_sid;           /* copied: Twilio callSid */
 	const char *stream_sid;         /* copied: Twilio streamSid */
+	const char *account_sid;        /* copied: Twilio accountSid; NULL: a placeholder */
 	const char *meta_json;          /* copied: the call metadata, a JSON object */
 	struct tl_media_stream *stream; /* the connection takes its own reference */
 };

@@ -17,7 +17,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -27,6 +29,7 @@ LOSS_LIMIT = 0.001
 SIP_PORT = 15060
 AGENT_PORT = 18080
 FLOOD_PORT = 18081  # --mark-flood: the flooding agent
+OPS_PORT = 19090  # trunkline's operations endpoint (--scrape-metrics)
 SIPP_PORT = 15070  # --mark-flood: sipp's call to it
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror"]
 
@@ -108,7 +111,8 @@ def start_dut(kind, d, workers, max_calls):
                                "max_calls": max_calls},
                        "media": {"address": "127.0.0.1", "port_min": 20000, "port_max": 29999,
                                  "workers": workers},
-                       "rules": "rules.json"}, f)
+                       "rules": "rules.json",
+                       "ops": {"listen": f"127.0.0.1:{OPS_PORT}"}}, f)
         return Proc("trunkline", [os.path.join(BUILD, "trunkline"), "--config", "config.json"],
                     d, ready=" ready")
     return Proc("floor", [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
@@ -125,13 +129,40 @@ def start_flood_call(d, hold_s):
                                f"{int(hold_s) + 30}s", "-timeout_error"], d)
 
 
+class Scraper:
+    """--scrape-metrics: GET /metrics once a second, as Prometheus would, until stopped."""
+
+    def __init__(self):
+        self.ok = self.failed = 0
+        self.bytes = 0
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.wait(1.0):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{OPS_PORT}/metrics",
+                                            timeout=2) as r:
+                    self.bytes += len(r.read())
+                    self.ok += 1
+            except OSError:
+                self.failed += 1
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(5)
+        return {"ok": self.ok, "failed": self.failed, "bytes": self.bytes}
+
+
 def step(kind, n, args, tap=False):
     d = tempfile.mkdtemp(prefix=f"tl-bench-{kind}-{n}-")
-    agent = dut = flooder = flood_call = None
+    agent = dut = flooder = flood_call = scraper = None
     try:
         agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
                                "--port", str(AGENT_PORT)], d, ready="listening")
         dut = start_dut(kind, d, args.workers, max(n + 100, 1000))
+        scraper = Scraper() if args.scrape_metrics and kind == "trunkline" else None
         time.sleep(1.0)
         rss_idle = rss_kb(dut.pid)
         if args.mark_flood and kind == "trunkline":
@@ -164,6 +195,8 @@ def step(kind, n, args, tap=False):
         with open(out) as f:
             r = json.load(f)
         r["dut"] = kind
+        if scraper:
+            r["scrapes"] = scraper.stop()
         if tap and os.path.exists(tap_out):
             with open(tap_out) as f:
                 r["tap"] = json.load(f)
@@ -178,6 +211,8 @@ def step(kind, n, args, tap=False):
                                "rate_limited": "faster than" in log}
         return r
     finally:
+        if scraper:
+            scraper.stop()
         for p in (flood_call, dut, flooder, agent):
             if p:
                 rc = p.stop()
@@ -254,6 +289,8 @@ def main():
                     help="with trunkline, one more call whose agent sends N mark/clear a second")
     ap.add_argument("--tap-ns", default="100,500",
                     help="N values of the packet-tap latency pass ('' for none)")
+    ap.add_argument("--scrape-metrics", action="store_true",
+                    help="GET trunkline's /metrics every second during each step")
     args = ap.parse_args()
     t0 = time.time()
     if not args.no_build:

@@ -107,14 +107,24 @@ class Trunkline:
         self.dir = tempfile.mkdtemp(prefix="tl-it-")
         self.port = free_port()
         mport = free_port(udp_and_tcp=False, lo=30000, hi=50000) & ~1
+        # The operations endpoint on a free port (its default, 9090, would be shared by every
+        # instance of a parallel test run); call records to a file of their own.
+        self.ops_port = free_port(lo=50000, hi=60000)
+        self.cdr_path = os.path.join(self.dir, "cdr.jsonl")
         cfg = {
             "sip": {"listen": [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}"]},
             "media": {"address": "127.0.0.1", "port_min": mport, "port_max": mport + 399},
             "rules": "rules.json",
+            "ops": {"listen": f"127.0.0.1:{self.ops_port}"},
+            "cdr": {"path": self.cdr_path},
         }
         cfg["sip"].update(sip or {})
         cfg["media"].update(media or {})
-        cfg.update(extra or {})
+        for k, v in (extra or {}).items():  # "ops" keys are added to the free port above
+            if k == "ops" and isinstance(v, dict):
+                cfg["ops"].update(v)
+            else:
+                cfg[k] = v
         if rules is None:
             self.agent = EchoAgent(echo_agent_binary(binary), agent_args)
             rules = {"agents": {"echo": {"url": self.agent.url, "dialect": "twilio"}}}

@@ -9,6 +9,7 @@ has no echo path in a bridge: the agent is gone). The caller hears ringback (440
 while the person's phone rings. A target that rejects or never answers ends the caller's call
 with a BYE that says why. Also: a 405 in the NOTIFY after a 202, the caller hanging up while
 the target rings, a tel: target called back through the PBX, the target's UPDATE."""
+import json
 import os
 import random
 import socket
@@ -214,6 +215,21 @@ def check_audio(name, caller_peer, person):
     assert caller_peer.stream_errors() == [], caller_peer.stream_errors()[:10]
 
 
+def outcome_of(tl, to, timeout=5.0):
+    """The outcome in the call record (cdr.path) of the call to `to`, once written."""
+    deadline = time.time() + timeout
+    while True:
+        recs = []
+        if os.path.exists(tl.cdr_path):
+            with open(tl.cdr_path) as f:
+                recs = [json.loads(x) for x in f if x.strip()]
+        mine = [r["outcome"] for r in recs if r.get("to") == to]
+        if mine or time.time() > deadline:
+            assert len(mine) == 1, recs
+            return mine[0]
+        time.sleep(0.05)
+
+
 def test_refer_405_bridged(binary):
     """The PBX answers the REFER 405: trunkline calls the target itself; the caller hears
     ringback while it rings, then each hears the other's tone; the person hangs up and the
@@ -242,6 +258,7 @@ def test_refer_405_bridged(binary):
     for text in ("PBX refused the transfer to", ": 405 Method Not Allowed; bridging instead",
                  f"bridged to {person.uri}", f"call ended, bridged to {person.uri}"):
         assert text in log, (text, log[-3000:])
+    assert outcome_of(tl, "5001") == "bridged"
 
 
 def test_forward_method_bridge(binary):
@@ -260,6 +277,7 @@ def test_forward_method_bridge(binary):
     assert person.update_status == 200, f"the person's UPDATE got {person.update_status}"
     check_audio("bridge", peer, person)
     assert ringback_frames(peer) >= 30, "no ringback while the person's phone rang"
+    assert outcome_of(tl, "5002") == "bridged"
 
 
 def test_target_rejects(binary):

@@ -230,6 +230,7 @@ static int call_open(struct call *c, uint64_t id, enum tl_dialect dialect, const
 	p.agent = &agent;
 	p.call_sid = call_sid;
 	p.stream_sid = stream_sid;
+	p.account_sid = id == 1 ? "AC0123456789abcdef0123456789abcdef" : NULL; /* ops.twilio */
 	p.meta_json = META;
 	p.stream = c->stream;
 	err = tl_ws_connect(ws, &p); /* copies what it keeps */
@@ -439,6 +440,7 @@ static void test_twilio(void)
 	TL_CHECK_INT(m, 1);
 	TL_CHECK(msg_equal(&s, m, "sequenceNumber", NULL, "\"1\""));
 	TL_CHECK(msg_equal(&s, m, "start", "callSid", "\"CA1\""));
+	TL_CHECK(msg_equal(&s, m, "start", "accountSid", "\"AC0123456789abcdef0123456789abcdef\""));
 	TL_CHECK(msg_equal(&s, m, "start", "streamSid", "\"MZ1\""));
 	TL_CHECK(msg_equal(&s, m, "start", "customParameters", META));
 	TL_CHECK(msg_equal(&s, m, "start", "mediaFormat",

@@ -123,7 +123,8 @@ static int env_start(int max_call_duration_s)
 	snprintf(config, sizeof(config),
 	         "{\"sip\": {\"listen\": [\"udp:127.0.0.1:%d\"], \"max_calls\": 4%s},\n"
 	         " \"media\": {\"address\": \"127.0.0.1\", \"port_min\": %d, \"port_max\": %d},\n"
-	         " \"shutdown_timeout_ms\": 1000, \"rules\": \"rules.json\"}\n",
+	         " \"shutdown_timeout_ms\": 1000, \"rules\": \"rules.json\",\n"
+	         " \"ops\": {\"listen\": null}, \"cdr\": {\"path\": null}}\n",
 	         env.sip_port, dur, env.media_min, env.media_min + 7);
 	/* "down" picks the dead agent, anything else the in-process server. */
 	snprintf(rules, sizeof(rules),

@@ -423,6 +423,11 @@ static void test_receiver_report(void)
 		TL_CHECK_INT(r.dlsr, 0);
 	}
 	TL_CHECK_INT(f.tx_packets, 0);
+	/* Nothing was sent (receive only, as on hold): no silence was sent either. */
+	struct tl_media_stats st;
+	tl_media_stream_stats(f.s, &st);
+	TL_CHECK_INT(st.tx_packets, 0);
+	TL_CHECK_INT(st.tx_silence, 0);
 	fix_close(&f);
 }
 

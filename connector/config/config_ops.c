@@ -1,0 +1,156 @@
+/* The "ops" (HTTP endpoint, Twilio REST compatibility) and "cdr" (call records) sections of
+ * config.json: checked with positioned errors, defaults filled in. docs/OPERATIONS.md. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trunkline/config_doc.h"
+
+#define TL_OPS_DEFAULT_LISTEN "127.0.0.1:9090"
+#define TL_TWILIO_DEFAULT_SID "AC00000000000000000000000000000000"
+
+static const char *const ops_keys[] = {"listen", "token", "twilio", NULL};
+static const char *const twilio_keys[] = {"account_sid", "auth_token", NULL};
+static const char *const cdr_keys[] = {"path", NULL};
+
+/* "host:port" or "[v6]:port": 0 and the host's loopback-ness, or -EINVAL. */
+static int listen_loopback(const char *s, int *loopback)
+{
+	const char *colon, *p;
+	char host[64];
+	size_t n;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		n = (size_t)(rb - s - 1);
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, n);
+		colon = rb + 1;
+	} else {
+		colon = strchr(s, ':');
+		n = colon ? (size_t)(colon - s) : 0;
+		if (!colon || n == 0 || n >= sizeof(host) || strchr(colon + 1, ':'))
+			return -EINVAL;
+		memcpy(host, s, n);
+	}
+	host[n] = '\0';
+	for (p = colon + 1; isdigit((unsigned char)*p); p++)
+		;
+	if (*p || p == colon + 1 || p - colon > 6 || atol(colon + 1) > 65535)
+		return -EINVAL;
+	*loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	            strcmp(host, "localhost") == 0;
+	return 0;
+}
+
+static int load_twilio(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *ops)
+{
+	json_t *tw = json_object_get(ops, "twilio");
+	int rc;
+
+	if (!tw)
+		return 0;
+	if ((rc = tl_config_doc_keys(doc, tw, "/ops/twilio", twilio_keys)) < 0 ||
+	    (rc = tl_config_doc_str(doc, tw, "/ops/twilio", "account_sid",
+	                            &cfg->twilio_account_sid)) < 0 ||
+	    (rc = tl_config_doc_str(doc, tw, "/ops/twilio", "auth_token",
+	                            &cfg->twilio_auth_token)) < 0)
+		return rc;
+	for (const char *c = cfg->twilio_account_sid; *c; c++)
+		if (!isalnum((unsigned char)*c) || c - cfg->twilio_account_sid >= 64)
+			return tl_config_doc_fail(doc, "/ops/twilio/account_sid", 0,
+			                          "\"account_sid\" must be letters and digits (at "
+			                          "most 64), like AC0123...");
+	if (strchr(cfg->twilio_auth_token ? cfg->twilio_auth_token : "", ':'))
+		return tl_config_doc_fail(doc, "/ops/twilio/auth_token", 0,
+		                          "\"auth_token\" must not contain ':'");
+	return 0;
+}
+
+static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *ops,
+                       int *loopback)
+{
+	json_t *v = json_object_get(ops, "listen");
+
+	if (json_is_null(v)) {
+		free(cfg->ops_listen);
+		cfg->ops_listen = NULL;
+		return 0;
+	}
+	if (v && !json_is_string(v))
+		return tl_config_doc_fail(doc, "/ops/listen", 0,
+		                          "\"listen\" must be \"host:port\" or null (off)");
+	if (v) {
+		int rc = tl_config_doc_str(doc, ops, "/ops", "listen", &cfg->ops_listen);
+		if (rc < 0)
+			return rc;
+	}
+	if (listen_loopback(cfg->ops_listen, loopback) < 0)
+		return tl_config_doc_fail(doc, "/ops/listen", 0,
+		                          "\"listen\" must be \"host:port\" or \"[v6]:port\"");
+	return 0;
+}
+
+static int load_ops(const struct tl_config_doc *doc, struct tl_config *cfg)
+{
+	json_t *ops = json_object_get(doc->root, "ops");
+	int rc, loopback = 1;
+
+	if (ops && (rc = tl_config_doc_keys(doc, ops, "/ops", ops_keys)) < 0)
+		return rc;
+	if ((rc = load_listen(doc, cfg, ops, &loopback)) < 0 ||
+	    (rc = tl_config_doc_str(doc, ops, "/ops", "token", &cfg->ops_token)) < 0 ||
+	    (rc = load_twilio(doc, cfg, ops)) < 0)
+		return rc;
+	if (cfg->ops_listen && !loopback && !cfg->ops_token)
+		return tl_config_doc_fail(doc, "/ops/listen", 0,
+		                          "\"ops.token\" is required when \"listen\" (%s) is not a "
+		                          "loopback address",
+		                          cfg->ops_listen);
+	return 0;
+}
+
+static int load_cdr(const struct tl_config_doc *doc, struct tl_config *cfg)
+{
+	json_t *cdr = json_object_get(doc->root, "cdr"), *path;
+	int rc;
+
+	if (!cdr)
+		return 0;
+	if ((rc = tl_config_doc_keys(doc, cdr, "/cdr", cdr_keys)) < 0)
+		return rc;
+	path = json_object_get(cdr, "path");
+	if (json_is_null(path)) {
+		cfg->cdr_off = 1;
+		return 0;
+	}
+	return tl_config_doc_str(doc, cdr, "/cdr", "path", &cfg->cdr_path);
+}
+
+int tl_config_load_ops(const struct tl_config_doc *doc, struct tl_config *cfg)
+{
+	int rc;
+
+	cfg->ops_listen = strdup(TL_OPS_DEFAULT_LISTEN);
+	cfg->twilio_account_sid = strdup(TL_TWILIO_DEFAULT_SID);
+	if (!cfg->ops_listen || !cfg->twilio_account_sid) {
+		tl_err_set(doc->err, doc->file, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	if ((rc = load_ops(doc, cfg)) < 0 || (rc = load_cdr(doc, cfg)) < 0)
+		return rc;
+	return 0;
+}
+
+void tl_config_free_ops(struct tl_config *cfg)
+{
+	free(cfg->ops_listen);
+	free(cfg->ops_token);
+	free(cfg->twilio_account_sid);
+	free(cfg->twilio_auth_token);
+	free(cfg->cdr_path);
+}
