@@ -488,12 +488,14 @@ size_t tl_rules_lint(const struct tl_rules *rules, tl_rules_warn_f *warn, void *
 		const char *tel = is_tel(r->forward)    ? r->forward
 		                  : is_tel(r->fallback) ? r->fallback
 		                                        : NULL;
-		if (tel) {
+		/* A bridge places the call itself, as sip:NUMBER@<the PBX>: nothing to follow. */
+		if (tel && r->method != TL_ROUTE_BRIDGE) {
 			snprintf(
 			    msg, sizeof(msg),
 			    "route \"%s\": %s \"%s\" is a tel: URI; a PBX may not follow it "
 			    "(Asterisk refuses a REFER to a non-SIP target and does not follow a "
-			    "302 to one): a sip: URI at the PBX is safer",
+			    "302 to one): a sip: URI at the PBX, or forward_method \"bridge\", is "
+			    "safer",
 			    r->name, tel == r->forward ? "forward" : "fallback", tel);
 			warn(arg, msg);
 			n++;

@@ -724,7 +724,9 @@ static void test_lint(void)
 	         "{\"name\": \"gone\", \"match\": {\"to\": \"^2$\"}, \"reject\": 600},"
 	         "{\"name\": \"ok\", \"match\": {\"to\": \"^3$\"}, \"reject\": 503},"
 	         "{\"name\": \"tel\", \"match\": {\"to\": \"^4$\"}, \"forward\": \"tel:+1555\"},"
-	         "{\"name\": \"fb\", \"agent\": \"a\", \"fallback\": \"tel:+1666\"}]}");
+	         "{\"name\": \"fb\", \"agent\": \"a\", \"fallback\": \"tel:+1666\"},"
+	         "{\"name\": \"br\", \"agent\": \"a\", \"fallback\": \"tel:+1777\","
+	         " \"forward_method\": \"bridge\"}]}");
 	int n = 0;
 
 	TL_CHECK(rules != NULL);
@@ -734,6 +736,7 @@ static void test_lint(void)
 	TL_CHECK(strstr(lint_out, "route \"busy\": reject 486") != NULL);
 	TL_CHECK(strstr(lint_out, "route \"gone\": reject 600") != NULL);
 	TL_CHECK(strstr(lint_out, "\"ok\"") == NULL);
+	TL_CHECK(strstr(lint_out, "\"br\"") == NULL); /* a bridge calls tel: numbers itself */
 	TL_CHECK(strstr(lint_out, "route \"tel\": forward \"tel:+1555\" is a tel: URI") != NULL);
 	TL_CHECK(strstr(lint_out, "route \"fb\": fallback \"tel:+1666\" is a tel: URI") != NULL);
 	tl_rules_destroy(rules);
