@@ -3,6 +3,8 @@
  * Also the shared checkers of config_int.h. It does not bind, resolve or open anything else. */
 #include "trunkline/config_doc.h"
 
+#include "config_access.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -359,24 +361,34 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 		                          TL_CONFIG_MAX_LISTEN);
 	json_array_foreach(arr, i, v)
 	{
+		const char *text = json_string_value(v);
+		int rc;
+
 		tl_config_path_index(path, sizeof(path), "/sip/listen", i);
-		if (!json_is_string(v))
-			return tl_config_doc_fail(doc, path, 0, "expected a string");
-		if (parse_listen(json_string_value(v), &cfg->listen[i]) < 0)
+		/* {"address": ..., "allow_sources": ..., "auth": ...}: config_access.c */
+		if (json_is_object(v) &&
+		    (rc = tl_config_access_listener(doc, v, path, cfg->access, i, &text)) < 0)
+			return rc;
+		if (!text)
+			return tl_config_doc_fail(doc, path, 0, "expected a string or an object");
+		if (parse_listen(text, &cfg->listen[i]) < 0)
 			return tl_config_doc_fail(
 			    doc, path, 0,
 			    "listen address \"%s\" must be proto:host:port (proto "
 			    "udp, tcp or tls)",
-			    json_string_value(v));
+			    text);
 	}
 	cfg->n_listen = json_array_size(arr);
 	return 0;
 }
 
 static const char *const sip_keys[] = {
-    "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
-    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
-    NULL};
+    "listen", "public_address", "user_agent", "tcp_idle_timeout_ms", "session_expires", "min_se",
+    "max_calls", "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
+    /* config_access.c */
+    "allow_sources", "silent_reject", "drop_user_agents", "auth", "max_calls_per_source",
+    "max_call_rate", "max_call_rate_per_source", "max_tcp_connections",
+    "max_tcp_connections_per_source", NULL};
 
 static int load_ringback(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
 {
@@ -400,7 +412,7 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	int rc;
 
 	if (!sip)
-		return 0;
+		return tl_config_access_load(doc, NULL, cfg->access); /* the defaults */
 	if ((rc = tl_config_doc_keys(doc, sip, "/sip", sip_keys)) < 0 ||
 	    (rc = load_listen(doc, cfg, sip)) < 0 ||
 	    (rc = tl_config_doc_str(doc, sip, "/sip", "public_address", &cfg->public_address)) <
@@ -417,7 +429,8 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	                            &cfg->answer_delay_ms)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "max_call_duration_s", 0, 604800,
 	                            &cfg->max_call_duration_s)) < 0 ||
-	    (rc = load_ringback(doc, cfg, sip)) < 0)
+	    (rc = load_ringback(doc, cfg, sip)) < 0 ||
+	    (rc = tl_config_access_load(doc, sip, cfg->access)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
 		return tl_config_doc_fail(
@@ -569,7 +582,8 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->path = strdup(path);
 	cfg->user_agent = strdup("trunkline/" TL_VERSION);
 	cfg->media_address = strdup("0.0.0.0");
-	return cfg->path && cfg->user_agent && cfg->media_address ? 0 : -ENOMEM;
+	cfg->access = tl_config_access_new();
+	return cfg->path && cfg->user_agent && cfg->media_address && cfg->access ? 0 : -ENOMEM;
 }
 
 static const char *const root_keys[] = {
@@ -616,5 +630,6 @@ void tl_config_destroy(struct tl_config *cfg)
 	free(cfg->media_address);
 	free(cfg->media_public);
 	free(cfg->rules_path);
+	tl_access_free(cfg->access);
 	free(cfg);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sip_int.h"
+#include "access_int.h"
 
 #include <sofia-sip/su_log.h>
 #include <sofia-sip/su_string.h>
@@ -298,6 +299,8 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 		refuse(sip, nh, 503, "Too many calls", req);
 		return;
 	}
+	if (tl_access_invite(sip, nh, req)) /* authentication, the request itself, limits */
+		return;
 	err = tl_call_create(&call, sip, nh, req, nua_current_request(sip->nua));
 	if (err < 0) {
 		refuse_failed(sip, nh, err, req);
@@ -332,6 +335,10 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
                          struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call,
                          sip_t const *req, tagi_t tags[])
 {
+	/* Source and scanner checks before anything else (access.c; gate.c before Sofia). */
+	if (!call && (event == nua_i_invite || event == nua_i_options || event == nua_i_info) &&
+	    tl_access_screen(sip, event, nh, req))
+		return;
 	switch (event) {
 	case nua_i_invite:
 		if (!call)
@@ -590,9 +597,15 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 		tl_log_warn(NULL, "media port range %u-%u holds %u calls, fewer than max_calls %d",
 		            cfg->port_min, cfg->port_max, tl_portpool_capacity(sip->ports),
 		            cfg->max_calls);
+	err = tl_access_create(&sip->access);
+	if (err < 0)
+		goto out;
 	err = create_nua(sip);
 	if (err < 0)
 		goto out;
+	if (tl_gate_start(cfg) <= 0)
+		tl_log_warn(NULL, "cannot find the SIP sockets: silent_reject and drop_user_agents "
+		                  "answer 403 instead of dropping");
 	start_fd_watch(sip);
 	err = start_media_and_agents(sip);
 	if (err < 0)
@@ -645,6 +658,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 		for (int i = 0; i < 50 && !sip->shutdown_done; i++)
 			su_root_step(sip->root, 100);
 	}
+	tl_gate_stop();
 	if (sip->nua)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)
@@ -663,6 +677,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 	if (sip->root)
 		su_root_destroy(sip->root);
 	tl_portpool_destroy(sip->ports);
+	tl_access_destroy(sip->access);
 	su_home_deinit(sip->home);
 	su_deinit();
 	free(sip);

@@ -108,6 +108,7 @@ struct tl_sip {
 	unsigned long fd_free;  /* descriptors free at the last scan */
 	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
 	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
+	struct tl_access_state *access; /* access.c: nonce key, rate buckets */
 };
 
 /* call.c: the state machine. The only code that changes call->state. */

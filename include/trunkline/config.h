@@ -82,6 +82,9 @@ struct tl_config {
 	struct tl_rules *rules;
 	void (*rules_release)(struct tl_rules *rules);
 
+	/* Who may call: allow-list, scanners, digest users, limits (trunkline/access.h), owned */
+	struct tl_access *access;
+
 	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
 	enum tl_tone_ringback transfer_ringback;
 };
