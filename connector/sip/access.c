@@ -165,8 +165,8 @@ static int check_body(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req)
 	if (n != -EPROTO && n != -ENOTSUP)
 		return 0;
 	atomic_fetch_add_explicit(&tl_access_stats.bad_sdp, 1, memory_order_relaxed);
-	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "INVITE refused: 488 (%s)",
-	            n == -ENOTSUP ? "no codec we know" : "SDP does not parse");
+	tl_log_warn(req->sip_call_id ? req->sip_call_id->i_id : NULL, "rejecting INVITE: %s",
+	            n == -ENOTSUP ? "No acceptable codec" : "Bad session description");
 	nua_respond(nh, 488, n == -ENOTSUP ? "No acceptable codec" : "Bad session description",
 	            NUTAG_WITH_THIS(sip->nua),
 	            SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media format\""

@@ -488,6 +488,7 @@ static int create_nua(struct tl_sip *sip)
 	}
 	for (int i = 0; i < n; i++)
 		tl_log_info(NULL, "listening on %s", urls[i]);
+	tl_sip_log_dialable(cfg);
 	if (cfg->public_address) {
 		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "<sip:trunkline@%s>",
 		         cfg->public_address);

@@ -173,6 +173,8 @@ void tl_sip_rules_stop(struct tl_sip *sip);
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
 int tl_sip_note_failure(struct tl_sip *sip, int err);
+/* addrs.c: logs every address a PBX can dial (wildcard listeners: each interface's). */
+void tl_sip_log_dialable(const struct tl_config *cfg);
 /* sip.c, test seam only (tests/unit/test_call.c): one su_root_step of at most ms on the
  * calling thread, which must be the thread that created the endpoint. */
 int tl_sip_step(struct tl_sip *sip, int ms);

@@ -274,7 +274,39 @@ def test_max_tcp_connections(binary):
         tl.stop()
 
 
+def test_contact_on_wildcard_listener(binary):
+    """Bound to 0.0.0.0 (answering 127.0.0.0/8 only): the 200's Contact and c= name the address
+    the INVITE came to, with the port, and the start-up log names every dialable address."""
+    tl = Trunkline(binary, media={"address": "0.0.0.0"},
+                   sip={"allow_sources": ["127.0.0.0/8"], "silent_reject": True})
+    port = tl.port
+    import json
+    cfg = json.load(open(tl.config_path))
+    cfg["sip"]["listen"] = [f"udp:0.0.0.0:{port}", f"tcp:0.0.0.0:{port}"]
+    json.dump(cfg, open(tl.config_path, "w"))
+    tl.start()
+    try:
+        tl.wait_log(f"a PBX can dial: sip:127.0.0.1:{port};transport=udp")
+        for tp in ("udp", "tcp"):
+            p = Peer(port, tp)
+            p.request("INVITE", body=SDP_PCMU)
+            ok = p.final(10.0)
+            assert ok is not None and ok.status == 200, f"{tp}: {ok and ok.first}"
+            want = f"<sip:127.0.0.1:{port}" + (";transport=tcp>" if tp == "tcp" else ">")
+            assert ok.get("Contact") == want, f"{tp} Contact: {ok.get('Contact')}, want {want}"
+            assert "c=IN IP4 127.0.0.1" in ok.body, ok.body
+            p.in_dialog("ACK", ok, 1)
+            p.in_dialog("BYE", ok, 2)
+            r = p.final(3.0)
+            assert r is not None and r.status == 200, f"{tp} BYE to the Contact: {r and r.first}"
+            p.close()
+        tl.check_clean()
+    finally:
+        tl.stop()
+
+
 if __name__ == "__main__":
     run([test_allow_sources_403, test_silent_reject_and_per_listener, test_scanner_dropped,
          test_415_and_488_before_routing, test_digest_sha256_md5_and_wrong_password,
-         test_limits_503_retry_after, test_max_tcp_connections])
+         test_limits_503_retry_after, test_max_tcp_connections,
+         test_contact_on_wildcard_listener])
