@@ -4,6 +4,7 @@
 #include "trunkline/config_doc.h"
 
 #include "config_access.h"
+#include "trunkline/registration.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -583,11 +584,21 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->user_agent = strdup("trunkline/" TL_VERSION);
 	cfg->media_address = strdup("0.0.0.0");
 	cfg->access = tl_config_access_new();
-	return cfg->path && cfg->user_agent && cfg->media_address && cfg->access ? 0 : -ENOMEM;
+	cfg->registrar = calloc(1, sizeof(*cfg->registrar));
+	return cfg->path && cfg->user_agent && cfg->media_address && cfg->access && cfg->registrar
+	           ? 0
+	           : -ENOMEM;
 }
 
-static const char *const root_keys[] = {
-    "sip", "media", "rules", "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes", NULL};
+static const char *const root_keys[] = {"sip",
+                                        "media",
+                                        "rules",
+                                        "shutdown_timeout_ms",
+                                        "rules_max_bytes",
+                                        "rules_max_routes",
+                                        "registrations",
+                                        "registrar",
+                                        NULL};
 
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err)
 {
@@ -608,7 +619,9 @@ int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err 
 	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
-	    (rc = rules_keys(&doc, cfg, err)) < 0)
+	    (rc = rules_keys(&doc, cfg, err)) < 0 ||
+	    (rc = tl_config_reg_load(&doc, &cfg->registrations, &cfg->n_registrations)) < 0 ||
+	    (rc = tl_config_registrar_load(&doc, cfg->registrar)) < 0)
 		goto out;
 	*out = cfg;
 	cfg = NULL;
@@ -631,5 +644,8 @@ void tl_config_destroy(struct tl_config *cfg)
 	free(cfg->media_public);
 	free(cfg->rules_path);
 	tl_access_free(cfg->access);
+	tl_registrations_free(cfg->registrations, cfg->n_registrations);
+	tl_registrar_free(cfg->registrar);
+	free(cfg->registrar);
 	free(cfg);
 }

@@ -17,4 +17,10 @@ int tl_config_access_listener(const struct tl_config_doc *doc, json_t *obj, cons
 int tl_config_secret(const struct tl_config_doc *doc, json_t *obj, const char *path,
                      const char *key, char **out);
 
+/* config_reg.c: the top-level "registrations" array and "registrar" object. */
+struct tl_registration;
+struct tl_registrar;
+int tl_config_reg_load(const struct tl_config_doc *doc, struct tl_registration **out, size_t *n);
+int tl_config_registrar_load(const struct tl_config_doc *doc, struct tl_registrar *r);
+
 #endif

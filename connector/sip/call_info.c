@@ -188,6 +188,11 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg)
 		n++;
 	}
 	int err = tl_meta_build(&call->meta, ruri, hdrs, n);
+	const char *reg = err < 0 ? NULL : tl_register_match(call->sip, req);
+
+	/* the registration it came on: metadata, and route condition "registration" */
+	if (reg && json_object_set_new(call->meta, "registration", json_string(reg)) < 0)
+		err = -ENOMEM;
 	return err < 0 ? err : pick_route(call, hdrs, n);
 }
 

@@ -335,6 +335,8 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
                          struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call,
                          sip_t const *req, tagi_t tags[])
 {
+	if (!call && tl_register_on_event(sip, event, status, phrase, nh, req))
+		return;
 	/* Source and scanner checks before anything else (access.c; gate.c before Sofia). */
 	if (!call && (event == nua_i_invite || event == nua_i_options || event == nua_i_info) &&
 	    tl_access_screen(sip, event, nh, req))
@@ -607,6 +609,9 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	if (tl_gate_start(cfg) <= 0)
 		tl_log_warn(NULL, "cannot find the SIP sockets: silent_reject and drop_user_agents "
 		                  "answer 403 instead of dropping");
+	err = tl_register_start(sip);
+	if (err < 0)
+		goto out;
 	start_fd_watch(sip);
 	err = start_media_and_agents(sip);
 	if (err < 0)
@@ -660,6 +665,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 			su_root_step(sip->root, 100);
 	}
 	tl_gate_stop();
+	tl_register_stop(sip);
 	if (sip->nua)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)

@@ -108,7 +108,9 @@ struct tl_sip {
 	unsigned long fd_free;  /* descriptors free at the last scan */
 	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
 	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
-	struct tl_access_state *access; /* access.c: nonce key, rate buckets */
+	struct tl_access_state *access;       /* access.c: nonce key, rate buckets */
+	struct tl_reg_client *regs;           /* register.c: our registrations, NULL when none */
+	struct tl_registrar_state *registrar; /* registrar.c: bindings, NULL when off */
 };
 
 /* call.c: the state machine. The only code that changes call->state. */
@@ -173,6 +175,16 @@ void tl_sip_rules_stop(struct tl_sip *sip);
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
 int tl_sip_note_failure(struct tl_sip *sip, int err);
+/* register.c: "registrations" (trunkline registers as a user). start: after nua_create, sends
+ * the first REGISTERs; on_event: 1 when the event (nua_r_register, nua_r_options of a
+ * keepalive) belongs to a registration; match: the registration an INVITE came on (its
+ * Request-URI user is the registration's Contact user), or NULL; stop: after nua_shutdown. */
+int tl_register_start(struct tl_sip *sip);
+int tl_register_on_event(struct tl_sip *sip, nua_event_t event, int status, const char *phrase,
+                         nua_handle_t *nh, const sip_t *resp);
+const char *tl_register_match(struct tl_sip *sip, const sip_t *req);
+void tl_register_stop(struct tl_sip *sip);
+
 /* addrs.c: logs every address a PBX can dial (wildcard listeners: each interface's). */
 void tl_sip_log_dialable(const struct tl_config *cfg);
 /* sip.c, test seam only (tests/unit/test_call.c): one su_root_step of at most ms on the

@@ -84,6 +84,10 @@ struct tl_config {
 
 	/* Who may call: allow-list, scanners, digest users, limits (trunkline/access.h), owned */
 	struct tl_access *access;
+	/* "registrations" and "registrar" (trunkline/registration.h), owned */
+	struct tl_registration *registrations;
+	size_t n_registrations;
+	struct tl_registrar *registrar; /* never NULL once loaded; ->enabled when configured */
 
 	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
 	enum tl_tone_ringback transfer_ringback;
