@@ -230,28 +230,31 @@ static const char *const auth_keys[] = {"realm",       "users",      "exempt_sou
                                         "nonce_ttl_s", "algorithms", NULL};
 
 /* "algorithms": ["SHA-256", "MD5"] (the default), or one of them. */
-static int load_algorithms(const struct tl_config_doc *doc, json_t *auth, struct tl_access *a)
+int tl_config_algorithms(const struct tl_config_doc *doc, json_t *auth, const char *path,
+                         int *sha256, int *md5)
 {
 	json_t *arr = json_object_get(auth, "algorithms"), *v;
+	char sub[TL_CONFIG_PATH_MAX];
 	size_t i;
 
-	a->auth_sha256 = a->auth_md5 = 1;
+	*sha256 = *md5 = 1;
 	if (!arr)
 		return 0;
-	a->auth_sha256 = a->auth_md5 = 0;
+	*sha256 = *md5 = 0;
+	tl_config_path(sub, sizeof(sub), path, "algorithms");
 	if (!json_is_array(arr) || json_array_size(arr) == 0)
-		return tl_config_doc_fail(doc, "/sip/auth/algorithms", 0,
+		return tl_config_doc_fail(doc, sub, 0,
 		                          "\"algorithms\" must list \"SHA-256\", \"MD5\" or both");
 	json_array_foreach(arr, i, v)
 	{
 		const char *s = json_string_value(v);
 		char item[TL_CONFIG_PATH_MAX];
 		if (s && strcmp(s, "SHA-256") == 0)
-			a->auth_sha256 = 1;
+			*sha256 = 1;
 		else if (s && strcmp(s, "MD5") == 0)
-			a->auth_md5 = 1;
+			*md5 = 1;
 		else {
-			tl_config_path_index(item, sizeof(item), "/sip/auth/algorithms", i);
+			tl_config_path_index(item, sizeof(item), sub, i);
 			return tl_config_doc_fail(doc, item, 0, "expected \"SHA-256\" or \"MD5\"");
 		}
 	}
@@ -272,7 +275,7 @@ static int load_auth(const struct tl_config_doc *doc, json_t *sip, struct tl_acc
 	    (rc = load_cidrs(doc, auth, "/sip/auth", "exempt_sources", &a->auth_exempt)) < 0 ||
 	    (rc = tl_config_doc_int(doc, auth, "/sip/auth", "nonce_ttl_s", 10, 86400,
 	                            &a->nonce_ttl_s)) < 0 ||
-	    (rc = load_algorithms(doc, auth, a)) < 0)
+	    (rc = tl_config_algorithms(doc, auth, "/sip/auth", &a->auth_sha256, &a->auth_md5)) < 0)
 		return rc;
 	users = json_object_get(auth, "users");
 	if (!json_is_object(users) || json_object_size(users) == 0)

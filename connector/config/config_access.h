@@ -17,6 +17,9 @@ int tl_config_access_listener(const struct tl_config_doc *doc, json_t *obj, cons
 int tl_config_secret(const struct tl_config_doc *doc, json_t *obj, const char *path,
                      const char *key, char **out);
 
+/* "algorithms" of obj (at path): ["SHA-256", "MD5"] (default both) or one of them. */
+int tl_config_algorithms(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                         int *sha256, int *md5);
 /* config_reg.c: the top-level "registrations" array and "registrar" object. */
 struct tl_registration;
 struct tl_registrar;

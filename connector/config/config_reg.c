@@ -105,7 +105,8 @@ int tl_config_reg_load(const struct tl_config_doc *doc, struct tl_registration *
 	return 0;
 }
 
-static const char *const registrar_keys[] = {"realm", "users", "max_expires", "min_expires", NULL};
+static const char *const registrar_keys[] = {"realm",       "users",      "max_expires",
+                                             "min_expires", "algorithms", NULL};
 
 int tl_config_registrar_load(const struct tl_config_doc *doc, struct tl_registrar *r)
 {
@@ -123,7 +124,8 @@ int tl_config_registrar_load(const struct tl_config_doc *doc, struct tl_registra
 	    (rc = tl_config_doc_int(doc, obj, "/registrar", "max_expires", 10, 86400,
 	                            &r->max_expires)) < 0 ||
 	    (rc = tl_config_doc_int(doc, obj, "/registrar", "min_expires", 1, 86400,
-	                            &r->min_expires)) < 0)
+	                            &r->min_expires)) < 0 ||
+	    (rc = tl_config_algorithms(doc, obj, "/registrar", &r->sha256, &r->md5)) < 0)
 		return rc;
 	if (r->min_expires > r->max_expires)
 		return tl_config_doc_fail(doc, "/registrar/min_expires", 0,

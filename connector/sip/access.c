@@ -105,7 +105,11 @@ int tl_access_screen(struct tl_sip *sip, nua_event_t event, nua_handle_t *nh, co
 	if (!req || !nh || !req->sip_request)
 		return 0;
 	src = tl_access_source(sip);
-	if (src && !tl_cidr_list_has(tl_gate_allow_list(cfg, tl_access_listener(cfg, req)), src)) {
+	/* A REGISTER to our registrar authenticates instead (a PBX with a changing address), and
+	 * a registered PBX may call from its binding's address. */
+	if (src && !(event == nua_i_register && sip->registrar) &&
+	    !tl_cidr_list_has(tl_gate_allow_list(cfg, tl_access_listener(cfg, req)), src) &&
+	    !tl_registrar_has_source(sip, src)) {
 		atomic_fetch_add_explicit(&tl_access_stats.source_rejected, 1,
 		                          memory_order_relaxed);
 		if (log_due(0))

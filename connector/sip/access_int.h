@@ -41,17 +41,38 @@ int tl_access_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req);
 int tl_auth_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req, int listener,
                    const struct sockaddr *source);
 
+/* auth.c: one realm's digest check, for INVITEs (sip.auth) and REGISTERs (registrar). */
+struct tl_auth_realm {
+	const char *realm;
+	int sha256, md5; /* algorithms offered */
+	int nonce_ttl_s;
+	const char *(*password)(const void *arg, const char *user); /* NULL: no such user */
+	const void *arg;
+};
+/* 0 when req carries good credentials for realm (the user name into user, size bytes, unless
+ * NULL); 1 when it answered (401 challenge, 403). */
+int tl_auth_request(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
+                    const struct tl_auth_realm *realm, char *user, size_t size);
+
 /* access.c: the cfg->listen index a request came in on, from its Via transport and the
  * Request-URI port (-1 when none matches). */
 int tl_access_listener(const struct tl_config *cfg, const sip_t *req);
 /* The source address of the request being processed, or NULL. */
 const struct sockaddr *tl_access_source(struct tl_sip *sip);
 
+/* registrar.c: "registrar" (PBXs register to trunkline). start/stop with the endpoint;
+ * on_register answers a REGISTER (and destroys nh); has_source: src is the address of a live
+ * binding (tl_registrar_resolve is in sip_int.h). */
+int tl_registrar_start(struct tl_sip *sip);
+void tl_registrar_stop(struct tl_sip *sip);
+void tl_registrar_on_register(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req);
+int tl_registrar_has_source(struct tl_sip *sip, const struct sockaddr *src);
+
 /* gate.c: the allow list in force for a listener; drop_user_agents match on raw bytes. */
 const struct tl_cidr_list *tl_gate_allow_list(const struct tl_config *cfg, int listener);
 int tl_gate_is_scanner(const struct tl_access *a, const char *buf, size_t len);
 /* Marks the SIP sockets open now (after nua_create); returns how many, or -errno. */
-int tl_gate_start(const struct tl_config *cfg);
+int tl_gate_start(const struct tl_config *cfg, struct tl_sip *sip);
 void tl_gate_stop(void);
 
 #endif

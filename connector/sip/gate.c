@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sip_int.h"
+#include "access_int.h"
 
 #include "trunkline/access.h"
 #include "trunkline/log.h"
@@ -40,6 +40,7 @@ static _Atomic(close_fn) real_close;
 static _Atomic unsigned char gate_kind[GATE_FDS];
 static unsigned char gate_listener[GATE_FDS]; /* cfg->listen index of a UDP socket/listener */
 static const struct tl_config *gate_cfg;      /* SIP thread */
+static struct tl_sip *gate_sip;               /* for the registrar's bindings */
 
 /* Live TCP connections accepted on the SIP listeners, for max_tcp_connections. */
 struct gate_conn {
@@ -142,7 +143,10 @@ static ssize_t filter_dgram(int fd, struct msghdr *m, ssize_t n)
 	const struct sockaddr *sa = m->msg_name;
 	const struct tl_cidr_list *allow = tl_gate_allow_list(gate_cfg, gate_listener[fd]);
 
-	if (a->silent_reject && sa && !tl_cidr_list_has(allow, sa)) {
+	if (a->silent_reject && sa && !tl_cidr_list_has(allow, sa) &&
+	    !tl_registrar_has_source(gate_sip, sa) &&
+	    !(gate_sip->registrar && m->msg_iovlen > 0 && m->msg_iov[0].iov_len >= 9 &&
+	      memcmp(m->msg_iov[0].iov_base, "REGISTER ", 9) == 0)) {
 		atomic_fetch_add_explicit(&tl_access_stats.source_dropped, 1, memory_order_relaxed);
 		note(0, sa, "dropped a request from a source outside allow_sources");
 		errno = EAGAIN;
@@ -210,7 +214,8 @@ static const char *refuse_conn(int lfd, const struct sockaddr *sa)
 	const struct tl_access *a = gate_cfg->access;
 	size_t same = 0;
 
-	if (a->silent_reject &&
+	/* with a registrar, a PBX may connect from anywhere to REGISTER (then: 403 or 401) */
+	if (a->silent_reject && !gate_sip->registrar &&
 	    !tl_cidr_list_has(tl_gate_allow_list(gate_cfg, gate_listener[lfd]), sa)) {
 		atomic_fetch_add_explicit(&tl_access_stats.source_dropped, 1, memory_order_relaxed);
 		return "closed a TCP connection from a source outside allow_sources";
@@ -289,7 +294,7 @@ static int listener_of(const struct tl_config *cfg, const struct sockaddr_storag
 	return -1;
 }
 
-int tl_gate_start(const struct tl_config *cfg)
+int tl_gate_start(const struct tl_config *cfg, struct tl_sip *sip)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -298,6 +303,7 @@ int tl_gate_start(const struct tl_config *cfg)
 	if (!d)
 		return -errno;
 	gate_cfg = cfg;
+	gate_sip = sip;
 	while ((e = readdir(d)) != NULL) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -325,6 +331,7 @@ void tl_gate_stop(void)
 	for (int fd = 0; fd < GATE_FDS; fd++)
 		atomic_store_explicit(&gate_kind[fd], GATE_NONE, memory_order_relaxed);
 	gate_cfg = NULL;
+	gate_sip = NULL;
 	free(conns);
 	conns = NULL;
 	n_conns = cap_conns = 0;

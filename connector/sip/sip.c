@@ -22,6 +22,7 @@
 #include <sofia-sip/tport_tag.h>
 
 #include "trunkline/log.h"
+#include "trunkline/registration.h"
 #include "trunkline/route.h"
 #include "trunkline/sip.h"
 
@@ -338,7 +339,9 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	if (!call && tl_register_on_event(sip, event, status, phrase, nh, req))
 		return;
 	/* Source and scanner checks before anything else (access.c; gate.c before Sofia). */
-	if (!call && (event == nua_i_invite || event == nua_i_options || event == nua_i_info) &&
+	if (!call &&
+	    (event == nua_i_invite || event == nua_i_options || event == nua_i_info ||
+	     event == nua_i_register) &&
 	    tl_access_screen(sip, event, nh, req))
 		return;
 	switch (event) {
@@ -361,6 +364,9 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_i_options:
 		on_options(sip, nh);
+		break;
+	case nua_i_register:
+		tl_registrar_on_register(sip, nh, req);
 		break;
 	case nua_i_state:
 		on_state(sip, call, nh, tags);
@@ -477,6 +483,9 @@ static int create_nua(struct tl_sip *sip)
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
 	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
 	    NUTAG_AUTOANSWER(0), SIPTAG_ALLOW_STR(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
+	    /* registrar.c answers REGISTER */
+	    TAG_IF(cfg->registrar->enabled, NUTAG_ALLOW("REGISTER")),
+	    TAG_IF(cfg->registrar->enabled, NUTAG_APPL_METHOD("REGISTER")),
 	    SIPTAG_SUPPORTED_STR(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
 	    NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
 	    NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
@@ -606,11 +615,10 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 	err = create_nua(sip);
 	if (err < 0)
 		goto out;
-	if (tl_gate_start(cfg) <= 0)
+	if (tl_gate_start(cfg, sip) <= 0)
 		tl_log_warn(NULL, "cannot find the SIP sockets: silent_reject and drop_user_agents "
 		                  "answer 403 instead of dropping");
-	err = tl_register_start(sip);
-	if (err < 0)
+	if ((err = tl_register_start(sip)) < 0 || (err = tl_registrar_start(sip)) < 0)
 		goto out;
 	start_fd_watch(sip);
 	err = start_media_and_agents(sip);
@@ -666,6 +674,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 	}
 	tl_gate_stop();
 	tl_register_stop(sip);
+	tl_registrar_stop(sip);
 	if (sip->nua)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)

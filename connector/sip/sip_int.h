@@ -160,6 +160,11 @@ void tl_bridge_agent_gone(struct tl_call *call);
 /* Ringback to the caller (sip.transfer_ringback) until the stream stops. */
 void tl_bridge_ringback(struct tl_call *call);
 
+/* registrar.c: a forward/fallback target as it goes out: "reg:NAME" becomes the Contact NAME
+ * registered (borrowed until the next call), or NULL when there is no live binding; any other
+ * target comes back as it is. */
+const char *tl_registrar_resolve(struct tl_sip *sip, const char *target);
+
 /* forward.c: builds and sends; decides nothing, changes no state. */
 void tl_forward_redirect(struct tl_call *call, const char *target, const char *reason);
 void tl_forward_refer(struct tl_call *call, const char *target);

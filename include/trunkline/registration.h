@@ -32,6 +32,7 @@ struct tl_registrar {
 	size_t n_users;
 	int max_expires; /* default 3600 */
 	int min_expires; /* default 60; shorter asks get 423 Interval Too Brief */
+	int sha256, md5; /* digest algorithms offered ("algorithms"), default both */
 };
 
 /* Frees the registrations array and the registrar's contents (NULL-safe). */

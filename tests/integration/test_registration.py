@@ -3,7 +3,9 @@ Debian: registrar + usrloc in memory, auth_db on db_text), answers the digest ch
 re-registers before expiry, keeps the binding alive with OPTIONS, and answers a call the
 registrar sends to its registered Contact, routed by the route condition "registration".
 A wrong password: the registration fails and is retried with back-off."""
+import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import EchoAgent, Trunkline, echo_agent_binary, free_port, run  # noqa: E402
+from harness import (EchoAgent, Trunkline, echo_agent_binary, free_port, run,  # noqa: E402
+                     sipp)
 from rawsip import SDP_PCMU, Peer  # noqa: E402
 
 KAMAILIO_CFG = """#!KAMAILIO
@@ -178,5 +181,88 @@ def test_wrong_password_retried(binary):
         kam.stop()
 
 
+def register_raw(p, tl_port, user, password):
+    """REGISTER from raw peer p (its Contact is p's own socket), answering the challenge."""
+    ruri = f"sip:127.0.0.1:{tl_port}"
+    hdrs = [f"Expires: 120"]
+    call_id, _ = p.request("REGISTER", ruri=ruri, headers=hdrs, call_id=None)
+    r = p.final(3.0)
+    assert r is not None and r.status == 401, f"REGISTER: {r and r.first}"
+    chal = [c for c in r.all("WWW-Authenticate") if "MD5" in c][0]
+    realm = re.search(r'realm="([^"]+)"', chal).group(1)
+    nonce = re.search(r'nonce="([^"]+)"', chal).group(1)
+    h = lambda s: hashlib.md5(s.encode()).hexdigest()  # noqa: E731
+    resp = h(f"{h(f'{user}:{realm}:{password}')}:{nonce}:00000001:c0ffee:auth:"
+             f"{h(f'REGISTER:{ruri}')}")
+    auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce}", '
+            f'uri="{ruri}", response="{resp}", algorithm=MD5, qop=auth, nc=00000001, '
+            f'cnonce="c0ffee"')
+    # rawsip's From/To user is fixed ("raw", "400"): write this REGISTER by hand
+    lines = [f"REGISTER {ruri} SIP/2.0",
+             f"Via: SIP/2.0/UDP {p.hostport};branch=z9hG4bK-reg2;rport",
+             f"From: <sip:{user}@127.0.0.1>;tag={p.tag}", f"To: <sip:{user}@127.0.0.1>",
+             f"Call-ID: {call_id}", "CSeq: 2 REGISTER",
+             f"Contact: <sip:{user}@{p.hostport}>", "Expires: 120", "Max-Forwards: 70", auth,
+             "Content-Length: 0"]
+    p.send("\r\n".join(lines) + "\r\n\r\n")
+    return p.final(3.0)
+
+
+def test_registrar_and_forward_to_reg(binary):
+    """PBXs register to trunkline's registrar (sipp with -au/-ap, and a raw peer); a route
+    forwarding to reg:pbx1 sends the caller to pbx1's registered Contact, where pbx1 answers.
+    allow_sources lets nobody local in, but a registered PBX's address is let in once bound."""
+    rules = {"agents": {"none": {"url": "ws://127.0.0.1:9/"}},
+             "routes": [{"name": "to-pbx", "forward": "reg:pbx1"}]}
+    tl = Trunkline(binary, rules=rules, sip={"allow_sources": ["192.0.2.1/32"]},
+                   extra={"registrar": {"users": {"pbx1": "pbx1-pw", "other": "other-pw"},
+                                        "algorithms": ["MD5"], "min_expires": 30}}).start()
+    try:
+        c = Peer(tl.port, "udp")
+        c.request("INVITE", body=SDP_PCMU)
+        r = c.final(3.0)
+        assert r is not None and r.status == 403, f"before registering: {r and r.first}"
+        c.ack_failure(r)
+        # sipp registers as "other" (its digest); a wrong password gets 403, sipp fails
+        sipp(tl, "register.xml", keys={"service": "other"},
+             extra=["-au", "other", "-ap", "other-pw"])
+        tl.wait_log('registrar: "other" registered at sip:other@127.0.0.1:')
+        sipp(tl, "register.xml", keys={"service": "other"}, expect_rc=1, timeout=5,
+             extra=["-au", "other", "-ap", "nope"])
+        tl.wait_log('REGISTER refused: 403, digest authentication of user "other" failed')
+        # 127.0.0.1 is a bound address now: let in; pbx1 is not registered yet: 503
+        c.request("INVITE", body=SDP_PCMU)
+        r = c.final(5.0)
+        assert r is not None and r.status == 503, f"reg:pbx1 unbound: {r and r.first}"
+        c.ack_failure(r)
+        # the raw PBX registers as pbx1, then takes the forwarded call
+        pbx = Peer(tl.port, "udp")
+        ok = register_raw(pbx, tl.port, "pbx1", "pbx1-pw")
+        assert ok is not None and ok.status == 200, f"REGISTER pbx1: {ok and ok.first}"
+        assert f"sip:pbx1@{pbx.hostport}" in ok.get("Contact", ""), ok
+        c.request("INVITE", body=SDP_PCMU)
+        r = c.final(5.0)
+        assert r is not None and r.status == 302, f"forward to reg:pbx1: {r and r.first}"
+        c.ack_failure(r)
+        assert r.get("Contact") == f"<sip:pbx1@{pbx.hostport}>", r.get("Contact")
+        target = f"sip:pbx1@{pbx.hostport}"
+        c.remote = ("127.0.0.1", pbx.local_port)  # the caller follows the 302
+        c.request("INVITE", ruri=target, body=SDP_PCMU)
+        inv = pbx.recv(3.0)
+        assert inv is not None and inv.method == "INVITE", f"at the PBX: {inv}"
+        pbx.remote = ("127.0.0.1", c.local_port)
+        pbx.respond(inv, 486, "Busy Here")
+        r = c.final(3.0)
+        assert r is not None and r.status == 486, f"the registered PBX's answer: {r and r.first}"
+        c.close()
+        pbx.close()
+        for pw in ("pbx1-pw", "other-pw"):
+            assert pw not in tl.log()
+        tl.check_clean()
+    finally:
+        tl.stop()
+
+
 if __name__ == "__main__":
-    run([test_register_to_kamailio_and_take_a_call, test_wrong_password_retried])
+    run([test_register_to_kamailio_and_take_a_call, test_wrong_password_retried,
+         test_registrar_and_forward_to_reg])
