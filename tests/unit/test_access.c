@@ -9,6 +9,7 @@
 #include "tl_test.h"
 #include "trunkline/bucket.h"
 #include "trunkline/digest.h"
+#include "trunkline/registration.h"
 
 static struct sockaddr_storage addr(const char *text)
 {
@@ -175,8 +176,96 @@ static void test_scanner(void)
 	TL_CHECK_INT(tl_gate_is_scanner(&a, req, 20), 0);
 }
 
+/* config.json's access and registration keys: values, and file:line:col of errors. */
+static void expect_error(const char *config, const char *want)
+{
+	struct tl_config *cfg = NULL;
+	struct tl_err err = {0};
+	const char *path = tl_test_put("config.json", config);
+
+	char got[400];
+
+	TL_CHECK_INT(tl_config_load_file(&cfg, path, &err), -EINVAL);
+	snprintf(got, sizeof(got), "%d:%d: %s", err.line, err.col, err.msg);
+	TL_CHECK(strstr(got, want) != NULL);
+	if (!strstr(got, want))
+		fprintf(stderr, "  got \"%s\", want \"%s\"\n", got, want);
+	tl_config_destroy(cfg);
+}
+
+static void test_config_keys(void)
+{
+	struct tl_config *cfg = NULL;
+	struct tl_err err = {0};
+	const char *path;
+
+	setenv("TL_UNIT_PW", "from-env", 1);
+	path = tl_test_put(
+	    "config.json",
+	    "{\"rules\": \"r.json\", \"sip\": {\"listen\": [\"udp:127.0.0.1:5060\", "
+	    "{\"address\": \"tcp:127.0.0.1:5060\", \"allow_sources\": [\"10.0.0.0/8\"], "
+	    "\"auth\": false}], \"allow_sources\": [\"192.0.2.1\", \"2001:db8::/32\"], "
+	    "\"silent_reject\": true, \"drop_user_agents\": [\"evil\"], "
+	    "\"auth\": {\"users\": {\"pbx\": \"${env:TL_UNIT_PW}\"}, "
+	    "\"algorithms\": [\"MD5\"]}, \"max_call_rate\": 2.5},"
+	    "\"registrations\": [{\"name\": \"r1\", \"registrar\": \"sip:pbx.example\", "
+	    "\"user\": \"1001\"}], \"registrar\": {\"users\": {\"p\": \"x\"}}}");
+	TL_CHECK_INT(tl_config_load_file(&cfg, path, &err), 0);
+	if (!cfg) {
+		fprintf(stderr, "  %s\n", err.msg);
+		return;
+	}
+	TL_CHECK_INT(cfg->n_listen, 2);
+	TL_CHECK_INT(cfg->listen[1].transport, TL_TRANSPORT_TCP);
+	TL_CHECK_INT(cfg->access->listener[1].allow.n, 1);
+	TL_CHECK_INT(cfg->access->listener[1].auth, 0);
+	TL_CHECK_INT(cfg->access->listener[0].auth, -1);
+	TL_CHECK_INT(cfg->access->allow.n, 2);
+	TL_CHECK_INT(cfg->access->silent_reject, 1);
+	TL_CHECK_INT(cfg->access->n_drop_ua, 1);
+	TL_CHECK_STR(cfg->access->users[0].password, "from-env");
+	TL_CHECK_INT(cfg->access->auth_sha256, 0);
+	TL_CHECK_INT(cfg->access->auth_md5, 1);
+	TL_CHECK(cfg->access->max_call_rate == 2.5);
+	TL_CHECK_INT(cfg->n_registrations, 1);
+	TL_CHECK_INT(cfg->registrations[0].expires, 300);
+	TL_CHECK_INT(cfg->registrar->enabled, 1);
+	tl_config_destroy(cfg);
+	/* the defaults: Kamailio's scanner list, nothing else */
+	path = tl_test_put("config.json", "{\"rules\": \"r.json\"}");
+	TL_CHECK_INT(tl_config_load_file(&cfg, path, &err), 0);
+	if (cfg) {
+		TL_CHECK_STR(cfg->access->drop_ua[0], "friendly-scanner");
+		TL_CHECK_INT(cfg->access->allow.set, 0);
+		TL_CHECK_INT(cfg->registrar->enabled, 0);
+	}
+	tl_config_destroy(cfg);
+	expect_error("{\"rules\": \"r\",\n \"sip\": {\"allow_sources\": [\"10.0.0.0/33\"]}}",
+	             "2:28: bad CIDR");
+	expect_error(
+	    "{\"rules\": \"r\", \"sip\": {\"auth\": {\"users\": {\"a\": \"${env:TL_NOPE}\"}}}}",
+	    "environment variable TL_NOPE is not set or empty");
+	expect_error("{\"rules\": \"r\", \"sip\": {\"listen\": [{\"address\": \"udp:1.2.3.4:5\", "
+	             "\"auth\": true}]}}",
+	             "\"auth\": true needs sip.auth");
+	expect_error("{\"rules\": \"r\", \"registrations\": [{\"name\": \"a b\", \"registrar\": "
+	             "\"sip:x\", \"user\": \"u\"}]}",
+	             "a registration needs \"name\" of letters");
+	expect_error("{\"rules\": \"r\", \"registrations\": [{\"name\": \"a\", \"registrar\": "
+	             "\"http://x\", \"user\": \"u\"}]}",
+	             "\"registrar\" must be a sip: or sips: URI");
+	expect_error("{\"rules\": \"r\", \"registrar\": {\"users\": {}}}",
+	             "\"users\" must be an object");
+	expect_error("{\"rules\": \"r\", \"sip\": {\"max_call_rate\": \"fast\"}}",
+	             "\"max_call_rate\" must be a number");
+}
+
 int main(void)
 {
+	if (tl_test_tmpdir("tl-test-access") < 0)
+		return 1;
+	test_config_keys();
+	tl_test_tmpdir_remove();
 	test_cidr();
 	test_cidr_list();
 	test_digest_vectors();
