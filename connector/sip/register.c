@@ -4,10 +4,13 @@
  * file answers digest challenges (nua_authenticate), retries a failed registration with back-off
  * (5 s doubling to 5 min), keeps the NAT binding open with an OPTIONS to the registrar every
  * keepalive_s, and logs each change of state. SIP thread. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sip_int.h"
 
@@ -34,6 +37,7 @@ struct tl_reg {
 	int auth_tries; /* challenges answered since the last success */
 	int retry_s;
 	char registrar[300], aor[300], proxy[300];
+	char contact[300]; /* set on a wildcard listener, else Sofia's own */
 };
 
 struct tl_reg_client {
@@ -77,6 +81,7 @@ static void send_register(struct tl_reg *r)
 	set_state(r, REG_TRYING, 0, NULL);
 	nua_register(r->nh, NUTAG_REGISTRAR(URL_STRING_MAKE(r->registrar)),
 	             NUTAG_M_USERNAME(r->cfg->name), SIPTAG_EXPIRES_STR(expires),
+	             TAG_IF(r->contact[0], SIPTAG_CONTACT_STR(r->contact)),
 	             TAG_IF(r->proxy[0], NUTAG_PROXY(URL_STRING_MAKE(r->proxy))),
 	             NUTAG_OUTBOUND("no-options-keepalive, no-validate"), TAG_END());
 }
@@ -173,6 +178,47 @@ int tl_register_on_event(struct tl_sip *sip, nua_event_t event, int status, cons
 	return 1;
 }
 
+/* On a wildcard listener Sofia's Contact names the host's first interface; the address the
+ * kernel would use to reach the next hop (a connected UDP socket's local address) is the one
+ * the registrar can send calls back to. Start-up only: the name lookup may block. */
+static void wildcard_contact(struct tl_reg *r, const url_t *u)
+{
+	const struct tl_config *cfg = r->sip->cfg;
+	const char *tp = r->cfg->transport ? r->cfg->transport : "udp";
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const struct tl_listen *l = NULL;
+	char host[INET6_ADDRSTRLEN], hbuf[256];
+	int fd = -1;
+
+	for (size_t i = 0; i < cfg->n_listen && !l; i++)
+		if (strcmp(tp, cfg->listen[i].transport == TL_TRANSPORT_UDP   ? "udp"
+		               : cfg->listen[i].transport == TL_TRANSPORT_TCP ? "tcp"
+		                                                              : "tls") == 0)
+			l = &cfg->listen[i];
+	if (!l || (strcmp(l->host, "0.0.0.0") != 0 && strcmp(l->host, "::") != 0))
+		return;
+	snprintf(hbuf, sizeof(hbuf), "%s", u->url_host);
+	if (hbuf[0] == '[' && strlen(hbuf) > 2)
+		memmove(hbuf, hbuf + 1, strlen(hbuf)), hbuf[strlen(hbuf) - 1] = '\0';
+	if (getaddrinfo(hbuf, u->url_port ? u->url_port : "5060", &hints, &ai) != 0 || !ai)
+		return;
+	fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    inet_ntop(ss.ss_family,
+	              ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+	                                      : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+	              host, sizeof(host)))
+		snprintf(r->contact, sizeof(r->contact), "<sip:%s@%s%s%s:%u;transport=%s>",
+		         r->cfg->name, ss.ss_family == AF_INET6 ? "[" : "", host,
+		         ss.ss_family == AF_INET6 ? "]" : "", l->port, tp);
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+}
+
 static int setup(struct tl_reg *r)
 {
 	const struct tl_registration *c = r->cfg;
@@ -191,6 +237,12 @@ static int setup(struct tl_reg *r)
 	if (c->outbound_proxy)
 		snprintf(r->proxy, sizeof(r->proxy), "%s%s%s", c->outbound_proxy, tp,
 		         c->transport ? c->transport : "");
+	{
+		url_t *pu = c->outbound_proxy
+		                ? url_hdup(home, URL_STRING_MAKE(c->outbound_proxy)->us_url)
+		                : NULL;
+		wildcard_contact(r, pu && pu->url_host ? pu : u); /* toward the next hop */
+	}
 	su_home_deinit(home);
 	if (c->keepalive_s > 0) {
 		r->ka_timer = su_timer_create(su_root_task(r->sip->root),
