@@ -7,6 +7,8 @@
 #include "config_access.h"
 #include "trunkline/registration.h"
 
+struct tl_registration_counters tl_registration_stats;
+
 static const char *const reg_keys[] = {"name",           "registrar",   "user",    "domain",
                                        "auth_user",      "password",    "expires", "transport",
                                        "outbound_proxy", "keepalive_s", NULL};

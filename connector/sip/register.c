@@ -52,8 +52,17 @@ static const char *state_name(enum reg_state s)
 
 static void set_state(struct tl_reg *r, enum reg_state s, int status, const char *phrase)
 {
+	if (s == REG_FAILED)
+		atomic_fetch_add_explicit(&tl_registration_stats.register_failures, 1,
+		                          memory_order_relaxed);
 	if (r->state == s && s != REG_FAILED)
 		return;
+	if (s == REG_OK)
+		atomic_fetch_add_explicit(&tl_registration_stats.registered, 1,
+		                          memory_order_relaxed);
+	else if (r->state == REG_OK)
+		atomic_fetch_sub_explicit(&tl_registration_stats.registered, 1,
+		                          memory_order_relaxed);
 	r->state = s;
 	if (s == REG_OK)
 		tl_log_info(NULL, "registration \"%s\": registered at %s as %s", r->cfg->name,

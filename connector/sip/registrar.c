@@ -89,6 +89,7 @@ static struct tl_binding *live(struct tl_sip *sip, int i)
 		tl_log_info(NULL, "registrar: binding of \"%s\" expired",
 		            sip->cfg->registrar->users[i]);
 		b->expires_at = 0;
+		atomic_fetch_sub_explicit(&tl_registration_stats.bindings, 1, memory_order_relaxed);
 	}
 	return b->expires_at ? b : NULL;
 }
@@ -119,6 +120,8 @@ static void bind_contact(struct tl_sip *sip, int i, const sip_t *req, int expire
 		                                  : sizeof(struct sockaddr_in));
 	b->expires_at = mono_s() + expires;
 	if (!had)
+		atomic_fetch_add_explicit(&tl_registration_stats.bindings, 1, memory_order_relaxed);
+	if (!had)
 		tl_log_info(NULL, "registrar: \"%s\" registered at %s for %d s",
 		            sip->cfg->registrar->users[i], b->contact, expires);
 	else
@@ -142,6 +145,8 @@ void tl_registrar_on_register(struct tl_sip *sip, nua_handle_t *nh, const sip_t 
 	i = index_of(cfg, user);
 	if (i < 0 || !req->sip_to || !req->sip_to->a_url->url_user ||
 	    strcmp(req->sip_to->a_url->url_user, user) != 0) {
+		atomic_fetch_add_explicit(&tl_registration_stats.bindings_refused, 1,
+		                          memory_order_relaxed);
 		nua_respond(nh, 403, "Credentials are not for this address",
 		            NUTAG_WITH_THIS(sip->nua), TAG_END());
 		goto out;
@@ -156,8 +161,11 @@ void tl_registrar_on_register(struct tl_sip *sip, nua_handle_t *nh, const sip_t 
 	}
 	expires = expires_of(req);
 	if (req->sip_contact->m_url->url_type == url_any || expires == 0) {
-		if (live(sip, i))
+		if (live(sip, i)) {
 			tl_log_info(NULL, "registrar: \"%s\" unregistered", user);
+			atomic_fetch_sub_explicit(&tl_registration_stats.bindings, 1,
+			                          memory_order_relaxed);
+		}
 		sip->registrar->b[i].expires_at = 0;
 		nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(sip->nua), TAG_END());
 		goto out;

@@ -4,6 +4,7 @@
 #ifndef TRUNKLINE_REGISTRATION_H
 #define TRUNKLINE_REGISTRATION_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "trunkline/config.h"
@@ -34,6 +35,16 @@ struct tl_registrar {
 	int min_expires; /* default 60; shorter asks get 423 Interval Too Brief */
 	int sha256, md5; /* digest algorithms offered ("algorithms"), default both */
 };
+
+/* Process-wide, for the operations endpoint: read with atomic_load from any thread; written by
+ * the SIP thread (register.c, registrar.c). */
+struct tl_registration_counters {
+	atomic_uint registered;         /* our registrations in force now */
+	atomic_ulong register_failures; /* our REGISTERs that failed (each retry counts) */
+	atomic_uint bindings;           /* registrar: live bindings as of the last change */
+	atomic_ulong bindings_refused;  /* registrar: REGISTERs refused after authentication */
+};
+extern struct tl_registration_counters tl_registration_stats;
 
 /* Frees the registrations array and the registrar's contents (NULL-safe). */
 void tl_registrations_free(struct tl_registration *regs, size_t n);
