@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config git ca-certificates
       libsofia-sip-ua-dev libwebsockets-dev libjansson-dev libopus-dev libsrtp2-dev libspeexdsp-dev
       sip-tester python3 clang-format tzdata
-      libspandsp-dev kamailio python3-prometheus-client baresip-core openssl)
+      libspandsp-dev kamailio python3-prometheus-client baresip-core openssl libssl-dev)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

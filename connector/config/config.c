@@ -3,6 +3,9 @@
  * Also the shared checkers of config_int.h. It does not bind, resolve or open anything else. */
 #include "trunkline/config_doc.h"
 
+#include "config_access.h"
+#include "trunkline/registration.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -359,15 +362,22 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 		                          TL_CONFIG_MAX_LISTEN);
 	json_array_foreach(arr, i, v)
 	{
+		const char *text = json_string_value(v);
+		int rc;
+
 		tl_config_path_index(path, sizeof(path), "/sip/listen", i);
-		if (!json_is_string(v))
-			return tl_config_doc_fail(doc, path, 0, "expected a string");
-		if (parse_listen(json_string_value(v), &cfg->listen[i]) < 0)
+		/* {"address": ..., "allow_sources": ..., "auth": ...}: config_access.c */
+		if (json_is_object(v) &&
+		    (rc = tl_config_access_listener(doc, v, path, cfg->access, i, &text)) < 0)
+			return rc;
+		if (!text)
+			return tl_config_doc_fail(doc, path, 0, "expected a string or an object");
+		if (parse_listen(text, &cfg->listen[i]) < 0)
 			return tl_config_doc_fail(
 			    doc, path, 0,
 			    "listen address \"%s\" must be proto:host:port (proto "
 			    "udp, tcp or tls)",
-			    json_string_value(v));
+			    text);
 	}
 	cfg->n_listen = json_array_size(arr);
 	return 0;
@@ -377,7 +387,11 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 static const char *const sip_keys[] = {
     "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
     "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
-    "bridge_answer_timeout_s", NULL};
+    "bridge_answer_timeout_s",
+    /* config_access.c */
+    "allow_sources", "silent_reject", "drop_user_agents", "auth", "max_calls_per_source",
+    "max_call_rate", "max_call_rate_per_source", "max_tcp_connections",
+    "max_tcp_connections_per_source", NULL};
 /* clang-format on */
 
 static int load_ringback(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
@@ -402,7 +416,7 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	int rc;
 
 	if (!sip)
-		return 0;
+		return tl_config_access_load(doc, NULL, cfg->access); /* the defaults */
 	if ((rc = tl_config_doc_keys(doc, sip, "/sip", sip_keys)) < 0 ||
 	    (rc = load_listen(doc, cfg, sip)) < 0 ||
 	    (rc = tl_config_doc_str(doc, sip, "/sip", "public_address", &cfg->public_address)) <
@@ -421,7 +435,8 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	                            &cfg->max_call_duration_s)) < 0 ||
 	    (rc = load_ringback(doc, cfg, sip)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "bridge_answer_timeout_s", 1, 600,
-	                            &cfg->bridge_answer_timeout_s)) < 0)
+	                            &cfg->bridge_answer_timeout_s)) < 0 ||
+	    (rc = tl_config_access_load(doc, sip, cfg->access)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
 		return tl_config_doc_fail(
@@ -574,12 +589,24 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->path = strdup(path);
 	cfg->user_agent = strdup("trunkline/" TL_VERSION);
 	cfg->media_address = strdup("0.0.0.0");
-	return cfg->path && cfg->user_agent && cfg->media_address ? 0 : -ENOMEM;
+	cfg->access = tl_config_access_new();
+	cfg->registrar = calloc(1, sizeof(*cfg->registrar));
+	return cfg->path && cfg->user_agent && cfg->media_address && cfg->access && cfg->registrar
+	           ? 0
+	           : -ENOMEM;
 }
 
-static const char *const root_keys[] = {
-    "sip", "media", "rules", "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes",
-    "ops", "cdr",   NULL};
+static const char *const root_keys[] = {"sip",
+                                        "media",
+                                        "rules",
+                                        "shutdown_timeout_ms",
+                                        "rules_max_bytes",
+                                        "rules_max_routes",
+                                        "ops",
+                                        "cdr",
+                                        "registrations",
+                                        "registrar",
+                                        NULL};
 
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err)
 {
@@ -600,7 +627,9 @@ int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err 
 	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
-	    (rc = rules_keys(&doc, cfg, err)) < 0 || (rc = tl_config_load_ops(&doc, cfg)) < 0)
+	    (rc = rules_keys(&doc, cfg, err)) < 0 || (rc = tl_config_load_ops(&doc, cfg)) < 0 ||
+	    (rc = tl_config_reg_load(&doc, &cfg->registrations, &cfg->n_registrations)) < 0 ||
+	    (rc = tl_config_registrar_load(&doc, cfg->registrar)) < 0)
 		goto out;
 	*out = cfg;
 	cfg = NULL;
@@ -623,5 +652,9 @@ void tl_config_destroy(struct tl_config *cfg)
 	free(cfg->media_public);
 	free(cfg->rules_path);
 	tl_config_free_ops(cfg);
+	tl_access_free(cfg->access);
+	tl_registrations_free(cfg->registrations, cfg->n_registrations);
+	tl_registrar_free(cfg->registrar);
+	free(cfg->registrar);
 	free(cfg);
 }

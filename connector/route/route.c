@@ -13,11 +13,12 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const tl_route_fields[TL_ROUTE_N_FIELDS] = {"from", "to", "from_name", "diversion",
-                                                        "pbx"};
+const char *const tl_route_fields[TL_ROUTE_N_FIELDS] = {"from",      "to",  "from_name",
+                                                        "diversion", "pbx", "registration"};
 
-static const char *const match_keys[] = {"from",   "to",     "from_name", "diversion", "pbx",
-                                         "header", "source", "time",      "max_calls", NULL};
+static const char *const match_keys[] = {"from",      "to",           "from_name", "diversion",
+                                         "pbx",       "header",       "source",    "time",
+                                         "max_calls", "registration", NULL};
 static const char *const time_keys[] = {"days", "start", "end", "tz", NULL};
 static const char *const day_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 

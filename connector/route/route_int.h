@@ -18,6 +18,7 @@ enum tl_route_field {
 	TL_ROUTE_F_FROM_NAME,
 	TL_ROUTE_F_DIVERSION,
 	TL_ROUTE_F_PBX,
+	TL_ROUTE_F_REGISTRATION, /* the registration (config "registrations") the call came on */
 	TL_ROUTE_N_FIELDS,
 };
 

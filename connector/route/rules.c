@@ -191,8 +191,9 @@ static int check_uri(const struct tl_config_doc *doc, json_t *route, const char 
 	if (!json_is_string(v))
 		return tl_config_doc_fail(doc, sub, 0, "expected a string");
 	s = json_string_value(v);
+	/* reg:NAME: the Contact a PBX registered as NAME ("registrar" in config.json) */
 	if ((strncmp(s, "sip:", 4) != 0 || !s[4]) && (strncmp(s, "sips:", 5) != 0 || !s[5]) &&
-	    (strncmp(s, "tel:", 4) != 0 || !s[4]))
+	    (strncmp(s, "tel:", 4) != 0 || !s[4]) && (strncmp(s, "reg:", 4) != 0 || !s[4]))
 		return tl_config_doc_fail(doc, sub, 0, "\"%s\" must be a sip:, sips: or tel: URI",
 		                          key);
 	return 0;

@@ -314,6 +314,8 @@ void tl_call_forward(struct tl_call *call, const char *target, const char *reaso
 	int refer = call->route && (call->route->method == TL_ROUTE_REFER ||
 	                            call->route->method == TL_ROUTE_BRIDGE);
 
+	target = tl_registrar_resolve(call->sip, target); /* reg:NAME: NULL when not registered */
+
 	if (call->state == TL_CALL_ENDING || call->refer_target)
 		return;
 	if (!target) {

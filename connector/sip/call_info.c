@@ -81,6 +81,35 @@ void tl_call_pick_local_addr(struct tl_call *call, const sip_t *req)
 	}
 }
 
+/* Our Contact when Sofia's would be wrong. Sofia's carries no transport parameter when UDP and
+ * TCP share a port (a PBX that reached us over TCP must keep using TCP), and on a wildcard
+ * listener it names the host's first interface without a port: then the address and port the
+ * PBX reached us on (its Request-URI) are what it can send ACK, BYE and re-INVITE to. */
+static void set_contact(struct tl_call *call, const sip_t *req)
+{
+	const url_t *ru = req->sip_request->rq_url;
+	int tcp = req->sip_via && req->sip_via->v_protocol &&
+	          su_casematch(req->sip_via->v_protocol, sip_transport_tcp);
+	const struct tl_config *cfg = call->sip->cfg;
+	char port[8] = "";
+	int wild = 0;
+
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		if ((cfg->listen[i].transport == TL_TRANSPORT_TCP) == tcp &&
+		    cfg->listen[i].transport != TL_TRANSPORT_TLS) {
+			wild = is_wildcard(cfg->listen[i].host);
+			snprintf(port, sizeof(port), "%u", cfg->listen[i].port);
+			break;
+		}
+	if (!call->ruri_host[0] || (!tcp && !wild))
+		return;
+	snprintf(call->contact, sizeof(call->contact), "<sip:%s:%s%s>", call->ruri_host,
+	         ru->url_port ? ru->url_port
+	         : port[0]    ? port
+	                      : "5060",
+	         tcp ? ";transport=tcp" : "");
+}
+
 static void trace_route(void *arg, const struct tl_route *route, const char *why)
 {
 	struct tl_call *call = arg;
@@ -139,14 +168,7 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg)
 	ruri[sizeof(ruri) - 1] = '\0';
 	snprintf(call->ruri_host, sizeof(call->ruri_host), "%s",
 	         req->sip_request->rq_url->url_host ? req->sip_request->rq_url->url_host : "");
-	/* Sofia's Contact carries no transport parameter when UDP and TCP share a port; a PBX
-	 * that reached us over TCP must keep using TCP for the dialog. */
-	if (req->sip_via && req->sip_via->v_protocol &&
-	    su_casematch(req->sip_via->v_protocol, sip_transport_tcp) && call->ruri_host[0])
-		snprintf(call->contact, sizeof(call->contact), "<sip:%s%s%s;transport=tcp>",
-		         call->ruri_host, req->sip_request->rq_url->url_port ? ":" : "",
-		         req->sip_request->rq_url->url_port ? req->sip_request->rq_url->url_port
-		                                            : "");
+	set_contact(call, req);
 	for (sip_header_t *h = head ? (sip_header_t *)*head : NULL; h && n < TL_CALL_MAX_HEADERS;
 	     h = (sip_header_t *)h->sh_succ) {
 		int hash = h->sh_class->hc_hash;
@@ -166,6 +188,11 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg)
 		n++;
 	}
 	int err = tl_meta_build(&call->meta, ruri, hdrs, n);
+	const char *reg = err < 0 ? NULL : tl_register_match(call->sip, req);
+
+	/* the registration it came on: metadata, and route condition "registration" */
+	if (reg && json_object_set_new(call->meta, "registration", json_string(reg)) < 0)
+		err = -ENOMEM;
 	return err < 0 ? err : pick_route(call, hdrs, n);
 }
 

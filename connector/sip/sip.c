@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sip_int.h"
+#include "access_int.h"
 
 #include <sofia-sip/su_log.h>
 #include <sofia-sip/su_string.h>
@@ -21,6 +22,7 @@
 #include <sofia-sip/tport_tag.h>
 
 #include "trunkline/log.h"
+#include "trunkline/registration.h"
 #include "trunkline/route.h"
 #include "trunkline/sip.h"
 
@@ -302,6 +304,8 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 		refuse(sip, nh, 503, "Too many calls", req);
 		return;
 	}
+	if (tl_access_invite(sip, nh, req)) /* authentication, the request itself, limits */
+		return;
 	err = tl_call_create(&call, sip, nh, req, nua_current_request(sip->nua));
 	if (err < 0) {
 		refuse_failed(sip, nh, err, req);
@@ -333,16 +337,32 @@ static void on_options(struct tl_sip *sip, nua_handle_t *nh)
 	nua_handle_destroy(nh);
 }
 
+/* What comes before the call's own handling: our registrations' answers, the bridge's
+ * outgoing leg, the counters, and the source and scanner checks (access.c; gate.c before
+ * Sofia). 1: the event was taken here. */
+static int pre_dispatch(nua_event_t event, int status, char const *phrase, struct tl_sip *sip,
+                        nua_handle_t *nh, struct tl_call *call, sip_t const *req, tagi_t tags[])
+{
+	if (!call && tl_register_on_event(sip, event, status, phrase, nh, req))
+		return 1;
+	if (call && nh && nh != call->nh) { /* the bridge's outgoing leg (leg.c) */
+		tl_sip_ops_event(sip, NULL, event, status, req, tags);
+		tl_leg_on_event(call, event, status, phrase, nh, req, tags);
+		return 1;
+	}
+	tl_sip_ops_event(sip, call, event, status, req, tags);
+	return !call &&
+	       (event == nua_i_invite || event == nua_i_options || event == nua_i_info ||
+	        event == nua_i_register) &&
+	       tl_access_screen(sip, event, nh, req);
+}
+
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
                          struct tl_sip *sip, nua_handle_t *nh, struct tl_call *call,
                          sip_t const *req, tagi_t tags[])
 {
-	if (call && nh && nh != call->nh) { /* the bridge's outgoing leg (leg.c) */
-		tl_sip_ops_event(sip, NULL, event, status, req, tags);
-		tl_leg_on_event(call, event, status, phrase, nh, req, tags);
+	if (pre_dispatch(event, status, phrase, sip, nh, call, req, tags))
 		return;
-	}
-	tl_sip_ops_event(sip, call, event, status, req, tags);
 	switch (event) {
 	case nua_i_invite:
 		if (!call)
@@ -363,6 +383,9 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_i_options:
 		on_options(sip, nh);
+		break;
+	case nua_i_register:
+		tl_registrar_on_register(sip, nh, req);
 		break;
 	case nua_i_state:
 		on_state(sip, call, nh, tags);
@@ -479,6 +502,9 @@ static int create_nua(struct tl_sip *sip)
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
 	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
 	    NUTAG_AUTOANSWER(0), SIPTAG_ALLOW_STR(TL_ALLOW), NUTAG_APPL_METHOD("OPTIONS, UPDATE"),
+	    /* registrar.c answers REGISTER */
+	    TAG_IF(cfg->registrar->enabled, NUTAG_ALLOW("REGISTER")),
+	    TAG_IF(cfg->registrar->enabled, NUTAG_APPL_METHOD("REGISTER")),
 	    SIPTAG_SUPPORTED_STR(TL_SUPPORTED), NUTAG_SESSION_TIMER((unsigned)cfg->session_expires),
 	    NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
 	    NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
@@ -492,6 +518,7 @@ static int create_nua(struct tl_sip *sip)
 	}
 	for (int i = 0; i < n; i++)
 		tl_log_info(NULL, "listening on %s", urls[i]);
+	tl_sip_log_dialable(cfg);
 	if (cfg->public_address) {
 		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "<sip:trunkline@%s>",
 		         cfg->public_address);
@@ -603,8 +630,16 @@ int tl_sip_create(struct tl_sip **out, const struct tl_config *cfg)
 		tl_log_warn(NULL, "media port range %u-%u holds %u calls, fewer than max_calls %d",
 		            cfg->port_min, cfg->port_max, tl_portpool_capacity(sip->ports),
 		            cfg->max_calls);
+	err = tl_access_create(&sip->access);
+	if (err < 0)
+		goto out;
 	err = create_nua(sip);
 	if (err < 0)
+		goto out;
+	if (tl_gate_start(cfg, sip) <= 0)
+		tl_log_warn(NULL, "cannot find the SIP sockets: silent_reject and drop_user_agents "
+		                  "answer 403 instead of dropping");
+	if ((err = tl_register_start(sip)) < 0 || (err = tl_registrar_start(sip)) < 0)
 		goto out;
 	start_fd_watch(sip);
 	err = start_media_and_agents(sip);
@@ -662,6 +697,9 @@ void tl_sip_destroy(struct tl_sip *sip)
 		for (int i = 0; i < 50 && !sip->shutdown_done; i++)
 			su_root_step(sip->root, 100);
 	}
+	tl_gate_stop();
+	tl_register_stop(sip);
+	tl_registrar_stop(sip);
 	if (sip->nua)
 		nua_destroy(sip->nua);
 	if (sip->drain_timer)
@@ -680,6 +718,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 	if (sip->root)
 		su_root_destroy(sip->root);
 	tl_portpool_destroy(sip->ports);
+	tl_access_destroy(sip->access);
 	su_home_deinit(sip->home);
 	su_deinit();
 	free(sip);

@@ -128,6 +128,9 @@ struct tl_sip {
 	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
 	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
 	struct tl_sip_ops *ops; /* sip_ops.c: metrics, call records, the HTTP endpoint's queue */
+	struct tl_access_state *access;       /* access.c: nonce key, rate buckets */
+	struct tl_reg_client *regs;           /* register.c: our registrations, NULL when none */
+	struct tl_registrar_state *registrar; /* registrar.c: bindings, NULL when off */
 };
 
 /* call.c: the state machine. The only code that changes call->state. */
@@ -194,6 +197,11 @@ void tl_leg_on_event(struct tl_call *call, nua_event_t event, int status, const 
 /* The Request-URI the leg calls, NULL when there is no leg. */
 const char *tl_leg_target(const struct tl_call *call);
 
+/* registrar.c: a forward/fallback target as it goes out: "reg:NAME" becomes the Contact NAME
+ * registered (borrowed until the next call), or NULL when there is no live binding; any other
+ * target comes back as it is. */
+const char *tl_registrar_resolve(struct tl_sip *sip, const char *target);
+
 /* forward.c: builds and sends; decides nothing, changes no state. */
 void tl_forward_redirect(struct tl_call *call, const char *target, const char *reason);
 void tl_forward_refer(struct tl_call *call, const char *target);
@@ -232,6 +240,18 @@ static inline void tl_call_outcome(struct tl_call *call, enum tl_ops_outcome o)
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
 int tl_sip_note_failure(struct tl_sip *sip, int err);
+/* register.c: "registrations" (trunkline registers as a user). start: after nua_create, sends
+ * the first REGISTERs; on_event: 1 when the event (nua_r_register, nua_r_options of a
+ * keepalive) belongs to a registration; match: the registration an INVITE came on (its
+ * Request-URI user is the registration's Contact user), or NULL; stop: after nua_shutdown. */
+int tl_register_start(struct tl_sip *sip);
+int tl_register_on_event(struct tl_sip *sip, nua_event_t event, int status, const char *phrase,
+                         nua_handle_t *nh, const sip_t *resp);
+const char *tl_register_match(struct tl_sip *sip, const sip_t *req);
+void tl_register_stop(struct tl_sip *sip);
+
+/* addrs.c: logs every address a PBX can dial (wildcard listeners: each interface's). */
+void tl_sip_log_dialable(const struct tl_config *cfg);
 /* sip.c, test seam only (tests/unit/test_call.c): one su_root_step of at most ms on the
  * calling thread, which must be the thread that created the endpoint. */
 int tl_sip_step(struct tl_sip *sip, int ms);

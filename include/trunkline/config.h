@@ -82,6 +82,13 @@ struct tl_config {
 	struct tl_rules *rules;
 	void (*rules_release)(struct tl_rules *rules);
 
+	/* Who may call: allow-list, scanners, digest users, limits (trunkline/access.h), owned */
+	struct tl_access *access;
+	/* "registrations" and "registrar" (trunkline/registration.h), owned */
+	struct tl_registration *registrations;
+	size_t n_registrations;
+	struct tl_registrar *registrar; /* never NULL once loaded; ->enabled when configured */
+
 	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
 	enum tl_tone_ringback transfer_ringback;
 	/* A bridge's outgoing call (forward_method "bridge", or a refused REFER) rings at most

@@ -77,19 +77,22 @@ def _frame(buf):
 class Peer:
     """A SIP peer on one socket: UDP, or one TCP connection to trunkline."""
 
-    def __init__(self, port, transport="udp", host="127.0.0.1"):
+    def __init__(self, port, transport="udp", host="127.0.0.1", local_host=None):
+        """local_host: the address to send from (e.g. 127.0.0.2), host's by default."""
         self.transport = transport
-        self.host = host
-        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.remote = (host, port)
+        self.host = local_host or host
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.tag = f"raw{random.randrange(1 << 30)}"
         self.closed = False
         if transport == "udp":
             self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
-            self.sock.bind((host, 0))
+            self.sock.bind((self.host, 0))
         else:
             self.sock = socket.socket(self.family, socket.SOCK_STREAM)
             self.sock.settimeout(5)
+            if local_host:
+                self.sock.bind((local_host, 0))
             self.sock.connect(self.remote)
         self.local_port = self.sock.getsockname()[1]
         self.buf = b""
@@ -102,7 +105,7 @@ class Peer:
 
     @property
     def remote_hostport(self):
-        h = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        h = f"[{self.remote[0]}]" if self.family == socket.AF_INET6 else self.remote[0]
         return f"{h}:{self.remote[1]}"
 
     def close(self):
