@@ -16,6 +16,16 @@ static const char *const outcome_names[TL_OUTCOME_COUNT] = {
     "failed", "caller_hangup", "agent_hangup",  "bridged",
 };
 
+static const char *const refusal_names[TL_OPS_REFUSAL_COUNT] = {
+    "source",    "source_silent",   "scanner",      "auth", "calls_per_source",
+    "call_rate", "tcp_connections", "content_type", "sdp",
+};
+
+const char *tl_ops_refusal_name(enum tl_ops_refusal r)
+{
+	return (unsigned)r < TL_OPS_REFUSAL_COUNT ? refusal_names[r] : "none";
+}
+
 const char *tl_ops_outcome_name(enum tl_ops_outcome o)
 {
 	return (unsigned)o < TL_OUTCOME_COUNT ? outcome_names[o] : "none";
@@ -232,6 +242,27 @@ static void render_rtp(struct text *t, const struct tl_metrics *m, const struct 
 	      s->calls_with_media ? s->jitter_ms_sum / 1000.0 / s->calls_with_media : 0);
 }
 
+static void render_access(struct text *t, const struct tl_ops_snapshot *s)
+{
+	head(t, "trunkline_sip_refused_total", "counter",
+	     "Requests refused or dropped before routing (sip.allow_sources, drop_user_agents, "
+	     "auth, limits, a body that is not SDP), by reason.");
+	for (unsigned i = 0; i < TL_OPS_REFUSAL_COUNT; i++)
+		put(t, "trunkline_sip_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
+		    (unsigned long long)s->refused[i]);
+	counter(t, "trunkline_sip_auth_challenges_total",
+	        "Digest challenges (401) sent to INVITEs.", s->auth_challenges);
+	gauge(t, "trunkline_registrations_up", "Our registrations (registrations[]) in force now.",
+	      s->registrations_up);
+	counter(t, "trunkline_registration_failures_total",
+	        "Our REGISTERs that failed (each retry counts).", s->registration_failures);
+	gauge(t, "trunkline_registrar_bindings", "PBXs registered to trunkline's registrar now.",
+	      s->registrar_bindings);
+	counter(t, "trunkline_registrar_refused_total",
+	        "REGISTERs to trunkline's registrar refused after authentication.",
+	        s->registrar_refused);
+}
+
 char *tl_metrics_render(const struct tl_metrics *m, const struct tl_ops_snapshot *s)
 {
 	struct text t = {0};
@@ -266,6 +297,7 @@ char *tl_metrics_render(const struct tl_metrics *m, const struct tl_ops_snapshot
 	        "Rules reloads refused (the rules in force stayed).",
 	        get(&m->rules_reload_failures));
 	render_sip(&t, m);
+	render_access(&t, s);
 	counter(&t, "trunkline_http_requests_total", "Requests to this HTTP endpoint.",
 	        get(&m->http_requests));
 	counter(&t, "trunkline_http_unauthorized_total",

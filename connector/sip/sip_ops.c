@@ -15,7 +15,9 @@
 
 #include <sofia-sip/sip_header.h>
 
+#include "trunkline/access.h"
 #include "trunkline/log.h"
+#include "trunkline/registration.h"
 #include "trunkline/route.h"
 #include "trunkline/rules.h"
 
@@ -173,6 +175,29 @@ static char *render_totals(const json_t *totals)
 	return out;
 }
 
+#define LOAD(c) atomic_load_explicit(&(c), memory_order_relaxed)
+
+static void access_snapshot(struct tl_ops_snapshot *s)
+{
+	const struct tl_access_counters *a = &tl_access_stats;
+	const struct tl_registration_counters *r = &tl_registration_stats;
+
+	s->refused[TL_REFUSED_SOURCE] = LOAD(a->source_rejected);
+	s->refused[TL_REFUSED_SOURCE_SILENT] = LOAD(a->source_dropped);
+	s->refused[TL_REFUSED_SCANNER] = LOAD(a->scanner_dropped);
+	s->refused[TL_REFUSED_AUTH] = LOAD(a->auth_failed);
+	s->refused[TL_REFUSED_CALLS_PER_SOURCE] = LOAD(a->calls_limited);
+	s->refused[TL_REFUSED_CALL_RATE] = LOAD(a->rate_limited);
+	s->refused[TL_REFUSED_TCP] = LOAD(a->tcp_refused);
+	s->refused[TL_REFUSED_CONTENT_TYPE] = LOAD(a->bad_content_type);
+	s->refused[TL_REFUSED_SDP] = LOAD(a->bad_sdp);
+	s->auth_challenges = LOAD(a->auth_challenged);
+	s->registrations_up = LOAD(r->registered);
+	s->registration_failures = LOAD(r->register_failures);
+	s->registrar_bindings = LOAD(r->bindings);
+	s->registrar_refused = LOAD(r->bindings_refused);
+}
+
 static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 {
 	struct tl_media_stats st;
@@ -204,6 +229,7 @@ static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 	}
 	if (sip->ws)
 		tl_ws_bytes(sip->ws, &s->ws_sent_bytes, &s->ws_received_bytes);
+	access_snapshot(s);
 	s->calls_total = render_totals(sip->ops->totals);
 }
 

@@ -90,6 +90,21 @@ void tl_metrics_sip_request(struct tl_metrics *m, enum tl_ops_sip_method method)
 void tl_metrics_sip_response(struct tl_metrics *m, enum tl_ops_sip_method method, int status);
 
 /* What only the SIP thread knows, for /metrics and /readyz (TL_OPS_REQ_SNAPSHOT). */
+/* Why a request was refused or dropped before routing (trunkline_sip_refused_total). */
+enum tl_ops_refusal {
+	TL_REFUSED_SOURCE,           /* 403: outside allow_sources */
+	TL_REFUSED_SOURCE_SILENT,    /* silent_reject: no reply */
+	TL_REFUSED_SCANNER,          /* drop_user_agents: no reply */
+	TL_REFUSED_AUTH,             /* 403 after a digest challenge */
+	TL_REFUSED_CALLS_PER_SOURCE, /* 503: max_calls_per_source */
+	TL_REFUSED_CALL_RATE,        /* 503: max_call_rate (global or per source) */
+	TL_REFUSED_TCP,              /* connection closed at accept: max_tcp_connections */
+	TL_REFUSED_CONTENT_TYPE,     /* 415 */
+	TL_REFUSED_SDP,              /* 488 before routing */
+	TL_OPS_REFUSAL_COUNT,
+};
+const char *tl_ops_refusal_name(enum tl_ops_refusal r);
+
 struct tl_ops_snapshot {
 	unsigned calls_active;
 	int draining;
@@ -100,6 +115,13 @@ struct tl_ops_snapshot {
 	unsigned calls_with_media;
 	uint64_t ws_sent_bytes, ws_received_bytes; /* WebSocket payload, all agents */
 	uint32_t playout_ms_max, playout_ms_sum;   /* agent audio queued, over live calls */
+	/* who may call (include/trunkline/access.h), copied by the SIP side: requests refused or
+	 * dropped before routing, by reason (tl_ops_refusal_name), and digest challenges sent */
+	uint64_t refused[TL_OPS_REFUSAL_COUNT];
+	uint64_t auth_challenges;
+	/* registration both ways (include/trunkline/registration.h) */
+	unsigned registrations_up, registrar_bindings;
+	uint64_t registration_failures, registrar_refused;
 	/* owned, may be NULL: trunkline_calls_total lines, rendered by the SIP thread (whose
 	 * route/outcome table it is) */
 	char *calls_total;

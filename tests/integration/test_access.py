@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Trunkline, run, sipp  # noqa: E402
 from rawsip import SDP_PCMU, Peer  # noqa: E402
+from test_ops import metrics  # noqa: E402
 
 REJECT_486 = {"agents": {"none": {"url": "ws://127.0.0.1:9/"}},
               "routes": [{"name": "busy", "reject": 486}]}
@@ -54,6 +55,9 @@ def test_allow_sources_403(binary):
         assert r is not None and r.status == 486, f"INVITE from 127.0.0.1: {r and r.first}"
         tl.wait_log("from a source outside allow_sources: 403")
         assert tl.log().count("outside allow_sources") == 1, "not rate-limited:\n" + tl.log()
+        m = metrics(tl)
+        assert m[("trunkline_sip_refused_total", (("reason", "source"),))] == 2, m
+        assert m[("trunkline_sip_refused_total", (("reason", "scanner"),))] == 0, m
         tl.check_clean()
     finally:
         tl.stop()
@@ -119,6 +123,9 @@ def test_scanner_dropped(binary):
         r, _ = send_options(tl, headers=["User-Agent: Asterisk PBX 20.5.0"])
         assert r is not None and r.status == 200, f"a PBX's OPTIONS: {r and r.first}"
         tl.wait_log("from a scanner")
+        m = metrics(tl)
+        assert m[("trunkline_sip_refused_total", (("reason", "scanner"),))] == 4, m
+        assert m[("trunkline_sip_refused_total", (("reason", "source"),))] == 0, m
         tl.check_clean()
     finally:
         tl.stop()

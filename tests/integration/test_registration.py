@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (EchoAgent, Trunkline, echo_agent_binary, free_port, run,  # noqa: E402
                      sipp)
 from rawsip import SDP_PCMU, Peer  # noqa: E402
+from test_ops import metrics  # noqa: E402
 
 KAMAILIO_CFG = """#!KAMAILIO
 debug=2
@@ -154,6 +155,8 @@ def test_register_to_kamailio_and_take_a_call(binary):
         assert metas and metas[-1].get("registration") == "kam", metas
         assert 'route "on-kam"' in tl.log(), tl.log()[-3000:]
         assert REG_PASSWORD not in tl.log()
+        m = metrics(tl)
+        assert m[("trunkline_registrations_up", ())] == 1, m
         tl.check_clean()
     finally:
         if tl:
