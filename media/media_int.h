@@ -9,6 +9,7 @@
 
 #include <speex/speex_resampler.h>
 
+#include "trunkline/codec.h"
 #include "trunkline/media.h"
 #include "trunkline/queue.h"
 #include "trunkline/reorder.h"
@@ -19,7 +20,7 @@
 #define TL_DTMF_SLOTS    32
 #define TL_CHUNK_DATA    4000 /* downlink chunk payload: 0.5 s of µ-law */
 #define TL_PKT_MAX       1500
-#define TL_RX_PAYLOAD    640
+#define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
 #define TL_RTCP_INTERVAL 5000 /* ms */
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
@@ -104,7 +105,16 @@ struct tl_media_stream {
 
 	/* Uplink: worker produces, consumer thread polls. */
 	struct tl_reorder *reorder;
+	/* Codec path (stream_codec.c), set up at negotiation and when a re-INVITE changes the
+	 * codec: the codec at its own PCM rate, resamplers between that and the agent's rate (NULL
+	 * when they are equal), µ-law straight through to a µ-law agent. */
+	struct tl_codec_ctx *codec;
 	SpeexResamplerState *up_rs, *down_rs;
+	int passthrough;
+	int codec_fec;    /* gaps wait for the next packet, whose FEC rebuilds the last one */
+	int gaps_pending; /* gaps reported by the reorder stage, not yet concealed */
+	unsigned tx_ms;   /* packet length we send: the answered ptime */
+	unsigned tx_due;  /* ms since the last packet went */
 	struct tl_up_hdr *up;
 	uint8_t *up_data;
 	struct tl_media_event up_scratch; /* the event being built, worker only */
@@ -205,10 +215,27 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                       const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
 void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                        const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
-void tl_stream_tick(struct tl_media_stream *s, int64_t now);
+void tl_stream_tick(struct tl_media_stream *s, int64_t now); /* tl_stream_tick_ms(.., 20) */
+/* One tick of tick_ms (10 in the engine): a packet goes once its ptime has passed. */
+void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms);
 void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
                      const struct tl_sdp_media *sdp);
 void tl_stream_free(struct tl_media_stream *s);
+/* stream.c, for stream_codec.c */
+struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s);
+void tl_stream_up_commit(struct tl_media_stream *s);
+size_t tl_stream_dl_take(struct tl_media_stream *s, uint8_t *out, size_t n);
+
+/* stream_codec.c: the codec path of one stream, on its worker (setup also at create). */
+int tl_stream_codec_setup(struct tl_media_stream *s); /* for s->sdp; 0 or -ENOMEM */
+void tl_stream_codec_free(struct tl_media_stream *s);
+void tl_stream_uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len);
+void tl_stream_uplink_lost(struct tl_media_stream *s, const uint8_t *next, size_t next_len);
+void tl_stream_flush_gaps(struct tl_media_stream *s, const uint8_t *next, size_t next_len);
+/* tx_ms of downlink audio (or ringback, or silence) encoded into payload; *len its bytes.
+ * Returns 1 when it was audio, 0 silence, -1 when nothing can be sent. */
+int tl_stream_next_payload(struct tl_media_stream *s, uint8_t *payload, size_t max, size_t *len);
+
 int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
                     const struct tl_media_stream_params *p);
 

@@ -32,19 +32,31 @@ struct tl_sdp_local {
 	enum tl_sdp_dir dir;   /* direction we want (sendrecv normally) */
 };
 
+/* Opus fmtp parameters (RFC 7587 §6.1) the peer gave for its payload type; 0 when absent. */
+struct tl_sdp_opus {
+	int maxplaybackrate;      /* what the peer can play: caps the band we code */
+	int sprop_maxcapturerate; /* what the peer captures (informative) */
+	int stereo;               /* the peer would take stereo (we send mono: allowed) */
+	int useinbandfec;         /* the peer decodes FEC: we code it */
+	int usedtx;               /* the peer wants DTX */
+	int maxaveragebitrate;    /* bits/s we may send at most */
+	int maxptime;             /* ms */
+};
+
 /* The negotiated result. */
 struct tl_sdp_media {
 	char remote_addr[64]; /* peer's c= address; "0.0.0.0"/"::" or port 0 means no media */
 	uint16_t remote_port;
 	int remote_ipv6; /* 1 when remote_addr is IPv6 */
 	enum tl_codec codec;
-	uint8_t pt;          /* payload type of codec, as the offer numbered it */
-	uint32_t clock_rate; /* RTP clock rate of codec */
-	int te_pt;           /* telephone-event payload type, or -1 */
-	int ptime;           /* ms; the offer's a=ptime, else 20 */
-	int ptime_given;     /* 1 when the offer had a=ptime */
-	enum tl_sdp_dir dir; /* OUR direction: sendonly offer -> we are recvonly */
-	int hold;            /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	uint8_t pt;              /* payload type of codec, as the offer numbered it */
+	uint32_t clock_rate;     /* RTP clock rate of codec */
+	int te_pt;               /* telephone-event payload type, or -1 */
+	int ptime;               /* ms; the offer's a=ptime, else 20 */
+	int ptime_given;         /* 1 when the offer had a=ptime */
+	enum tl_sdp_dir dir;     /* OUR direction: sendonly offer -> we are recvonly */
+	int hold;                /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	struct tl_sdp_opus opus; /* codec TL_CODEC_OPUS: the peer's fmtp */
 };
 
 /* Answers offer (len bytes). Writes the answer into out (NUL-terminated) and the result into
