@@ -313,6 +313,7 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 	                  p->meta_json);
 	if (err < 0)
 		goto out;
+	c->d.codec = p->codec;
 	err = conn_parse_url(c, a->url);
 	if (err < 0)
 		goto out;

@@ -136,6 +136,7 @@ int tl_bridge_start(struct tl_call *call)
 	p.stream_sid = call->stream_sid;
 	p.meta_json = meta ? meta : "{}";
 	p.stream = call->stream;
+	p.codec = call->have_media ? tl_sdp_codec_name(call->media.codec) : NULL;
 	err = tl_ws_connect(call->sip->ws, &p);
 	free(meta);
 	if (err < 0)

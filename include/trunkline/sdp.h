@@ -30,6 +30,12 @@ struct tl_sdp_local {
 	uint64_t sess_version; /* o= version: the caller bumps it when the body changes */
 	unsigned codecs;       /* bit (1u << enum tl_codec) per codec we accept; 0 = PCMU|PCMA */
 	enum tl_sdp_dir dir;   /* direction we want (sendrecv normally) */
+	/* Preference, best first, up to TL_CODEC_NONE: an answer takes the first of these the
+	 * offer has (whatever the offer's order), our offer lists them in this order. All
+	 * TL_CODEC_NONE: every codec of `codecs`, in the offer's order. */
+	enum tl_codec order[4];
+	int g711_tie;  /* PCMU and PCMA rank alike in order: the offer's order picks between them */
+	int opus_rate; /* the rate we decode Opus at: our fmtp maxplaybackrate; 0 = 48000 */
 };
 
 /* Opus fmtp parameters (RFC 7587 §6.1) the peer gave for its payload type; 0 when absent. */
