@@ -169,6 +169,7 @@ struct tl_media_stream {
 	/* Counters: written by the worker, read anywhere (relaxed). */
 	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,
 	    st_tx_silence, st_up_drops;
+	_Atomic uint64_t st_rx_fec;
 	/* Worker-owned figures (reorder counters, jitter) published once a tick, so that other
 	 * threads never read the worker's plain fields. */
 	_Atomic uint64_t st_rx_late, st_rx_dup, st_rx_lost;

@@ -616,6 +616,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->tx_bytes = atomic_load_explicit(&s->st_tx_bytes, memory_order_relaxed);
 	st->tx_silence = atomic_load_explicit(&s->st_tx_silence, memory_order_relaxed);
 	st->uplink_drops = atomic_load_explicit(&s->st_up_drops, memory_order_relaxed);
+	st->rx_fec = atomic_load_explicit(&s->st_rx_fec, memory_order_relaxed);
 	st->rx_foreign = atomic_load_explicit(&s->src.rx_foreign, memory_order_relaxed);
 	st->rx_learning = atomic_load_explicit(&s->src.rx_learning, memory_order_relaxed);
 	st->rtcp_dropped = atomic_load_explicit(&s->src.rtcp_dropped, memory_order_relaxed);

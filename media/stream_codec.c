@@ -179,6 +179,8 @@ void tl_stream_flush_gaps(struct tl_media_stream *s, const uint8_t *next, size_t
 {
 	while (s->gaps_pending > 0) {
 		s->gaps_pending--;
+		if (s->gaps_pending == 0 && next)
+			atomic_fetch_add_explicit(&s->st_rx_fec, 1, memory_order_relaxed);
 		tl_stream_uplink_lost(s, s->gaps_pending == 0 ? next : NULL,
 		                      s->gaps_pending == 0 ? next_len : 0);
 	}

@@ -179,13 +179,14 @@ static void log_media_stats(const struct tl_call *call)
 	tl_media_stream_stats(call->stream, &st);
 	tl_log_info(
 	    call->call_id,
-	    "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
+	    "media: rx %llu packets (lost %llu, %llu rebuilt by FEC, late %llu, duplicate %llu, "
+	    "bad %llu, "
 	    "foreign %llu, jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
 	    (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
-	    (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
-	    (unsigned long long)st.rx_bad, (unsigned long long)st.rx_foreign, st.jitter_ms,
-	    (unsigned long long)st.tx_packets, (unsigned long long)st.tx_silence,
-	    (unsigned long long)st.uplink_drops);
+	    (unsigned long long)st.rx_fec, (unsigned long long)st.rx_late,
+	    (unsigned long long)st.rx_dup, (unsigned long long)st.rx_bad,
+	    (unsigned long long)st.rx_foreign, st.jitter_ms, (unsigned long long)st.tx_packets,
+	    (unsigned long long)st.tx_silence, (unsigned long long)st.uplink_drops);
 	if (st.rx_foreign == 0 && st.rtcp_dropped == 0)
 		return;
 	/* Once per call, here rather than per packet: someone else sent to the call's ports. */
