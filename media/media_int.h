@@ -111,10 +111,11 @@ struct tl_media_stream {
 	struct tl_codec_ctx *codec;
 	SpeexResamplerState *up_rs, *down_rs;
 	int passthrough;
-	int codec_fec;    /* gaps wait for the next packet, whose FEC rebuilds the last one */
-	int gaps_pending; /* gaps reported by the reorder stage, not yet concealed */
-	unsigned tx_ms;   /* packet length we send: the answered ptime */
-	unsigned tx_due;  /* ms since the last packet went */
+	int codec_fec;      /* gaps wait for the next packet, whose FEC rebuilds the last one */
+	int gaps_pending;   /* gaps reported by the reorder stage, not yet concealed */
+	unsigned tx_ms;     /* packet length we send: the answered ptime */
+	unsigned tx_due;    /* ms since the last packet went */
+	unsigned clock_khz; /* RTP clock of the codec, per ms: 8, or 48 for Opus */
 	struct tl_up_hdr *up;
 	uint8_t *up_data;
 	struct tl_media_event up_scratch; /* the event being built, worker only */
@@ -173,7 +174,7 @@ struct tl_media_stream {
 	/* Worker-owned figures (reorder counters, jitter) published once a tick, so that other
 	 * threads never read the worker's plain fields. */
 	_Atomic uint64_t st_rx_late, st_rx_dup, st_rx_lost;
-	_Atomic uint32_t st_jitter; /* RTP clock units */
+	_Atomic uint32_t st_jitter; /* ms */
 	/* sdp.te_pt as the agent thread may read it (tl_media_stream_dtmf): set with s->sdp. */
 	atomic_int te_pt_pub;
 };

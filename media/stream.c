@@ -162,7 +162,8 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
 		s->have_rx_ssrc = 1;
 	}
 	track_seq(s, h.seq);
-	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * 8));
+	/* Arrival in the codec's RTP clock units: 8 per ms, 48 for Opus. */
+	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * s->clock_khz));
 	buf[0] = h.pt;
 	memcpy(buf + 1, h.payload, h.payload_len);
 	if (tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now) == -ENOBUFS) {
@@ -465,7 +466,8 @@ static void publish_stats(struct tl_media_stream *s)
 	atomic_store_explicit(&s->st_rx_late, rs.late, memory_order_relaxed);
 	atomic_store_explicit(&s->st_rx_dup, rs.duplicate, memory_order_relaxed);
 	atomic_store_explicit(&s->st_rx_lost, rs.lost, memory_order_relaxed);
-	atomic_store_explicit(&s->st_jitter, tl_rtp_jitter_get(&s->jitter), memory_order_relaxed);
+	atomic_store_explicit(&s->st_jitter, tl_rtp_jitter_get(&s->jitter) / s->clock_khz,
+	                      memory_order_relaxed);
 }
 
 void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms)
@@ -626,5 +628,5 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->rx_late = atomic_load_explicit(&s->st_rx_late, memory_order_relaxed);
 	st->rx_dup = atomic_load_explicit(&s->st_rx_dup, memory_order_relaxed);
 	st->rx_lost = atomic_load_explicit(&s->st_rx_lost, memory_order_relaxed);
-	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed) / 8;
+	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed);
 }

@@ -56,9 +56,11 @@ int tl_stream_codec_setup(struct tl_media_stream *s)
 		return 0; /* same codec: keep its state (a hold, a new address) */
 	tl_stream_codec_free(s);
 	s->gaps_pending = 0;
+	memset(&s->jitter, 0, sizeof(s->jitter)); /* the RTP clock may change with the codec */
 	if (tl_codec_create(&c, &p) < 0)
 		return -ENOMEM; /* audio stops rather than being misdecoded */
 	s->codec = c;
+	s->clock_khz = tl_codec_rtp_ticks(c, 1);
 	s->codec_fec = tl_codec_has_fec(c);
 	rate = tl_codec_rate(c);
 	s->passthrough = s->fmt == TL_MEDIA_AGENT_ULAW && s->sdp.codec == TL_CODEC_PCMU;

@@ -75,6 +75,9 @@ def check_both_ways(name, log, peer, rec, agent_log, codec):
     assert back <= TONE_FRAMES + 3, f"{name}: {back} tone packets back, {TONE_FRAMES} sent"
     errs = peer.stream_errors()
     assert not errs, f"{name}: RTP stream faults: {errs[:10]}"
+    # Jitter is estimated in the codec's RTP clock (48 kHz for Opus): on loopback, a few ms.
+    m = re.search(r"media: rx .* jitter (\d+) ms", log)
+    assert m and int(m.group(1)) < 20, f"{name}: jitter {m and m.group(1)} ms: " + log[-2000:]
 
 
 def test_g722_6k_to_native_16k(binary):
