@@ -633,7 +633,8 @@ static void send_slot(int slot, int measuring)
 		}
 		c->seq++;
 		c->rtp_seq++;
-		c->rtp_ts += g.codec == CODEC_OPUS ? 960 : 160; /* RFC 7587: Opus's clock is 48 kHz */
+		c->rtp_ts +=
+		    g.codec == CODEC_OPUS ? 960 : 160; /* RFC 7587: Opus's clock is 48 kHz */
 		g.tx_total++;
 		tx.iov[s][k].iov_base = p;
 		tx.iov[s][k].iov_len = RTP_HDR + len;
@@ -871,8 +872,7 @@ static void parse_args(int argc, char **argv)
 				g.codec = CODEC_OPUS;
 			else
 				usage();
-		}
-		else if (!strcmp(a, "--pid")) {
+		} else if (!strcmp(a, "--pid")) {
 			const char *eq = strchr(v, '=');
 			if (!eq || g.npids == MAX_PIDS)
 				usage();
@@ -1117,14 +1117,17 @@ int main(int argc, char **argv)
 		die("open --out");
 	double loss = sent_meas ? 1.0 - (double)rx_meas / (double)sent_meas : 1.0;
 	fprintf(f,
-	        "{\"codec\":\"%s\",\"calls\":%d,\"established\":%d,\"failed\":%d,\"dut_byes\":%d,\"byes_done\":%d,"
+	        "{\"codec\":\"%s\",\"calls\":%d,\"established\":%d,\"failed\":%d,\"dut_byes\":%d,"
+	        "\"byes_done\":%d,"
 	        "\"invite_retrans\":%d,\"window_s\":%.3f,\"sent_window\":%" PRIu64
 	        ",\"received_window\":%" PRIu64 ",\"loss\":%.6f,\"calls_with_loss\":%d,"
 	        "\"tx_total\":%" PRIu64 ",\"rx_total\":%" PRIu64 ",\"rx_filler\":%" PRIu64
 	        ",\"rx_dup\":%" PRIu64 ",\"rx_unknown\":%" PRIu64 ",\"rx_rtcp\":%" PRIu64
 	        ",\"tx_errors\":%" PRIu64 ",",
-	        g.codec == CODEC_G722 ? "g722" : g.codec == CODEC_OPUS ? "opus" : "pcmu", g.ncalls,
-	        g.established, g.failed, g.dut_byes, g.byes_done, g.invites_retrans,
+	        g.codec == CODEC_G722   ? "g722"
+	        : g.codec == CODEC_OPUS ? "opus"
+	                                : "pcmu",
+	        g.ncalls, g.established, g.failed, g.dut_byes, g.byes_done, g.invites_retrans,
 	        g.window_s, sent_meas, rx_meas, loss, calls_with_loss, g.tx_total, rx_total, filler,
 	        dup, g.rx_unknown, g.rx_rtcp, g.tx_errors);
 	print_dist(f, "rtt_us", &g.rtt_us);
