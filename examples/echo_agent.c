@@ -36,13 +36,13 @@ static const char *dialect_name(enum echo_dialect d)
 
 static json_t *rec_json(const struct echo_rec *r)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:b}", "call",
-	                 r->call_sid, "stream", r->stream_sid, "dialect", dialect_name(r->dialect),
-	                 "dtmf", r->digits, "media_in", (json_int_t)r->media_in, "media_out",
-	                 (json_int_t)r->media_out, "marks_sent", (json_int_t)r->marks_sent,
-	                 "marks_received", (json_int_t)r->marks_in, "drops", (json_int_t)r->drops,
-	                 "flood_sent", (json_int_t)r->flood_sent, "tone", r->tone, "tone_holes",
-	                 (json_int_t)r->tone_holes, "closed", r->closed);
+	return json_pack(
+	    "{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:b}", "call", r->call_sid,
+	    "codec", r->codec, "stream", r->stream_sid, "dialect", dialect_name(r->dialect), "dtmf",
+	    r->digits, "media_in", (json_int_t)r->media_in, "media_out", (json_int_t)r->media_out,
+	    "marks_sent", (json_int_t)r->marks_sent, "marks_received", (json_int_t)r->marks_in,
+	    "drops", (json_int_t)r->drops, "flood_sent", (json_int_t)r->flood_sent, "tone", r->tone,
+	    "tone_holes", (json_int_t)r->tone_holes, "closed", r->closed);
 }
 
 static json_t *totals_json(const struct echo_app *app, size_t active)

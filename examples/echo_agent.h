@@ -41,6 +41,7 @@ struct echo_rec {
 	char call_sid[64];
 	char stream_sid[64];
 	char digits[64];
+	char codec[16]; /* native start: audio.codec, the caller's codec ("" when not given) */
 	enum echo_dialect dialect;
 	uint64_t media_in, media_out, marks_sent, marks_in, drops, flood_sent;
 	int tone;

@@ -328,6 +328,8 @@ static void on_start(struct echo_conn *c, json_t *root)
 		copy_safe(c->rec.stream_sid, sizeof(c->rec.stream_sid), jstr(root, "stream_sid"));
 		rate = json_integer_value(
 		    json_object_get(json_object_get(root, "audio"), "sample_rate"));
+		copy_safe(c->rec.codec, sizeof(c->rec.codec),
+		          jstr(json_object_get(root, "audio"), "codec"));
 	}
 	c->rate = rate >= 8000 && rate <= ECHO_MAX_RATE && rate % 50 == 0 ? (unsigned)rate : 8000;
 	c->frame_n = 0;

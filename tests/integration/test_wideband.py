@@ -83,11 +83,13 @@ def check_both_ways(name, log, peer, rec, agent_log, codec):
 def test_g722_6k_to_native_16k(binary):
     log, peer, rec, alog = wb_call(binary, "G722", "a=maxptime:60", tone_hz=6000, native=16000)
     check_both_ways("G.722 6 kHz native", log, peer, rec, alog, "G722")
+    assert rec.get("codec") == "G722", f"start.audio.codec: {rec}"  # the native start says it
 
 
 def test_opus_6k_to_native_16k(binary):
     log, peer, rec, alog = wb_call(binary, "opus", OPUS_FMTP, tone_hz=6000, native=16000)
     check_both_ways("Opus 6 kHz native", log, peer, rec, alog, "opus")
+    assert rec.get("codec") == "opus", f"start.audio.codec: {rec}"
 
 
 def test_g722_to_twilio(binary):
