@@ -90,7 +90,7 @@ static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len,
 		return;
 	ev->kind = TL_MEDIA_EV_DTMF;
 	ev->digit = dtmf_chars[p[0]];
-	ev->duration_ms = (uint16_t)(((p[2] << 8) | p[3]) / 8);
+	ev->duration_ms = (uint16_t)(((p[2] << 8) | p[3]) / (s->sdp.te_rate == 48000 ? 48 : 8));
 	ev->ts_ms = s->up_ms;
 	ev->len = 0;
 	tl_stream_up_commit(s);
@@ -381,7 +381,8 @@ static int tx_dtmf(struct tl_media_stream *s)
 	}
 	s->dtmf_ticks++;
 	int end = s->dtmf_ticks * s->tx_ms > 100;
-	uint16_t dur = (uint16_t)((end ? 100 : s->dtmf_ticks * s->tx_ms) * 8);
+	uint16_t dur = (uint16_t)((end ? 100 : s->dtmf_ticks * s->tx_ms) *
+	                          (s->sdp.te_rate == 48000 ? 48 : 8)); /* the event's clock */
 	p[0] = (uint8_t)(strchr(dtmf_chars, s->dtmf_digit) - dtmf_chars);
 	p[1] = (uint8_t)((end ? 0x80 : 0) | 10);
 	p[2] = (uint8_t)(dur >> 8);

@@ -120,7 +120,7 @@ static enum tl_codec fmt_codec(const struct sdp_fmt *f)
 
 static int fmt_is_te(const struct sdp_fmt *f)
 {
-	return strcasecmp(f->enc, "telephone-event") == 0 && f->rate == 8000;
+	return strcasecmp(f->enc, "telephone-event") == 0 && (f->rate == 8000 || f->rate == 48000);
 }
 
 /* Parses "<digits>" in 0..max, the whole string. */
@@ -220,13 +220,14 @@ static int proto_is_srtp(const sdp_media_t *m)
 }
 
 /* Picks from m the format of codecs that local prefers most (the first, without a preference
- * order), plus telephone-event/8000. */
+ * order), plus telephone-event (at the codec's clock when offered, else 8000). */
 static int pick_codec(const sdp_media_t *m, const struct tl_sdp_local *local, unsigned codecs,
                       struct sdp_pick *pick)
 {
 	struct sdp_fmt f[SDP_MAX_FMTS];
 	char scratch[SDP_MAX_FMTS][64];
-	int n = media_fmts(m, f, scratch, SDP_MAX_FMTS), best = -1, rank;
+	int n = media_fmts(m, f, scratch, SDP_MAX_FMTS), best = -1, rank, has_te48 = 0;
+	struct sdp_fmt te48 = {0};
 	enum tl_codec id;
 
 	memset(pick, 0, sizeof(*pick));
@@ -237,10 +238,19 @@ static int pick_codec(const sdp_media_t *m, const struct tl_sdp_local *local, un
 			pick->codec = f[i];
 			pick->id = id;
 			best = rank;
-		} else if (!pick->has_te && fmt_is_te(&f[i])) {
+		} else if (fmt_is_te(&f[i]) && f[i].rate == 48000 && !has_te48) {
+			te48 = f[i];
+			has_te48 = 1;
+		} else if (!pick->has_te && fmt_is_te(&f[i]) && f[i].rate == 8000) {
 			pick->te = f[i];
 			pick->has_te = 1;
 		}
+	}
+	/* RFC 4733 §2.1: telephone-event at the audio's clock when offered (WebRTC offers both
+	 * /48000 and /8000 with Opus); else /8000. */
+	if (has_te48 && pick->id == TL_CODEC_OPUS) {
+		pick->te = te48;
+		pick->has_te = 1;
 	}
 	/* scratch dies here: only static strings and Sofia's strings (fmtp) may leave. */
 	pick->codec.enc = tl_sdp_codec_name(pick->id);
@@ -364,6 +374,7 @@ static int fill_neg(const struct sdp_pick *pick, const struct tl_sdp_local *loca
 	neg->pt = (uint8_t)pick->codec.pt;
 	neg->clock_rate = codec_rate(pick->id);
 	neg->te_pt = pick->has_te ? (int)pick->te.pt : -1;
+	neg->te_rate = pick->has_te ? (uint32_t)pick->te.rate : 8000;
 	if (pick->id == TL_CODEC_OPUS)
 		tl_sdp_opus_parse(pick->codec.fmtp, &neg->opus);
 	fill_ptime(pick, neg);
@@ -428,7 +439,7 @@ static void write_audio(struct sdp_out *o, const struct sdp_pick *pick,
 		out_printf(o, "a=fmtp:%u %s\r\n", pick->codec.pt, fmtp);
 	}
 	if (pick->has_te) {
-		out_printf(o, "a=rtpmap:%u telephone-event/8000\r\n", pick->te.pt);
+		out_printf(o, "a=rtpmap:%u telephone-event/%lu\r\n", pick->te.pt, pick->te.rate);
 		out_printf(o, "a=fmtp:%u %s\r\n", pick->te.pt,
 		           pick->te.fmtp && pick->te.fmtp[0] ? pick->te.fmtp : "0-16");
 	}

@@ -58,6 +58,7 @@ struct tl_sdp_media {
 	uint8_t pt;              /* payload type of codec, as the offer numbered it */
 	uint32_t clock_rate;     /* RTP clock rate of codec */
 	int te_pt;               /* telephone-event payload type, or -1 */
+	uint32_t te_rate;        /* its clock: 8000, or 48000 (Opus, when the offer has it) */
 	int ptime;               /* ms; the offer's a=ptime, else 20 */
 	int ptime_given;         /* 1 when the offer had a=ptime */
 	enum tl_sdp_dir dir;     /* OUR direction: sendonly offer -> we are recvonly */

@@ -626,6 +626,25 @@ static void test_codec_prefs(void)
 	TL_CHECK(has_line(offer_out, "a=fmtp:111 maxplaybackrate=16000; "
 	                             "sprop-maxcapturerate=16000; stereo=0; useinbandfec=1"));
 	TL_CHECK_INT(check_valid(offer_out), 1);
+	/* telephone-event at Opus's 48 kHz clock when offered (RFC 4733 §2.1), else 8000. */
+	const char *webrtc = "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\n"
+	                     "t=0 0\r\nm=audio 32000 RTP/AVP 111 9 126 101\r\n"
+	                     "a=rtpmap:111 opus/48000/2\r\na=rtpmap:126 telephone-event/8000\r\n"
+	                     "a=rtpmap:101 telephone-event/48000\r\n";
+	local.order[0] = TL_CODEC_OPUS;
+	local.order[1] = TL_CODEC_G722;
+	TL_CHECK(tl_sdp_answer(webrtc, strlen(webrtc), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_OPUS);
+	TL_CHECK_INT(neg.te_pt, 101);
+	TL_CHECK_INT(neg.te_rate, 48000);
+	TL_CHECK(has_line(out, "a=rtpmap:101 telephone-event/48000"));
+	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 111 101"));
+	local.order[0] = TL_CODEC_G722;
+	TL_CHECK(tl_sdp_answer(webrtc, strlen(webrtc), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_G722);
+	TL_CHECK_INT(neg.te_pt, 126);
+	TL_CHECK_INT(neg.te_rate, 8000);
+	TL_CHECK(has_line(out, "a=rtpmap:126 telephone-event/8000"));
 	/* ptime fitting. */
 	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_PCMU, 30, 0), 30);
 	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_PCMU, 5, 0), 10);
