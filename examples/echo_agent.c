@@ -36,13 +36,13 @@ static const char *dialect_name(enum echo_dialect d)
 
 static json_t *rec_json(const struct echo_rec *r)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}", "call", r->call_sid,
-	                 "stream", r->stream_sid, "dialect", dialect_name(r->dialect), "dtmf",
-	                 r->digits, "media_in", (json_int_t)r->media_in, "media_out",
-	                 (json_int_t)r->media_out, "marks_sent", (json_int_t)r->marks_sent,
-	                 "marks_received", (json_int_t)r->marks_in, "drops", (json_int_t)r->drops,
-	                 "flood_sent", (json_int_t)r->flood_sent, "tone", r->tone, "closed",
-	                 r->closed);
+	return json_pack(
+	    "{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:b}", "call", r->call_sid,
+	    "codec", r->codec, "stream", r->stream_sid, "dialect", dialect_name(r->dialect), "dtmf",
+	    r->digits, "media_in", (json_int_t)r->media_in, "media_out", (json_int_t)r->media_out,
+	    "marks_sent", (json_int_t)r->marks_sent, "marks_received", (json_int_t)r->marks_in,
+	    "drops", (json_int_t)r->drops, "flood_sent", (json_int_t)r->flood_sent, "tone", r->tone,
+	    "tone_holes", (json_int_t)r->tone_holes, "closed", r->closed);
 }
 
 static json_t *totals_json(const struct echo_app *app, size_t active)
@@ -176,15 +176,16 @@ static void drain(struct echo_app *app)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tl-echo-agent [--port N] [--host ADDR] [--delay-ms N] [--stats FILE]\n"
-	           "         [--hangup-after-ms N] [--close-after-ms N]\n"
-	           "         [--transfer-after-ms N [--transfer-target URI]]\n"
-	           "         [--reject] [--tone-report] [--verbose] [--mark-flood N]\n"
-	           "WebSocket agent for trunkline tests: echoes audio in the Twilio or native\n"
-	           "dialect, marks every 50 frames, logs DTMF, answers digit 9 with DTMF 1.\n"
-	           "--port 0 picks a free port (printed at start-up).\n"
-	           "--mark-flood N: also sends N mark/clear messages a second (alternately) on\n"
-	           "every call, as fast as trunkline reads them up to that rate.\n");
+	fprintf(f,
+	        "usage: tl-echo-agent [--port N] [--host ADDR] [--delay-ms N] [--stats FILE]\n"
+	        "         [--hangup-after-ms N] [--close-after-ms N]\n"
+	        "         [--transfer-after-ms N [--transfer-target URI]]\n"
+	        "         [--reject] [--tone-report] [--tone-hz N] [--verbose] [--mark-flood N]\n"
+	        "WebSocket agent for trunkline tests: echoes audio in the Twilio or native\n"
+	        "dialect, marks every 50 frames, logs DTMF, answers digit 9 with DTMF 1.\n"
+	        "--port 0 picks a free port (printed at start-up).\n"
+	        "--mark-flood N: also sends N mark/clear messages a second (alternately) on\n"
+	        "every call, as fast as trunkline reads them up to that rate.\n");
 }
 
 static int int_arg(const char *name, const char *s, int min, int max, int *out)
@@ -215,6 +216,7 @@ enum {
 	OPT_TONE,
 	OPT_VERBOSE,
 	OPT_FLOOD,
+	OPT_TONE_HZ,
 	OPT_HELP
 };
 
@@ -231,6 +233,7 @@ static const struct option long_opts[] = {
     {"tone-report", no_argument, NULL, OPT_TONE},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"mark-flood", required_argument, NULL, OPT_FLOOD},
+    {"tone-hz", required_argument, NULL, OPT_TONE_HZ},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -259,6 +262,8 @@ static int opt_one(struct echo_opts *o, int opt)
 		return 0;
 	case OPT_FLOOD:
 		return int_arg("--mark-flood", optarg, 0, 10000000, &o->mark_flood);
+	case OPT_TONE_HZ:
+		return int_arg("--tone-hz", optarg, 100, 20000, &o->tone_hz);
 	case OPT_REJECT:
 	case OPT_TONE:
 	case OPT_VERBOSE:
@@ -281,6 +286,7 @@ static int parse_opts(struct echo_opts *o, int argc, char **argv)
 
 	o->port = 8090;
 	o->host = "127.0.0.1";
+	o->tone_hz = (int)ECHO_TONE_HZ;
 	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
 		if (opt_one(o, opt) < 0)
 			return -1;

@@ -31,6 +31,7 @@ struct echo_opts {
 	int tone_report;
 	int verbose;
 	int mark_flood; /* mark/clear messages a second from `start` on, 0 = off */
+	int tone_hz;    /* the test tone looked for, default ECHO_TONE_HZ */
 };
 
 enum echo_dialect { ECHO_UNKNOWN = 0, ECHO_TWILIO, ECHO_NATIVE };
@@ -40,9 +41,11 @@ struct echo_rec {
 	char call_sid[64];
 	char stream_sid[64];
 	char digits[64];
+	char codec[16]; /* native start: audio.codec, the caller's codec ("" when not given) */
 	enum echo_dialect dialect;
 	uint64_t media_in, media_out, marks_sent, marks_in, drops, flood_sent;
 	int tone;
+	uint64_t tone_holes; /* frames without the tone between two with it, once it was heard */
 	int closed;
 };
 
@@ -78,6 +81,7 @@ struct echo_conn {
 	int have_odd; /* native: a byte of a sample split across frames */
 	uint8_t odd;
 	unsigned tone_frames;
+	unsigned tone_pending; /* frames without the tone since the last one with it */
 	unsigned since_mark;
 	int stopping;
 };

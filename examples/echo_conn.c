@@ -114,10 +114,21 @@ static const char *sid(const struct echo_conn *c)
 
 /* ---- tone check ---- */
 
+/* Once the tone is heard, every frame is still checked: a frame without it between two with
+ * it is a hole (silence where a lost packet was not rebuilt, say). */
 static void tone_frame(struct echo_conn *c)
 {
-	if (tl_tone_detect(c->frame, c->frame_n, c->rate, ECHO_TONE_HZ) == 1 &&
-	    ++c->tone_frames >= ECHO_TONE_FRAMES) {
+	int hit = tl_tone_detect(c->frame, c->frame_n, c->rate, c->app->o.tone_hz) == 1;
+
+	if (c->rec.tone) {
+		if (hit) {
+			c->rec.tone_holes += c->tone_pending;
+			c->tone_pending = 0;
+			c->app->dirty = 1;
+		} else {
+			c->tone_pending++;
+		}
+	} else if (hit && ++c->tone_frames >= ECHO_TONE_FRAMES) {
 		c->rec.tone = 1;
 		c->app->t.tones++;
 		c->app->dirty = 1;
@@ -131,7 +142,7 @@ static void tone_feed(struct echo_conn *c, const int16_t *pcm, size_t n)
 {
 	size_t per = c->rate / 50, k;
 
-	while (n && !c->rec.tone) {
+	while (n) {
 		k = per - c->frame_n < n ? per - c->frame_n : n;
 		memcpy(c->frame + c->frame_n, pcm, k * sizeof(*pcm));
 		c->frame_n += k;
@@ -150,7 +161,7 @@ static void tone_feed_b64(struct echo_conn *c, const char *s, size_t n)
 	ssize_t m;
 	size_t k;
 
-	for (; n && !c->rec.tone; s += k, n -= k) {
+	for (; n; s += k, n -= k) {
 		k = n > 1024 ? 1024 : n;
 		m = tl_b64_decode(raw, sizeof(raw), s, k);
 		if (m <= 0)
@@ -175,7 +186,7 @@ static void tone_feed_l16(struct echo_conn *c, const uint8_t *b, size_t n)
 		n--;
 		c->have_odd = 0;
 	}
-	while (n >= 2 && !c->rec.tone) {
+	while (n >= 2) {
 		for (; n >= 2 && k < 480; b += 2, n -= 2)
 			pcm[k++] = (int16_t)(b[0] | b[1] << 8);
 		tone_feed(c, pcm, k);
@@ -317,6 +328,8 @@ static void on_start(struct echo_conn *c, json_t *root)
 		copy_safe(c->rec.stream_sid, sizeof(c->rec.stream_sid), jstr(root, "stream_sid"));
 		rate = json_integer_value(
 		    json_object_get(json_object_get(root, "audio"), "sample_rate"));
+		copy_safe(c->rec.codec, sizeof(c->rec.codec),
+		          jstr(json_object_get(root, "audio"), "codec"));
 	}
 	c->rate = rate >= 8000 && rate <= ECHO_MAX_RATE && rate % 50 == 0 ? (unsigned)rate : 8000;
 	c->frame_n = 0;

@@ -1,6 +1,6 @@
-/* Media workers: each owns an epoll set with its streams' RTP/RTCP sockets, a 20 ms timerfd that
- * paces every stream's outbound frame, and an eventfd for control commands (add, update,
- * release), which are the only thing behind a mutex. Streams are pinned round-robin. */
+/* Media workers: each owns an epoll set with its streams' RTP/RTCP sockets, a 10 ms timerfd that
+ * paces every stream's packets (each at its ptime), and an eventfd for control commands (add,
+ * update, release), which are the only thing behind a mutex. Streams are pinned round-robin. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +16,9 @@
 #define TL_TAG_TIMER   ((uint64_t)1)
 #define TL_TAG_CMD     ((uint64_t)2)
 #define TL_RX_ROUNDS   4 /* recvmmsg batches per wake-up before others get their turn */
-#define TL_MAX_CATCHUP 5
+#define TL_MAX_CATCHUP 10
+/* The pacing tick: packets of 10 to 60 ms go on a multiple of it (a=ptime:30 needs 10). */
+#define TL_TICK_MS 10
 
 int64_t tl_media_now_ms(void)
 {
@@ -133,7 +135,7 @@ static void on_tick(struct tl_media_worker *w)
 	now = tl_media_now_ms();
 	while (expirations--)
 		for (size_t i = 0; i < w->n_streams; i++)
-			tl_stream_tick(w->streams[i], now);
+			tl_stream_tick_ms(w->streams[i], now, TL_TICK_MS);
 }
 
 static void *worker_main(void *arg)
@@ -166,7 +168,8 @@ static void *worker_main(void *arg)
 
 static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 {
-	struct itimerspec its = {.it_interval = {0, 20000000}, .it_value = {0, 20000000}};
+	struct itimerspec its = {.it_interval = {0, TL_TICK_MS * 1000000},
+	                         .it_value = {0, TL_TICK_MS * 1000000}};
 	struct epoll_event ev = {.events = EPOLLIN};
 
 	unsigned max = (unsigned)m->cfg.max_streams;

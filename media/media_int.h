@@ -9,6 +9,7 @@
 
 #include <speex/speex_resampler.h>
 
+#include "trunkline/codec.h"
 #include "trunkline/media.h"
 #include "trunkline/queue.h"
 #include "trunkline/reorder.h"
@@ -19,7 +20,7 @@
 #define TL_DTMF_SLOTS    32
 #define TL_CHUNK_DATA    4000 /* downlink chunk payload: 0.5 s of µ-law */
 #define TL_PKT_MAX       1500
-#define TL_RX_PAYLOAD    640
+#define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
 #define TL_RTCP_INTERVAL 5000 /* ms */
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
@@ -85,11 +86,11 @@ int tl_rtp_source_rtcp(struct tl_rtp_source *r, const struct sockaddr_storage *f
 
 /* relay.c: the audio a bridged peer stream received, waiting to be sent by this one. Worker
  * only (both streams of a pair are on one worker), but the counters, which any thread reads. */
-#define TL_RELAY_BYTES 1024u /* a power of two (wrap-safe counters): 128 ms of G.711 */
+#define TL_RELAY_SAMPLES 1024u /* a power of two (wrap-safe counters): 128 ms at 8 kHz */
 struct tl_relay {
-	struct tl_media_stream *peer; /* NULL when not bridged */
-	uint8_t buf[TL_RELAY_BYTES];
-	uint32_t rd, wr;                         /* bytes ever taken and put */
+	struct tl_media_stream *peer;            /* NULL when not bridged */
+	int16_t buf[TL_RELAY_SAMPLES];           /* 8 kHz PCM, whatever either codec is */
+	uint32_t rd, wr;                         /* samples ever taken and put */
 	int primed;                              /* enough is buffered to send from */
 	_Atomic uint64_t st_relayed, st_dropped; /* frames sent from the ring; frames dropped */
 };
@@ -115,7 +116,17 @@ struct tl_media_stream {
 
 	/* Uplink: worker produces, consumer thread polls. */
 	struct tl_reorder *reorder;
+	/* Codec path (stream_codec.c), set up at negotiation and when a re-INVITE changes the
+	 * codec: the codec at its own PCM rate, resamplers between that and the agent's rate (NULL
+	 * when they are equal), µ-law straight through to a µ-law agent. */
+	struct tl_codec_ctx *codec;
 	SpeexResamplerState *up_rs, *down_rs;
+	int passthrough;
+	int codec_fec;      /* gaps wait for the next packet, whose FEC rebuilds the last one */
+	int gaps_pending;   /* gaps reported by the reorder stage, not yet concealed */
+	unsigned tx_ms;     /* packet length we send: the answered ptime */
+	unsigned tx_due;    /* ms since the last packet went */
+	unsigned clock_khz; /* RTP clock of the codec, per ms: 8, or 48 for Opus */
 	struct tl_up_hdr *up;
 	uint8_t *up_data;
 	struct tl_media_event up_scratch; /* the event being built, worker only */
@@ -170,10 +181,11 @@ struct tl_media_stream {
 	/* Counters: written by the worker, read anywhere (relaxed). */
 	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,
 	    st_tx_silence, st_up_drops;
+	_Atomic uint64_t st_rx_fec;
 	/* Worker-owned figures (reorder counters, jitter) published once a tick, so that other
 	 * threads never read the worker's plain fields. */
 	_Atomic uint64_t st_rx_late, st_rx_dup, st_rx_lost;
-	_Atomic uint32_t st_jitter; /* RTP clock units */
+	_Atomic uint32_t st_jitter; /* ms */
 	/* sdp.te_pt as the agent thread may read it (tl_media_stream_dtmf): set with s->sdp. */
 	atomic_int te_pt_pub;
 	struct tl_relay relay; /* relay.c */
@@ -218,20 +230,38 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                       const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
 void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                        const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
-void tl_stream_tick(struct tl_media_stream *s, int64_t now);
+void tl_stream_tick(struct tl_media_stream *s, int64_t now); /* tl_stream_tick_ms(.., 20) */
+/* One tick of tick_ms (10 in the engine): a packet goes once its ptime has passed. */
+void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms);
 void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
                      const struct tl_sdp_media *sdp);
 void tl_stream_free(struct tl_media_stream *s);
+/* stream.c, for stream_codec.c */
+struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s);
+void tl_stream_up_commit(struct tl_media_stream *s);
+size_t tl_stream_dl_take(struct tl_media_stream *s, uint8_t *out, size_t n);
+
+/* stream_codec.c: the codec path of one stream, on its worker (setup also at create). */
+int tl_stream_codec_setup(struct tl_media_stream *s); /* for s->sdp; 0 or -ENOMEM */
+void tl_stream_codec_free(struct tl_media_stream *s);
+void tl_stream_uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len);
+void tl_stream_uplink_lost(struct tl_media_stream *s, const uint8_t *next, size_t next_len);
+void tl_stream_flush_gaps(struct tl_media_stream *s, const uint8_t *next, size_t next_len);
+/* tx_ms of downlink audio (or ringback, or silence) encoded into payload; *len its bytes.
+ * Returns 1 when it was audio, 0 silence, -1 when nothing can be sent. */
+int tl_stream_next_payload(struct tl_media_stream *s, uint8_t *payload, size_t max, size_t *len);
+
 int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
                     const struct tl_media_stream_params *p);
 
 /* relay.c, on the worker of both streams */
 void tl_relay_link(struct tl_media_stream *a, struct tl_media_stream *b);
 void tl_relay_unlink(struct tl_media_stream *s); /* tl_stream_free calls it */
-/* A received frame (n bytes of s's codec; NULL: silence) for s's peer to send. */
-void tl_relay_push(struct tl_media_stream *s, const uint8_t *payload, size_t n);
-/* 20 ms from the peer into payload (160 bytes): 1, or silence and 0 when none is due. */
-int tl_relay_frame(struct tl_media_stream *s, uint8_t *payload);
+/* Audio s received (decoded or concealed: n samples of PCM at rate Hz, a multiple of 8000) for
+ * s's peer to send. */
+void tl_relay_push(struct tl_media_stream *s, const int16_t *pcm, size_t n, unsigned rate);
+/* n samples of 8 kHz PCM from the peer into pcm8: 1, or silence and 0 when none is due. */
+int tl_relay_take(struct tl_media_stream *s, int16_t *pcm8, size_t n);
 /* A digit s received (RFC 4733, at its end), sent on by the peer. */
 void tl_relay_dtmf(struct tl_media_stream *s, char digit);
 

@@ -1,17 +1,16 @@
 /* The relay between two bridged streams (a caller and the leg trunkline placed to a person):
- * each 20 ms frame one stream receives goes, in order, into a small byte ring in the other's
- * codec, and the other's tick sends it instead of agent audio or ringback. Both streams live on
- * one worker, so the ring and the link are plain worker-owned fields: no lock, no allocation,
- * no copy beyond the ring. Same codec both sides: payload bytes pass through untouched;
- * PCMU <-> PCMA: transcoded through 16-bit PCM. Only G.711 (8 kHz, a byte a sample). RFC 4733
- * digits are played on to the peer as new events (when it negotiated telephone-event). */
+ * what one stream receives, decoded by its codec (stream_codec.c) and brought to 8 kHz, goes
+ * in order into a small PCM ring of the other, whose tick encodes it in its own codec instead
+ * of agent audio or ringback. Any codec pair works (G.711, G.722, Opus): the person is on a
+ * telephone leg, so 8 kHz carries all the bridge needs. Both streams live on one worker, so the
+ * ring and the link are plain worker-owned fields: no lock, no allocation. RFC 4733 digits are
+ * played on to the peer as new events (when it negotiated telephone-event). */
 #include <errno.h>
 #include <string.h>
 
 #include "media_int.h"
-#include "trunkline/g711.h"
 
-#define TL_RELAY_FRAME 160u /* 20 ms at 8 kHz, one byte a sample */
+#define TL_RELAY_FRAME 160u /* 20 ms at 8 kHz */
 #define TL_RELAY_PRIME 2u   /* frames buffered before the first is sent (arrival jitter) */
 
 static size_t fill_level(const struct tl_relay *r)
@@ -38,76 +37,57 @@ void tl_relay_unlink(struct tl_media_stream *s)
 	s->relay.peer = NULL;
 }
 
-/* n bytes into the ring of r; the oldest bytes go when it is full (latency stays bounded). */
-static void ring_put(struct tl_relay *r, const uint8_t *src, size_t n)
+/* n samples into the ring of r; the oldest go when it is full (latency stays bounded). */
+static void ring_put(struct tl_relay *r, const int16_t *src, size_t n)
 {
-	if (fill_level(r) + n > TL_RELAY_BYTES) {
-		size_t drop = fill_level(r) + n - TL_RELAY_BYTES;
+	if (fill_level(r) + n > TL_RELAY_SAMPLES) {
+		size_t drop = fill_level(r) + n - TL_RELAY_SAMPLES;
 		r->rd += (uint32_t)drop;
 		atomic_fetch_add_explicit(&r->st_dropped,
 		                          (drop + TL_RELAY_FRAME - 1) / TL_RELAY_FRAME,
 		                          memory_order_relaxed);
 	}
-	for (size_t i = 0; i < n;) {
-		size_t at = r->wr % TL_RELAY_BYTES;
-		size_t k = TL_RELAY_BYTES - at < n - i ? TL_RELAY_BYTES - at : n - i;
-		memcpy(r->buf + at, src + i, k);
-		r->wr += (uint32_t)k;
-		i += k;
-	}
+	for (size_t i = 0; i < n; i++)
+		r->buf[(r->wr + i) % TL_RELAY_SAMPLES] = src[i];
+	r->wr += (uint32_t)n;
 }
 
-void tl_relay_push(struct tl_media_stream *s, const uint8_t *payload, size_t n)
+void tl_relay_push(struct tl_media_stream *s, const int16_t *pcm, size_t n, unsigned rate)
 {
 	struct tl_media_stream *p = s->relay.peer;
-	enum tl_codec from = s->sdp.codec, to;
-	uint8_t conv[TL_RELAY_FRAME];
-	int16_t pcm[TL_RELAY_FRAME];
+	unsigned k = rate >= 8000 ? rate / 8000 : 1;
+	int16_t pcm8[TL_RELAY_FRAME];
 
-	if (!p || n == 0)
+	if (!p)
 		return;
-	to = p->sdp.codec;
-	if (n > TL_RELAY_FRAME)
-		n = TL_RELAY_FRAME;
-	if (!payload) { /* lost or comfort noise: silence in the peer's codec */
-		memset(conv, to == TL_CODEC_PCMA ? 0xD5 : 0xFF, n);
-		payload = conv;
-	} else if (from != to) {
-		if (from == TL_CODEC_PCMA)
-			tl_g711_alaw_decode(pcm, payload, n);
-		else
-			tl_g711_ulaw_decode(pcm, payload, n);
-		if (to == TL_CODEC_PCMA)
-			tl_g711_alaw_encode(conv, pcm, n);
-		else
-			tl_g711_ulaw_encode(conv, pcm, n);
-		payload = conv;
+	while (n >= k) { /* down to 8 kHz: the mean of each k samples (a plain low-pass) */
+		size_t m = 0;
+		for (; m < TL_RELAY_FRAME && n >= k; m++, pcm += k, n -= k) {
+			int32_t sum = 0;
+			for (unsigned j = 0; j < k; j++)
+				sum += pcm[j];
+			pcm8[m] = (int16_t)(sum / (int32_t)k);
+		}
+		ring_put(&p->relay, pcm8, m);
 	}
-	ring_put(&p->relay, payload, n);
 }
 
-int tl_relay_frame(struct tl_media_stream *s, uint8_t *payload)
+int tl_relay_take(struct tl_media_stream *s, int16_t *pcm8, size_t n)
 {
 	struct tl_relay *r = &s->relay;
-	size_t at;
 
 	if (!r->primed && fill_level(r) >= TL_RELAY_PRIME * TL_RELAY_FRAME)
 		r->primed = 1;
-	if (!r->primed || fill_level(r) < TL_RELAY_FRAME) {
+	if (!r->primed || fill_level(r) < n) {
 		r->primed = 0; /* ran dry: buffer again before sending on */
-		memset(payload, s->sdp.codec == TL_CODEC_PCMA ? 0xD5 : 0xFF, TL_RELAY_FRAME);
+		memset(pcm8, 0, n * sizeof(*pcm8));
 		return 0;
 	}
-	at = r->rd % TL_RELAY_BYTES;
-	if (TL_RELAY_BYTES - at >= TL_RELAY_FRAME) {
-		memcpy(payload, r->buf + at, TL_RELAY_FRAME);
-	} else {
-		memcpy(payload, r->buf + at, TL_RELAY_BYTES - at);
-		memcpy(payload + (TL_RELAY_BYTES - at), r->buf,
-		       TL_RELAY_FRAME - (TL_RELAY_BYTES - at));
-	}
-	r->rd += TL_RELAY_FRAME;
-	atomic_fetch_add_explicit(&r->st_relayed, 1, memory_order_relaxed);
+	for (size_t i = 0; i < n; i++)
+		pcm8[i] = r->buf[(r->rd + i) % TL_RELAY_SAMPLES];
+	r->rd += (uint32_t)n;
+	atomic_fetch_add_explicit(&r->st_relayed, (n + TL_RELAY_FRAME / 2) / TL_RELAY_FRAME,
+	                          memory_order_relaxed);
 	return 1;
 }
 

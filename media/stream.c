@@ -17,7 +17,7 @@ static const char dtmf_chars[] = "0123456789*#ABCD";
 
 /* Events are built in s->up_scratch, then stored compactly: a small header per slot and the
  * audio in slots of the call's own 20 ms frame size (160 bytes for µ-law), not the largest. */
-static struct tl_media_event *up_slot(struct tl_media_stream *s)
+struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
 	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_acquire);
@@ -29,7 +29,7 @@ static struct tl_media_event *up_slot(struct tl_media_stream *s)
 	return &s->up_scratch;
 }
 
-static void up_commit(struct tl_media_stream *s)
+void tl_stream_up_commit(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
 	const struct tl_media_event *ev = &s->up_scratch;
@@ -75,80 +75,6 @@ int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev)
 	return 1;
 }
 
-static void pcm_to_agent(struct tl_media_stream *s, const int16_t *pcm, size_t n,
-                         struct tl_media_event *ev)
-{
-	if (s->fmt == TL_MEDIA_AGENT_ULAW) {
-		tl_g711_ulaw_encode(ev->data, pcm, n);
-		ev->len = (uint16_t)n;
-		return;
-	}
-	if (!s->up_rs) {
-		memcpy(ev->data, pcm, n * 2);
-		ev->len = (uint16_t)(n * 2);
-		return;
-	}
-	spx_uint32_t in_len = (spx_uint32_t)n, out_len = TL_MEDIA_FRAME_MAX / 2;
-	speex_resampler_process_int(s->up_rs, 0, pcm, &in_len, (int16_t *)ev->data, &out_len);
-	ev->len = (uint16_t)(out_len * 2);
-}
-
-/* At most 20 ms of 8 kHz audio (or a concealed frame when payload is NULL) to one uplink event:
- * that much is what fits an event as 24 kHz L16. */
-static void uplink_frame(struct tl_media_stream *s, const uint8_t *payload, size_t n)
-{
-	int16_t pcm[TL_MEDIA_FRAME_MAX / 6];
-	struct tl_media_event *ev;
-
-	s->up_ms += (uint32_t)(n / 8);
-	if (s->relay.peer) {
-		/* bridged (relay.c): the audio is the peer's to send, not the agent's */
-		tl_relay_push(s, payload, n);
-		return;
-	}
-	ev = up_slot(s);
-	if (!ev)
-		return;
-	ev->kind = TL_MEDIA_EV_AUDIO;
-	ev->seq = ++s->up_seq;
-	ev->ts_ms = s->up_ms - (uint32_t)(n / 8);
-	if (payload && s->fmt == TL_MEDIA_AGENT_ULAW && s->sdp.codec == TL_CODEC_PCMU) {
-		memcpy(ev->data, payload, n); /* Twilio takes µ-law: no transcoding */
-		ev->len = (uint16_t)n;
-	} else {
-		if (!payload)
-			memset(pcm, 0, n * 2);
-		else if (s->sdp.codec == TL_CODEC_PCMA)
-			tl_g711_alaw_decode(pcm, payload, n);
-		else
-			tl_g711_ulaw_decode(pcm, payload, n);
-		pcm_to_agent(s, pcm, n, ev);
-	}
-	up_commit(s);
-}
-
-/* An RTP audio payload, or a lost packet (payload NULL, one ptime of silence), as 20 ms
- * events: a 30, 40 or 60 ms packet is several frames, none of it cut off. */
-static void uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len)
-{
-	const size_t frame = TL_MEDIA_FRAME_MAX / 6;
-
-	if (payload && len == 0)
-		return;
-	if (!payload) {
-		len = s->sdp.ptime > 0 ? (size_t)s->sdp.ptime * 8 : frame;
-		if (len > TL_RX_PAYLOAD)
-			len = TL_RX_PAYLOAD;
-	}
-	while (len > frame) {
-		uplink_frame(s, payload, frame);
-		if (payload)
-			payload += frame;
-		len -= frame;
-	}
-	uplink_frame(s, payload, len);
-}
-
 static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len, uint32_t ts)
 {
 	struct tl_media_event *ev;
@@ -163,15 +89,15 @@ static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len,
 		tl_relay_dtmf(s, dtmf_chars[p[0]]);
 		return;
 	}
-	ev = up_slot(s);
+	ev = tl_stream_up_slot(s);
 	if (!ev)
 		return;
 	ev->kind = TL_MEDIA_EV_DTMF;
 	ev->digit = dtmf_chars[p[0]];
-	ev->duration_ms = (uint16_t)(((p[2] << 8) | p[3]) / 8);
+	ev->duration_ms = (uint16_t)(((p[2] << 8) | p[3]) / (s->sdp.te_rate == 48000 ? 48 : 8));
 	ev->ts_ms = s->up_ms;
 	ev->len = 0;
-	up_commit(s);
+	tl_stream_up_commit(s);
 }
 
 static void drain_reorder(struct tl_media_stream *s, int64_t now)
@@ -180,19 +106,26 @@ static void drain_reorder(struct tl_media_stream *s, int64_t now)
 
 	while (tl_reorder_pop(s->reorder, now, &pkt) == 0) {
 		if (pkt.gap) {
-			uplink_audio(s, NULL, 0);
+			/* With FEC the next packet rebuilds the lost one: it is already buffered
+			 * (a gap is only reported once a later packet is), so it comes next. */
+			if (s->codec_fec)
+				s->gaps_pending++;
+			else
+				tl_stream_uplink_lost(s, NULL, 0);
 			continue;
 		}
 		if (pkt.len < 1)
 			continue;
 		uint8_t pt = pkt.payload[0];
+		tl_stream_flush_gaps(s, pt == s->sdp.pt ? pkt.payload + 1 : NULL, pkt.len - 1);
 		if (s->sdp.te_pt >= 0 && pt == s->sdp.te_pt)
 			uplink_dtmf(s, pkt.payload + 1, pkt.len - 1, pkt.ts);
 		else if (pt == s->sdp.pt)
-			uplink_audio(s, pkt.payload + 1, pkt.len - 1);
+			tl_stream_uplink_audio(s, pkt.payload + 1, pkt.len - 1);
 		else if (pt == 13)
-			uplink_audio(s, NULL, 0); /* comfort noise: a silent frame */
+			tl_stream_uplink_lost(s, NULL, 0); /* comfort noise: a silent frame */
 	}
+	tl_stream_flush_gaps(s, NULL, 0);
 }
 
 static void track_seq(struct tl_media_stream *s, uint16_t seq)
@@ -233,7 +166,8 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
 		s->have_rx_ssrc = 1;
 	}
 	track_seq(s, h.seq);
-	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * 8));
+	/* Arrival in the codec's RTP clock units: 8 per ms, 48 for Opus. */
+	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * s->clock_khz));
 	buf[0] = h.pt;
 	memcpy(buf + 1, h.payload, h.payload_len);
 	if (tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now) == -ENOBUFS) {
@@ -349,7 +283,7 @@ int tl_media_stream_dtmf(struct tl_media_stream *s, char digit)
 /* ---- downlink: worker side ---- */
 
 /* Takes up to n bytes of queued agent audio into out (NULL: discard). Returns bytes taken. */
-static size_t dl_take(struct tl_media_stream *s, uint8_t *out, size_t n)
+size_t tl_stream_dl_take(struct tl_media_stream *s, uint8_t *out, size_t n)
 {
 	size_t got = 0;
 
@@ -390,14 +324,14 @@ static void report_marks(struct tl_media_stream *s)
 	unsigned h = atomic_load_explicit(&s->mark_head, memory_order_acquire);
 
 	while (t != h && s->marks[t % TL_MARK_SLOTS].pos <= s->dl_read) {
-		struct tl_media_event *ev = up_slot(s);
+		struct tl_media_event *ev = tl_stream_up_slot(s);
 		if (!ev)
 			break; /* reported at a later tick */
 		ev->kind = TL_MEDIA_EV_MARK;
 		ev->mark = s->marks[t % TL_MARK_SLOTS].id;
 		ev->ts_ms = s->up_ms;
 		ev->len = 0;
-		up_commit(s);
+		tl_stream_up_commit(s);
 		t++;
 		atomic_store_explicit(&s->mark_tail, t, memory_order_release);
 	}
@@ -428,7 +362,7 @@ static int send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t 
 	return 0;
 }
 
-/* RFC 4733: about 100 ms of event packets, then the end packet three times. */
+/* RFC 4733: about 100 ms of event packets (8 kHz clock), then the end packet three times. */
 static int tx_dtmf(struct tl_media_stream *s)
 {
 	uint8_t *p = s->w->out_buf + TL_RTP_HDR_LEN;
@@ -453,8 +387,9 @@ static int tx_dtmf(struct tl_media_stream *s)
 		return 0;
 	}
 	s->dtmf_ticks++;
-	int end = s->dtmf_ticks > 5;
-	uint16_t dur = (uint16_t)((end ? 5 : s->dtmf_ticks) * 160);
+	int end = s->dtmf_ticks * s->tx_ms > 100;
+	uint16_t dur = (uint16_t)((end ? 100 : s->dtmf_ticks * s->tx_ms) *
+	                          (s->sdp.te_rate == 48000 ? 48 : 8)); /* the event's clock */
 	p[0] = (uint8_t)(strchr(dtmf_chars, s->dtmf_digit) - dtmf_chars);
 	p[1] = (uint8_t)((end ? 0x80 : 0) | 10);
 	p[2] = (uint8_t)(dur >> 8);
@@ -492,68 +427,6 @@ int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback ki
 		s->ring_starts = 1;
 	atomic_store_explicit(&s->ring_on, s->ring_starts, memory_order_release);
 	return 0;
-}
-
-/* 20 ms of ringback into payload when it is on; returns 1 when that holds tone. */
-static int ring_frame(struct tl_media_stream *s, uint8_t *payload)
-{
-	unsigned on = atomic_load_explicit(&s->ring_on, memory_order_acquire);
-	int16_t pcm[160];
-
-	if (!on)
-		return 0;
-	if (on != s->ring_seen) {
-		s->ring_seen = on;
-		s->ring_pos = 0;
-	}
-	if (tl_tone_cadence_fill(s->ring, &s->ring_pos, pcm, 160) == 0)
-		return 0;
-	if (s->sdp.codec == TL_CODEC_PCMA)
-		tl_g711_alaw_encode(payload, pcm, 160);
-	else
-		tl_g711_ulaw_encode(payload, pcm, 160);
-	return 1;
-}
-
-/* 20 ms of agent audio (or ringback, or silence) as the call's G.711 payload. Returns 1 when
- * it was audio. */
-static int next_frame(struct tl_media_stream *s, uint8_t *payload)
-{
-	uint8_t agent[TL_MEDIA_FRAME_MAX];
-	int16_t pcm[TL_MEDIA_FRAME_MAX / 2], pcm8[160];
-	size_t got;
-
-	if (s->relay.peer) /* bridged: the peer's audio, instead of agent audio or ringback */
-		return tl_relay_frame(s, payload);
-	got = dl_take(s, agent, s->agent_frame);
-	if (got == 0) {
-		if (ring_frame(s, payload))
-			return 1;
-		memset(payload, s->sdp.codec == TL_CODEC_PCMA ? 0xD5 : 0xFF, 160);
-		return 0;
-	}
-	if (got < s->agent_frame) /* a short tail: pad with silence */
-		memset(agent + got, s->fmt == TL_MEDIA_AGENT_ULAW ? 0xFF : 0, s->agent_frame - got);
-	if (s->fmt == TL_MEDIA_AGENT_ULAW) {
-		if (s->sdp.codec == TL_CODEC_PCMU) {
-			memcpy(payload, agent, 160);
-			return 1;
-		}
-		tl_g711_ulaw_decode(pcm8, agent, 160);
-	} else if (!s->down_rs) {
-		memcpy(pcm8, agent, 320);
-	} else {
-		spx_uint32_t in_len = (spx_uint32_t)(s->agent_frame / 2), out_len = 160;
-		memcpy(pcm, agent, s->agent_frame);
-		speex_resampler_process_int(s->down_rs, 0, pcm, &in_len, pcm8, &out_len);
-		if (out_len < 160)
-			memset(pcm8 + out_len, 0, (160 - out_len) * 2);
-	}
-	if (s->sdp.codec == TL_CODEC_PCMA)
-		tl_g711_alaw_encode(payload, pcm8, 160);
-	else
-		tl_g711_ulaw_encode(payload, pcm8, 160);
-	return 1;
 }
 
 static void send_rtcp(struct tl_media_stream *s, int64_t now)
@@ -601,32 +474,44 @@ static void publish_stats(struct tl_media_stream *s)
 	atomic_store_explicit(&s->st_rx_late, rs.late, memory_order_relaxed);
 	atomic_store_explicit(&s->st_rx_dup, rs.duplicate, memory_order_relaxed);
 	atomic_store_explicit(&s->st_rx_lost, rs.lost, memory_order_relaxed);
-	atomic_store_explicit(&s->st_jitter, tl_rtp_jitter_get(&s->jitter), memory_order_relaxed);
+	atomic_store_explicit(&s->st_jitter, tl_rtp_jitter_get(&s->jitter) / s->clock_khz,
+	                      memory_order_relaxed);
 }
 
-void tl_stream_tick(struct tl_media_stream *s, int64_t now)
+void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms)
 {
 	uint8_t *payload = s->w->out_buf + TL_RTP_HDR_LEN;
 	uint64_t clear = atomic_load_explicit(&s->dl_clear_upto, memory_order_acquire);
+	size_t len = 0;
 
 	drain_reorder(s, now);
 	if (clear > s->dl_read) /* barge-in: drop what was queued before the clear */
-		dl_take(s, NULL, (size_t)(clear - s->dl_read));
+		tl_stream_dl_take(s, NULL, (size_t)(clear - s->dl_read));
+	s->tx_due += tick_ms;
+	if (s->tx_due < s->tx_ms || !s->codec)
+		return;
+	s->tx_due = 0;
 	if (!tx_dtmf(s)) {
-		int audio = next_frame(s, payload);
-		/* Silence is counted as sent, like packets: nothing goes out on hold. */
-		if (may_send(s) && send_rtp(s, s->sdp.pt, audio && !s->talking, s->tx_ts, 160) &&
-		    !audio)
+		int audio = tl_stream_next_payload(s, payload, TL_PKT_MAX - TL_RTP_HDR_LEN, &len);
+		/* Silence is counted as sent, like packets: nothing goes out on hold. Opus DTX
+		 * codes silence in 1-2 bytes, which need not be sent (RFC 7587 §3.1.3). */
+		if (may_send(s) && len > 2 &&
+		    send_rtp(s, s->sdp.pt, audio > 0 && !s->talking, s->tx_ts, len) && audio <= 0)
 			atomic_fetch_add_explicit(&s->st_tx_silence, 1, memory_order_relaxed);
-		s->talking = audio;
+		s->talking = audio > 0;
 	}
-	s->tx_ts += 160;
+	s->tx_ts += tl_codec_rtp_ticks(s->codec, s->tx_ms);
 	report_marks(s);
 	publish_stats(s);
 	if (now >= s->next_rtcp_ms) {
 		send_rtcp(s, now);
 		s->next_rtcp_ms = now + TL_RTCP_INTERVAL;
 	}
+}
+
+void tl_stream_tick(struct tl_media_stream *s, int64_t now)
+{
+	tl_stream_tick_ms(s, now, 20);
 }
 
 /* ---- lifecycle ---- */
@@ -636,22 +521,10 @@ void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *r
 {
 	s->sdp = *sdp;
 	atomic_store_explicit(&s->te_pt_pub, sdp->te_pt, memory_order_relaxed);
+	tl_stream_codec_setup(s); /* a new codec (re-INVITE): new codec path; -ENOMEM: silence */
 	/* A new address from SDP (re-INVITE, UPDATE, the ACK's answer) is where packets go, and
 	 * where the source is learned from again; the same one keeps the source we have. */
 	tl_rtp_source_set_sdp(&s->src, remote);
-}
-
-static int make_resamplers(struct tl_media_stream *s)
-{
-	int err = 0;
-
-	if (s->fmt != TL_MEDIA_AGENT_L16 || s->agent_rate == 8000)
-		return 0;
-	s->up_rs = speex_resampler_init(1, 8000, (spx_uint32_t)s->agent_rate, 3, &err);
-	s->down_rs = speex_resampler_init(1, (spx_uint32_t)s->agent_rate, 8000, 3, &err);
-	/* No speex_resampler_skip_zeros: it makes the first frame short (17 ms up, a 3 ms hole
-	 * down); keeping the filter's 3 ms delay keeps every frame 20 ms. */
-	return !s->up_rs || !s->down_rs ? -ENOMEM : 0;
 }
 
 static uint32_t random32(void)
@@ -697,7 +570,7 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
 	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);
 	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
-	if (!s->up || !s->up_data || !s->dl_head || make_resamplers(s) < 0 ||
+	if (!s->up || !s->up_data || !s->dl_head ||
 	    tl_reorder_create(&s->reorder, 16, TL_RX_PAYLOAD + 1, (unsigned)m->cfg.reorder_ms) <
 	        0) {
 		/* The caller still owns the fds and notify_arg on failure. */
@@ -707,6 +580,12 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 		return -ENOMEM;
 	}
 	tl_stream_apply(s, &p->remote, &p->sdp);
+	if (!s->codec) {
+		s->rtp_fd = s->rtcp_fd = -1;
+		s->notify_release = NULL;
+		tl_stream_free(s);
+		return -ENOMEM;
+	}
 	*out = s;
 	return 0;
 }
@@ -728,10 +607,7 @@ void tl_stream_free(struct tl_media_stream *s)
 		n = c->free_next;
 		free(c);
 	}
-	if (s->up_rs)
-		speex_resampler_destroy(s->up_rs);
-	if (s->down_rs)
-		speex_resampler_destroy(s->down_rs);
+	tl_stream_codec_free(s);
 	tl_reorder_destroy(s->reorder);
 	free(s->ring);
 	free(s->up);
@@ -751,6 +627,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->tx_bytes = atomic_load_explicit(&s->st_tx_bytes, memory_order_relaxed);
 	st->tx_silence = atomic_load_explicit(&s->st_tx_silence, memory_order_relaxed);
 	st->uplink_drops = atomic_load_explicit(&s->st_up_drops, memory_order_relaxed);
+	st->rx_fec = atomic_load_explicit(&s->st_rx_fec, memory_order_relaxed);
 	st->rx_foreign = atomic_load_explicit(&s->src.rx_foreign, memory_order_relaxed);
 	st->rx_learning = atomic_load_explicit(&s->src.rx_learning, memory_order_relaxed);
 	st->rtcp_dropped = atomic_load_explicit(&s->src.rtcp_dropped, memory_order_relaxed);
@@ -760,7 +637,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->rx_late = atomic_load_explicit(&s->st_rx_late, memory_order_relaxed);
 	st->rx_dup = atomic_load_explicit(&s->st_rx_dup, memory_order_relaxed);
 	st->rx_lost = atomic_load_explicit(&s->st_rx_lost, memory_order_relaxed);
-	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed) / 8;
+	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed);
 	st->relayed = atomic_load_explicit(&s->relay.st_relayed, memory_order_relaxed);
 	st->relay_dropped = atomic_load_explicit(&s->relay.st_dropped, memory_order_relaxed);
 	uint64_t queued = atomic_load_explicit(&s->dl_pub, memory_order_relaxed) -

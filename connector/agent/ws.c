@@ -321,6 +321,7 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 		goto out;
 	if (p->account_sid)
 		snprintf(c->d.account_sid, sizeof(c->d.account_sid), "%s", p->account_sid);
+	c->d.codec = p->codec;
 	err = conn_parse_url(c, a->url);
 	if (err < 0)
 		goto out;

@@ -107,6 +107,9 @@ ssize_t tl_wsd_start(struct tl_wsd *d, char *buf, size_t cap)
 		              d->call_sid, "tracks", "inbound", "customParameters", d->meta,
 		              "mediaFormat", "encoding", "audio/x-mulaw", "sampleRate", 8000,
 		              "channels", 1, "streamSid", d->stream_sid);
+	/* Native: which codec the caller uses (the audio is L16 at sample_rate whatever it is). */
+	if (o && d->dialect == TL_DIALECT_NATIVE && d->codec)
+		json_object_set_new(json_object_get(o, "audio"), "codec", json_string(d->codec));
 	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
 }
 

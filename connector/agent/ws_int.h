@@ -21,7 +21,8 @@
 /* One connection's outbound state: who we are and the Twilio sequenceNumber. */
 struct tl_wsd {
 	enum tl_dialect dialect;
-	int sample_rate; /* native: the agent's L16 rate */
+	int sample_rate;   /* native: the agent's L16 rate */
+	const char *codec; /* native: the caller's codec (static string), NULL = unknown */
 	char *call_sid, *stream_sid;
 	char account_sid[65]; /* Twilio accountSid: TL_WSD_ACCOUNT_SID unless configured */
 	char *sid_json;       /* stream_sid as a JSON string literal, quotes included */

@@ -467,8 +467,8 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 }
 
 static const char *const media_keys[] = {
-    "address", "public_address", "port_min",      "port_max",       "reorder_ms",
-    "workers", "playout_max_ms", "symmetric_rtp", "rtp_relearn_ms", NULL};
+    "address",        "public_address", "port_min",       "port_max", "reorder_ms", "workers",
+    "playout_max_ms", "symmetric_rtp",  "rtp_relearn_ms", "codecs",   NULL};
 
 /* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
  * "strict" (the SDP address only). */
@@ -510,6 +510,7 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, media, "/media", "playout_max_ms", 1000, 600000,
 	                            &cfg->playout_max_ms)) < 0 ||
 	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
+	    (rc = tl_config_doc_codecs(doc, media, "/media", "codecs", cfg->codecs)) < 0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "rtp_relearn_ms", 0, 3600000,
 	                            &cfg->rtp_relearn_ms)) < 0)
 		return rc;

@@ -143,6 +143,7 @@ int tl_bridge_start(struct tl_call *call)
 	p.meta_json = meta ? meta : "{}";
 	p.stream = call->stream;
 	tl_sip_ops_agent_asked(call);
+	p.codec = call->have_media ? tl_sdp_codec_name(call->media.codec) : NULL;
 	err = tl_ws_connect(call->sip->ws, &p);
 	free(meta);
 	if (err < 0)
@@ -187,13 +188,14 @@ static void log_media_stats(struct tl_call *call)
 	call->rec.have_media = 1;
 	tl_log_info(
 	    call->call_id,
-	    "media: rx %llu packets (lost %llu, late %llu, duplicate %llu, bad %llu, "
+	    "media: rx %llu packets (lost %llu, %llu rebuilt by FEC, late %llu, duplicate %llu, "
+	    "bad %llu, "
 	    "foreign %llu, jitter %u ms), tx %llu packets (%llu silence), uplink drops %llu",
 	    (unsigned long long)st.rx_packets, (unsigned long long)st.rx_lost,
-	    (unsigned long long)st.rx_late, (unsigned long long)st.rx_dup,
-	    (unsigned long long)st.rx_bad, (unsigned long long)st.rx_foreign, st.jitter_ms,
-	    (unsigned long long)st.tx_packets, (unsigned long long)st.tx_silence,
-	    (unsigned long long)st.uplink_drops);
+	    (unsigned long long)st.rx_fec, (unsigned long long)st.rx_late,
+	    (unsigned long long)st.rx_dup, (unsigned long long)st.rx_bad,
+	    (unsigned long long)st.rx_foreign, st.jitter_ms, (unsigned long long)st.tx_packets,
+	    (unsigned long long)st.tx_silence, (unsigned long long)st.uplink_drops);
 	if (st.rx_foreign == 0 && st.rtcp_dropped == 0)
 		return;
 	/* Once per call, here rather than per packet: someone else sent to the call's ports. */

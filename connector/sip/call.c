@@ -470,6 +470,7 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 
 	if (route_first(call))
 		return;
+	tl_call_pick_codecs(call);
 	call->norefersub = sip_has_supported(req->sip_supported, "norefersub");
 	sdp = tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len);
 	if (sdp) {

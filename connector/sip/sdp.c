@@ -11,6 +11,7 @@
 #include <sofia-sip/su_alloc.h>
 #include <sofia-sip/sdp.h>
 
+#include "sdp_codec.h"
 #include "trunkline/sdp.h"
 
 #define SDP_MAX_FMTS  64
@@ -119,7 +120,7 @@ static enum tl_codec fmt_codec(const struct sdp_fmt *f)
 
 static int fmt_is_te(const struct sdp_fmt *f)
 {
-	return strcasecmp(f->enc, "telephone-event") == 0 && f->rate == 8000;
+	return strcasecmp(f->enc, "telephone-event") == 0 && (f->rate == 8000 || f->rate == 48000);
 }
 
 /* Parses "<digits>" in 0..max, the whole string. */
@@ -218,24 +219,38 @@ static int proto_is_srtp(const sdp_media_t *m)
 	return m->m_proto == sdp_proto_srtp || (m->m_proto_name && strstr(m->m_proto_name, "SAVP"));
 }
 
-/* Picks from m the first format that is one of codecs, plus telephone-event/8000. */
-static int pick_codec(const sdp_media_t *m, unsigned codecs, struct sdp_pick *pick)
+/* Picks from m the format of codecs that local prefers most (the first, without a preference
+ * order), plus telephone-event (at the codec's clock when offered, else 8000). */
+static int pick_codec(const sdp_media_t *m, const struct tl_sdp_local *local, unsigned codecs,
+                      struct sdp_pick *pick)
 {
 	struct sdp_fmt f[SDP_MAX_FMTS];
 	char scratch[SDP_MAX_FMTS][64];
-	int n = media_fmts(m, f, scratch, SDP_MAX_FMTS);
+	int n = media_fmts(m, f, scratch, SDP_MAX_FMTS), best = -1, rank, has_te48 = 0;
+	struct sdp_fmt te48 = {0};
 	enum tl_codec id;
 
 	memset(pick, 0, sizeof(*pick));
 	for (int i = 0; i < n; i++) {
 		id = fmt_codec(&f[i]);
-		if (!pick->id && id && (codecs & (1u << id))) {
+		rank = id ? tl_sdp_pref_rank(local, codecs, id) : -1;
+		if (rank >= 0 && (best < 0 || rank < best)) {
 			pick->codec = f[i];
 			pick->id = id;
-		} else if (!pick->has_te && fmt_is_te(&f[i])) {
+			best = rank;
+		} else if (fmt_is_te(&f[i]) && f[i].rate == 48000 && !has_te48) {
+			te48 = f[i];
+			has_te48 = 1;
+		} else if (!pick->has_te && fmt_is_te(&f[i]) && f[i].rate == 8000) {
 			pick->te = f[i];
 			pick->has_te = 1;
 		}
+	}
+	/* RFC 4733 §2.1: telephone-event at the audio's clock when offered (WebRTC offers both
+	 * /48000 and /8000 with Opus); else /8000. */
+	if (has_te48 && pick->id == TL_CODEC_OPUS) {
+		pick->te = te48;
+		pick->has_te = 1;
 	}
 	/* scratch dies here: only static strings and Sofia's strings (fmtp) may leave. */
 	pick->codec.enc = tl_sdp_codec_name(pick->id);
@@ -247,7 +262,8 @@ static int pick_codec(const sdp_media_t *m, unsigned codecs, struct sdp_pick *pi
 }
 
 /* The first usable audio stream: -EPROTO when there is none, -ENOTSUP when none fits. */
-static int pick_audio(const sdp_session_t *sdp, unsigned codecs, struct sdp_pick *pick)
+static int pick_audio(const sdp_session_t *sdp, const struct tl_sdp_local *local, unsigned codecs,
+                      struct sdp_pick *pick)
 {
 	const sdp_media_t *m;
 	int err = -EPROTO;
@@ -258,7 +274,7 @@ static int pick_audio(const sdp_session_t *sdp, unsigned codecs, struct sdp_pick
 		err = -ENOTSUP;
 		if (!proto_is_plain_rtp(m) || proto_is_srtp(m))
 			continue;
-		if (pick_codec(m, codecs, pick) == 0) {
+		if (pick_codec(m, local, codecs, pick) == 0) {
 			pick->sdp = sdp;
 			return 0;
 		}
@@ -325,12 +341,19 @@ static void fill_ptime(const struct sdp_pick *pick, struct tl_sdp_media *neg)
 
 	if (!a)
 		a = attr_find(pick->sdp->sdp_attributes, "ptime");
+	const sdp_attribute_t *mx = attr_find(pick->m->m_attributes, "maxptime");
+	unsigned long maxp = 0;
+
 	neg->ptime = 20;
 	neg->ptime_given = 0;
 	if (a && parse_uint(a->a_value, 1000, &v) > 0 && v > 0) {
 		neg->ptime = (int)v;
 		neg->ptime_given = 1;
 	}
+	if (!mx || parse_uint(mx->a_value, 1000, &maxp) <= 0)
+		maxp = (unsigned long)neg->opus.maxptime;
+	/* What we send and answer: 10..60 ms in whole ticks, an Opus frame size, <= maxptime. */
+	neg->ptime = tl_sdp_ptime_fit(pick->id, neg->ptime, (int)maxp);
 }
 
 /* Fills *neg from the peer's description; media-level c= and direction win over session level. */
@@ -351,6 +374,9 @@ static int fill_neg(const struct sdp_pick *pick, const struct tl_sdp_local *loca
 	neg->pt = (uint8_t)pick->codec.pt;
 	neg->clock_rate = codec_rate(pick->id);
 	neg->te_pt = pick->has_te ? (int)pick->te.pt : -1;
+	neg->te_rate = pick->has_te ? (uint32_t)pick->te.rate : 8000;
+	if (pick->id == TL_CODEC_OPUS)
+		tl_sdp_opus_parse(pick->codec.fmtp, &neg->opus);
 	fill_ptime(pick, neg);
 	peer = dir_bits_of_attrs(pick->sdp->sdp_attributes, peer);
 	peer = dir_bits_of_attrs(m->m_attributes, peer);
@@ -407,8 +433,13 @@ static void write_audio(struct sdp_out *o, const struct sdp_pick *pick,
 		out_printf(o, " %u", pick->te.pt);
 	out_printf(o, "\r\n");
 	write_rtpmap(o, pick->codec.pt, pick->id);
+	if (pick->id == TL_CODEC_OPUS) {
+		char fmtp[128];
+		tl_sdp_opus_fmtp(fmtp, sizeof(fmtp), local->opus_rate);
+		out_printf(o, "a=fmtp:%u %s\r\n", pick->codec.pt, fmtp);
+	}
 	if (pick->has_te) {
-		out_printf(o, "a=rtpmap:%u telephone-event/8000\r\n", pick->te.pt);
+		out_printf(o, "a=rtpmap:%u telephone-event/%lu\r\n", pick->te.pt, pick->te.rate);
 		out_printf(o, "a=fmtp:%u %s\r\n", pick->te.pt,
 		           pick->te.fmtp && pick->te.fmtp[0] ? pick->te.fmtp : "0-16");
 	}
@@ -492,7 +523,7 @@ static int negotiate(su_home_t *home, const char *text, size_t len,
                      struct tl_sdp_media *neg, sdp_parser_t **parser)
 {
 	sdp_session_t *sdp = parse(home, text, len, parser);
-	int err = sdp ? pick_audio(sdp, local_codecs(local), pick) : -EPROTO;
+	int err = sdp ? pick_audio(sdp, local, local_codecs(local), pick) : -EPROTO;
 
 	return err ? err : fill_neg(pick, local, neg);
 }
@@ -548,16 +579,30 @@ int tl_sdp_offer(const struct tl_sdp_local *local, char *out, size_t size)
 		return -EINVAL;
 	if (!out || size == 0)
 		return -ENOSPC;
+	char fmtp[128];
+	enum tl_codec list[4];
+	int n = 0;
+
 	codecs = local_codecs(local);
+	/* Our preference order; without one, the enum's (PCMU, PCMA, G722, opus). */
+	for (int i = 0; i < 4 && local->order[i] != TL_CODEC_NONE; i++)
+		if (tl_sdp_pref_rank(local, codecs, local->order[i]) >= 0)
+			list[n++] = local->order[i];
+	for (id = TL_CODEC_PCMU; local->order[0] == TL_CODEC_NONE && id <= TL_CODEC_OPUS; id++)
+		if (codecs & (1u << id))
+			list[n++] = id;
 	write_head(&o, local);
 	out_printf(&o, "m=audio %u RTP/AVP", (unsigned)local->port);
-	for (id = TL_CODEC_PCMU; id <= TL_CODEC_OPUS; id++)
-		if (codecs & (1u << id))
-			out_printf(&o, " %u", pts[id]);
+	for (int i = 0; i < n; i++)
+		out_printf(&o, " %u", pts[list[i]]);
 	out_printf(&o, " 101\r\n");
-	for (id = TL_CODEC_PCMU; id <= TL_CODEC_OPUS; id++)
-		if (codecs & (1u << id))
-			write_rtpmap(&o, pts[id], id);
+	for (int i = 0; i < n; i++) {
+		write_rtpmap(&o, pts[list[i]], list[i]);
+		if (list[i] == TL_CODEC_OPUS) {
+			tl_sdp_opus_fmtp(fmtp, sizeof(fmtp), local->opus_rate);
+			out_printf(&o, "a=fmtp:%u %s\r\n", pts[list[i]], fmtp);
+		}
+	}
 	out_printf(&o, "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n");
 	out_printf(&o, "a=ptime:20\r\na=%s\r\n", dir_name(local->dir));
 	return out_finish(&o);

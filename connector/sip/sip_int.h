@@ -162,6 +162,8 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg);
 void tl_call_release_route(struct tl_call *call);
 /* call->local_addr: the address we put in c=. */
 void tl_call_pick_local_addr(struct tl_call *call, const sip_t *req);
+/* codec_pref.c: call->local's codec order and Opus rate, from the route (known by now). */
+void tl_call_pick_codecs(struct tl_call *call);
 /* First non-loopback IPv4 address of this host ("127.0.0.1" when there is none). */
 void tl_call_host_addr(char *out, size_t size);
 /* The SDP body of req (application/sdp, or the SDP part of a multipart body), or NULL. */

@@ -12,9 +12,11 @@
 #include <jansson.h>
 
 #include "trunkline/err.h"
+#include "trunkline/sdp.h"
 #include "trunkline/tone.h"
 
 #define TL_CONFIG_MAX_LISTEN 8
+#define TL_CONFIG_CODECS     4 /* codecs we know: the longest preference list */
 
 /* Size caps of the files read (config.json always; rules.json unless rules_max_bytes says
  * otherwise), and the default route limit (rules_max_routes). */
@@ -73,6 +75,9 @@ struct tl_config {
 	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
 	int rtp_strict;          /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
 	int rtp_relearn_ms;      /* learn the RTP source again after this much silence, 5000 */
+	/* media.codecs: preference, best first, TL_CODEC_NONE after the last; all NONE: by the
+	 * agent (wideband first for a 16/24 kHz native agent, G.711 first otherwise). */
+	enum tl_codec codecs[TL_CONFIG_CODECS];
 	int shutdown_timeout_ms; /* default 30000 */
 	char *rules_path;        /* resolved: relative paths are relative to the config file */
 	int rules_max_bytes;     /* rules file size cap, default TL_RULES_MAX_BYTES */

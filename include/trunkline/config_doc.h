@@ -64,6 +64,11 @@ int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const cha
  * release. */
 int tl_config_load_ops(const struct tl_config_doc *doc, struct tl_config *cfg);
 void tl_config_free_ops(struct tl_config *cfg);
+/* Codec preference list member key of obj (at path): an array of distinct names of "opus",
+ * "G722", "PCMU", "PCMA" (any case), best first. Absent leaves out alone; out gets the list,
+ * the rest TL_CODEC_NONE. (codecs.c) */
+int tl_config_doc_codecs(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                         const char *key, enum tl_codec out[TL_CONFIG_CODECS]);
 
 /* route.c: compiles routes[index] (obj at path, already checked for shape by rules.c) into
  * *r, which the caller zeroed. Errors point at the offending value. */

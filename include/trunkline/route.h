@@ -44,6 +44,8 @@ struct tl_route {
 	int reject;                   /* TL_ROUTE_REJECT: 400..699; else 0 */
 	int max_calls;                /* "match"."max_calls"; 0 = no limit */
 	json_t *params;               /* route "params", string map, never NULL */
+	enum tl_codec
+	    codecs[TL_CONFIG_CODECS]; /* "codecs": preference; all TL_CODEC_NONE = media.codecs */
 	struct tl_route_match *match; /* NULL: matches every call */
 };
 

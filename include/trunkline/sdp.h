@@ -30,6 +30,23 @@ struct tl_sdp_local {
 	uint64_t sess_version; /* o= version: the caller bumps it when the body changes */
 	unsigned codecs;       /* bit (1u << enum tl_codec) per codec we accept; 0 = PCMU|PCMA */
 	enum tl_sdp_dir dir;   /* direction we want (sendrecv normally) */
+	/* Preference, best first, up to TL_CODEC_NONE: an answer takes the first of these the
+	 * offer has (whatever the offer's order), our offer lists them in this order. All
+	 * TL_CODEC_NONE: every codec of `codecs`, in the offer's order. */
+	enum tl_codec order[4];
+	int g711_tie;  /* PCMU and PCMA rank alike in order: the offer's order picks between them */
+	int opus_rate; /* the rate we decode Opus at: our fmtp maxplaybackrate; 0 = 48000 */
+};
+
+/* Opus fmtp parameters (RFC 7587 §6.1) the peer gave for its payload type; 0 when absent. */
+struct tl_sdp_opus {
+	int maxplaybackrate;      /* what the peer can play: caps the band we code */
+	int sprop_maxcapturerate; /* what the peer captures (informative) */
+	int stereo;               /* the peer would take stereo (we send mono: allowed) */
+	int useinbandfec;         /* the peer decodes FEC: we code it */
+	int usedtx;               /* the peer wants DTX */
+	int maxaveragebitrate;    /* bits/s we may send at most */
+	int maxptime;             /* ms */
 };
 
 /* The negotiated result. */
@@ -38,13 +55,15 @@ struct tl_sdp_media {
 	uint16_t remote_port;
 	int remote_ipv6; /* 1 when remote_addr is IPv6 */
 	enum tl_codec codec;
-	uint8_t pt;          /* payload type of codec, as the offer numbered it */
-	uint32_t clock_rate; /* RTP clock rate of codec */
-	int te_pt;           /* telephone-event payload type, or -1 */
-	int ptime;           /* ms; the offer's a=ptime, else 20 */
-	int ptime_given;     /* 1 when the offer had a=ptime */
-	enum tl_sdp_dir dir; /* OUR direction: sendonly offer -> we are recvonly */
-	int hold;            /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	uint8_t pt;              /* payload type of codec, as the offer numbered it */
+	uint32_t clock_rate;     /* RTP clock rate of codec */
+	int te_pt;               /* telephone-event payload type, or -1 */
+	uint32_t te_rate;        /* its clock: 8000, or 48000 (Opus, when the offer has it) */
+	int ptime;               /* ms; the offer's a=ptime, else 20 */
+	int ptime_given;         /* 1 when the offer had a=ptime */
+	enum tl_sdp_dir dir;     /* OUR direction: sendonly offer -> we are recvonly */
+	int hold;                /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	struct tl_sdp_opus opus; /* codec TL_CODEC_OPUS: the peer's fmtp */
 };
 
 /* Answers offer (len bytes). Writes the answer into out (NUL-terminated) and the result into

@@ -61,6 +61,8 @@ struct tl_ws_conn_params {
 	const char *account_sid;        /* copied: Twilio accountSid; NULL: a placeholder */
 	const char *meta_json;          /* copied: the call metadata, a JSON object */
 	struct tl_media_stream *stream; /* the connection takes its own reference */
+	const char *codec; /* static string: the caller's codec, named in the native `start`;
+	                    * NULL when not negotiated yet (delayed offer) */
 };
 
 /* Starts connecting (asynchronous): OPEN or FAILED follows. Control thread. Returns 0, or

@@ -14,6 +14,11 @@
  * (utime+stime of the process and of each of its threads, VmRSS) and /proc/stat (machine busy),
  * and writes everything as one JSON object (--out, or stdout).
  *
+ * --codec g722|opus places G.722 (pt 9) or Opus (pt 111, 48 kHz clock) calls instead: one second
+ * of a 1 kHz tone is encoded once at start-up (spandsp, libopus) and replayed by every call.
+ * trunkline transcodes those, so the echo carries no marker: loss and round trip are not
+ * measured for them (CPU, RSS, set-up and packet counts are).
+ *
  * Everything is bounded: each phase has a deadline, the whole run ends by itself. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,6 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <math.h>
+#include <opus/opus.h>
+#include <spandsp/telephony.h>
+#include <spandsp/g722.h>
+
 #define MAGIC          0x544c424eu /* "TLBN" */
 #define PAYLOAD        160
 #define RTP_HDR        12
@@ -43,6 +53,9 @@
 #define MAX_THREADS    64
 #define SIP_RETRANS_NS 500000000LL
 #define SIP_MAX_TRIES  7
+#define WB_FRAMES      50 /* one second of pre-encoded audio, replayed */
+
+enum codec { CODEC_PCMU, CODEC_G722, CODEC_OPUS };
 
 enum cstate { C_IDLE, C_INVITING, C_UP, C_BYE, C_DONE, C_FAILED };
 
@@ -94,6 +107,9 @@ static struct {
 	int ncalls, rate, slots, nsocks, media_base, sip_port;
 	double warmup_s, measure_s, drain_s;
 	const char *out_path;
+	enum codec codec;
+	uint8_t wb[WB_FRAMES][PAYLOAD]; /* --codec g722|opus: the frames every call replays */
+	size_t wb_len[WB_FRAMES];
 	struct pidmon pids[MAX_PIDS];
 	int npids;
 
@@ -289,12 +305,20 @@ static void send_invite(int i, int retrans)
 	char sdp[512], msg[2048];
 	int sl, ml;
 
+	static const char *const maps[] = {
+	    "m=audio %u RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n",
+	    "m=audio %u RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n",
+	    "m=audio %u RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n"
+	    "a=fmtp:111 maxplaybackrate=16000; useinbandfec=1\r\n"};
+	char m[160];
+
+	snprintf(m, sizeof(m), maps[g.codec], g.rtp_port[c->sock]);
 	sl = snprintf(sdp, sizeof(sdp),
 	              "v=0\r\no=- %d 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-	              "m=audio %u RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+	              "%s"
 	              "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
 	              "a=sendrecv\r\n",
-	              i + 1, g.rtp_port[c->sock]);
+	              i + 1, m);
 	ml = snprintf(msg, sizeof(msg),
 	              "INVITE sip:bench@%s:%d SIP/2.0\r\n"
 	              "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-lg%u-%d-1;rport\r\n"
@@ -585,12 +609,20 @@ static void send_slot(int slot, int measuring)
 		put32(p + 4, htonl(c->rtp_ts));
 		put32(p + 8, htonl(c->ssrc));
 		uint8_t *pl = p + RTP_HDR;
+		size_t len = PAYLOAD;
+		if (g.codec != CODEC_PCMU) {
+			p[1] = g.codec == CODEC_G722 ? 9 : 111;
+			len = g.wb_len[c->seq % WB_FRAMES];
+			memcpy(pl, g.wb[c->seq % WB_FRAMES], len);
+			goto filled;
+		}
 		put32(pl, MAGIC);
 		put32(pl + 4, (uint32_t)i);
 		put32(pl + 8, c->seq);
 		memcpy(pl + 12, &now, 8);
 		for (int j = 20; j < PAYLOAD; j++)
 			pl[j] = tone[j & 7];
+	filled:
 		if (measuring && !c->meas_open) {
 			c->meas_open = 1;
 			c->meas_first = c->seq;
@@ -601,10 +633,11 @@ static void send_slot(int slot, int measuring)
 		}
 		c->seq++;
 		c->rtp_seq++;
-		c->rtp_ts += 160;
+		c->rtp_ts +=
+		    g.codec == CODEC_OPUS ? 960 : 160; /* RFC 7587: Opus's clock is 48 kHz */
 		g.tx_total++;
 		tx.iov[s][k].iov_base = p;
-		tx.iov[s][k].iov_len = PKT_LEN;
+		tx.iov[s][k].iov_len = RTP_HDR + len;
 		memset(&tx.msgs[s][k].msg_hdr, 0, sizeof(tx.msgs[s][k].msg_hdr));
 		tx.msgs[s][k].msg_hdr.msg_iov = &tx.iov[s][k];
 		tx.msgs[s][k].msg_hdr.msg_iovlen = 1;
@@ -736,13 +769,50 @@ static void epoll_add(int fd, uint64_t tag)
 		die("epoll_ctl");
 }
 
+/* --codec g722|opus: one second of a 1 kHz tone (its level stepping every 100 ms, as speech
+ * would: libopus then keeps coding FEC), encoded once. */
+static void encode_frames(void)
+{
+	int16_t pcm[320];
+	int err = 0;
+	g722_encode_state_t *ge = NULL;
+	OpusEncoder *oe = NULL;
+
+	if (g.codec == CODEC_G722)
+		ge = g722_encode_init(NULL, 64000, 0);
+	else {
+		oe = opus_encoder_create(16000, 1, OPUS_APPLICATION_VOIP, &err);
+		if (oe) {
+			opus_encoder_ctl(oe, OPUS_SET_BITRATE(32000));
+			opus_encoder_ctl(oe, OPUS_SET_INBAND_FEC(1));
+			opus_encoder_ctl(oe, OPUS_SET_PACKET_LOSS_PERC(10));
+		}
+	}
+	if (!ge && !oe)
+		die("codec init");
+	for (int f = 0; f < WB_FRAMES; f++) {
+		double amp = (f / 5) % 2 ? 3200.0 : 8000.0;
+		for (int i = 0; i < 320; i++)
+			pcm[i] = (int16_t)(amp * sin(2 * M_PI * 1000.0 * (f * 320 + i) / 16000.0));
+		int n = ge ? g722_encode(ge, g.wb[f], pcm, 320)
+		           : opus_encode(oe, pcm, 320, g.wb[f], PAYLOAD);
+		if (n <= 0)
+			die("encode");
+		g.wb_len[f] = (size_t)n;
+	}
+	if (ge)
+		g722_encode_free(ge);
+	opus_encoder_destroy(oe);
+}
+
 static void usage(void)
 {
 	fprintf(
 	    stderr,
 	    "usage: loadgen --target IP:PORT --calls N [--rate CPS] [--warmup S] [--measure S]\n"
 	    "               [--drain S] [--slots K] [--sockets K] [--media-base PORT]\n"
-	    "               [--sip-port PORT] [--pid NAME=PID]... [--out FILE]\n");
+	    "               [--sip-port PORT] [--pid NAME=PID]... [--out FILE]\n"
+	    "               [--codec pcmu|g722|opus]\n");
 	exit(2);
 }
 
@@ -793,7 +863,16 @@ static void parse_args(int argc, char **argv)
 			g.sip_port = atoi(v);
 		else if (!strcmp(a, "--out"))
 			g.out_path = v;
-		else if (!strcmp(a, "--pid")) {
+		else if (!strcmp(a, "--codec")) {
+			if (!strcmp(v, "pcmu"))
+				g.codec = CODEC_PCMU;
+			else if (!strcmp(v, "g722"))
+				g.codec = CODEC_G722;
+			else if (!strcmp(v, "opus"))
+				g.codec = CODEC_OPUS;
+			else
+				usage();
+		} else if (!strcmp(a, "--pid")) {
 			const char *eq = strchr(v, '=');
 			if (!eq || g.npids == MAX_PIDS)
 				usage();
@@ -839,6 +918,8 @@ static void print_proc(FILE *f)
 int main(int argc, char **argv)
 {
 	parse_args(argc, argv);
+	if (g.codec != CODEC_PCMU)
+		encode_frames();
 	g.pid = (uint32_t)getpid();
 	g.calls = calloc((size_t)g.ncalls, sizeof(*g.calls));
 	if (!g.calls)
@@ -1036,12 +1117,16 @@ int main(int argc, char **argv)
 		die("open --out");
 	double loss = sent_meas ? 1.0 - (double)rx_meas / (double)sent_meas : 1.0;
 	fprintf(f,
-	        "{\"calls\":%d,\"established\":%d,\"failed\":%d,\"dut_byes\":%d,\"byes_done\":%d,"
+	        "{\"codec\":\"%s\",\"calls\":%d,\"established\":%d,\"failed\":%d,\"dut_byes\":%d,"
+	        "\"byes_done\":%d,"
 	        "\"invite_retrans\":%d,\"window_s\":%.3f,\"sent_window\":%" PRIu64
 	        ",\"received_window\":%" PRIu64 ",\"loss\":%.6f,\"calls_with_loss\":%d,"
 	        "\"tx_total\":%" PRIu64 ",\"rx_total\":%" PRIu64 ",\"rx_filler\":%" PRIu64
 	        ",\"rx_dup\":%" PRIu64 ",\"rx_unknown\":%" PRIu64 ",\"rx_rtcp\":%" PRIu64
 	        ",\"tx_errors\":%" PRIu64 ",",
+	        g.codec == CODEC_G722   ? "g722"
+	        : g.codec == CODEC_OPUS ? "opus"
+	                                : "pcmu",
 	        g.ncalls, g.established, g.failed, g.dut_byes, g.byes_done, g.invites_retrans,
 	        g.window_s, sent_meas, rx_meas, loss, calls_with_loss, g.tx_total, rx_total, filler,
 	        dup, g.rx_unknown, g.rx_rtcp, g.tx_errors);

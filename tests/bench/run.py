@@ -7,7 +7,10 @@ Writes results/<stamp>.json and results/<stamp>.md (and results/latest.*).
 
 usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000]
               [--step 200] [--max-n 2400] [--only trunkline|floor] [--budget-s 840]
-              [--mark-flood N]
+              [--mark-flood N] [--codecs pcmu,g722,opus]
+--codecs: trunkline also runs with G.722 and/or Opus callers (the generator replays frames
+encoded once; trunkline transcodes them for the Twilio-dialect echo agent, so loss and round
+trip are not measured for them: "n/a"). The floor speaks PCMU only.
 Not part of the test suite."""
 import argparse
 import json
@@ -47,7 +50,9 @@ def build():
     sh(["make", "-C", BUILD, "-j2", "trunkline", "tl-echo-agent"], stdout=log,
        stderr=subprocess.STDOUT)
     for tool in ("loadgen", "floor", "tap"):
-        sh(["cc"] + CFLAGS + ["-o", os.path.join(BUILD, tool), os.path.join(HERE, tool + ".c")])
+        libs = ["-lspandsp", "-lopus", "-lm"] if tool == "loadgen" else []
+        sh(["cc"] + CFLAGS + ["-o", os.path.join(BUILD, tool), os.path.join(HERE, tool + ".c")]
+           + libs)
 
 
 class Proc:
@@ -155,8 +160,11 @@ class Scraper:
         return {"ok": self.ok, "failed": self.failed, "bytes": self.bytes}
 
 
-def step(kind, n, args, tap=False):
-    d = tempfile.mkdtemp(prefix=f"tl-bench-{kind}-{n}-")
+def step(label, n, args, tap=False):
+    """label: "trunkline", "floor", or "trunkline:g722" / "trunkline:opus" (the callers' codec)."""
+    kind, _, codec = label.partition(":")
+    codec = codec or "pcmu"
+    d = tempfile.mkdtemp(prefix=f"tl-bench-{kind}-{codec}-{n}-")
     agent = dut = flooder = flood_call = scraper = None
     try:
         agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
@@ -175,7 +183,8 @@ def step(kind, n, args, tap=False):
         lg_argv = [os.path.join(BUILD, "loadgen"), "--target", f"127.0.0.1:{SIP_PORT}",
                    "--calls", str(n), "--rate", str(args.rate), "--warmup", str(args.warmup),
                    "--measure", str(args.measure), "--pid", f"dut={dut.pid}",
-                   "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out]
+                   "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out,
+                   "--codec", codec]
         limit = n / args.rate + args.warmup + args.measure + 60
         tap_out = os.path.join(d, "tap.json")
         with open(os.path.join(d, "loadgen.log"), "w") as lf:
@@ -194,7 +203,7 @@ def step(kind, n, args, tap=False):
                 raise RuntimeError(f"loadgen did not finish in {limit:.0f} s")
         with open(out) as f:
             r = json.load(f)
-        r["dut"] = kind
+        r["dut"] = label
         if scraper:
             r["scrapes"] = scraper.stop()
         if tap and os.path.exists(tap_out):
@@ -236,7 +245,8 @@ def derive(r):
         "machine_busy_pct": r["machine_busy_pct"],
         # busy share of the 2-core machine not explained by DUT + agent + generator
         "other_busy_pct": r["machine_busy_pct"] - ours / (os.cpu_count() or 1),
-        "loss_pct": r["loss"] * 100,
+        # transcoded callers' echoes carry no marker: no loss or round trip for them
+        "loss_pct": r["loss"] * 100 if r.get("codec", "pcmu") == "pcmu" else None,
         "rtt_p50_ms": r["rtt_us"].get("p50", 0) / 1000,
         "rtt_p99_ms": r["rtt_us"].get("p99", 0) / 1000,
         "setup_p50_ms": r["setup_us"].get("p50", 0) / 1000,
@@ -261,7 +271,8 @@ def table(results):
         x = r["derived"]
         th = " ".join(f"{c}:{p:.0f}" for c, p in x["threads"] if p >= 0.5)
         lines.append(
-            f"| {r['dut']} | {r['calls']} | {r['established']} | {x['loss_pct']:.3f} | "
+            f"| {r['dut']} | {r['calls']} | {r['established']} | "
+            f"{'n/a' if x['loss_pct'] is None else format(x['loss_pct'], '.3f')} | "
             f"{x['cpu_pct']:.1f} | {x['cpu_per_call_pct']:.3f} | {x['us_per_packet']:.2f} | "
             f"{x['rss_per_call_kib']:.1f} | {x['machine_busy_pct']:.0f} | "
             f"{x['other_busy_pct']:.0f} | {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} | "
@@ -287,6 +298,8 @@ def main():
     ap.add_argument("--tag", default="")
     ap.add_argument("--mark-flood", type=int, default=0,
                     help="with trunkline, one more call whose agent sends N mark/clear a second")
+    ap.add_argument("--codecs", default="pcmu",
+                    help="callers' codecs for trunkline: pcmu, g722, opus (comma-separated)")
     ap.add_argument("--tap-ns", default="100,500",
                     help="N values of the packet-tap latency pass ('' for none)")
     ap.add_argument("--scrape-metrics", action="store_true",
@@ -298,10 +311,16 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S") + (("-" + args.tag) if args.tag else "")
     kinds = [args.only] if args.only else ["trunkline", "floor"]
+    if "trunkline" in kinds:  # trunkline first with each codec, then the floor
+        extra = [f"trunkline:{c}" for c in args.codecs.split(",") if c and c != "pcmu"]
+        kinds = kinds[:1] + extra + kinds[1:] if kinds[0] == "trunkline" else kinds + extra
+        if "pcmu" not in args.codecs.split(","):
+            kinds.remove("trunkline")
     done = {k: False for k in kinds}
     results = []
     ladder = [int(x) for x in args.ladder.split(",")]
     meta = {"stamp": stamp, "workers": args.workers, "measure_s": args.measure,
+            "codecs": args.codecs,
             "warmup_s": args.warmup, "rate": args.rate, "cpus": os.cpu_count(),
             "uname": os.uname().release, "loss_limit": LOSS_LIMIT,
             "mark_flood": args.mark_flood}
@@ -326,12 +345,13 @@ def main():
                 continue
             results.append(r)
             x = r["derived"]
-            print(f"   loss {x['loss_pct']:.3f}% cpu {x['cpu_pct']:.1f}% "
+            print(f"   loss {x['loss_pct']}% cpu {x['cpu_pct']:.1f}% "
                   f"us/pkt {x['us_per_packet']:.2f} rss/call {x['rss_per_call_kib']:.1f} KiB "
                   f"rtt {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} ms setup "
                   f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} ms busy "
                   f"{x['machine_busy_pct']:.0f}% threads {x['threads']}", flush=True)
-            if i >= len(ladder) - 1 and (r["loss"] > LOSS_LIMIT or r["established"] < n):
+            lossy = x["loss_pct"] is not None and r["loss"] > LOSS_LIMIT
+            if i >= len(ladder) - 1 and (lossy or r["established"] < n):
                 done[k] = True
         if all(done.values()):
             break
@@ -341,7 +361,7 @@ def main():
             break
     taps = []
     for n in [int(x) for x in args.tap_ns.split(",") if x]:
-        for k in kinds:
+        for k in [k for k in kinds if ":" not in k]:  # the tap matches markers: PCMU only
             if time.time() - t0 + n / args.rate + args.warmup + args.measure + 8 > args.budget_s:
                 print(f"-- time budget reached before the tap pass {k} N={n}", flush=True)
                 continue

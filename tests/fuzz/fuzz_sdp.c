@@ -1,7 +1,8 @@
 /* SDP offer/answer (connector/sip/sdp.c) on arbitrary bytes: tl_sdp_answer with a roomy and a tight
  * output buffer, and tl_sdp_read_answer, under two local setups (IPv4 PCMU/PCMA, IPv6 with
- * every codec and recvonly). Sofia's parser allocates on a su_home, so leaks show as ASan leak
- * reports; Sofia 1.12.11's endless loop on some m= lines (the m_lines_ok guard) as a timeout. */
+ * every codec in a preference order, Opus first, and recvonly). Sofia's parser allocates on a
+ * su_home, so leaks show as ASan leak reports; Sofia 1.12.11's endless loop on some m= lines (the
+ * m_lines_ok guard) as a timeout. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -13,7 +14,11 @@ static void check_neg(const struct tl_sdp_media *neg)
 	FUZZ_CHECK(neg->codec >= TL_CODEC_PCMU && neg->codec <= TL_CODEC_OPUS);
 	FUZZ_CHECK(neg->pt <= 127);
 	FUZZ_CHECK(neg->te_pt >= -1 && neg->te_pt <= 127);
-	FUZZ_CHECK(neg->ptime > 0 && neg->ptime <= 1000);
+	/* What we send: 10..60 ms in whole ticks (trunkline/sdp.h); Opus fmtp values in range. */
+	FUZZ_CHECK(neg->ptime >= 10 && neg->ptime <= 60 && neg->ptime % 10 == 0);
+	FUZZ_CHECK(neg->opus.maxaveragebitrate == 0 ||
+	           (neg->opus.maxaveragebitrate >= 6000 && neg->opus.maxaveragebitrate <= 510000));
+	FUZZ_CHECK(neg->opus.maxplaybackrate >= 0 && neg->opus.maxptime >= 0);
 	FUZZ_CHECK(neg->dir >= TL_SDP_SENDRECV && neg->dir <= TL_SDP_INACTIVE);
 }
 
@@ -46,14 +51,22 @@ static void one(const char *text, size_t len, const struct tl_sdp_local *local, 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct tl_sdp_local v4 = {"203.0.113.5", 20000, 1, 1, 0, TL_SDP_SENDRECV};
-	const struct tl_sdp_local v6 = {"2001:db8::5",
-	                                20002,
-	                                2,
-	                                3,
-	                                (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA) |
-	                                    (1u << TL_CODEC_G722) | (1u << TL_CODEC_OPUS),
-	                                TL_SDP_RECVONLY};
+	const struct tl_sdp_local v4 = {.addr = "203.0.113.5",
+	                                .port = 20000,
+	                                .sess_id = 1,
+	                                .sess_version = 1,
+	                                .codecs = 0,
+	                                .dir = TL_SDP_SENDRECV};
+	const struct tl_sdp_local v6 = {
+	    .addr = "2001:db8::5",
+	    .port = 20002,
+	    .sess_id = 2,
+	    .sess_version = 3,
+	    .codecs = (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA) | (1u << TL_CODEC_G722) |
+	              (1u << TL_CODEC_OPUS),
+	    .dir = TL_SDP_RECVONLY,
+	    .order = {TL_CODEC_OPUS, TL_CODEC_G722, TL_CODEC_PCMU, TL_CODEC_PCMA},
+	    .opus_rate = 16000};
 	size_t tight = 1 + (size % 511);
 
 	one((const char *)data, size, &v4, tight);

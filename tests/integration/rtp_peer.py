@@ -6,7 +6,9 @@ the moment it knows our address), then answers that packet's source (symmetric R
 20 ms G.711 packet per tick, paced on time.monotonic, following a plan: tone frames (1 kHz),
 silence, RFC 4733 telephone-events. Every packet it receives is recorded with its kernel
 arrival time (SO_TIMESTAMPNS), so pacing is measured without Python's scheduling noise.
-Everything is bounded by max_s. Standard library only."""
+Everything is bounded by max_s. G.711 is the standard library's; G.722 and Opus (wb_codecs.py)
+go through ctypes to spandsp and libopus, at 16 kHz, with a tone of any frequency (tone_hz) and,
+for the FEC test, packets dropped on purpose (loss_every)."""
 import math
 import select
 import socket
@@ -19,7 +21,7 @@ RATE = 8000
 FRAME = 160  # samples per 20 ms
 TONE_HZ = 1000.0
 DTMF_CHARS = "0123456789*#ABCD"
-PT = {"PCMU": 0, "PCMA": 8}
+PT = {"PCMU": 0, "PCMA": 8, "G722": 9, "opus": 111}
 
 
 # ---- G.711 ----
@@ -128,10 +130,30 @@ def digits(ds, gap=10, fill="tone"):
 
 
 class RtpPeer:
-    def __init__(self, codec="PCMU", plan=(), max_s=10.0, te_pt=101, idle_end_s=0.6):
+    def __init__(self, codec="PCMU", plan=(), max_s=10.0, te_pt=101, idle_end_s=0.6,
+                 tone_hz=TONE_HZ, loss_every=0, opus_fec=False, rx_ptime=20, tone_steps=False):
         assert codec in PT
         self.codec = codec
         self.pt = PT[codec]
+        self.wb = None
+        self.rate, self.frame, self.tone_hz = RATE, FRAME, tone_hz
+        if codec in ("G722", "opus"):
+            import wb_codecs
+            self.wb = wb_codecs.G722() if codec == "G722" else wb_codecs.Opus(16000, opus_fec)
+            self.rate = self.wb.rate
+            self.frame = self.rate // 50
+        self.ticks = self.wb.clock // 50 if self.wb else FRAME  # RTP ticks per 20 ms we send
+        # RTP ticks between trunkline's packets (its ptime)
+        self.rx_ticks = (self.wb.clock if self.wb else RATE) * rx_ptime // 1000
+        self.loss_every = loss_every
+        self.dropped = []  # seq numbers not sent on purpose
+        self._phase = 0.0
+        # tone_steps: the tone's level steps between full and 40 % every 100 ms. libopus codes
+        # FEC only while its voice activity detector hears something changing: for a steady
+        # tone it stops after about 0.7 s.
+        self.tone_steps = tone_steps
+        self._tone_k = 0
+        self._decoded = None
         self.te_pt = te_pt
         self.plan = list(plan)
         self.max_s = max_s
@@ -234,7 +256,17 @@ class RtpPeer:
             return bytes([0x80, (0x80 if first else 0) | self.te_pt]) + struct.pack(
                 "!HII", seq, self._ev_ts, self.ssrc) + payload
         self._ev_ts = None
-        payload = self._tone if step[0] == "tone" else self._silence
+        if self.wb:
+            pcm = [0] * self.frame
+            if step[0] == "tone":
+                w = 2 * math.pi * self.tone_hz / self.rate
+                amp = 3200.0 if self.tone_steps and (self._tone_k // 5) % 2 else 8000.0
+                self._tone_k += 1
+                pcm = [amp * math.sin(self._phase + w * i) for i in range(self.frame)]
+                self._phase = (self._phase + w * self.frame) % (2 * math.pi)
+            payload = self.wb.encode(pcm)
+        else:
+            payload = self._tone if step[0] == "tone" else self._silence
         return bytes([0x80, self.pt]) + struct.pack("!HII", seq, ts, self.ssrc) + payload
 
     def _run(self):
@@ -265,10 +297,15 @@ class RtpPeer:
                     step = self.plan[k] if k < len(self.plan) else ("silence",)
                     if step[0] == "tone" and self.first_tone_sent is None:
                         self.first_tone_sent = time.monotonic()
-                    self.sock.sendto(self._packet(step, seq, ts), self.remote)
-                    self.sent += 1
+                    pkt = self._packet(step, seq, ts)
+                    if (self.loss_every and step[0] == "tone" and
+                            k % self.loss_every == self.loss_every // 2):
+                        self.dropped.append(seq)  # lost on the way: encoded, not sent
+                    else:
+                        self.sock.sendto(pkt, self.remote)
+                        self.sent += 1
                     seq = (seq + 1) & 0xFFFF
-                    ts = (ts + FRAME) & 0xFFFFFFFF
+                    ts = (ts + self.ticks) & 0xFFFFFFFF
                     k += 1
                     continue
                 wait = due - now
@@ -282,15 +319,27 @@ class RtpPeer:
     def audio(self):
         return [p for p in self.received if p["pt"] == self.pt]
 
+    def decoded(self):
+        """(packet, pcm) for every received audio packet, decoded in arrival order once (G.722
+        and Opus decoders keep state from packet to packet)."""
+        if self._decoded is None:
+            self._decoded = [(p, self.wb.decode(p["payload"]) if self.wb
+                              else decode(self.codec, p["payload"])) for p in self.audio()]
+        return self._decoded
+
+    def ratios(self):
+        """Tone share of every received audio packet, in order."""
+        return [tone_ratio(pcm, self.rate, self.tone_hz) for _p, pcm in self.decoded()]
+
     def tone_frames(self, threshold=0.5):
-        """Received audio packets in which the 1 kHz tone holds most of the energy."""
-        return sum(1 for p in self.audio() if tone_ratio(decode(self.codec, p["payload"])) > threshold)
+        """Received audio packets in which the test tone holds most of the energy."""
+        return sum(1 for r in self.ratios() if r > threshold)
 
     def echo_delay_ms(self, threshold=0.5):
         """From sending the first tone frame to receiving the first one back (Python clocks on
         both ends), in ms; None when no tone came back."""
-        for p in self.audio():
-            if tone_ratio(decode(self.codec, p["payload"])) > threshold:
+        for (p, _pcm), r in zip(self.decoded(), self.ratios()):
+            if r > threshold:
                 if self.first_tone_sent is None:
                     return None
                 return (p["mono"] - self.first_tone_sent) * 1000.0
@@ -309,7 +358,7 @@ class RtpPeer:
 
     def stream_errors(self):
         """Sequence and timestamp faults in what trunkline sent: seq must step by 1; audio
-        timestamps by 160 per packet (DTMF packets take seq numbers and ticks too); one SSRC."""
+        timestamps by rx_ticks per packet (160 for 20 ms of G.711 or G.722, 960 for Opus) (DTMF packets take seq numbers and ticks too); one SSRC."""
         errs = []
         pkts = self.received
         if not pkts:
@@ -323,7 +372,7 @@ class RtpPeer:
         aud = [p for p in pkts if p["pt"] != self.te_pt]
         for a, b in zip(aud, aud[1:]):
             gap = (b["seq"] - a["seq"]) & 0xFFFF
-            if (b["ts"] - a["ts"]) & 0xFFFFFFFF != FRAME * gap:
+            if (b["ts"] - a["ts"]) & 0xFFFFFFFF != self.rx_ticks * gap:
                 errs.append(f"ts {a['ts']} -> {b['ts']} over {gap} packet(s) "
                             f"(seq {a['seq']} -> {b['seq']})")
         bad_pt = {p["pt"] for p in pkts} - {self.pt, self.te_pt}

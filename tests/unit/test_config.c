@@ -77,7 +77,8 @@ static const char full_config[] =
     "    \"max_calls\": 50\n"
     "  },\n"
     "  \"media\": {\"address\": \"10.0.0.2\", \"public_address\": \"203.0.113.7\",\n"
-    "            \"port_min\": 40000, \"port_max\": 40001, \"reorder_ms\": 0},\n"
+    "            \"port_min\": 40000, \"port_max\": 40001, \"reorder_ms\": 0,\n"
+    "            \"codecs\": [\"G722\", \"pcmu\"]},\n"
     "  \"rules\": \"sub/r.json\",\n"
     "  \"shutdown_timeout_ms\": 0\n"
     "}\n";
@@ -114,6 +115,9 @@ static void test_full(void)
 	TL_CHECK_INT(cfg->port_min, 40000);
 	TL_CHECK_INT(cfg->port_max, 40001);
 	TL_CHECK_INT(cfg->reorder_ms, 0);
+	TL_CHECK_INT(cfg->codecs[0], TL_CODEC_G722);
+	TL_CHECK_INT(cfg->codecs[1], TL_CODEC_PCMU);
+	TL_CHECK_INT(cfg->codecs[2], TL_CODEC_NONE);
 	TL_CHECK_INT(cfg->shutdown_timeout_ms, 0);
 	snprintf(want, sizeof(want), "%s/sub/r.json", tl_test_dir);
 	TL_CHECK_STR(cfg->rules_path, want);
@@ -208,6 +212,16 @@ static void test_config_errors(void)
 	           "\"address\" must not be empty");
 	expect_err("{\"rules\": \"rules.json\", \"media\": [1]}", NULL, c, 1, 34,
 	           "expected an object");
+	expect_err("{\"rules\": \"rules.json\",\n \"media\": {\"codecs\": [\"opus\", \"G729\"]}}",
+	           NULL, c, 2, 31, "unknown codec");
+	expect_err("{\"rules\": \"rules.json\",\n \"media\": {\"codecs\": [\"PCMA\", \"pcma\"]}}",
+	           NULL, c, 2, 31, "codec listed twice");
+	expect_err("{\"rules\": \"rules.json\",\n \"media\": {\"codecs\": []}}", NULL, c, 2, 22,
+	           "non-empty array");
+	expect_err("{\"rules\": \"rules.json\"}",
+	           "{\"agents\": {\"a\": {\"url\": \"ws://h/\"}},\n"
+	           "\"routes\": [{\"agent\": \"a\", \"codecs\": [\"G722\", 9]}]}",
+	           "rules.json", 2, 46, "unknown codec");
 	expect_err("{\"rules\": 7}", NULL, c, 1, 11, "expected a string");
 	expect_err("{\n  \"sip\": {}\n}", NULL, c, 1, 1, "missing required key \"rules\"");
 	expect_err("[\"rules\"]", NULL, c, 1, 1, "expected an object");

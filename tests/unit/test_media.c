@@ -2,6 +2,7 @@
  * one engine (1 worker). Uplink µ-law passthrough, A-law and L16 16 kHz conversion, reordering,
  * concealment and duplicates; downlink pacing, marks, clear, playout bound; RFC 4733 both ways;
  * symmetric RTP (NAT learning), hold, RTCP, and the stream lifecycle. Every wait is bounded. */
+#include "trunkline/codec.h"
 #include "trunkline/g711.h"
 #include "trunkline/media.h"
 #include "trunkline/rtp.h"
@@ -1259,6 +1260,73 @@ static void test_ringback(void)
 	call_close(c);
 }
 
+/* A re-INVITE from PCMU to G.722: the stream's codec path changes with the update, and a 6 kHz
+ * tone (beyond G.711) goes both ways at 16 kHz. The test side codes G.722 with the codec layer. */
+static void test_codec_switch(void)
+{
+	struct opts o = {.codec = TL_CODEC_PCMU,
+	                 .pt = 0,
+	                 .te_pt = 101,
+	                 .fmt = TL_MEDIA_AGENT_L16,
+	                 .rate = 16000};
+	struct call *c = call_open(engine, &o);
+	struct tl_codec_params gp = {.codec = TL_CODEC_G722};
+	struct tl_codec_ctx *enc = NULL, *dec = NULL;
+	static uint8_t ulaw[160];
+	static int16_t tone16[16000 / 5]; /* 200 ms */
+	int16_t pcm[960];
+	uint8_t g722[160];
+	struct tl_media_event ev;
+	struct pkt p;
+	struct tl_sdp_media sdp;
+	int got = 0, toned = 0, audio = 0, audio_toned = 0;
+	double end;
+
+	if (!c || tl_codec_create(&enc, &gp) < 0 || tl_codec_create(&dec, &gp) < 0) {
+		TL_CHECK(!"setup");
+		goto out;
+	}
+	tone_ulaw(ulaw, sizeof(ulaw));
+	for (unsigned i = 0; i < 3; i++) {
+		pbx_audio(c, 0, i, ulaw);
+		TL_CHECK(next_event(c, &ev, 200) && ev.len == 640);
+	}
+	sdp = c->sdp;
+	sdp.codec = TL_CODEC_G722;
+	sdp.pt = 9;
+	TL_CHECK_INT(tl_media_stream_update(c->s, &c->remote, &sdp), 0);
+	sleep_ms(50); /* applied on the worker */
+	tone_pcm(tone16, sizeof(tone16) / 2, 16000, 6000);
+	for (unsigned i = 3; i < 13; i++) {
+		TL_CHECK_INT(tl_codec_encode(enc, tone16 + (i - 3) * 320, 320, g722, 160), 160);
+		pbx_send(c, 9, 0, i, c->ts0 + i * 160, g722, 160);
+		if (!next_event(c, &ev, 200) || ev.kind != TL_MEDIA_EV_AUDIO || ev.len != 640)
+			continue;
+		got++;
+		memcpy(pcm, ev.data, 640);
+		toned += tl_tone_detect(pcm, 320, 16000, 6000) == 1;
+	}
+	TL_CHECK_INT(got, 10);
+	TL_CHECK(toned >= 8);
+	pbx_drain(c->pbx.rtp, NULL);
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone16, sizeof(tone16)), (int)sizeof(tone16));
+	end = mono_ms() + 600;
+	while (mono_ms() < end && pbx_recv(c->pbx.rtp, &p, 50) >= 0) {
+		if (p.pt != 9 || p.plen != 160)
+			continue;
+		TL_CHECK_INT(tl_codec_decode(dec, p.pl, 160, pcm, 960), 320);
+		audio++;
+		audio_toned += tl_tone_detect(pcm, 320, 16000, 6000) == 1;
+	}
+	fprintf(stderr, "  PCMU -> G.722: %d of 10 frames up with 6 kHz, %d of %d down\n", toned,
+	        audio_toned, audio);
+	TL_CHECK(audio_toned >= 8);
+out:
+	tl_codec_destroy(enc);
+	tl_codec_destroy(dec);
+	call_close(c);
+}
+
 int main(void)
 {
 	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 60000};
@@ -1287,6 +1355,7 @@ int main(void)
 	TL_TEST_RUN(test_lifecycle);
 	TL_TEST_RUN(test_create_refused);
 	TL_TEST_RUN(test_ringback);
+	TL_TEST_RUN(test_codec_switch);
 	TL_TEST_RUN(test_rtcp);
 
 	tl_media_destroy(engine);

@@ -9,6 +9,7 @@
  * inside other shared libraries, i.e. Sofia-SIP's su_home (all of the SDP parser's memory, so
  * its N is 0 unless sdp.c allocates itself), regcomp's and libc's own; LeakSanitizer (the ASan
  * build runs this test too) watches those for leaks. Set TL_OOM_VERBOSE=1 to see every run. */
+#include "trunkline/codec.h"
 #include "trunkline/config.h"
 #include "trunkline/meta.h"
 #include "trunkline/route.h"
@@ -246,7 +247,12 @@ struct sdp_arg {
 static int case_sdp(const void *arg, char *fp, size_t cap)
 {
 	const struct sdp_arg *a = arg;
-	struct tl_sdp_local local = {"192.0.2.10", 40000, 4242, 7, a->codecs, TL_SDP_SENDRECV};
+	struct tl_sdp_local local = {.addr = "192.0.2.10",
+	                             .port = 40000,
+	                             .sess_id = 4242,
+	                             .sess_version = 7,
+	                             .codecs = a->codecs,
+	                             .dir = TL_SDP_SENDRECV};
 	struct tl_sdp_media neg;
 	char out[4096];
 	int rc, n;
@@ -492,6 +498,34 @@ static void test_marks(void)
 	oom_check("tl_wsd_marks_push", case_marks, "greeting", 0);
 }
 
+/* tl_codec_create: our allocation fails cleanly (libopus and spandsp allocate in their own
+ * shared libraries, which the wrappers do not see). */
+static int case_codec(const void *arg, char *fp, size_t cap)
+{
+	struct tl_codec_ctx *c = NULL;
+	int rc;
+
+	arm();
+	rc = tl_codec_create(&c, arg);
+	disarm();
+	if (rc < 0)
+		return rc;
+	fp_add(fp, cap, "%d %u", tl_codec_rate(c), tl_codec_rtp_ticks(c, 20));
+	tl_codec_destroy(c);
+	return 0;
+}
+
+static void test_codec(void)
+{
+	static const struct tl_codec_params p[] = {
+	    {.codec = TL_CODEC_PCMU},
+	    {.codec = TL_CODEC_G722},
+	    {.codec = TL_CODEC_OPUS, .rate = 16000, .fec = 1}};
+
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
+		oom_check(tl_sdp_codec_name(p[i].codec), case_codec, &p[i], 0);
+}
+
 /* The wrappers themselves: the driver must see an injected failure and a leak. */
 static void test_self(void)
 {
@@ -531,6 +565,7 @@ int main(void)
 	TL_TEST_RUN(test_wsd_parse);
 	TL_TEST_RUN(test_wsd_format);
 	TL_TEST_RUN(test_marks);
+	TL_TEST_RUN(test_codec);
 	tl_test_tmpdir_remove();
 	return TL_TEST_END();
 }

@@ -7,6 +7,7 @@
 #include <sofia-sip/su_alloc.h>
 #include <sofia-sip/sdp.h>
 
+#include "sdp_codec.h"
 #include "tl_test.h"
 #include "trunkline/sdp.h"
 
@@ -23,7 +24,12 @@ static struct tl_sdp_media neg;
 
 static struct tl_sdp_local local_v4(unsigned codecs)
 {
-	return (struct tl_sdp_local){"192.0.2.10", 40000, 4242, 7, codecs, TL_SDP_SENDRECV};
+	return (struct tl_sdp_local){.addr = "192.0.2.10",
+	                             .port = 40000,
+	                             .sess_id = 4242,
+	                             .sess_version = 7,
+	                             .codecs = codecs,
+	                             .dir = TL_SDP_SENDRECV};
 }
 
 /* The SDP body of a sample: everything after the first blank line; caller frees. */
@@ -445,7 +451,12 @@ static void test_nospc(void)
 static void test_offer_round_trip(void)
 {
 	struct tl_sdp_local local = local_v4(WITH_G722);
-	struct tl_sdp_local peer = {"203.0.113.50", 30000, 99, 1, WITH_G722, TL_SDP_SENDRECV};
+	struct tl_sdp_local peer = {.addr = "203.0.113.50",
+	                            .port = 30000,
+	                            .sess_id = 99,
+	                            .sess_version = 1,
+	                            .codecs = WITH_G722,
+	                            .dir = TL_SDP_SENDRECV};
 	char offer[1024];
 	int n = tl_sdp_offer(&local, offer, sizeof(offer));
 
@@ -543,6 +554,108 @@ static void test_codec_names(void)
 	TL_CHECK_STR(tl_sdp_codec_name((enum tl_codec)42), "none");
 }
 
+/* Our preference order wins over the offer's; Opus fmtp is read and answered; ptime is fitted
+ * to what we send (G.711 30 stays 30, Opus 30 becomes 20, maxptime caps). */
+static void test_codec_prefs(void)
+{
+	const char *offer =
+	    "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\n"
+	    "t=0 0\r\nm=audio 32000 RTP/AVP 0 9 111 101\r\n"
+	    "a=rtpmap:111 opus/48000/2\r\n"
+	    "a=fmtp:111 maxplaybackrate=16000; sprop-maxcapturerate=16000; stereo=1; "
+	    "useinbandfec=1; usedtx=1; maxaveragebitrate=24000\r\n"
+	    "a=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\n";
+	struct tl_sdp_local local = local_v4(WITH_G722 | WITH_OPUS);
+	char offer_out[2048];
+
+	/* No order: the offer's first acceptable codec, as before. */
+	TL_CHECK(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_PCMU);
+	TL_CHECK_INT(neg.ptime, 30);
+	TL_CHECK(has_line(out, "a=ptime:30"));
+	local.order[0] = TL_CODEC_OPUS;
+	local.order[1] = TL_CODEC_G722;
+	local.order[2] = TL_CODEC_PCMU;
+	local.opus_rate = 16000;
+	TL_CHECK(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_OPUS);
+	TL_CHECK_INT(neg.pt, 111);
+	TL_CHECK_INT(neg.clock_rate, 48000);
+	TL_CHECK_INT(neg.opus.maxplaybackrate, 16000);
+	TL_CHECK_INT(neg.opus.sprop_maxcapturerate, 16000);
+	TL_CHECK_INT(neg.opus.stereo, 1);
+	TL_CHECK_INT(neg.opus.useinbandfec, 1);
+	TL_CHECK_INT(neg.opus.usedtx, 1);
+	TL_CHECK_INT(neg.opus.maxaveragebitrate, 24000);
+	TL_CHECK_INT(neg.ptime, 20); /* no 30 ms Opus frame */
+	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 111 101"));
+	TL_CHECK(has_line(out, "a=rtpmap:111 opus/48000/2"));
+	TL_CHECK(has_line(out, "a=fmtp:111 maxplaybackrate=16000; sprop-maxcapturerate=16000; "
+	                       "stereo=0; useinbandfec=1"));
+	TL_CHECK(has_line(out, "a=ptime:20"));
+	TL_CHECK_INT(check_valid(out), 1);
+	local.order[0] = TL_CODEC_G722;
+	local.order[1] = TL_CODEC_PCMU;
+	local.order[2] = TL_CODEC_NONE;
+	TL_CHECK(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_G722);
+	TL_CHECK_INT(neg.ptime, 30);
+	TL_CHECK(!strstr(out, "opus"));
+	/* g711_tie: PCMU and PCMA rank alike, the offer's order picks (PCMU first in it). */
+	local.order[0] = TL_CODEC_PCMA;
+	local.order[1] = TL_CODEC_G722;
+	local.order[2] = TL_CODEC_PCMU;
+	local.g711_tie = 1;
+	TL_CHECK(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_PCMU);
+	local.g711_tie = 0;
+	TL_CHECK(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_G722);
+	local.order[2] = TL_CODEC_NONE;
+	/* A codec in `codecs` but not in the order is not taken. */
+	local.order[0] = TL_CODEC_PCMA;
+	local.order[1] = TL_CODEC_NONE;
+	local.codecs |= 1u << TL_CODEC_PCMA;
+	TL_CHECK_INT(tl_sdp_answer(offer, strlen(offer), &local, &neg, out, sizeof(out)), -ENOTSUP);
+	/* Our offer lists the order. */
+	local.order[0] = TL_CODEC_OPUS;
+	local.order[1] = TL_CODEC_G722;
+	local.order[2] = TL_CODEC_PCMU;
+	TL_CHECK(tl_sdp_offer(&local, offer_out, sizeof(offer_out)) > 0);
+	TL_CHECK(has_line(offer_out, "m=audio 40000 RTP/AVP 111 9 0 101"));
+	TL_CHECK(has_line(offer_out, "a=fmtp:111 maxplaybackrate=16000; "
+	                             "sprop-maxcapturerate=16000; stereo=0; useinbandfec=1"));
+	TL_CHECK_INT(check_valid(offer_out), 1);
+	/* telephone-event at Opus's 48 kHz clock when offered (RFC 4733 §2.1), else 8000. */
+	const char *webrtc = "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\n"
+	                     "t=0 0\r\nm=audio 32000 RTP/AVP 111 9 126 101\r\n"
+	                     "a=rtpmap:111 opus/48000/2\r\na=rtpmap:126 telephone-event/8000\r\n"
+	                     "a=rtpmap:101 telephone-event/48000\r\n";
+	local.order[0] = TL_CODEC_OPUS;
+	local.order[1] = TL_CODEC_G722;
+	TL_CHECK(tl_sdp_answer(webrtc, strlen(webrtc), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_OPUS);
+	TL_CHECK_INT(neg.te_pt, 101);
+	TL_CHECK_INT(neg.te_rate, 48000);
+	TL_CHECK(has_line(out, "a=rtpmap:101 telephone-event/48000"));
+	TL_CHECK(has_line(out, "m=audio 40000 RTP/AVP 111 101"));
+	local.order[0] = TL_CODEC_G722;
+	TL_CHECK(tl_sdp_answer(webrtc, strlen(webrtc), &local, &neg, out, sizeof(out)) > 0);
+	TL_CHECK_INT(neg.codec, TL_CODEC_G722);
+	TL_CHECK_INT(neg.te_pt, 126);
+	TL_CHECK_INT(neg.te_rate, 8000);
+	TL_CHECK(has_line(out, "a=rtpmap:126 telephone-event/8000"));
+	/* ptime fitting. */
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_PCMU, 30, 0), 30);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_PCMU, 5, 0), 10);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_PCMU, 120, 0), 60);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_G722, 25, 0), 20);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_G722, 40, 30), 30);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_OPUS, 60, 0), 60);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_OPUS, 30, 0), 20);
+	TL_CHECK_INT(tl_sdp_ptime_fit(TL_CODEC_OPUS, 0, 0), 20);
+}
+
 int main(void)
 {
 	TL_TEST_RUN(test_avaya);
@@ -559,5 +672,6 @@ int main(void)
 	TL_TEST_RUN(test_offer_round_trip);
 	TL_TEST_RUN(test_mangled);
 	TL_TEST_RUN(test_codec_names);
+	TL_TEST_RUN(test_codec_prefs);
 	return TL_TEST_END();
 }

@@ -167,6 +167,14 @@ static void test_native_outbound(void)
 	                   "\"call\":" META
 	                   ",\"audio\":{\"encoding\":\"L16\",\"sample_rate\":16000,"
 	                   "\"channels\":1,\"frame_ms\":20}}"));
+	native.codec = "G722"; /* the caller's codec, when negotiated */
+	n = tl_wsd_start(&native, buf, sizeof(buf));
+	TL_CHECK(same_json(buf, n,
+	                   "{\"event\":\"start\",\"call_sid\":\"CA0123\",\"stream_sid\":\"MZ4567\","
+	                   "\"call\":" META
+	                   ",\"audio\":{\"encoding\":\"L16\",\"sample_rate\":16000,"
+	                   "\"channels\":1,\"frame_ms\":20,\"codec\":\"G722\"}}"));
+	native.codec = NULL;
 	n = tl_wsd_dtmf(&native, '7', buf, sizeof(buf));
 	TL_CHECK(same_json(buf, n, "{\"event\":\"dtmf\",\"digit\":\"7\"}"));
 	n = tl_wsd_mark(&native, "m1", buf, sizeof(buf));
