@@ -188,7 +188,9 @@ def rules():
               {"name": "tel", "match": {"to": "^5006$"}, "forward": "tel:+15550001234",
                "forward_method": "bridge"},
               {"name": "notify-405", "match": {"to": "^5007$"}, "forward": PEOPLE[6].uri,
-               "forward_method": "refer"}]
+               "forward_method": "refer"},
+              {"name": "wideband", "match": {"to": "^5008$"}, "forward": PEOPLE[7].uri,
+               "forward_method": "bridge"}]
     return {"agents": {"unused": {"url": "ws://127.0.0.1:9/"}}, "routes": routes}
 
 
@@ -382,6 +384,22 @@ def test_notify_405_bridged(binary):
 TL = []
 
 
+def test_g722_caller_bridged(binary):
+    """A G.722 caller bridged to a µ-law person: the relay decodes each leg with its own codec
+    and encodes for the other (16 kHz <-> 8 kHz), tones heard both ways."""
+    tl = shared(binary)
+    person = PEOPLE[7]
+    person.start()
+    try:
+        peer, _ = caller(tl, "bridge_caller_bye.xml", "5008", "G722",
+                         silence(60) + tone(150), extra=["-d", "5000"])
+    finally:
+        person.finish()
+    assert person.got_bye, "the person got no BYE when the caller hung up"
+    check_audio("g722-bridge", peer, person)
+    assert outcome_of(tl, "5008") == "bridged"
+
+
 def shared(binary):
     """One trunkline for the file, its routes calling the four people."""
     if not TL:
@@ -390,7 +408,8 @@ def shared(binary):
                        3: Person("reject", status=486, ring_s=0.5),
                        4: Person("ring"),
                        5: Person("ring"),
-                       6: Person("answer", "PCMU", ring_s=0.5, talk_s=1.5)})
+                       6: Person("answer", "PCMU", ring_s=0.5, talk_s=1.5),
+                       7: Person("answer", "PCMU", ring_s=0.5)})
         # Two media workers: the leg's stream must land on its caller's worker to be relayed.
         TL.append(Trunkline(binary, sip={"bridge_answer_timeout_s": 3}, media={"workers": 2},
                             rules=rules()).start())
@@ -401,7 +420,8 @@ if __name__ == "__main__":
     try:
         run([test_refer_405_bridged, test_forward_method_bridge, test_target_rejects,
              test_target_no_answer, test_caller_gives_up_while_ringing,
-             test_tel_target_back_through_the_pbx, test_notify_405_bridged])
+             test_tel_target_back_through_the_pbx, test_notify_405_bridged,
+             test_g722_caller_bridged])
     finally:
         if TL:
             stop_all(TL[0])
