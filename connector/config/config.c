@@ -373,10 +373,18 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 	return 0;
 }
 
-static const char *const sip_keys[] = {
-    "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
-    "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
-    NULL};
+static const char *const sip_keys[] = {"listen",
+                                       "public_address",
+                                       "user_agent",
+                                       "tcp_idle_timeout_ms",
+                                       "session_expires",
+                                       "min_se",
+                                       "max_calls",
+                                       "answer_delay_ms",
+                                       "max_call_duration_s",
+                                       "transfer_ringback",
+                                       "tls",
+                                       NULL};
 
 static int load_ringback(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
 {
@@ -591,7 +599,9 @@ int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err 
 		goto out;
 	}
 	if ((rc = tl_config_doc_keys(&doc, doc.root, "", root_keys)) < 0 ||
-	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
+	    (rc = load_sip(&doc, cfg)) < 0 ||
+	    (rc = tl_config_load_transport(&doc, cfg, json_object_get(doc.root, "sip"))) < 0 ||
+	    (rc = load_media(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
 	    (rc = rules_keys(&doc, cfg, err)) < 0)
@@ -616,5 +626,8 @@ void tl_config_destroy(struct tl_config *cfg)
 	free(cfg->media_address);
 	free(cfg->media_public);
 	free(cfg->rules_path);
+	free(cfg->tls.certificate);
+	free(cfg->tls.private_key);
+	free(cfg->tls.ca);
 	free(cfg);
 }

@@ -172,6 +172,18 @@ void tl_sip_rules_stop(struct tl_sip *sip);
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
 int tl_sip_note_failure(struct tl_sip *sip, int err);
+/* sip_tls.c: Sofia-SIP 1.12 reads TLS files from one directory (TPTAG_CERTIFICATE: agent.pem
+ * = key + certificate, cafile.pem = CA bundle). Makes a private (0700) directory holding
+ * copies of cfg->tls's files and writes its path into dir; remove it once nua is created. */
+int tl_sip_tls_dir(const struct tl_config *cfg, char *dir, size_t size);
+void tl_sip_tls_dir_remove(const char *dir);
+/* A Sofia log line about a failed TLS handshake becomes one warning with the peer address and
+ * the reason; returns 1 when line was one of those. */
+int tl_sip_tls_log(const char *line);
+/* SIGHUP: checks cfg's TLS files again and says what happens to them (Sofia-SIP 1.12 cannot
+ * swap a listening TLS context: the files are read again at the next start). */
+void tl_sip_tls_recheck(const struct tl_config *cfg);
+
 /* sip.c, test seam only (tests/unit/test_call.c): one su_root_step of at most ms on the
  * calling thread, which must be the thread that created the endpoint. */
 int tl_sip_step(struct tl_sip *sip, int ms);

@@ -39,6 +39,14 @@ enum tl_dialect {
 	TL_DIALECT_NATIVE,
 };
 
+/* sip.tls: the files are checked (readable, key matches certificate, in date) at load. */
+struct tl_tls_config {
+	char *certificate; /* PEM, our certificate first, chain allowed; NULL = no sip.tls */
+	char *private_key; /* PEM, unencrypted */
+	char *ca;          /* PEM bundle that signs the PBX's certificate; NULL = none */
+	int verify_client; /* 1 = mutual TLS: the PBX must present a certificate signed by ca */
+};
+
 struct tl_agent {
 	char *name;
 	char *url; /* ws:// or wss:// */
@@ -82,6 +90,8 @@ struct tl_config {
 	struct tl_rules *rules;
 	void (*rules_release)(struct tl_rules *rules);
 
+	struct tl_tls_config tls;
+
 	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
 	enum tl_tone_ringback transfer_ringback;
 };
@@ -92,5 +102,15 @@ struct tl_config {
  * the position of the offending value. tl_config_load (trunkline/rules.h) loads both. */
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err);
 void tl_config_destroy(struct tl_config *cfg);
+
+/* Sofia's nua binds at most two listen URLs (NUTAG_URL, NUTAG_SIPS_URL): the listen entries
+ * grouped by host:port ("0.0.0.0" and "::" on one port make "*", both families), a TLS group
+ * as "sips:host:port". Fills urls and returns their count (1 or 2), or -EINVAL with the reason
+ * in why. The loader refuses what this refuses, so --check-config and start-up agree. */
+#define TL_CONFIG_URL_MAX 192
+int tl_config_listen_urls(const struct tl_config *cfg, char urls[2][TL_CONFIG_URL_MAX], char *why,
+                          size_t why_size);
+/* Checks the sip.tls files again (SIGHUP): 0, or -EINVAL with "path: reason" in why. */
+int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t why_size);
 
 #endif

@@ -60,6 +60,10 @@ int tl_config_doc_str(const struct tl_config_doc *doc, json_t *obj, const char *
 int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const char *path,
                          const char *key, json_t **out);
 
+/* config_tls.c: sip.tls (files checked with OpenSSL) and what the listen entries can bind;
+ * sip may be NULL. */
+int tl_config_load_transport(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip);
+
 /* route.c: compiles routes[index] (obj at path, already checked for shape by rules.c) into
  * *r, which the caller zeroed. Errors point at the offending value. */
 struct tl_route;

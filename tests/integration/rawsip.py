@@ -1,5 +1,5 @@
 """A tiny raw SIP peer for integration tests that sipp cannot express (malformed messages,
-withheld ACKs, byte-level checks): builds requests, sends them over UDP or TCP from 127.0.0.1
+withheld ACKs, byte-level checks, TLS): builds requests, sends them over UDP, TCP or TLS from 127.0.0.1
 (or ::1), and parses what comes back. Every receive is bounded by a timeout."""
 import random
 import re
@@ -77,7 +77,8 @@ def _frame(buf):
 class Peer:
     """A SIP peer on one socket: UDP, or one TCP connection to trunkline."""
 
-    def __init__(self, port, transport="udp", host="127.0.0.1"):
+    def __init__(self, port, transport="udp", host="127.0.0.1", ssl_ctx=None):
+        """transport "tls" needs ssl_ctx (an ssl.SSLContext); the handshake happens here."""
         self.transport = transport
         self.host = host
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -91,6 +92,8 @@ class Peer:
             self.sock = socket.socket(self.family, socket.SOCK_STREAM)
             self.sock.settimeout(5)
             self.sock.connect(self.remote)
+            if transport == "tls":
+                self.sock = ssl_ctx.wrap_socket(self.sock, server_hostname=host)
         self.local_port = self.sock.getsockname()[1]
         self.buf = b""
         self.seen = []  # every message final() went through
