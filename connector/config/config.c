@@ -456,8 +456,8 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 }
 
 static const char *const media_keys[] = {
-    "address", "public_address", "port_min",      "port_max",       "reorder_ms",
-    "workers", "playout_max_ms", "symmetric_rtp", "rtp_relearn_ms", NULL};
+    "address",        "public_address", "port_min",       "port_max", "reorder_ms", "workers",
+    "playout_max_ms", "symmetric_rtp",  "rtp_relearn_ms", "srtp",     NULL};
 
 /* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
  * "strict" (the SDP address only). */
@@ -475,6 +475,21 @@ static int load_symmetric_rtp(const struct tl_config_doc *doc, struct tl_config 
 		return tl_config_doc_fail(doc, "/media/symmetric_rtp", 0,
 		                          "\"symmetric_rtp\" must be \"learn\" or \"strict\"");
 	return 0;
+}
+
+static int load_srtp(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *media)
+{
+	static const char *const modes[] = {"optional", "required", "off"};
+	json_t *v = json_object_get(media, "srtp");
+
+	for (int i = 0; v && json_is_string(v) && i < 3; i++)
+		if (strcmp(json_string_value(v), modes[i]) == 0) {
+			cfg->srtp_mode = i;
+			return 0;
+		}
+	return v ? tl_config_doc_fail(doc, "/media/srtp", 0,
+	                              "\"srtp\" must be \"optional\", \"required\" or \"off\"")
+	         : 0;
 }
 
 static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
@@ -499,6 +514,7 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = tl_config_doc_int(doc, media, "/media", "playout_max_ms", 1000, 600000,
 	                            &cfg->playout_max_ms)) < 0 ||
 	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
+	    (rc = load_srtp(doc, cfg, media)) < 0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "rtp_relearn_ms", 0, 3600000,
 	                            &cfg->rtp_relearn_ms)) < 0)
 		return rc;

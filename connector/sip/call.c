@@ -108,11 +108,16 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
                      size_t size)
 {
 	struct tl_sdp_media neg = call->media;
-	int n;
+	struct tl_sdp_crypto cr = {0};
+	int n, srtp = offer ? 0 : tl_call_srtp_pick(call, remote, rlen, &cr);
 
+	if (srtp < 0)
+		return srtp;
 	for (int pass = 0; pass < 2; pass++) {
 		n = offer ? tl_sdp_offer(&call->local, out, size)
 		          : tl_sdp_answer(remote, rlen, &call->local, &neg, out, size);
+		if (n >= 0 && srtp > 0)
+			n = tl_sdp_crypto_add(out, size, (size_t)n, &cr);
 		if (n < 0)
 			return n;
 		if (!call->last_body || pass == 1)
@@ -126,6 +131,8 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
 	free(call->last_body);
 	call->last_body = strdup(out);
 	if (!offer) {
+		neg.srtp = cr.keys;
+		explicit_bzero(&cr, sizeof(cr));
 		call->media = neg;
 		call->have_media = 1;
 	}
@@ -134,7 +141,9 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
 
 static const char *sdp_error_phrase(int err)
 {
-	return err == -ENOTSUP ? "No acceptable codec" : "Bad session description";
+	return err == -ENOTSUP        ? "No acceptable codec"
+	       : err == -EKEYREJECTED ? "Not Acceptable Here"
+	                              : "Bad session description";
 }
 
 /* with_this: the response is sent from the request's own event callback. */
@@ -385,11 +394,14 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	}
 	su_home_deinit(home);
 	if (n < 0) {
-		tl_log_warn(call->call_id, "rejecting INVITE: %s", sdp_error_phrase(n));
+		tl_log_warn(call->call_id, "rejecting INVITE: %s%s%s", sdp_error_phrase(n),
+		            n == -EKEYREJECTED ? ": " : "",
+		            n == -EKEYREJECTED ? call->srtp_why : "");
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
 		            SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media "
 		                                               "format\""
-		                                             : "399 trunkline \"Bad SDP\""),
+		                               : n == -EKEYREJECTED ? call->srtp_warning
+		                                                    : "399 trunkline \"Bad SDP\""),
 		            TAG_END());
 		call->state = TL_CALL_ENDING;
 		return;
@@ -443,6 +455,7 @@ static void on_modify(struct tl_call *call, const sip_t *req, int allow_offer)
 	if (n < 0) {
 		/* The old session stays in force (RFC 3261 §14.2). */
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
+		            TAG_IF(n == -EKEYREJECTED, SIPTAG_WARNING_STR(call->srtp_warning)),
 		            TAG_END());
 		return;
 	}

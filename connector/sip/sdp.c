@@ -247,7 +247,7 @@ static int pick_codec(const sdp_media_t *m, unsigned codecs, struct sdp_pick *pi
 }
 
 /* The first usable audio stream: -EPROTO when there is none, -ENOTSUP when none fits. */
-static int pick_audio(const sdp_session_t *sdp, unsigned codecs, struct sdp_pick *pick)
+static int pick_audio(const sdp_session_t *sdp, unsigned codecs, int savp, struct sdp_pick *pick)
 {
 	const sdp_media_t *m;
 	int err = -EPROTO;
@@ -256,7 +256,7 @@ static int pick_audio(const sdp_session_t *sdp, unsigned codecs, struct sdp_pick
 		if (m->m_type != sdp_media_audio || m->m_port == 0)
 			continue;
 		err = -ENOTSUP;
-		if (!proto_is_plain_rtp(m) || proto_is_srtp(m))
+		if (proto_is_srtp(m) ? !savp : !proto_is_plain_rtp(m))
 			continue;
 		if (pick_codec(m, codecs, pick) == 0) {
 			pick->sdp = sdp;
@@ -492,7 +492,7 @@ static int negotiate(su_home_t *home, const char *text, size_t len,
                      struct tl_sdp_media *neg, sdp_parser_t **parser)
 {
 	sdp_session_t *sdp = parse(home, text, len, parser);
-	int err = sdp ? pick_audio(sdp, local_codecs(local), pick) : -EPROTO;
+	int err = sdp ? pick_audio(sdp, local_codecs(local), local->savp, pick) : -EPROTO;
 
 	return err ? err : fill_neg(pick, local, neg);
 }

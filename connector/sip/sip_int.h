@@ -60,8 +60,9 @@ struct tl_call {
 	struct tl_rules *rules;       /* one reference: the rules the call was routed with */
 	const struct tl_route *route; /* borrowed from rules; NULL when no route matched */
 	char ruri_host[128];
-	char contact[200];  /* our Contact when Sofia's would be wrong (TCP), else "" */
-	char *refer_target; /* owned: where the call is being transferred */
+	char contact[200]; /* our Contact when Sofia's would be wrong (TCP), else "" */
+	char srtp_why[160], srtp_warning[200]; /* why SRTP was refused: log, 488's Warning */
+	char *refer_target;                    /* owned: where the call is being transferred */
 	int refer_sent;
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
@@ -172,6 +173,26 @@ void tl_sip_rules_stop(struct tl_sip *sip);
  * -ENFILE, -ENOMEM, -ENOBUFS, -EADDRINUSE for media ports), OPTIONS answers 503 for the next
  * few seconds and this returns 1; otherwise 0. */
 int tl_sip_note_failure(struct tl_sip *sip, int err);
+/* sdp_crypto.c: SDES keys for the audio stream (RFC 4568). */
+struct tl_sdp_crypto {
+	int savp;                 /* the offer's audio stream is RTP/SAVP */
+	int tag;                  /* the a=crypto tag we answer */
+	struct tl_srtp_keys keys; /* suite TL_SRTP_NONE: plain RTP */
+	char offered[160];        /* the suites offered, for logs */
+	char why[160];            /* why the offer is refused (the 488's Warning) */
+};
+/* Reads the offer's audio stream under media.srtp mode: 0 plain RTP, 1 SRTP (cr->keys: the
+ * first usable a=crypto line's key and ours, kept from current when the peer's is unchanged),
+ * -EKEYREJECTED with cr->why (488), -EIO. */
+int tl_sdp_crypto_pick(const char *sdp, size_t len, int mode, const struct tl_srtp_keys *current,
+                       struct tl_sdp_crypto *cr);
+/* tl_sdp_crypto_pick for call under media.srtp; sets call->local.savp, logs the outcome, and
+ * on refusal fills call->srtp_why and srtp_warning. */
+int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct tl_sdp_crypto *cr);
+/* Inserts our a=crypto line into the audio section of out (n bytes, size the buffer): the new
+ * length, or -ENOSPC / -EPROTO. */
+int tl_sdp_crypto_add(char *out, size_t size, size_t n, const struct tl_sdp_crypto *cr);
+
 /* sip_tls.c: Sofia-SIP 1.12 reads TLS files from one directory (TPTAG_CERTIFICATE: agent.pem
  * = key + certificate, cafile.pem = CA bundle). Makes a private (0700) directory holding
  * copies of cfg->tls's files and writes its path into dir; remove it once nua is created. */

@@ -40,6 +40,13 @@ enum tl_dialect {
 };
 
 /* sip.tls: the files are checked (readable, key matches certificate, in date) at load. */
+/* media.srtp */
+enum tl_srtp_mode {
+	TL_SRTP_MODE_OPTIONAL = 0, /* SRTP offers get SRTP, plain offers plain RTP */
+	TL_SRTP_MODE_REQUIRED,     /* plain RTP offers get 488 */
+	TL_SRTP_MODE_OFF,          /* SRTP offers get 488; a=crypto on RTP/AVP is ignored */
+};
+
 struct tl_tls_config {
 	char *certificate; /* PEM, our certificate first, chain allowed; NULL = no sip.tls */
 	char *private_key; /* PEM, unencrypted */
@@ -81,6 +88,7 @@ struct tl_config {
 	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
 	int rtp_strict;          /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
 	int rtp_relearn_ms;      /* learn the RTP source again after this much silence, 5000 */
+	int srtp_mode;           /* media.srtp: enum tl_srtp_mode, default optional */
 	int shutdown_timeout_ms; /* default 30000 */
 	char *rules_path;        /* resolved: relative paths are relative to the config file */
 	int rules_max_bytes;     /* rules file size cap, default TL_RULES_MAX_BYTES */

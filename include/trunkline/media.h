@@ -128,6 +128,7 @@ struct tl_media_stats {
 	uint64_t rx_foreign;   /* RTP from a source other than the call's: dropped */
 	uint64_t rx_learning;  /* RTP held back while its source was being learned (NAT) */
 	uint64_t rtcp_dropped; /* RTCP from another address, or not RTCP: dropped */
+	uint64_t rx_srtp_fail; /* SRTP/SRTCP that failed authentication or replay: dropped */
 	struct sockaddr_storage foreign_from; /* the first foreign source; AF_UNSPEC when none */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);

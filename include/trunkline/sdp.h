@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "trunkline/srtp.h"
+
 enum tl_codec {
 	TL_CODEC_NONE = 0,
 	TL_CODEC_PCMU,
@@ -30,6 +32,7 @@ struct tl_sdp_local {
 	uint64_t sess_version; /* o= version: the caller bumps it when the body changes */
 	unsigned codecs;       /* bit (1u << enum tl_codec) per codec we accept; 0 = PCMU|PCMA */
 	enum tl_sdp_dir dir;   /* direction we want (sendrecv normally) */
+	int savp;              /* 1: an RTP/SAVP stream may be answered (SRTP keys agreed) */
 };
 
 /* The negotiated result. */
@@ -38,13 +41,14 @@ struct tl_sdp_media {
 	uint16_t remote_port;
 	int remote_ipv6; /* 1 when remote_addr is IPv6 */
 	enum tl_codec codec;
-	uint8_t pt;          /* payload type of codec, as the offer numbered it */
-	uint32_t clock_rate; /* RTP clock rate of codec */
-	int te_pt;           /* telephone-event payload type, or -1 */
-	int ptime;           /* ms; the offer's a=ptime, else 20 */
-	int ptime_given;     /* 1 when the offer had a=ptime */
-	enum tl_sdp_dir dir; /* OUR direction: sendonly offer -> we are recvonly */
-	int hold;            /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	uint8_t pt;               /* payload type of codec, as the offer numbered it */
+	uint32_t clock_rate;      /* RTP clock rate of codec */
+	int te_pt;                /* telephone-event payload type, or -1 */
+	int ptime;                /* ms; the offer's a=ptime, else 20 */
+	int ptime_given;          /* 1 when the offer had a=ptime */
+	enum tl_sdp_dir dir;      /* OUR direction: sendonly offer -> we are recvonly */
+	int hold;                 /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	struct tl_srtp_keys srtp; /* SDES keys (sdp_crypto.c); suite TL_SRTP_NONE: plain RTP */
 };
 
 /* Answers offer (len bytes). Writes the answer into out (NUL-terminated) and the result into

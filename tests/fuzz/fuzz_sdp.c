@@ -46,14 +46,15 @@ static void one(const char *text, size_t len, const struct tl_sdp_local *local, 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct tl_sdp_local v4 = {"203.0.113.5", 20000, 1, 1, 0, TL_SDP_SENDRECV};
+	const struct tl_sdp_local v4 = {"203.0.113.5", 20000, 1, 1, 0, TL_SDP_SENDRECV, 0};
 	const struct tl_sdp_local v6 = {"2001:db8::5",
 	                                20002,
 	                                2,
 	                                3,
 	                                (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA) |
 	                                    (1u << TL_CODEC_G722) | (1u << TL_CODEC_OPUS),
-	                                TL_SDP_RECVONLY};
+	                                TL_SDP_RECVONLY,
+	                                0};
 	size_t tight = 1 + (size % 511);
 
 	one((const char *)data, size, &v4, tight);

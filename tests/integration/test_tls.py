@@ -67,8 +67,10 @@ def sdp(rtp_port, proto="RTP/AVP", crypto=()):
     return "\r\n".join(lines) + "\r\n"
 
 
-def tls_call(tl, ctx, peer_factory=None, secs=2.0, proto="RTP/AVP", crypto=(), scheme="sips"):
-    """INVITE over TLS, tone for secs through the echo agent, BYE. Returns (peer, 200 OK)."""
+def tls_call(tl, ctx, peer_factory=None, secs=2.0, proto="RTP/AVP", crypto=(), scheme="sips",
+             on_answer=None, during=None):
+    """INVITE over TLS, tone for secs through the echo agent, BYE. Returns (peer, 200 OK).
+    on_answer(peer, ok) runs before the RTP peer starts, during(peer) while the call is up."""
     peer = (peer_factory or (lambda: RtpPeer("PCMU", tone(int(secs * 50) + 100),
                                             max_s=secs + 8)))()
     p = Peer(tl.tls_port, "tls", ssl_ctx=ctx)
@@ -78,14 +80,22 @@ def tls_call(tl, ctx, peer_factory=None, secs=2.0, proto="RTP/AVP", crypto=(), s
         ok = p.final(8, "INVITE")
         assert ok and ok.status == 200, f"INVITE over TLS: {ok}\n" + tl.log()[-3000:]
         p.in_dialog("ACK", ok, 1)
+        if on_answer:
+            on_answer(peer, ok)
         peer.start()
+        if during:
+            during(peer)
         time.sleep(secs)
         p.in_dialog("BYE", ok, 2)
         bye = p.final(5, "BYE")
         assert bye and bye.status == 200, f"BYE: {bye}"
     finally:
         p.close()
-        peer.stop() if not peer.thread.is_alive() else None
+        if not peer.thread.is_alive() and peer.thread.ident is None:
+            peer.sock.close()
+            peer.rtcp.close()
+    if peer.thread.ident is None:
+        raise AssertionError("call failed before media")
     peer.join()
     return peer, ok
 

@@ -246,7 +246,7 @@ struct sdp_arg {
 static int case_sdp(const void *arg, char *fp, size_t cap)
 {
 	const struct sdp_arg *a = arg;
-	struct tl_sdp_local local = {"192.0.2.10", 40000, 4242, 7, a->codecs, TL_SDP_SENDRECV};
+	struct tl_sdp_local local = {"192.0.2.10", 40000, 4242, 7, a->codecs, TL_SDP_SENDRECV, 0};
 	struct tl_sdp_media neg;
 	char out[4096];
 	int rc, n;

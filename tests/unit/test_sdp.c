@@ -23,7 +23,7 @@ static struct tl_sdp_media neg;
 
 static struct tl_sdp_local local_v4(unsigned codecs)
 {
-	return (struct tl_sdp_local){"192.0.2.10", 40000, 4242, 7, codecs, TL_SDP_SENDRECV};
+	return (struct tl_sdp_local){"192.0.2.10", 40000, 4242, 7, codecs, TL_SDP_SENDRECV, 0};
 }
 
 /* The SDP body of a sample: everything after the first blank line; caller frees. */
@@ -445,7 +445,7 @@ static void test_nospc(void)
 static void test_offer_round_trip(void)
 {
 	struct tl_sdp_local local = local_v4(WITH_G722);
-	struct tl_sdp_local peer = {"203.0.113.50", 30000, 99, 1, WITH_G722, TL_SDP_SENDRECV};
+	struct tl_sdp_local peer = {"203.0.113.50", 30000, 99, 1, WITH_G722, TL_SDP_SENDRECV, 0};
 	char offer[1024];
 	int n = tl_sdp_offer(&local, offer, sizeof(offer));
 
