@@ -63,6 +63,8 @@ struct tl_agent {
 	int sample_rate;        /* native dialect: 8000, 16000 or 24000; default 8000 */
 	json_t *headers;        /* object name -> string value, never NULL (may be empty) */
 	json_t *params;         /* object name -> string value, never NULL (may be empty) */
+	int tls_insecure;       /* "tls_verify": false: the agent's certificate is not checked */
+	char *ca;               /* wss://: PEM CA bundle to verify with; NULL = system store */
 };
 
 struct tl_rules; /* trunkline/rules.h */

@@ -36,9 +36,9 @@ def tls_sip(c, verify_client=False, **extra):
     return tls
 
 
-def start_tls(binary, verify_client=False, media=None):
+def start_tls(binary, verify_client=False, media=None, rules=None):
     c = certs()
-    tl = Trunkline(binary, media=media, sip={"tls": tls_sip(c, verify_client)})
+    tl = Trunkline(binary, media=media, sip={"tls": tls_sip(c, verify_client)}, rules=rules)
     tl.tls_port = free_port()
     cfg_listen = [f"udp:127.0.0.1:{tl.port}", f"tcp:127.0.0.1:{tl.port}",
                   f"tls:127.0.0.1:{tl.tls_port}"]
