@@ -17,4 +17,5 @@ if [ -x build/tl-echo-agent ]; then
   pids+=($!)
 fi
 echo "trunkline: SIP on udp+tcp port 5060 of this host; calls go to the example agent at ws://127.0.0.1:8090"
-build/trunkline --config deploy/config.example.json
+# TL_CONFIG=deploy/config.tls.example.json: SIP over TLS on 5061 too (README, "Over TLS").
+build/trunkline --config "${TL_CONFIG:-deploy/config.example.json}"
