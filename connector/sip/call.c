@@ -118,6 +118,8 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
 		          : tl_sdp_answer(remote, rlen, &call->local, &neg, out, size);
 		if (n >= 0 && srtp > 0)
 			n = tl_sdp_crypto_add(out, size, (size_t)n, &cr);
+		if (n >= 0 && offer)
+			n = tl_call_srtp_offer(call, out, size, (size_t)n);
 		if (n < 0)
 			return n;
 		if (!call->last_body || pass == 1)
@@ -487,7 +489,10 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 		return;
 	call->offer_pending = 0;
 	sdp = req ? tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len) : NULL;
+	call->local.savp = call->offer_keys.suite != TL_SRTP_NONE;
 	err = sdp ? tl_sdp_read_answer(sdp, len, &call->local, &call->media) : -EPROTO;
+	if (err == 0)
+		err = tl_call_srtp_answered(call, sdp, len);
 	su_home_deinit(home);
 	if (err < 0) {
 		tl_log_warn(call->call_id, "ACK carries no usable answer to our offer: hanging up");

@@ -139,6 +139,8 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg)
 	ruri[sizeof(ruri) - 1] = '\0';
 	snprintf(call->ruri_host, sizeof(call->ruri_host), "%s",
 	         req->sip_request->rq_url->url_host ? req->sip_request->rq_url->url_host : "");
+	call->over_tls = req->sip_via && req->sip_via->v_protocol &&
+	                 su_casematch(req->sip_via->v_protocol, sip_transport_tls);
 	/* Sofia's Contact carries no transport parameter when UDP and TCP share a port; a PBX
 	 * that reached us over TCP must keep using TCP for the dialog. */
 	if (req->sip_via && req->sip_via->v_protocol &&

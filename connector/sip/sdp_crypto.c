@@ -177,3 +177,55 @@ int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct 
 	}
 	return rc;
 }
+
+int tl_call_srtp_offer(struct tl_call *call, char *out, size_t size, size_t n)
+{
+	int mode = call->sip->cfg->srtp_mode;
+	struct tl_sdp_crypto cr = {.tag = 1};
+	const char *end, *m = audio_section(out, n, &end);
+	char *avp = m ? memmem(m, line_len(m, end), " RTP/AVP", 8) : NULL;
+
+	if (mode == TL_SRTP_MODE_OFF || (mode == TL_SRTP_MODE_OPTIONAL && !call->over_tls) || !avp)
+		return (int)n;
+	if (call->offer_keys.suite == TL_SRTP_NONE) { /* one key for the call's offers */
+		call->offer_keys.suite = TL_SRTP_AES_CM_128_HMAC_SHA1_80;
+		if (tl_srtp_random_key(call->offer_keys.local,
+		                       tl_srtp_key_len(TL_SRTP_AES_CM_128_HMAC_SHA1_80)) < 0)
+			return -EIO;
+	}
+	if (n + 2 > size)
+		return -ENOSPC;
+	/* " RTP/AVP" -> " RTP/SAVP" */
+	memmove(avp + 6, avp + 5, n - (size_t)(avp + 5 - out) + 1);
+	avp[5] = 'S';
+	cr.keys = call->offer_keys;
+	n = (size_t)tl_sdp_crypto_add(out, size, n + 1, &cr);
+	explicit_bzero(&cr, sizeof(cr));
+	return (int)n;
+}
+
+int tl_call_srtp_answered(struct tl_call *call, const char *sdp, size_t len)
+{
+	struct tl_sdp_crypto cr;
+	int mode = call->sip->cfg->srtp_mode, rc;
+
+	if (call->offer_keys.suite == TL_SRTP_NONE) {
+		memset(&call->media.srtp, 0, sizeof(call->media.srtp));
+		return 0;
+	}
+	rc = tl_sdp_crypto_pick(sdp, len, TL_SRTP_MODE_OPTIONAL, &call->media.srtp, &cr);
+	if (rc > 0 && cr.keys.suite == call->offer_keys.suite && cr.tag == 1) {
+		memcpy(cr.keys.local, call->offer_keys.local, sizeof(cr.keys.local));
+		call->media.srtp = cr.keys;
+		explicit_bzero(&cr, sizeof(cr));
+		return 0;
+	}
+	explicit_bzero(&cr, sizeof(cr));
+	memset(&call->media.srtp, 0, sizeof(call->media.srtp));
+	if (mode == TL_SRTP_MODE_REQUIRED) {
+		tl_log_warn(call->call_id, "SRTP required: the answer to our SRTP offer has no "
+		                           "matching crypto line");
+		return -EKEYREJECTED;
+	}
+	return 0;
+}

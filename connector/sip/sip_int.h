@@ -50,8 +50,10 @@ struct tl_call {
 	struct tl_sdp_media media;
 	int have_media;    /* media holds a negotiated stream */
 	int offer_pending; /* we sent an offer (delayed offer, re-INVITE without SDP) */
-	char *last_body;   /* owned: last SDP we sent, to bump o= version only on change */
-	uint64_t num;      /* our id for the call across threads (WS events) */
+	int over_tls;      /* the INVITE came over TLS: our offers offer SRTP (sdp_crypto.c) */
+	struct tl_srtp_keys offer_keys; /* the key in our offer (suite NONE: offered RTP) */
+	char *last_body; /* owned: last SDP we sent, to bump o= version only on change */
+	uint64_t num;    /* our id for the call across threads (WS events) */
 	const struct tl_agent *agent;   /* borrowed from the rules in force at INVITE */
 	struct tl_media_stream *stream; /* one reference, owned */
 	int agent_ready;                /* the agent's WebSocket is open */
@@ -189,6 +191,12 @@ int tl_sdp_crypto_pick(const char *sdp, size_t len, int mode, const struct tl_sr
 /* tl_sdp_crypto_pick for call under media.srtp; sets call->local.savp, logs the outcome, and
  * on refusal fills call->srtp_why and srtp_warning. */
 int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct tl_sdp_crypto *cr);
+/* Our offer (delayed offer): made RTP/SAVP with an AES_CM_128_HMAC_SHA1_80 line when
+ * media.srtp is required, or optional and the call came over TLS. Returns the new length. */
+int tl_call_srtp_offer(struct tl_call *call, char *out, size_t size, size_t n);
+/* The answer to that offer: sets call->media.srtp from its a=crypto line. 0, or -EKEYREJECTED
+ * when SRTP was required and the answer has no usable line. */
+int tl_call_srtp_answered(struct tl_call *call, const char *sdp, size_t len);
 /* Inserts our a=crypto line into the audio section of out (n bytes, size the buffer): the new
  * length, or -ENOSPC / -EPROTO. */
 int tl_sdp_crypto_add(char *out, size_t size, size_t n, const struct tl_sdp_crypto *cr);

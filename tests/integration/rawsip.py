@@ -206,7 +206,7 @@ class Peer:
                  "Content-Length: 0"]
         self.send("\r\n".join(lines) + "\r\n\r\n")
 
-    def in_dialog(self, method, resp, cseq, headers=()):
+    def in_dialog(self, method, resp, cseq, headers=(), body=""):
         """Sends an in-dialog request (ACK for a 2xx, BYE, ...) in the dialog that 2xx response
         resp to our INVITE set up: Request-URI from its Contact, its To tag, a new branch.
         Record-Route is not supported (trunkline does not record-route)."""
@@ -219,8 +219,10 @@ class Peer:
                  f"From: {resp.get('From')}", f"To: {resp.get('To')}",
                  f"Call-ID: {resp.get('Call-ID')}", f"CSeq: {cseq} {method}", "Max-Forwards: 70"]
         lines += list(headers)
-        lines.append("Content-Length: 0")
-        self.send("\r\n".join(lines) + "\r\n\r\n")
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body.encode())}")
+        self.send("\r\n".join(lines) + "\r\n\r\n" + body)
 
     def respond(self, req, status, reason, headers=()):
         """Answers a request trunkline sent us."""

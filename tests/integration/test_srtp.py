@@ -152,6 +152,58 @@ def test_next_crypto_line_when_first_unusable(binary):
         tl.check_clean()
 
 
+def test_delayed_offer_over_tls_offers_srtp(binary):
+    """An INVITE without SDP over TLS: our offer is RTP/SAVP with a crypto line; the answer in
+    the ACK carries the caller's key; the tone goes both ways in SRTP. Then a re-INVITE with a
+    new key of the caller re-keys trunkline's receiving side (the tone still comes back)."""
+    tl = start_tls(binary)
+    p = Peer(tl.tls_port, "tls", ssl_ctx=client_ctx())
+    peer = RtpPeer("PCMU", tone(300), max_s=12)
+    try:
+        p.request("INVITE", ruri=f"sips:400@127.0.0.1:{tl.tls_port}")
+        ok = p.final(8, "INVITE")
+        assert ok and ok.status == 200, f"{ok}\n" + tl.log()[-2000:]
+        assert re.search(r"^m=audio \d+ RTP/SAVP ", ok.body, re.M), ok.body
+        tag, suite, theirs = answer_crypto(ok)
+        ours = new_key(suite)
+        p.in_dialog("ACK", ok, 1,
+                    body=sdp(peer.port, "RTP/SAVP", [crypto_attr(tag, suite, ours)]))
+        secure(peer, suite, ours, theirs)
+        peer.start()
+        time.sleep(2.0)
+        # Re-key: a re-INVITE with a new key of ours; both sides switch to the new keys
+        # (packets in flight with the old ones fail, as they would between real peers).
+        new = new_key(suite)
+        p.in_dialog("INVITE", ok, 2,
+                    body=sdp(peer.port, "RTP/SAVP", [crypto_attr(tag, suite, new)]))
+        re_ok = p.final(5, "INVITE")
+        assert re_ok and re_ok.status == 200, re_ok
+        theirs2 = answer_crypto(re_ok)[2]
+        peer.sock.tx = Session(suite, new, inbound=False)
+        peer.sock.rx = Session(suite, theirs2, inbound=True)
+        p.in_dialog("ACK", re_ok, 2)
+        failed_before = peer.sock.failed
+        before = peer.tone_frames()
+        time.sleep(2.0)
+        after = peer.tone_frames()
+        p.in_dialog("BYE", ok, 3)
+        bye = p.final(5, "BYE")
+        assert bye and bye.status == 200, bye
+    finally:
+        p.close()
+        peer.stop()
+    peer.join()
+    print(f"     tone frames back: {before} before the re-key, {after - before} after; "
+          f"SRTP failures at the peer {peer.sock.failed}", flush=True)
+    try:
+        assert before >= 50 and after - before >= 50, (before, after)
+        assert failed_before == 0 and peer.sock.failed - failed_before < 10, peer.sock.failed
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+
+
 if __name__ == "__main__":
     run([test_each_suite_over_tls, test_tampered_packet_dropped_and_counted_srtcp,
-         test_required_and_off, test_next_crypto_line_when_first_unusable])
+         test_required_and_off, test_next_crypto_line_when_first_unusable,
+         test_delayed_offer_over_tls_offers_srtp])
