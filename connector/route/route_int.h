@@ -89,6 +89,9 @@ int tl_route_iso_parse(const char *s, time_t *out);
  * reads "tls_verify" and "ca" of agent obj into a. Positioned errors. */
 struct tl_config_doc;
 int tl_rules_agent_env(const struct tl_config_doc *doc, json_t *headers, const char *path);
+/* A route's "srtp": "optional", "required" or "off" overrides media.srtp for its calls. */
+int tl_rules_route_srtp(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                        struct tl_route *r);
 int tl_rules_agent_tls(const struct tl_config_doc *doc, json_t *obj, const char *path,
                        struct tl_agent *a);
 

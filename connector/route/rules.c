@@ -24,7 +24,8 @@ static const char *const agent_keys[] = {"url",
                                          "ca",
                                          NULL};
 static const char *const route_keys[] = {
-    "name", "match", "agent", "fallback", "forward", "forward_method", "reject", "params", NULL};
+    "name",           "match",  "agent",  "fallback", "forward",
+    "forward_method", "reject", "params", "srtp",     NULL};
 
 /* ws://host[:port][/path] or wss://...: a scheme we speak and a non-empty host. */
 static int url_ok(const char *url)

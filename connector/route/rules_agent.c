@@ -126,3 +126,22 @@ int tl_rules_agent_tls(const struct tl_config_doc *doc, json_t *obj, const char 
 	}
 	return 0;
 }
+
+int tl_rules_route_srtp(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                        struct tl_route *r)
+{
+	static const char *const modes[] = {"optional", "required", "off"}; /* enum tl_srtp_mode */
+	json_t *v = json_object_get(obj, "srtp");
+	char sub[TL_CONFIG_PATH_MAX];
+
+	for (int i = 0; v && json_is_string(v) && i < 3; i++)
+		if (strcmp(json_string_value(v), modes[i]) == 0) {
+			r->srtp = i + 1;
+			return 0;
+		}
+	if (!v)
+		return 0;
+	tl_config_path(sub, sizeof(sub), path, "srtp");
+	return tl_config_doc_fail(doc, sub, 0,
+	                          "\"srtp\" must be \"optional\", \"required\" or \"off\"");
+}

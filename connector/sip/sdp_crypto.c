@@ -10,6 +10,7 @@
 
 #include "trunkline/b64.h"
 #include "trunkline/log.h"
+#include "trunkline/route.h"
 
 /* The audio section of the offer sdp.c answers: the first m=audio with a non-zero port. */
 static const char *audio_section(const char *sdp, size_t len, const char **end)
@@ -112,7 +113,7 @@ int tl_sdp_crypto_pick(const char *sdp, size_t len, int mode, const struct tl_sr
 		if (strncmp(p, "a=crypto:", 9) == 0 && crypto_line(p, line_len(p, end), cr) == 0)
 			found = 1;
 	if (mode == TL_SRTP_MODE_OFF && cr->savp) {
-		snprintf(cr->why, sizeof(cr->why), "SRTP offered (RTP/SAVP) but media.srtp is off");
+		snprintf(cr->why, sizeof(cr->why), "SRTP offered (RTP/SAVP) but srtp is off here");
 		return -EKEYREJECTED;
 	}
 	if (mode == TL_SRTP_MODE_OFF || (!found && !cr->savp && mode != TL_SRTP_MODE_REQUIRED)) {
@@ -159,10 +160,16 @@ int tl_sdp_crypto_add(char *out, size_t size, size_t n, const struct tl_sdp_cryp
 	return (int)(n + l);
 }
 
+/* The route's "srtp", else media.srtp. */
+static int srtp_mode(const struct tl_call *call)
+{
+	return call->route && call->route->srtp ? call->route->srtp - 1 : call->sip->cfg->srtp_mode;
+}
+
 int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct tl_sdp_crypto *cr)
 {
 	enum tl_srtp_suite was = call->media.srtp.suite;
-	int rc = tl_sdp_crypto_pick(sdp, len, call->sip->cfg->srtp_mode, &call->media.srtp, cr);
+	int rc = tl_sdp_crypto_pick(sdp, len, srtp_mode(call), &call->media.srtp, cr);
 
 	call->local.savp = rc > 0 && cr->savp;
 	if (rc == -EKEYREJECTED) {
@@ -180,7 +187,7 @@ int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct 
 
 int tl_call_srtp_offer(struct tl_call *call, char *out, size_t size, size_t n)
 {
-	int mode = call->sip->cfg->srtp_mode;
+	int mode = srtp_mode(call);
 	struct tl_sdp_crypto cr = {.tag = 1};
 	const char *end, *m = audio_section(out, n, &end);
 	char *avp = m ? memmem(m, line_len(m, end), " RTP/AVP", 8) : NULL;
@@ -207,7 +214,7 @@ int tl_call_srtp_offer(struct tl_call *call, char *out, size_t size, size_t n)
 int tl_call_srtp_answered(struct tl_call *call, const char *sdp, size_t len)
 {
 	struct tl_sdp_crypto cr;
-	int mode = call->sip->cfg->srtp_mode, rc;
+	int mode = srtp_mode(call), rc;
 
 	if (call->offer_keys.suite == TL_SRTP_NONE) {
 		memset(&call->media.srtp, 0, sizeof(call->media.srtp));

@@ -44,6 +44,7 @@ struct tl_route {
 	int max_calls;                /* "match"."max_calls"; 0 = no limit */
 	json_t *params;               /* route "params", string map, never NULL */
 	struct tl_route_match *match; /* NULL: matches every call */
+	int srtp; /* "srtp": enum tl_srtp_mode (config.h) + 1; 0 = media.srtp applies */
 };
 
 /* One header of the INVITE as it arrived: name and raw value text, borrowed. */

@@ -95,15 +95,15 @@ def test_tampered_packet_dropped_and_counted_srtcp(binary):
         tl.check_clean()
 
 
-def refused(tl, proto, crypto):
+def refused(tl, proto, crypto, user="400", headers=()):
     p = Peer(tl.tls_port, "tls", ssl_ctx=client_ctx())
     try:
-        p.request("INVITE", ruri=f"sips:400@127.0.0.1:{tl.tls_port}",
-                  body=sdp(40000, proto, crypto))
+        p.request("INVITE", ruri=f"sips:{user}@127.0.0.1:{tl.tls_port}",
+                  body=sdp(40000, proto, crypto), headers=headers)
         r = p.final(8, "INVITE")
         assert r is not None, "no final response"
         if r.status >= 300:
-            p.ack_failure(r, ruri=f"sips:400@127.0.0.1:{tl.tls_port}")
+            p.ack_failure(r, ruri=f"sips:{user}@127.0.0.1:{tl.tls_port}")
         return r
     finally:
         p.close()
@@ -120,6 +120,21 @@ def test_required_and_off(binary):
         r = refused(tl, "RTP/SAVP", ["1 F8_128_HMAC_SHA1_80 inline:" +
                                      base64.b64encode(os.urandom(30)).decode()])
         assert r.status == 488 and "F8_128_HMAC_SHA1_80" in r.get("Warning", ""), r
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+    # Per route: a route with "srtp": "required" refuses a plain offer although media.srtp is
+    # the default (optional); another route still takes it.
+    rules = {"agents": {"echo": {"url": "ws://127.0.0.1:9/"}},
+             "routes": [{"match": {"header": {"X-Secure": "^yes$"}}, "agent": "echo",
+                         "srtp": "required"},
+                        {"reject": 480}]}
+    tl = start_tls(binary, rules=rules)
+    try:
+        r = refused(tl, "RTP/AVP", (), headers=["X-Secure: yes"])
+        assert r.status == 488 and "SRTP required" in r.get("Warning", ""), r
+        r = refused(tl, "RTP/AVP", ())
+        assert r.status == 480, r
     finally:
         assert tl.stop() == 0
         tl.check_clean()
