@@ -12,6 +12,14 @@
 #include "trunkline/log.h"
 #include "trunkline/route.h"
 
+/* The SDP text need not end in a NUL: every look stays before end. */
+static int starts(const char *p, const char *end, const char *with)
+{
+	size_t n = strlen(with);
+
+	return (size_t)(end - p) >= n && memcmp(p, with, n) == 0;
+}
+
 /* The audio section of the offer sdp.c answers: the first m=audio with a non-zero port. */
 static const char *audio_section(const char *sdp, size_t len, const char **end)
 {
@@ -25,7 +33,7 @@ static const char *audio_section(const char *sdp, size_t len, const char **end)
 				*end = p;
 				return m;
 			}
-			if (strncmp(p, "m=audio ", 8) == 0 && strncmp(p, "m=audio 0 ", 10) != 0)
+			if (starts(p, stop, "m=audio ") && !starts(p, stop, "m=audio 0 "))
 				m = p;
 		}
 		p = next;
@@ -110,7 +118,7 @@ int tl_sdp_crypto_pick(const char *sdp, size_t len, int mode, const struct tl_sr
 	cr->savp = memmem(m, line_len(m, end), "SAVP", 4) != NULL;
 	for (p = m; p < end && !found;
 	     p += line_len(p, end), p += p < end && *p == '\r', p += p < end && *p == '\n')
-		if (strncmp(p, "a=crypto:", 9) == 0 && crypto_line(p, line_len(p, end), cr) == 0)
+		if (starts(p, end, "a=crypto:") && crypto_line(p, line_len(p, end), cr) == 0)
 			found = 1;
 	if (mode == TL_SRTP_MODE_OFF && cr->savp) {
 		snprintf(cr->why, sizeof(cr->why), "SRTP offered (RTP/SAVP) but srtp is off here");
