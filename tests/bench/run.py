@@ -5,7 +5,7 @@ until loss passes 0.1 %) runs the same load generator against trunkline and agai
 probe, each time with a fresh echo agent and a fresh DUT. Every process it starts is ended by PID.
 Writes results/<stamp>.json and results/<stamp>.md (and results/latest.*).
 
-usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000]
+usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000] [--srtp]
               [--step 200] [--max-n 2400] [--only trunkline|floor] [--budget-s 840]
               [--mark-flood N]
 Not part of the test suite."""
@@ -44,7 +44,8 @@ def build():
     sh(["make", "-C", BUILD, "-j2", "trunkline", "tl-echo-agent"], stdout=log,
        stderr=subprocess.STDOUT)
     for tool in ("loadgen", "floor", "tap"):
-        sh(["cc"] + CFLAGS + ["-o", os.path.join(BUILD, tool), os.path.join(HERE, tool + ".c")])
+        sh(["cc"] + CFLAGS + ["-o", os.path.join(BUILD, tool), os.path.join(HERE, tool + ".c")]
+           + (["-lsrtp2"] if tool == "loadgen" else []))
 
 
 class Proc:
@@ -131,7 +132,8 @@ def step(kind, n, args, tap=False):
     try:
         agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
                                "--port", str(AGENT_PORT)], d, ready="listening")
-        dut = start_dut(kind, d, args.workers, max(n + 100, 1000))
+        # "trunkline-srtp" (--srtp): trunkline, with the generator's calls in SRTP.
+        dut = start_dut(kind.replace("-srtp", ""), d, args.workers, max(n + 100, 1000))
         time.sleep(1.0)
         rss_idle = rss_kb(dut.pid)
         if args.mark_flood and kind == "trunkline":
@@ -144,7 +146,8 @@ def step(kind, n, args, tap=False):
         lg_argv = [os.path.join(BUILD, "loadgen"), "--target", f"127.0.0.1:{SIP_PORT}",
                    "--calls", str(n), "--rate", str(args.rate), "--warmup", str(args.warmup),
                    "--measure", str(args.measure), "--pid", f"dut={dut.pid}",
-                   "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out]
+                   "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out,
+                   "--srtp", "1" if kind.endswith("-srtp") else "0"]
         limit = n / args.rate + args.warmup + args.measure + 60
         tap_out = os.path.join(d, "tap.json")
         with open(os.path.join(d, "loadgen.log"), "w") as lf:
@@ -250,6 +253,9 @@ def main():
     ap.add_argument("--budget-s", type=float, default=840)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--srtp", action="store_true",
+                    help="trunkline with plain calls and with SRTP calls (SDES, "
+                    "AES_CM_128_HMAC_SHA1_80) at each N, instead of trunkline and floor")
     ap.add_argument("--mark-flood", type=int, default=0,
                     help="with trunkline, one more call whose agent sends N mark/clear a second")
     ap.add_argument("--tap-ns", default="100,500",
@@ -261,6 +267,8 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S") + (("-" + args.tag) if args.tag else "")
     kinds = [args.only] if args.only else ["trunkline", "floor"]
+    if args.srtp:  # plain and SRTP calls on trunkline, alternating, in one run
+        kinds = ["trunkline", "trunkline-srtp"]
     done = {k: False for k in kinds}
     results = []
     ladder = [int(x) for x in args.ladder.split(",")]
