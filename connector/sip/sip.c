@@ -446,7 +446,8 @@ static int create_nua(struct tl_sip *sip)
 			tl_call_host_addr(host, sizeof(host));
 		else
 			snprintf(host, sizeof(host), "%s", l->host);
-		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "sip:%s%s%s:%u",
+		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "%s:%s%s%s:%u",
+		         l->transport == TL_TRANSPORT_TLS ? "sips" : "sip",
 		         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", l->port);
 	}
 	return 0;
