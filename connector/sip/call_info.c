@@ -142,13 +142,17 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg)
 	call->over_tls = req->sip_via && req->sip_via->v_protocol &&
 	                 su_casematch(req->sip_via->v_protocol, sip_transport_tls);
 	/* Sofia's Contact carries no transport parameter when UDP and TCP share a port; a PBX
-	 * that reached us over TCP must keep using TCP for the dialog. */
-	if (req->sip_via && req->sip_via->v_protocol &&
-	    su_casematch(req->sip_via->v_protocol, sip_transport_tcp) && call->ruri_host[0])
-		snprintf(call->contact, sizeof(call->contact), "<sip:%s%s%s;transport=tcp>",
+	 * that reached us over TCP (or TLS) must keep using it for the dialog. */
+	if (((req->sip_via && req->sip_via->v_protocol &&
+	      su_casematch(req->sip_via->v_protocol, sip_transport_tcp)) ||
+	     call->over_tls) &&
+	    call->ruri_host[0])
+		snprintf(call->contact, sizeof(call->contact), "<%s:%s%s%s;transport=%s>",
+		         req->sip_request->rq_url->url_type == url_sips ? "sips" : "sip",
 		         call->ruri_host, req->sip_request->rq_url->url_port ? ":" : "",
 		         req->sip_request->rq_url->url_port ? req->sip_request->rq_url->url_port
-		                                            : "");
+		                                            : "",
+		         call->over_tls ? "tls" : "tcp");
 	for (sip_header_t *h = head ? (sip_header_t *)*head : NULL; h && n < TL_CALL_MAX_HEADERS;
 	     h = (sip_header_t *)h->sh_succ) {
 		int hash = h->sh_class->hc_hash;

@@ -119,7 +119,7 @@ def test_tls_call_without_client_certificate(binary):
         check_tone(peer, 2.0)
         contact = ok.get("Contact", "")
         print(f"     Contact: {contact}", flush=True)
-        assert "sips:" in contact or "transport=tls" in contact, f"Contact {contact!r}"
+        assert contact.startswith("<sips:") and "transport=tls" in contact, f"Contact {contact!r}"
     finally:
         assert tl.stop() == 0
         tl.check_clean()
@@ -128,8 +128,10 @@ def test_tls_call_without_client_certificate(binary):
 def test_mutual_tls_call_and_wrong_certificate_refused(binary):
     tl = start_tls(binary, verify_client=True)
     try:
-        peer, _ = tls_call(tl, client_ctx("pbx"), scheme="sip")
+        peer, ok = tls_call(tl, client_ctx("pbx"), scheme="sip")
         check_tone(peer, 2.0)
+        contact = ok.get("Contact", "")
+        assert contact.startswith("<sip:") and "transport=tls" in contact, f"Contact {contact!r}"
         # A certificate from another CA: the handshake fails, no call, one log line naming us.
         for cert in ("rogue", None):
             refused = False
