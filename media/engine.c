@@ -112,6 +112,8 @@ static void on_readable(struct tl_media_worker *w, struct tl_media_stream *s, in
 		for (int i = 0; i < n; i++) {
 			size_t len = w->in_msgs[i].msg_len;
 			socklen_t alen = w->in_msgs[i].msg_hdr.msg_namelen;
+			if (tl_stream_srtp_in(s, w->in_buf[i], &len, rtcp) < 0)
+				continue;
 			if (rtcp)
 				tl_stream_on_rtcp(s, w->in_buf[i], len, &w->in_addr[i], alen, now);
 			else

@@ -14,6 +14,7 @@
 #include "trunkline/queue.h"
 #include "trunkline/reorder.h"
 #include "trunkline/rtp.h"
+#include "trunkline/srtp.h"
 
 #define TL_UP_SLOTS      32 /* uplink events: 640 ms of audio */
 #define TL_MARK_SLOTS    64
@@ -180,7 +181,8 @@ struct tl_media_stream {
 
 	/* Counters: written by the worker, read anywhere (relaxed). */
 	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,
-	    st_tx_silence, st_up_drops;
+	    st_tx_silence, st_up_drops, st_rx_srtp_fail;
+	struct tl_srtp *srtp; /* worker-owned; NULL when the call is plain RTP (srtp.c) */
 	_Atomic uint64_t st_rx_fec;
 	/* Worker-owned figures (reorder counters, jitter) published once a tick, so that other
 	 * threads never read the worker's plain fields. */
@@ -226,6 +228,11 @@ struct tl_media {
 int64_t tl_media_now_ms(void);
 
 /* stream.c, called on the stream's worker */
+/* srtp.c hooks (worker thread): apply keys (same keys: no change; new keys: re-key), and the
+ * in-place transforms; a negative return means drop the packet (counted when received). */
+void tl_stream_srtp_apply(struct tl_media_stream *s, const struct tl_srtp_keys *keys);
+int tl_stream_srtp_in(struct tl_media_stream *s, uint8_t *pkt, size_t *len, int rtcp);
+int tl_stream_srtp_out(struct tl_media_stream *s, uint8_t *pkt, size_t *len, size_t cap, int rtcp);
 void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                       const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
 void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,

@@ -350,10 +350,13 @@ static int send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t 
 	struct tl_rtp_hdr h = {
 	    .pt = pt, .marker = (uint8_t)marker, .seq = s->tx_seq++, .ts = ts, .ssrc = s->ssrc};
 	uint8_t *pkt = s->w->out_buf;
+	size_t len = TL_RTP_HDR_LEN + payload_len;
 
 	tl_rtp_write(pkt, TL_RTP_HDR_LEN, &h);
-	if (sendto(s->rtp_fd, pkt, TL_RTP_HDR_LEN + payload_len, MSG_DONTWAIT,
-	           (const struct sockaddr *)&s->src.rtp_to, s->src.rtp_to_len) > 0) {
+	if (tl_stream_srtp_out(s, pkt, &len, sizeof(s->w->out_buf), 0) < 0)
+		return 0;
+	if (sendto(s->rtp_fd, pkt, len, MSG_DONTWAIT, (const struct sockaddr *)&s->src.rtp_to,
+	           s->src.rtp_to_len) > 0) {
 		atomic_fetch_add_explicit(&s->st_tx_packets, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->st_tx_bytes, TL_RTP_HDR_LEN + payload_len,
 		                          memory_order_relaxed);
@@ -460,10 +463,12 @@ static void send_rtcp(struct tl_media_stream *s, int64_t now)
 		s->rtcp_expected_prior = expected;
 		s->rtcp_received_prior = s->rx_count;
 	}
-	n = tl_rtcp_build(buf, sizeof(buf), &rep, "trunkline");
-	if (n > 0 && s->src.rtcp_to_len > 0)
-		sendto(s->rtcp_fd, buf, (size_t)n, MSG_DONTWAIT,
-		       (const struct sockaddr *)&s->src.rtcp_to, s->src.rtcp_to_len);
+	n = tl_rtcp_build(buf, sizeof(buf) - TL_SRTP_TAIL, &rep, "trunkline");
+	size_t len = n > 0 ? (size_t)n : 0;
+	if (n > 0 && s->src.rtcp_to_len > 0 &&
+	    tl_stream_srtp_out(s, buf, &len, sizeof(buf), 1) == 0)
+		sendto(s->rtcp_fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&s->src.rtcp_to,
+		       s->src.rtcp_to_len);
 }
 
 static void publish_stats(struct tl_media_stream *s)
@@ -519,6 +524,7 @@ void tl_stream_tick(struct tl_media_stream *s, int64_t now)
 void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
                      const struct tl_sdp_media *sdp)
 {
+	tl_stream_srtp_apply(s, &sdp->srtp);
 	s->sdp = *sdp;
 	atomic_store_explicit(&s->te_pt_pub, sdp->te_pt, memory_order_relaxed);
 	tl_stream_codec_setup(s); /* a new codec (re-INVITE): new codec path; -ENOMEM: silence */
@@ -609,6 +615,7 @@ void tl_stream_free(struct tl_media_stream *s)
 	}
 	tl_stream_codec_free(s);
 	tl_reorder_destroy(s->reorder);
+	tl_srtp_destroy(s->srtp);
 	free(s->ring);
 	free(s->up);
 	free(s->up_data);
@@ -631,6 +638,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->rx_foreign = atomic_load_explicit(&s->src.rx_foreign, memory_order_relaxed);
 	st->rx_learning = atomic_load_explicit(&s->src.rx_learning, memory_order_relaxed);
 	st->rtcp_dropped = atomic_load_explicit(&s->src.rtcp_dropped, memory_order_relaxed);
+	st->rx_srtp_fail = atomic_load_explicit(&s->st_rx_srtp_fail, memory_order_relaxed);
 	if (atomic_load_explicit(&s->src.have_foreign, memory_order_acquire))
 		memcpy(&st->foreign_from, &s->src.foreign_from, s->src.foreign_from_len);
 	/* As of the worker's last tick (publish_stats). */

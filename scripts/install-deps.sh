@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config git ca-certificates
-      libsofia-sip-ua-dev libwebsockets-dev libjansson-dev libopus-dev libsrtp2-dev libspeexdsp-dev
+      libsofia-sip-ua-dev libwebsockets-dev libjansson-dev libopus-dev libsrtp2-dev libspeexdsp-dev libssl-dev
       sip-tester python3 clang-format tzdata
       libspandsp-dev kamailio python3-prometheus-client baresip-core openssl libssl-dev)
 

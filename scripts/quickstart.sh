@@ -23,4 +23,5 @@ fi
 echo "trunkline: SIP on udp+tcp port 5060 of this host; calls go to the example agent at ws://127.0.0.1:8090"
 echo "Ctrl-C drains (calls in progress go on, up to shutdown_timeout_ms); a second Ctrl-C ends them"
 trap 'true' INT  # a handler, not '' (ignored would be inherited by trunkline)
-build/trunkline --config deploy/config.example.json || true
+# TL_CONFIG=deploy/config.tls.example.json: SIP over TLS on 5061 too (README, "Over TLS").
+build/trunkline --config "${TL_CONFIG:-deploy/config.example.json}" || true

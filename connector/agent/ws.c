@@ -212,6 +212,30 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws *ws, const char *ca)
+{
+	struct lws_context_creation_info info;
+	size_t i, n = sizeof(ws->ca_vhosts) / sizeof(ws->ca_vhosts[0]);
+	char name[32];
+
+	for (i = 0; i < n && ws->ca_vhosts[i].ca; i++)
+		if (strcmp(ws->ca_vhosts[i].ca, ca) == 0)
+			return ws->ca_vhosts[i].vh;
+	if (i == n || !(ws->ca_vhosts[i].ca = strdup(ca)))
+		return NULL;
+	memset(&info, 0, sizeof(info));
+	snprintf(name, sizeof(name), "ca%zu", i);
+	info.vhost_name = name;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.client_ssl_ca_filepath = ca;
+	ws->ca_vhosts[i].vh = lws_create_vhost(ws->ctx, &info);
+	if (!ws->ca_vhosts[i].vh)
+		tl_log_warn(NULL, "agent CA %s: cannot make a TLS client context with it", ca);
+	return ws->ca_vhosts[i].vh;
+}
+
 static void *ws_main(void *arg)
 {
 	struct tl_ws *ws = arg;
@@ -263,6 +287,7 @@ void tl_wsc_free(struct tl_ws_conn *c)
 	tl_wsd_marks_reset(&c->marks);
 	tl_wsd_fini(&c->d);
 	json_decref(c->headers);
+	free(c->ca);
 	free(c->url);
 	free(c->path);
 	free(c->host);
@@ -326,8 +351,10 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 	if (err < 0)
 		goto out;
 	c->headers = a->headers ? json_deep_copy(a->headers) : json_object();
+	c->insecure = a->tls_insecure;
+	c->ca = a->ca ? strdup(a->ca) : NULL;
 	err = -ENOMEM;
-	if (!c->headers)
+	if (!c->headers || (a->ca && !c->ca))
 		goto out;
 	if (tl_wsc_grow(&c->tx, &c->tx_cap, tl_wsd_media_max(&c->d, TL_MEDIA_FRAME_MAX), LWS_PRE) <
 	    0)
@@ -493,6 +520,8 @@ void tl_ws_destroy(struct tl_ws *ws)
 		tl_wsc_kill(ws->conns);
 	if (ws->ctx)
 		lws_context_destroy(ws->ctx);
+	for (size_t i = 0; i < sizeof(ws->ca_vhosts) / sizeof(ws->ca_vhosts[0]); i++)
+		free(ws->ca_vhosts[i].ca);
 	tl_ws_drain(ws, NULL, NULL);
 	if (ws->efd >= 0)
 		close(ws->efd);

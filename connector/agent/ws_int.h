@@ -200,6 +200,8 @@ struct tl_ws_conn {
 	const char *address;
 	char *path, *host;
 	int port, ssl;
+	int insecure; /* the agent's "tls_verify": false */
+	char *ca;     /* the agent's "ca": verified with a vhost of its own (tl_wsc_ca_vhost) */
 	json_t *headers;
 	int connect_timeout_ms, idle_timeout_ms;
 
@@ -266,13 +268,20 @@ struct tl_ws {
 	atomic_uint_fast64_t tx_bytes, rx_bytes;
 
 	/* WS thread */
-	uint64_t turn; /* lws_service calls so far: one poll and what it found ready */
+	struct {
+		char *ca;
+		struct lws_vhost *vh;
+	} ca_vhosts[16]; /* one client vhost per CA file (lws keeps the CA per vhost) */
+	uint64_t turn;   /* lws_service calls so far: one poll and what it found ready */
 	struct tl_ws_conn *conns;
 	int quit, shutting_down;
 	lws_sorted_usec_list_t sul_shutdown;
 };
 
 /* ws.c */
+/* WS thread: the client vhost that verifies with CA file ca (created on first use); NULL when
+ * it cannot be made (the connection then fails rather than skip the check). */
+struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws *ws, const char *ca);
 void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *text);
 /* Grows *buf (plus extra bytes of slack) to hold need bytes. 0 or -ENOMEM. */
 int tl_wsc_grow(unsigned char **buf, size_t *cap, size_t need, size_t extra);

@@ -387,7 +387,7 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 static const char *const sip_keys[] = {
     "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
     "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
-    "bridge_answer_timeout_s",
+    "bridge_answer_timeout_s", "tls",
     /* config_access.c */
     "allow_sources", "silent_reject", "drop_user_agents", "auth", "max_calls_per_source",
     "max_call_rate", "max_call_rate_per_source", "max_tcp_connections",
@@ -468,7 +468,7 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 
 static const char *const media_keys[] = {
     "address",        "public_address", "port_min",       "port_max", "reorder_ms", "workers",
-    "playout_max_ms", "symmetric_rtp",  "rtp_relearn_ms", "codecs",   NULL};
+    "playout_max_ms", "symmetric_rtp",  "rtp_relearn_ms", "codecs",   "srtp",       NULL};
 
 /* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
  * "strict" (the SDP address only). */
@@ -486,6 +486,21 @@ static int load_symmetric_rtp(const struct tl_config_doc *doc, struct tl_config 
 		return tl_config_doc_fail(doc, "/media/symmetric_rtp", 0,
 		                          "\"symmetric_rtp\" must be \"learn\" or \"strict\"");
 	return 0;
+}
+
+static int load_srtp(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *media)
+{
+	static const char *const modes[] = {"optional", "required", "off"};
+	json_t *v = json_object_get(media, "srtp");
+
+	for (int i = 0; v && json_is_string(v) && i < 3; i++)
+		if (strcmp(json_string_value(v), modes[i]) == 0) {
+			cfg->srtp_mode = i;
+			return 0;
+		}
+	return v ? tl_config_doc_fail(doc, "/media/srtp", 0,
+	                              "\"srtp\" must be \"optional\", \"required\" or \"off\"")
+	         : 0;
 }
 
 static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
@@ -511,6 +526,7 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	                            &cfg->playout_max_ms)) < 0 ||
 	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
 	    (rc = tl_config_doc_codecs(doc, media, "/media", "codecs", cfg->codecs)) < 0 ||
+	    (rc = load_srtp(doc, cfg, media)) < 0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "rtp_relearn_ms", 0, 3600000,
 	                            &cfg->rtp_relearn_ms)) < 0)
 		return rc;
@@ -625,7 +641,9 @@ int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err 
 		goto out;
 	}
 	if ((rc = tl_config_doc_keys(&doc, doc.root, "", root_keys)) < 0 ||
-	    (rc = load_sip(&doc, cfg)) < 0 || (rc = load_media(&doc, cfg)) < 0 ||
+	    (rc = load_sip(&doc, cfg)) < 0 ||
+	    (rc = tl_config_load_transport(&doc, cfg, json_object_get(doc.root, "sip"))) < 0 ||
+	    (rc = load_media(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
 	    (rc = rules_keys(&doc, cfg, err)) < 0 || (rc = tl_config_load_ops(&doc, cfg)) < 0 ||
@@ -657,5 +675,8 @@ void tl_config_destroy(struct tl_config *cfg)
 	tl_registrations_free(cfg->registrations, cfg->n_registrations);
 	tl_registrar_free(cfg->registrar);
 	free(cfg->registrar);
+	free(cfg->tls.certificate);
+	free(cfg->tls.private_key);
+	free(cfg->tls.ca);
 	free(cfg);
 }

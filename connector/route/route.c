@@ -604,7 +604,8 @@ int tl_route_compile(const struct tl_config_doc *doc, const struct tl_rules *rul
 	if ((rc = set_target(doc, rules, obj, path, r)) < 0)
 		return rc;
 	if ((rc = tl_route_check_params(doc, obj, path, "params")) < 0 ||
-	    (rc = tl_config_doc_codecs(doc, obj, path, "codecs", r->codecs)) < 0)
+	    (rc = tl_config_doc_codecs(doc, obj, path, "codecs", r->codecs)) < 0 ||
+	    (rc = tl_rules_route_srtp(doc, obj, path, r)) < 0)
 		return rc;
 	r->params = json_object_get(obj, "params") ? json_incref(json_object_get(obj, "params"))
 	                                           : json_object();

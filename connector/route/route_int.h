@@ -86,6 +86,16 @@ void tl_route_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
  * Returns 0 or -EINVAL. */
 int tl_route_iso_parse(const char *s, time_t *out);
 
+/* rules_agent.c: expands ${env:NAME} in the header values of headers (at path) in place;
+ * reads "tls_verify" and "ca" of agent obj into a. Positioned errors. */
+struct tl_config_doc;
+int tl_rules_agent_env(const struct tl_config_doc *doc, json_t *headers, const char *path);
+/* A route's "srtp": "optional", "required" or "off" overrides media.srtp for its calls. */
+int tl_rules_route_srtp(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                        struct tl_route *r);
+int tl_rules_agent_tls(const struct tl_config_doc *doc, json_t *obj, const char *path,
+                       struct tl_agent *a);
+
 /* Releases what tl_route_compile built (NULL-safe; r itself is not freed). */
 void tl_route_match_destroy(struct tl_route_match *m);
 

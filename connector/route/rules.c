@@ -2,6 +2,7 @@
  * are checked for shape and references here, then compiled by route.c (conditions, zones);
  * matching them against a call is route_match.c's. Errors point at the offending value, like
  * config.c's. */
+#include "route_int.h"
 #include "trunkline/config_doc.h"
 
 #include "trunkline/route.h"
@@ -12,12 +13,19 @@
 #include <strings.h>
 
 static const char *const rules_keys[] = {"agents", "routes", NULL};
-static const char *const agent_keys[] = {
-    "url",    "dialect", "connect_timeout_ms", "idle_timeout_ms", "sample_rate", "headers",
-    "params", NULL};
-static const char *const route_keys[] = {
-    "name",           "match",  "agent",  "fallback", "forward",
-    "forward_method", "reject", "params", "codecs",   NULL};
+static const char *const agent_keys[] = {"url",
+                                         "dialect",
+                                         "connect_timeout_ms",
+                                         "idle_timeout_ms",
+                                         "sample_rate",
+                                         "headers",
+                                         "params",
+                                         "tls_verify",
+                                         "ca",
+                                         NULL};
+static const char *const route_keys[] = {"name",    "match",          "agent",  "fallback",
+                                         "forward", "forward_method", "reject", "params",
+                                         "codecs",  "srtp",           NULL};
 
 /* ws://host[:port][/path] or wss://...: a scheme we speak and a non-empty host. */
 static int url_ok(const char *url)
@@ -142,7 +150,9 @@ static int load_agent(const struct tl_config_doc *doc, const char *name, json_t 
 	    (rc = load_sample_rate(doc, obj, path, a)) < 0 ||
 	    (rc = tl_config_doc_strmap(doc, obj, path, "headers", &a->headers)) < 0 ||
 	    (rc = tl_config_doc_strmap(doc, obj, path, "params", &a->params)) < 0 ||
-	    (rc = tl_route_check_params(doc, obj, path, "params")) < 0)
+	    (rc = tl_route_check_params(doc, obj, path, "params")) < 0 ||
+	    (rc = tl_rules_agent_tls(doc, obj, path, a)) < 0 ||
+	    (rc = tl_rules_agent_env(doc, a->headers, path)) < 0)
 		return rc;
 	return check_headers(doc, a->headers, path);
 }
@@ -429,6 +439,7 @@ void tl_rules_free(struct tl_rules *rules)
 		free(rules->agents[i].url);
 		json_decref(rules->agents[i].headers);
 		json_decref(rules->agents[i].params);
+		free(rules->agents[i].ca);
 	}
 	free(rules->agents);
 	for (size_t i = 0; i < rules->n_routes; i++)
@@ -485,6 +496,16 @@ size_t tl_rules_lint(const struct tl_rules *rules, tl_rules_warn_f *warn, void *
 	char msg[512];
 	size_t n = 0;
 
+	for (size_t i = 0; rules && i < rules->n_agents; i++)
+		if (rules->agents[i].tls_insecure &&
+		    strncmp(rules->agents[i].url, "wss://", 6) == 0) {
+			snprintf(
+			    msg, sizeof(msg),
+			    "agent \"%s\": tls_verify is false: its TLS certificate is not checked",
+			    rules->agents[i].name);
+			warn(arg, msg);
+			n++;
+		}
 	for (size_t i = 0; rules && i < rules->n_routes; i++) {
 		const struct tl_route *r = &rules->route_tab[i];
 		const char *tel = is_tel(r->forward)    ? r->forward

@@ -196,6 +196,11 @@ static void log_media_stats(struct tl_call *call)
 	    (unsigned long long)st.rx_dup, (unsigned long long)st.rx_bad,
 	    (unsigned long long)st.rx_foreign, st.jitter_ms, (unsigned long long)st.tx_packets,
 	    (unsigned long long)st.tx_silence, (unsigned long long)st.uplink_drops);
+	if (st.rx_srtp_fail)
+		tl_log_warn(call->call_id,
+		            "media: dropped %llu SRTP/SRTCP packets that failed authentication or "
+		            "the replay check",
+		            (unsigned long long)st.rx_srtp_fail);
 	if (st.rx_foreign == 0 && st.rtcp_dropped == 0)
 		return;
 	/* Once per call, here rather than per packet: someone else sent to the call's ports. */

@@ -110,11 +110,18 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
                      size_t size)
 {
 	struct tl_sdp_media neg = call->media;
-	int n;
+	struct tl_sdp_crypto cr = {0};
+	int n, srtp = offer ? 0 : tl_call_srtp_pick(call, remote, rlen, &cr);
 
+	if (srtp < 0)
+		return srtp;
 	for (int pass = 0; pass < 2; pass++) {
 		n = offer ? tl_sdp_offer(&call->local, out, size)
 		          : tl_sdp_answer(remote, rlen, &call->local, &neg, out, size);
+		if (n >= 0 && srtp > 0)
+			n = tl_sdp_crypto_add(out, size, (size_t)n, &cr);
+		if (n >= 0 && offer)
+			n = tl_call_srtp_offer(call, out, size, (size_t)n);
 		if (n < 0)
 			return n;
 		if (!call->last_body || pass == 1)
@@ -128,6 +135,8 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
 	free(call->last_body);
 	call->last_body = strdup(out);
 	if (!offer) {
+		neg.srtp = cr.keys;
+		explicit_bzero(&cr, sizeof(cr));
 		call->media = neg;
 		call->have_media = 1;
 	}
@@ -136,7 +145,9 @@ static int make_body(struct tl_call *call, int offer, const char *remote, size_t
 
 static const char *sdp_error_phrase(int err)
 {
-	return err == -ENOTSUP ? "No acceptable codec" : "Bad session description";
+	return err == -ENOTSUP        ? "No acceptable codec"
+	       : err == -EKEYREJECTED ? "Not Acceptable Here"
+	                              : "Bad session description";
 }
 
 /* with_this: the response is sent from the request's own event callback. */
@@ -481,12 +492,15 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	}
 	su_home_deinit(home);
 	if (n < 0) {
-		tl_log_warn(call->call_id, "rejecting INVITE: %s", sdp_error_phrase(n));
+		tl_log_warn(call->call_id, "rejecting INVITE: %s%s%s", sdp_error_phrase(n),
+		            n == -EKEYREJECTED ? ": " : "",
+		            n == -EKEYREJECTED ? call->srtp_why : "");
 		tl_call_outcome(call, TL_OUTCOME_REJECTED);
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
 		            SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media "
 		                                               "format\""
-		                                             : "399 trunkline \"Bad SDP\""),
+		                               : n == -EKEYREJECTED ? call->srtp_warning
+		                                                    : "399 trunkline \"Bad SDP\""),
 		            TAG_END());
 		call->state = TL_CALL_ENDING;
 		return;
@@ -540,6 +554,7 @@ static void on_modify(struct tl_call *call, const sip_t *req, int allow_offer)
 	if (n < 0) {
 		/* The old session stays in force (RFC 3261 §14.2). */
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
+		            TAG_IF(n == -EKEYREJECTED, SIPTAG_WARNING_STR(call->srtp_warning)),
 		            TAG_END());
 		return;
 	}
@@ -571,7 +586,10 @@ void tl_call_on_ack(struct tl_call *call, const sip_t *req)
 		return;
 	call->offer_pending = 0;
 	sdp = req ? tl_call_sdp_body(req, nua_current_request(call->sip->nua), home, &len) : NULL;
+	call->local.savp = call->offer_keys.suite != TL_SRTP_NONE;
 	err = sdp ? tl_sdp_read_answer(sdp, len, &call->local, &call->media) : -EPROTO;
+	if (err == 0)
+		err = tl_call_srtp_answered(call, sdp, len);
 	su_home_deinit(home);
 	if (err < 0) {
 		tl_log_warn(call->call_id, "ACK carries no usable answer to our offer: hanging up");

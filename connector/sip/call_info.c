@@ -90,24 +90,32 @@ static void set_contact(struct tl_call *call, const sip_t *req)
 	const url_t *ru = req->sip_request->rq_url;
 	int tcp = req->sip_via && req->sip_via->v_protocol &&
 	          su_casematch(req->sip_via->v_protocol, sip_transport_tcp);
+	enum tl_transport want = call->over_tls ? TL_TRANSPORT_TLS
+	                         : tcp          ? TL_TRANSPORT_TCP
+	                                        : TL_TRANSPORT_UDP;
 	const struct tl_config *cfg = call->sip->cfg;
 	char port[8] = "";
 	int wild = 0;
 
 	for (size_t i = 0; i < cfg->n_listen; i++)
-		if ((cfg->listen[i].transport == TL_TRANSPORT_TCP) == tcp &&
-		    cfg->listen[i].transport != TL_TRANSPORT_TLS) {
+		if (cfg->listen[i].transport == want) {
 			wild = is_wildcard(cfg->listen[i].host);
 			snprintf(port, sizeof(port), "%u", cfg->listen[i].port);
 			break;
 		}
-	if (!call->ruri_host[0] || (!tcp && !wild))
+	/* Over TCP and TLS, Sofia's own Contact has no transport parameter when UDP shares the
+	 * port: a PBX that reached us so must keep using it for the dialog. */
+	if (!call->ruri_host[0] || (want == TL_TRANSPORT_UDP && !wild))
 		return;
-	snprintf(call->contact, sizeof(call->contact), "<sip:%s:%s%s>", call->ruri_host,
-	         ru->url_port ? ru->url_port
-	         : port[0]    ? port
-	                      : "5060",
-	         tcp ? ";transport=tcp" : "");
+	snprintf(call->contact, sizeof(call->contact), "<%s:%s:%s%s>",
+	         ru->url_type == url_sips ? "sips" : "sip", call->ruri_host,
+	         ru->url_port     ? ru->url_port
+	         : port[0]        ? port
+	         : call->over_tls ? "5061"
+	                          : "5060",
+	         want == TL_TRANSPORT_TLS   ? ";transport=tls"
+	         : want == TL_TRANSPORT_TCP ? ";transport=tcp"
+	                                    : "");
 }
 
 static void trace_route(void *arg, const struct tl_route *route, const char *why)
@@ -168,6 +176,8 @@ int tl_call_read_invite(struct tl_call *call, const sip_t *req, msg_t *msg)
 	ruri[sizeof(ruri) - 1] = '\0';
 	snprintf(call->ruri_host, sizeof(call->ruri_host), "%s",
 	         req->sip_request->rq_url->url_host ? req->sip_request->rq_url->url_host : "");
+	call->over_tls = req->sip_via && req->sip_via->v_protocol &&
+	                 su_casematch(req->sip_via->v_protocol, sip_transport_tls);
 	set_contact(call, req);
 	for (sip_header_t *h = head ? (sip_header_t *)*head : NULL; h && n < TL_CALL_MAX_HEADERS;
 	     h = (sip_header_t *)h->sh_succ) {

@@ -272,7 +272,7 @@ static int pick_audio(const sdp_session_t *sdp, const struct tl_sdp_local *local
 		if (m->m_type != sdp_media_audio || m->m_port == 0)
 			continue;
 		err = -ENOTSUP;
-		if (!proto_is_plain_rtp(m) || proto_is_srtp(m))
+		if (proto_is_srtp(m) ? !local->savp : !proto_is_plain_rtp(m))
 			continue;
 		if (pick_codec(m, local, codecs, pick) == 0) {
 			pick->sdp = sdp;

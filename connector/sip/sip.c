@@ -21,6 +21,8 @@
 #include <sofia-sip/su_tag_io.h>
 #include <sofia-sip/tport_tag.h>
 
+extern su_log_t tport_log[]; /* Sofia's transport log (libsofia-sip-ua exports it) */
+
 #include "trunkline/log.h"
 #include "trunkline/registration.h"
 #include "trunkline/route.h"
@@ -41,11 +43,6 @@
 #define TL_SIP_FD_RESERVE (32 + 4)
 /* A failed allocation (descriptor, port, memory) at INVITE keeps OPTIONS at 503 this long. */
 #define TL_SIP_BUSY_HOLD_MS 5000
-
-static const char *transport_name(enum tl_transport tp)
-{
-	return tp == TL_TRANSPORT_TCP ? "tcp" : tp == TL_TRANSPORT_TLS ? "tls" : "udp";
-}
 
 static void shutdown_now(struct tl_sip *sip)
 {
@@ -118,6 +115,7 @@ static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 		if (si.ssi_signo == SIGHUP) {
 			tl_sip_reload_rules(sip, "SIGHUP");
 			tl_sip_ops_reopen(sip);
+			tl_sip_tls_recheck(sip->cfg);
 		} else
 			start_drain(sip);
 	}
@@ -432,71 +430,20 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	}
 }
 
-/* Sofia's nua takes two listen URLs (NUTAG_URL, NUTAG_SIPS_URL), each with a transport list:
- * listen entries are grouped by host and port, and 0.0.0.0 + :: on one port become "*". */
-static int build_urls(const struct tl_config *cfg, char urls[2][192])
-{
-	struct {
-		char host[64];
-		uint16_t port;
-		char tps[32];
-	} g[TL_CONFIG_MAX_LISTEN];
-	size_t n = 0;
-
-	for (size_t i = 0; i < cfg->n_listen; i++) {
-		const struct tl_listen *l = &cfg->listen[i];
-		const char *host = l->host;
-		size_t j;
-
-		if (l->transport == TL_TRANSPORT_TLS) {
-			tl_log_error(NULL, "listen tls:%s:%u: TLS is not supported yet", host,
-			             l->port);
-			return -ENOTSUP;
-		}
-		for (j = 0; j < n; j++) {
-			int wild = (strcmp(g[j].host, "0.0.0.0") == 0 && strcmp(host, "::") == 0) ||
-			           (strcmp(g[j].host, "::") == 0 && strcmp(host, "0.0.0.0") == 0);
-			if (g[j].port == l->port &&
-			    (wild || strcmp(g[j].host, host) == 0 || strcmp(g[j].host, "*") == 0)) {
-				if (wild)
-					snprintf(g[j].host, sizeof(g[j].host), "*");
-				break;
-			}
-		}
-		if (j == n) {
-			snprintf(g[n].host, sizeof(g[n].host), "%s", host);
-			g[n].port = l->port;
-			g[n].tps[0] = '\0';
-			n++;
-		}
-		if (!strstr(g[j].tps, transport_name(l->transport)))
-			snprintf(g[j].tps + strlen(g[j].tps), sizeof(g[j].tps) - strlen(g[j].tps),
-			         "%s%s", g[j].tps[0] ? "," : "", transport_name(l->transport));
-	}
-	if (n > 2) {
-		tl_log_error(NULL, "at most two distinct listen host:port pairs are supported");
-		return -EINVAL;
-	}
-	for (size_t j = 0; j < n; j++) {
-		int v6 = strchr(g[j].host, ':') != NULL;
-		/* "udp,tcp" is left out rather than written: Sofia 1.12.11 splits a transport list
-		 * into a stack array it reads after return (fixed upstream later), and with no
-		 * transport parameter it binds UDP and TCP anyway. */
-		int both = strchr(g[j].tps, ',') != NULL;
-		snprintf(urls[j], sizeof(urls[j]), "sip:%s%s%s:%u%s%s", v6 ? "[" : "", g[j].host,
-		         v6 ? "]" : "", g[j].port, both ? "" : ";transport=", both ? "" : g[j].tps);
-	}
-	return (int)n;
-}
-
 static int create_nua(struct tl_sip *sip)
 {
 	const struct tl_config *cfg = sip->cfg;
-	char urls[2][192], ua[128];
-	int n = build_urls(cfg, urls);
+	char urls[2][TL_CONFIG_URL_MAX], ua[128], why[200], tlsdir[256] = "";
+	int n = tl_config_listen_urls(cfg, urls, why, sizeof(why));
 
-	if (n <= 0)
+	if (n <= 0) {
+		tl_log_error(NULL, "listen: %s", n < 0 ? why : "nothing to listen on");
 		return n < 0 ? n : -EINVAL;
+	}
+	if (cfg->tls.certificate && tl_sip_tls_dir(cfg, tlsdir, sizeof(tlsdir)) < 0)
+		return -EIO;
+	if (tlsdir[0]) /* connection open/close lines name the peer of a failed handshake */
+		su_log_soft_set_level(tport_log, 5);
 	snprintf(ua, sizeof(ua), "%s", cfg->user_agent ? cfg->user_agent : "trunkline/" TL_VERSION);
 	sip->nua = nua_create(
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
@@ -510,7 +457,14 @@ static int create_nua(struct tl_sip *sip)
 	    NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
 	    TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms),
 	    /* A stream connection that sent half a message is closed too, not left deaf. */
-	    TPTAG_TIMEOUT((unsigned)cfg->tcp_idle_timeout_ms), TAG_END());
+	    TPTAG_TIMEOUT((unsigned)cfg->tcp_idle_timeout_ms),
+	    TAG_IF(tlsdir[0], TPTAG_CERTIFICATE(tlsdir)), TAG_IF(tlsdir[0], TPTAG_TLS_VERSION(0)),
+	    TAG_IF(tlsdir[0], TPTAG_TLS_VERIFY_POLICY(cfg->tls.verify_client ? TPTLS_VERIFY_IN
+	                                                                     : TPTLS_VERIFY_NONE)),
+	    TAG_END());
+	/* Sofia read the files while binding: the private copy of the key goes now. */
+	if (tlsdir[0])
+		tl_sip_tls_dir_remove(tlsdir);
 	if (!sip->nua) {
 		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
 		             n > 1 ? urls[1] : "");
@@ -530,7 +484,8 @@ static int create_nua(struct tl_sip *sip)
 			tl_call_host_addr(host, sizeof(host));
 		else
 			snprintf(host, sizeof(host), "%s", l->host);
-		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "sip:%s%s%s:%u",
+		snprintf(sip->contact_hint, sizeof(sip->contact_hint), "%s:%s%s%s:%u",
+		         l->transport == TL_TRANSPORT_TLS ? "sips" : "sip",
 		         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", l->port);
 	}
 	return 0;
@@ -594,7 +549,7 @@ static void sofia_logger(void *stream, char const *fmt, va_list ap)
 	while ((nl = strchr(line, '\n')) != NULL || len >= sizeof(line) - 1) {
 		if (nl)
 			*nl = '\0';
-		if (line[0])
+		if (line[0] && !tl_sip_tls_log(line))
 			tl_log_debug(NULL, "sofia: %s", line);
 		len = nl ? strlen(nl + 1) : 0;
 		memmove(line, nl ? nl + 1 : line + len, len + 1);

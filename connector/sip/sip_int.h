@@ -63,8 +63,10 @@ struct tl_call {
 	struct tl_sdp_media media;
 	int have_media;    /* media holds a negotiated stream */
 	int offer_pending; /* we sent an offer (delayed offer, re-INVITE without SDP) */
-	char *last_body;   /* owned: last SDP we sent, to bump o= version only on change */
-	uint64_t num;      /* our id for the call across threads (WS events) */
+	int over_tls;      /* the INVITE came over TLS: our offers offer SRTP (sdp_crypto.c) */
+	struct tl_srtp_keys offer_keys; /* the key in our offer (suite NONE: offered RTP) */
+	char *last_body; /* owned: last SDP we sent, to bump o= version only on change */
+	uint64_t num;    /* our id for the call across threads (WS events) */
 	const struct tl_agent *agent;   /* borrowed from the rules in force at INVITE */
 	struct tl_media_stream *stream; /* one reference, owned */
 	int agent_ready;                /* the agent's WebSocket is open */
@@ -73,8 +75,9 @@ struct tl_call {
 	struct tl_rules *rules;       /* one reference: the rules the call was routed with */
 	const struct tl_route *route; /* borrowed from rules; NULL when no route matched */
 	char ruri_host[128];
-	char contact[200];  /* our Contact when Sofia's would be wrong (TCP), else "" */
-	char *refer_target; /* owned: where the call is being transferred */
+	char contact[200]; /* our Contact when Sofia's would be wrong (TCP), else "" */
+	char srtp_why[160], srtp_warning[200]; /* why SRTP was refused: log, 488's Warning */
+	char *refer_target;                    /* owned: where the call is being transferred */
 	int refer_sent;
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
@@ -254,6 +257,44 @@ void tl_register_stop(struct tl_sip *sip);
 
 /* addrs.c: logs every address a PBX can dial (wildcard listeners: each interface's). */
 void tl_sip_log_dialable(const struct tl_config *cfg);
+/* sdp_crypto.c: SDES keys for the audio stream (RFC 4568). */
+struct tl_sdp_crypto {
+	int savp;                 /* the offer's audio stream is RTP/SAVP */
+	int tag;                  /* the a=crypto tag we answer */
+	struct tl_srtp_keys keys; /* suite TL_SRTP_NONE: plain RTP */
+	char offered[160];        /* the suites offered, for logs */
+	char why[160];            /* why the offer is refused (the 488's Warning) */
+};
+/* Reads the offer's audio stream under media.srtp mode: 0 plain RTP, 1 SRTP (cr->keys: the
+ * first usable a=crypto line's key and ours, kept from current when the peer's is unchanged),
+ * -EKEYREJECTED with cr->why (488), -EIO. */
+int tl_sdp_crypto_pick(const char *sdp, size_t len, int mode, const struct tl_srtp_keys *current,
+                       struct tl_sdp_crypto *cr);
+/* tl_sdp_crypto_pick for call under media.srtp; sets call->local.savp, logs the outcome, and
+ * on refusal fills call->srtp_why and srtp_warning. */
+int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct tl_sdp_crypto *cr);
+/* Our offer (delayed offer): made RTP/SAVP with an AES_CM_128_HMAC_SHA1_80 line when
+ * media.srtp is required, or optional and the call came over TLS. Returns the new length. */
+int tl_call_srtp_offer(struct tl_call *call, char *out, size_t size, size_t n);
+/* The answer to that offer: sets call->media.srtp from its a=crypto line. 0, or -EKEYREJECTED
+ * when SRTP was required and the answer has no usable line. */
+int tl_call_srtp_answered(struct tl_call *call, const char *sdp, size_t len);
+/* Inserts our a=crypto line into the audio section of out (n bytes, size the buffer): the new
+ * length, or -ENOSPC / -EPROTO. */
+int tl_sdp_crypto_add(char *out, size_t size, size_t n, const struct tl_sdp_crypto *cr);
+
+/* sip_tls.c: Sofia-SIP 1.12 reads TLS files from one directory (TPTAG_CERTIFICATE: agent.pem
+ * = key + certificate, cafile.pem = CA bundle). Makes a private (0700) directory holding
+ * copies of cfg->tls's files and writes its path into dir; remove it once nua is created. */
+int tl_sip_tls_dir(const struct tl_config *cfg, char *dir, size_t size);
+void tl_sip_tls_dir_remove(const char *dir);
+/* A Sofia log line about a failed TLS handshake becomes one warning with the peer address and
+ * the reason; returns 1 when line was one of those. */
+int tl_sip_tls_log(const char *line);
+/* SIGHUP: checks cfg's TLS files again and says what happens to them (Sofia-SIP 1.12 cannot
+ * swap a listening TLS context: the files are read again at the next start). */
+void tl_sip_tls_recheck(const struct tl_config *cfg);
+
 /* sip.c, test seam only (tests/unit/test_call.c): one su_root_step of at most ms on the
  * calling thread, which must be the thread that created the endpoint. */
 int tl_sip_step(struct tl_sip *sip, int ms);

@@ -41,6 +41,21 @@ enum tl_dialect {
 	TL_DIALECT_NATIVE,
 };
 
+/* sip.tls: the files are checked (readable, key matches certificate, in date) at load. */
+/* media.srtp */
+enum tl_srtp_mode {
+	TL_SRTP_MODE_OPTIONAL = 0, /* SRTP offers get SRTP, plain offers plain RTP */
+	TL_SRTP_MODE_REQUIRED,     /* plain RTP offers get 488 */
+	TL_SRTP_MODE_OFF,          /* SRTP offers get 488; a=crypto on RTP/AVP is ignored */
+};
+
+struct tl_tls_config {
+	char *certificate; /* PEM, our certificate first, chain allowed; NULL = no sip.tls */
+	char *private_key; /* PEM, unencrypted */
+	char *ca;          /* PEM bundle that signs the PBX's certificate; NULL = none */
+	int verify_client; /* 1 = mutual TLS: the PBX must present a certificate signed by ca */
+};
+
 struct tl_agent {
 	char *name;
 	char *url; /* ws:// or wss:// */
@@ -50,6 +65,8 @@ struct tl_agent {
 	int sample_rate;        /* native dialect: 8000, 16000 or 24000; default 8000 */
 	json_t *headers;        /* object name -> string value, never NULL (may be empty) */
 	json_t *params;         /* object name -> string value, never NULL (may be empty) */
+	int tls_insecure;       /* "tls_verify": false: the agent's certificate is not checked */
+	char *ca;               /* wss://: PEM CA bundle to verify with; NULL = system store */
 };
 
 struct tl_rules; /* trunkline/rules.h */
@@ -78,6 +95,7 @@ struct tl_config {
 	/* media.codecs: preference, best first, TL_CODEC_NONE after the last; all NONE: by the
 	 * agent (wideband first for a 16/24 kHz native agent, G.711 first otherwise). */
 	enum tl_codec codecs[TL_CONFIG_CODECS];
+	int srtp_mode;           /* media.srtp: enum tl_srtp_mode, default optional */
 	int shutdown_timeout_ms; /* default 30000 */
 	char *rules_path;        /* resolved: relative paths are relative to the config file */
 	int rules_max_bytes;     /* rules file size cap, default TL_RULES_MAX_BYTES */
@@ -93,6 +111,7 @@ struct tl_config {
 	struct tl_registration *registrations;
 	size_t n_registrations;
 	struct tl_registrar *registrar; /* never NULL once loaded; ->enabled when configured */
+	struct tl_tls_config tls;
 
 	/* What the caller hears while a REFER is pending, default TL_TONE_RINGBACK_US */
 	enum tl_tone_ringback transfer_ringback;
@@ -115,5 +134,15 @@ struct tl_config {
  * the position of the offending value. tl_config_load (trunkline/rules.h) loads both. */
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err);
 void tl_config_destroy(struct tl_config *cfg);
+
+/* Sofia's nua binds at most two listen URLs (NUTAG_URL, NUTAG_SIPS_URL): the listen entries
+ * grouped by host:port ("0.0.0.0" and "::" on one port make "*", both families), a TLS group
+ * as "sips:host:port". Fills urls and returns their count (1 or 2), or -EINVAL with the reason
+ * in why. The loader refuses what this refuses, so --check-config and start-up agree. */
+#define TL_CONFIG_URL_MAX 192
+int tl_config_listen_urls(const struct tl_config *cfg, char urls[2][TL_CONFIG_URL_MAX], char *why,
+                          size_t why_size);
+/* Checks the sip.tls files again (SIGHUP): 0, or -EINVAL with "path: reason" in why. */
+int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t why_size);
 
 #endif

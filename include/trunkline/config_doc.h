@@ -69,6 +69,9 @@ void tl_config_free_ops(struct tl_config *cfg);
  * the rest TL_CODEC_NONE. (codecs.c) */
 int tl_config_doc_codecs(const struct tl_config_doc *doc, json_t *obj, const char *path,
                          const char *key, enum tl_codec out[TL_CONFIG_CODECS]);
+/* config_tls.c: sip.tls (files checked with OpenSSL) and what the listen entries can bind;
+ * sip may be NULL. */
+int tl_config_load_transport(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip);
 
 /* route.c: compiles routes[index] (obj at path, already checked for shape by rules.c) into
  * *r, which the caller zeroed. Errors point at the offending value. */

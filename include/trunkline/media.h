@@ -145,6 +145,7 @@ struct tl_media_stats {
 	uint64_t rx_learning;  /* RTP held back while its source was being learned (NAT) */
 	uint64_t rtcp_dropped; /* RTCP from another address, or not RTCP: dropped */
 	uint64_t rx_fec;       /* of rx_lost: rebuilt from the next packet's FEC (Opus) */
+	uint64_t rx_srtp_fail; /* SRTP/SRTCP that failed authentication or replay: dropped */
 	struct sockaddr_storage foreign_from; /* the first foreign source; AF_UNSPEC when none */
 	uint64_t relayed, relay_dropped; /* bridged: frames sent from the peer, frames dropped */
 };

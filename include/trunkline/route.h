@@ -47,6 +47,7 @@ struct tl_route {
 	enum tl_codec
 	    codecs[TL_CONFIG_CODECS]; /* "codecs": preference; all TL_CODEC_NONE = media.codecs */
 	struct tl_route_match *match; /* NULL: matches every call */
+	int srtp; /* "srtp": enum tl_srtp_mode (config.h) + 1; 0 = media.srtp applies */
 };
 
 /* One header of the INVITE as it arrived: name and raw value text, borrowed. */

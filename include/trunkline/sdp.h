@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "trunkline/srtp.h"
+
 enum tl_codec {
 	TL_CODEC_NONE = 0,
 	TL_CODEC_PCMU,
@@ -36,6 +38,7 @@ struct tl_sdp_local {
 	enum tl_codec order[4];
 	int g711_tie;  /* PCMU and PCMA rank alike in order: the offer's order picks between them */
 	int opus_rate; /* the rate we decode Opus at: our fmtp maxplaybackrate; 0 = 48000 */
+	int savp;      /* 1: an RTP/SAVP stream may be answered (SRTP keys agreed) */
 };
 
 /* Opus fmtp parameters (RFC 7587 §6.1) the peer gave for its payload type; 0 when absent. */
@@ -55,15 +58,16 @@ struct tl_sdp_media {
 	uint16_t remote_port;
 	int remote_ipv6; /* 1 when remote_addr is IPv6 */
 	enum tl_codec codec;
-	uint8_t pt;              /* payload type of codec, as the offer numbered it */
-	uint32_t clock_rate;     /* RTP clock rate of codec */
-	int te_pt;               /* telephone-event payload type, or -1 */
-	uint32_t te_rate;        /* its clock: 8000, or 48000 (Opus, when the offer has it) */
-	int ptime;               /* ms; the offer's a=ptime, else 20 */
-	int ptime_given;         /* 1 when the offer had a=ptime */
-	enum tl_sdp_dir dir;     /* OUR direction: sendonly offer -> we are recvonly */
-	int hold;                /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
-	struct tl_sdp_opus opus; /* codec TL_CODEC_OPUS: the peer's fmtp */
+	uint8_t pt;               /* payload type of codec, as the offer numbered it */
+	uint32_t clock_rate;      /* RTP clock rate of codec */
+	int te_pt;                /* telephone-event payload type, or -1 */
+	uint32_t te_rate;         /* its clock: 8000, or 48000 (Opus, when the offer has it) */
+	int ptime;                /* ms; the offer's a=ptime, else 20 */
+	int ptime_given;          /* 1 when the offer had a=ptime */
+	enum tl_sdp_dir dir;      /* OUR direction: sendonly offer -> we are recvonly */
+	int hold;                 /* peer put us on hold (sendonly/inactive or 0.0.0.0) */
+	struct tl_sdp_opus opus;  /* codec TL_CODEC_OPUS: the peer's fmtp */
+	struct tl_srtp_keys srtp; /* SDES keys (sdp_crypto.c); suite TL_SRTP_NONE: plain RTP */
 };
 
 /* Answers offer (len bytes). Writes the answer into out (NUL-terminated) and the result into

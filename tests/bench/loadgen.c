@@ -18,6 +18,9 @@
  * of a 1 kHz tone is encoded once at start-up (spandsp, libopus) and replayed by every call.
  * trunkline transcodes those, so the echo carries no marker: loss and round trip are not
  * measured for them (CPU, RSS, set-up and packet counts are).
+ * --srtp: the calls offer RTP/SAVP with an AES_CM_128_HMAC_SHA1_80 key (SDES), and every
+ * packet is protected / checked with libsrtp2 (one context pair per call), to measure what SRTP
+ * costs the DUT; the generator's own cost shows in its CPU figure.
  *
  * Everything is bounded: each phase has a deadline, the whole run ends by itself. */
 #define _GNU_SOURCE
@@ -41,6 +44,7 @@
 #include <opus/opus.h>
 #include <spandsp/telephony.h>
 #include <spandsp/g722.h>
+#include <srtp2/srtp.h>
 
 #define MAGIC          0x544c424eu /* "TLBN" */
 #define PAYLOAD        160
@@ -77,7 +81,9 @@ struct call {
 	uint32_t seen_bits;
 	int64_t last_rx_ns; /* realtime ns */
 	uint64_t rx_total, rx_meas, rx_filler, rx_dup;
-	int dut_bye; /* the DUT hung up */
+	int dut_bye;             /* the DUT hung up */
+	srtp_t srtp_tx, srtp_rx; /* --srtp: ours (key) and the DUT's (from the 200's a=crypto) */
+	uint8_t key[30];
 };
 
 struct procsnap {
@@ -125,7 +131,50 @@ static struct {
 	uint64_t busy_a[2], busy_b[2]; /* busy, total jiffies */
 	double window_s;
 	uint32_t pid;
+	int srtp;
+	uint64_t srtp_fail;
 } g;
+
+static const char b64c[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_30(const uint8_t *in, char *out) /* 30 bytes -> 40 characters + NUL */
+{
+	for (int i = 0; i < 10; i++) {
+		uint32_t v =
+		    (uint32_t)in[3 * i] << 16 | (uint32_t)in[3 * i + 1] << 8 | in[3 * i + 2];
+		for (int j = 0; j < 4; j++)
+			out[4 * i + j] = b64c[(v >> (18 - 6 * j)) & 63];
+	}
+	out[40] = 0;
+}
+
+static int unb64_30(const char *in, uint8_t *out)
+{
+	for (int i = 0; i < 10; i++) {
+		uint32_t v = 0;
+		for (int j = 0; j < 4; j++) {
+			const char *p = strchr(b64c, in[4 * i + j]);
+			if (!p || !in[4 * i + j])
+				return -1;
+			v = v << 6 | (uint32_t)(p - b64c);
+		}
+		out[3 * i] = (uint8_t)(v >> 16), out[3 * i + 1] = (uint8_t)(v >> 8);
+		out[3 * i + 2] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static int srtp_session(srtp_t *s, const uint8_t *key, int inbound)
+{
+	srtp_policy_t p;
+	memset(&p, 0, sizeof(p));
+	srtp_crypto_policy_set_rtp_default(&p.rtp);
+	srtp_crypto_policy_set_rtcp_default(&p.rtcp);
+	p.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
+	p.key = (unsigned char *)key;
+	p.window_size = 128;
+	return srtp_create(s, &p) == srtp_err_status_ok ? 0 : -1;
+}
 
 static int64_t mono_ns(void)
 {
@@ -302,23 +351,34 @@ static void sip_send(const char *msg, size_t len)
 static void send_invite(int i, int retrans)
 {
 	struct call *c = &g.calls[i];
-	char sdp[512], msg[2048];
+	char sdp[640], msg[2048], crypto[100] = "", k64[41];
 	int sl, ml;
 
 	static const char *const maps[] = {
-	    "m=audio %u RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n",
-	    "m=audio %u RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n",
-	    "m=audio %u RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n"
+	    "m=audio %u RTP/%s 0 101\r\na=rtpmap:0 PCMU/8000\r\n",
+	    "m=audio %u RTP/%s 9 101\r\na=rtpmap:9 G722/8000\r\n",
+	    "m=audio %u RTP/%s 111 101\r\na=rtpmap:111 opus/48000/2\r\n"
 	    "a=fmtp:111 maxplaybackrate=16000; useinbandfec=1\r\n"};
 	char m[160];
 
-	snprintf(m, sizeof(m), maps[g.codec], g.rtp_port[c->sock]);
+	if (g.srtp) {
+		if (!c->srtp_tx) {
+			for (size_t j = 0; j < sizeof(c->key); j++)
+				c->key[j] = (uint8_t)rand();
+			if (srtp_session(&c->srtp_tx, c->key, 0) < 0)
+				die("srtp_create");
+		}
+		b64_30(c->key, k64);
+		snprintf(crypto, sizeof(crypto), "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:%s\r\n",
+		         k64);
+	}
+	snprintf(m, sizeof(m), maps[g.codec], g.rtp_port[c->sock], g.srtp ? "SAVP" : "AVP");
 	sl = snprintf(sdp, sizeof(sdp),
 	              "v=0\r\no=- %d 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 	              "%s"
 	              "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
-	              "a=sendrecv\r\n",
-	              i + 1, m);
+	              "%sa=sendrecv\r\n",
+	              i + 1, m, crypto);
 	ml = snprintf(msg, sizeof(msg),
 	              "INVITE sip:bench@%s:%d SIP/2.0\r\n"
 	              "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-lg%u-%d-1;rport\r\n"
@@ -530,6 +590,18 @@ static void on_sip(const char *msg, const struct sockaddr_in *from)
 				g.failed++;
 				return;
 			}
+			if (g.srtp && !c->srtp_rx) {
+				const char *cr = strstr(body, "inline:");
+				uint8_t key[30];
+				if (!cr || unb64_30(cr + 7, key) < 0 ||
+				    srtp_session(&c->srtp_rx, key, 1) < 0) {
+					c->st = C_FAILED;
+					g.failed++;
+					fprintf(stderr, "loadgen: call %d: no usable a=crypto\n",
+					        i);
+					return;
+				}
+			}
 			g.portmap[ntohs(c->media.sin_port)] = i + 1;
 			c->st = C_UP;
 			g.established++;
@@ -567,7 +639,7 @@ static const uint8_t tone[8] = {0xFF, 0x9B, 0x8F, 0x9B, 0x7F, 0x1B, 0x0F, 0x1B};
 static struct {
 	struct mmsghdr msgs[MAX_SOCKS][TX_BATCH];
 	struct iovec iov[MAX_SOCKS][TX_BATCH];
-	uint8_t pkt[MAX_SOCKS][TX_BATCH][PKT_LEN];
+	uint8_t pkt[MAX_SOCKS][TX_BATCH][PKT_LEN + 16]; /* tail room for the SRTP tag */
 	int n[MAX_SOCKS];
 } tx;
 
@@ -636,8 +708,11 @@ static void send_slot(int slot, int measuring)
 		c->rtp_ts +=
 		    g.codec == CODEC_OPUS ? 960 : 160; /* RFC 7587: Opus's clock is 48 kHz */
 		g.tx_total++;
+		int plen = (int)(RTP_HDR + len);
+		if (g.srtp && srtp_protect(c->srtp_tx, p, &plen) != srtp_err_status_ok)
+			die("srtp_protect");
 		tx.iov[s][k].iov_base = p;
-		tx.iov[s][k].iov_len = RTP_HDR + len;
+		tx.iov[s][k].iov_len = (size_t)plen;
 		memset(&tx.msgs[s][k].msg_hdr, 0, sizeof(tx.msgs[s][k].msg_hdr));
 		tx.msgs[s][k].msg_hdr.msg_iov = &tx.iov[s][k];
 		tx.msgs[s][k].msg_hdr.msg_iovlen = 1;
@@ -695,6 +770,15 @@ static void rtp_readable(int s, int measuring)
 				continue;
 			}
 			struct call *c = &g.calls[ci];
+			if (g.srtp) {
+				int rl = (int)len;
+				if (!c->srtp_rx || srtp_unprotect(c->srtp_rx, rx.buf[k], &rl) !=
+				                       srtp_err_status_ok) {
+					g.srtp_fail++;
+					continue;
+				}
+				len = (size_t)rl;
+			}
 			const uint8_t *pl = rx.buf[k] + RTP_HDR + (size_t)(rx.buf[k][0] & 0x0F) * 4;
 			uint32_t magic, idx, seq;
 			int64_t sent, at = rx_stamp(&rx.msgs[k].msg_hdr);
@@ -811,7 +895,7 @@ static void usage(void)
 	    stderr,
 	    "usage: loadgen --target IP:PORT --calls N [--rate CPS] [--warmup S] [--measure S]\n"
 	    "               [--drain S] [--slots K] [--sockets K] [--media-base PORT]\n"
-	    "               [--sip-port PORT] [--pid NAME=PID]... [--out FILE]\n"
+	    "               [--sip-port PORT] [--pid NAME=PID]... [--srtp 0|1] [--out FILE]\n"
 	    "               [--codec pcmu|g722|opus]\n");
 	exit(2);
 }
@@ -861,6 +945,8 @@ static void parse_args(int argc, char **argv)
 			g.media_base = atoi(v);
 		else if (!strcmp(a, "--sip-port"))
 			g.sip_port = atoi(v);
+		else if (!strcmp(a, "--srtp"))
+			g.srtp = atoi(v);
 		else if (!strcmp(a, "--out"))
 			g.out_path = v;
 		else if (!strcmp(a, "--codec")) {
@@ -921,6 +1007,9 @@ int main(int argc, char **argv)
 	if (g.codec != CODEC_PCMU)
 		encode_frames();
 	g.pid = (uint32_t)getpid();
+	srand((unsigned)g.pid ^ (unsigned)mono_ns());
+	if (g.srtp && srtp_init() != srtp_err_status_ok)
+		die("srtp_init");
 	g.calls = calloc((size_t)g.ncalls, sizeof(*g.calls));
 	if (!g.calls)
 		die("calloc");
@@ -1130,6 +1219,7 @@ int main(int argc, char **argv)
 	        g.ncalls, g.established, g.failed, g.dut_byes, g.byes_done, g.invites_retrans,
 	        g.window_s, sent_meas, rx_meas, loss, calls_with_loss, g.tx_total, rx_total, filler,
 	        dup, g.rx_unknown, g.rx_rtcp, g.tx_errors);
+	fprintf(f, "\"srtp\":%d,\"srtp_fail\":%" PRIu64 ",", g.srtp, g.srtp_fail);
 	print_dist(f, "rtt_us", &g.rtt_us);
 	fprintf(f, ",");
 	print_dist(f, "interarrival_us", &g.gap_us);

@@ -5,7 +5,7 @@ until loss passes 0.1 %) runs the same load generator against trunkline and agai
 probe, each time with a fresh echo agent and a fresh DUT. Every process it starts is ended by PID.
 Writes results/<stamp>.json and results/<stamp>.md (and results/latest.*).
 
-usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000]
+usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000] [--srtp]
               [--step 200] [--max-n 2400] [--only trunkline|floor] [--budget-s 840]
               [--mark-flood N] [--codecs pcmu,g722,opus]
 --codecs: trunkline also runs with G.722 and/or Opus callers (the generator replays frames
@@ -50,7 +50,7 @@ def build():
     sh(["make", "-C", BUILD, "-j2", "trunkline", "tl-echo-agent"], stdout=log,
        stderr=subprocess.STDOUT)
     for tool in ("loadgen", "floor", "tap"):
-        libs = ["-lspandsp", "-lopus", "-lm"] if tool == "loadgen" else []
+        libs = ["-lspandsp", "-lopus", "-lm", "-lsrtp2"] if tool == "loadgen" else []
         sh(["cc"] + CFLAGS + ["-o", os.path.join(BUILD, tool), os.path.join(HERE, tool + ".c")]
            + libs)
 
@@ -169,7 +169,8 @@ def step(label, n, args, tap=False):
     try:
         agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
                                "--port", str(AGENT_PORT)], d, ready="listening")
-        dut = start_dut(kind, d, args.workers, max(n + 100, 1000))
+        # "trunkline-srtp" (--srtp): trunkline, with the generator's calls in SRTP.
+        dut = start_dut(kind.replace("-srtp", ""), d, args.workers, max(n + 100, 1000))
         scraper = Scraper() if args.scrape_metrics and kind == "trunkline" else None
         time.sleep(1.0)
         rss_idle = rss_kb(dut.pid)
@@ -184,7 +185,7 @@ def step(label, n, args, tap=False):
                    "--calls", str(n), "--rate", str(args.rate), "--warmup", str(args.warmup),
                    "--measure", str(args.measure), "--pid", f"dut={dut.pid}",
                    "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out,
-                   "--codec", codec]
+                   "--codec", codec, "--srtp", "1" if kind.endswith("-srtp") else "0"]
         limit = n / args.rate + args.warmup + args.measure + 60
         tap_out = os.path.join(d, "tap.json")
         with open(os.path.join(d, "loadgen.log"), "w") as lf:
@@ -296,6 +297,9 @@ def main():
     ap.add_argument("--budget-s", type=float, default=840)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--srtp", action="store_true",
+                    help="trunkline with plain calls and with SRTP calls (SDES, "
+                    "AES_CM_128_HMAC_SHA1_80) at each N, instead of trunkline and floor")
     ap.add_argument("--mark-flood", type=int, default=0,
                     help="with trunkline, one more call whose agent sends N mark/clear a second")
     ap.add_argument("--codecs", default="pcmu",
@@ -311,7 +315,9 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S") + (("-" + args.tag) if args.tag else "")
     kinds = [args.only] if args.only else ["trunkline", "floor"]
-    if "trunkline" in kinds:  # trunkline first with each codec, then the floor
+    if args.srtp:  # plain and SRTP calls on trunkline, alternating, in one run
+        kinds = ["trunkline", "trunkline-srtp"]
+    elif "trunkline" in kinds:  # trunkline first with each codec, then the floor
         extra = [f"trunkline:{c}" for c in args.codecs.split(",") if c and c != "pcmu"]
         kinds = kinds[:1] + extra + kinds[1:] if kinds[0] == "trunkline" else kinds + extra
         if "pcmu" not in args.codecs.split(","):

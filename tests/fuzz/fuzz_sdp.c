@@ -5,7 +5,10 @@
  * m_lines_ok guard) as a timeout. */
 #include <string.h>
 
+#include <errno.h>
+
 #include "fuzz.h"
+#include "sip_int.h"
 #include "trunkline/sdp.h"
 
 static void check_neg(const struct tl_sdp_media *neg)
@@ -20,6 +23,29 @@ static void check_neg(const struct tl_sdp_media *neg)
 	           (neg->opus.maxaveragebitrate >= 6000 && neg->opus.maxaveragebitrate <= 510000));
 	FUZZ_CHECK(neg->opus.maxplaybackrate >= 0 && neg->opus.maxptime >= 0);
 	FUZZ_CHECK(neg->dir >= TL_SDP_SENDRECV && neg->dir <= TL_SDP_INACTIVE);
+}
+
+/* SDES (sdp_crypto.c) on the same bytes under each media.srtp mode; a picked line's a=crypto
+ * goes into the answer text. */
+static void crypto(const char *text, size_t len, const char *answer, int n)
+{
+	static char out[16384 + 256];
+	struct tl_srtp_keys none = {0};
+	struct tl_sdp_crypto cr;
+
+	for (int mode = TL_SRTP_MODE_OPTIONAL; mode <= TL_SRTP_MODE_OFF; mode++) {
+		int rc = tl_sdp_crypto_pick(text, len, mode, &none, &cr);
+		FUZZ_CHECK(rc == 0 || rc == 1 || rc == -EKEYREJECTED);
+		FUZZ_CHECK(memchr(cr.offered, '\0', sizeof(cr.offered)) != NULL);
+		if (rc == 1) {
+			FUZZ_CHECK(cr.keys.suite != TL_SRTP_NONE);
+			if (n >= 0) {
+				memcpy(out, answer, (size_t)n + 1);
+				int m = tl_sdp_crypto_add(out, sizeof(out), (size_t)n, &cr);
+				FUZZ_CHECK(m < 0 || strlen(out) == (size_t)m);
+			}
+		}
+	}
 }
 
 static void one(const char *text, size_t len, const struct tl_sdp_local *local, size_t tight)
@@ -37,6 +63,7 @@ static void one(const char *text, size_t len, const struct tl_sdp_local *local, 
 	} else {
 		FUZZ_CHECK(out[0] == '\0');
 	}
+	crypto(text, len, out, n);
 	/* The same offer into a buffer that may be too small: -ENOSPC, never an overrun. */
 	n = tl_sdp_answer(text, len, local, &neg, small, tight);
 	if (n >= 0)

@@ -1,5 +1,5 @@
 """A tiny raw SIP peer for integration tests that sipp cannot express (malformed messages,
-withheld ACKs, byte-level checks): builds requests, sends them over UDP or TCP from 127.0.0.1
+withheld ACKs, byte-level checks, TLS): builds requests, sends them over UDP, TCP or TLS from 127.0.0.1
 (or ::1), and parses what comes back. Every receive is bounded by a timeout."""
 import random
 import re
@@ -77,8 +77,9 @@ def _frame(buf):
 class Peer:
     """A SIP peer on one socket: UDP, or one TCP connection to trunkline."""
 
-    def __init__(self, port, transport="udp", host="127.0.0.1", local_host=None):
-        """local_host: the address to send from (e.g. 127.0.0.2), host's by default."""
+    def __init__(self, port, transport="udp", host="127.0.0.1", local_host=None, ssl_ctx=None):
+        """local_host: the address to send from (e.g. 127.0.0.2), host's by default; transport
+        "tls" needs ssl_ctx (an ssl.SSLContext); the handshake happens here."""
         self.transport = transport
         self.remote = (host, port)
         self.host = local_host or host
@@ -94,6 +95,8 @@ class Peer:
             if local_host:
                 self.sock.bind((local_host, 0))
             self.sock.connect(self.remote)
+            if transport == "tls":
+                self.sock = ssl_ctx.wrap_socket(self.sock, server_hostname=host)
         self.local_port = self.sock.getsockname()[1]
         self.buf = b""
         self.seen = []  # every message final() went through
@@ -206,7 +209,7 @@ class Peer:
                  "Content-Length: 0"]
         self.send("\r\n".join(lines) + "\r\n\r\n")
 
-    def in_dialog(self, method, resp, cseq, headers=()):
+    def in_dialog(self, method, resp, cseq, headers=(), body=""):
         """Sends an in-dialog request (ACK for a 2xx, BYE, ...) in the dialog that 2xx response
         resp to our INVITE set up: Request-URI from its Contact, its To tag, a new branch.
         Record-Route is not supported (trunkline does not record-route)."""
@@ -219,8 +222,10 @@ class Peer:
                  f"From: {resp.get('From')}", f"To: {resp.get('To')}",
                  f"Call-ID: {resp.get('Call-ID')}", f"CSeq: {cseq} {method}", "Max-Forwards: 70"]
         lines += list(headers)
-        lines.append("Content-Length: 0")
-        self.send("\r\n".join(lines) + "\r\n\r\n")
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body.encode())}")
+        self.send("\r\n".join(lines) + "\r\n\r\n" + body)
 
     def respond(self, req, status, reason, headers=()):
         """Answers a request trunkline sent us."""

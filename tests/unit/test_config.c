@@ -68,7 +68,7 @@ static void test_defaults(void)
 static const char full_config[] =
     "{\n"
     "  \"sip\": {\n"
-    "    \"listen\": [\"udp:0.0.0.0:5070\", \"tcp:[::]:5071\", \"tls:sip.example.com:5061\"],\n"
+    "    \"listen\": [\"udp:0.0.0.0:5071\", \"tcp:[::]:5071\", \"tcp:sip.example.com:5061\"],\n"
     "    \"public_address\": \"203.0.113.7:5070\",\n"
     "    \"user_agent\": \"pbx-bridge/2\",\n"
     "    \"tcp_idle_timeout_ms\": 5000,\n"
@@ -101,7 +101,7 @@ static void test_full(void)
 	TL_CHECK_INT(cfg->listen[1].transport, TL_TRANSPORT_TCP);
 	TL_CHECK_STR(cfg->listen[1].host, "::");
 	TL_CHECK_INT(cfg->listen[1].port, 5071);
-	TL_CHECK_INT(cfg->listen[2].transport, TL_TRANSPORT_TLS);
+	TL_CHECK_INT(cfg->listen[2].transport, TL_TRANSPORT_TCP);
 	TL_CHECK_STR(cfg->listen[2].host, "sip.example.com");
 	TL_CHECK_INT(cfg->listen[2].port, 5061);
 	TL_CHECK_STR(cfg->public_address, "203.0.113.7:5070");

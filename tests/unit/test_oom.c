@@ -71,7 +71,7 @@ static const char rules_text[] =
 static const char config_text[] =
     "{\n"
     "  \"sip\": {\"listen\": [\"udp:127.0.0.1:5070\", \"tcp:[::1]:5071\", "
-    "\"tls:sip.example.com:5061\"],\n"
+    "\"tcp:127.0.0.1:5070\"],\n"
     "          \"public_address\": \"203.0.113.7:5070\", \"user_agent\": \"pbx-bridge/2\",\n"
     "          \"max_calls\": 50},\n"
     "  \"media\": {\"address\": \"127.0.0.1\", \"public_address\": \"203.0.113.7\",\n"

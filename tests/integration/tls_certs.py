@@ -1,0 +1,70 @@
+"""Test certificates made with the openssl command at test time, in a temporary directory: a CA,
+trunkline's server certificate (CN localhost, SAN 127.0.0.1), a PBX client certificate from the
+same CA, one from another CA (wrong), and an expired one. P-256 keys: quick to make."""
+import os
+import subprocess
+import tempfile
+
+CA_CNF = """[ca]
+default_ca = d
+[d]
+database = {dir}/index.txt
+new_certs_dir = {dir}
+serial = {dir}/serial
+policy = p
+default_md = sha256
+copy_extensions = copy
+[p]
+commonName = supplied
+"""
+
+
+def _ssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _key_csr(d, name, cn, san=None):
+    extra = ["-addext", f"subjectAltName={san}"] if san else []
+    _ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", *extra, cwd=d)
+
+
+def _ca(d, name):
+    _ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", f"/CN={name} test CA", "-keyout", f"{name}.key",
+         "-out", f"{name}.pem", cwd=d)
+
+
+def _sign(d, ca, name, days=2):
+    _ssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+         "-CAcreateserial", "-days", str(days), "-copy_extensions", "copy",
+         "-out", f"{name}.pem", cwd=d)
+
+
+class Certs:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tl-certs-")
+        d = self.dir
+        _ca(d, "ca")
+        _ca(d, "otherca")
+        _key_csr(d, "server", "localhost", "DNS:localhost,IP:127.0.0.1")
+        _sign(d, "ca", "server")
+        _key_csr(d, "pbx", "pbx.example.com")
+        _sign(d, "ca", "pbx")
+        _key_csr(d, "rogue", "pbx.example.com")
+        _sign(d, "otherca", "rogue")
+        # Expired: openssl x509 cannot back-date, "openssl ca" can.
+        with open(os.path.join(d, "index.txt"), "w"):
+            pass
+        with open(os.path.join(d, "serial"), "w") as f:
+            f.write("1000\n")
+        with open(os.path.join(d, "ca.cnf"), "w") as f:
+            f.write(CA_CNF.format(dir=d))
+        _key_csr(d, "old", "localhost")
+        _ssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+             "-in", "old.csr", "-out", "old.pem", "-startdate", "20200101000000Z",
+             "-enddate", "20200201000000Z", cwd=d)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
