@@ -144,6 +144,7 @@ static int check_body(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req)
 	    .port = 9,
 	    .codecs = (1u << TL_CODEC_PCMU) | (1u << TL_CODEC_PCMA) | (1u << TL_CODEC_G722) |
 	              (1u << TL_CODEC_OPUS),
+	    .savp = 1, /* RTP/SAVP too: media.srtp is applied later, with its own 488 */
 	};
 	struct tl_sdp_media neg;
 	char scratch[2048];

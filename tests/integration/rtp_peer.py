@@ -323,9 +323,13 @@ class RtpPeer:
         """(packet, pcm) for every received audio packet, decoded in arrival order once (G.722
         and Opus decoders keep state from packet to packet)."""
         if self._decoded is None:
-            self._decoded = [(p, self.wb.decode(p["payload"]) if self.wb
-                              else decode(self.codec, p["payload"])) for p in self.audio()]
-        return self._decoded
+            self._decoded = []
+        # Only the packets received since the last call are decoded: a call while the peer
+        # still runs must not freeze the list (and the decoder state goes on in order).
+        for p in self.audio()[len(self._decoded):]:
+            self._decoded.append((p, self.wb.decode(p["payload"]) if self.wb
+                                  else decode(self.codec, p["payload"])))
+        return list(self._decoded)
 
     def ratios(self):
         """Tone share of every received audio packet, in order."""
