@@ -226,42 +226,6 @@ static int compile_headers(const struct tl_config_doc *doc, json_t *obj, const c
 	return 0;
 }
 
-/* "10.0.0.0/8", "2001:db8::/32", or a bare address (/32, /128). Host bits may be set. */
-static int parse_cidr(const char *text, struct tl_route_cidr *c)
-{
-	char addr[INET6_ADDRSTRLEN + 1];
-	const char *slash = strchr(text, '/');
-	size_t len = slash ? (size_t)(slash - text) : strlen(text);
-	unsigned bits = 0, max;
-
-	if (len == 0 || len >= sizeof(addr))
-		return -1;
-	memcpy(addr, text, len);
-	addr[len] = '\0';
-	if (inet_pton(AF_INET, addr, c->addr) == 1)
-		c->family = AF_INET;
-	else if (inet_pton(AF_INET6, addr, c->addr) == 1)
-		c->family = AF_INET6;
-	else
-		return -1;
-	max = c->family == AF_INET ? 32 : 128;
-	if (!slash) {
-		c->bits = max;
-		return 0;
-	}
-	if (!slash[1] || strlen(slash + 1) > 3)
-		return -1;
-	for (const char *s = slash + 1; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		bits = bits * 10 + (unsigned)(*s - '0');
-	}
-	if (bits > max)
-		return -1;
-	c->bits = bits;
-	return 0;
-}
-
 static int add_source(const struct tl_config_doc *doc, json_t *v, const char *path,
                       struct tl_route_match *m, size_t *text_len)
 {
@@ -271,7 +235,7 @@ static int add_source(const struct tl_config_doc *doc, json_t *v, const char *pa
 	if ((rc = expect_string(doc, v, path)) < 0)
 		return rc;
 	s = json_string_value(v);
-	if (parse_cidr(s, &m->cidrs[m->n_cidrs]) < 0)
+	if (tl_cidr_parse(s, &m->cidrs[m->n_cidrs]) < 0)
 		return tl_config_doc_fail(doc, path, 0,
 		                          "bad CIDR \"%s\": expected an IPv4 or IPv6 address, "
 		                          "optionally with /prefix",

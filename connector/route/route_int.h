@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "trunkline/access.h"
 #include "trunkline/route.h"
 
 /* The metadata fields a route can test directly, in the order of route_fields[]. */
@@ -40,12 +41,6 @@ struct tl_route_hdr {
 	struct tl_route_rx rx;
 };
 
-struct tl_route_cidr {
-	int family; /* AF_INET or AF_INET6 */
-	uint8_t addr[16];
-	unsigned bits;
-};
-
 struct tl_route_tz;
 
 /* One "time" window: minutes since local midnight, end may be 1440; start > end crosses
@@ -60,7 +55,7 @@ struct tl_route_match {
 	struct tl_route_rx field[TL_ROUTE_N_FIELDS];
 	struct tl_route_hdr *hdrs;
 	size_t n_hdrs;
-	struct tl_route_cidr *cidrs;
+	struct tl_cidr *cidrs; /* trunkline/access.h: the same CIDR code as sip.allow_sources */
 	size_t n_cidrs;
 	char *source_text; /* the CIDRs as written, comma-separated, for traces */
 	struct tl_route_window *windows;

@@ -111,32 +111,6 @@ static int match_headers(const struct tl_route_match *m, const struct tl_route_c
 	return 1;
 }
 
-static int prefix_eq(const uint8_t *a, const uint8_t *b, unsigned bits)
-{
-	unsigned bytes = bits / 8, rest = bits % 8;
-
-	if (memcmp(a, b, bytes) != 0)
-		return 0;
-	return rest == 0 || ((a[bytes] ^ b[bytes]) & (0xff00 >> rest) & 0xff) == 0;
-}
-
-static int cidr_has(const struct tl_route_cidr *c, const struct sockaddr *sa)
-{
-	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-
-	if (sa->sa_family == AF_INET)
-		return c->family == AF_INET &&
-		       prefix_eq(c->addr, (const uint8_t *)&s4->sin_addr, c->bits);
-	if (sa->sa_family != AF_INET6)
-		return 0;
-	if (c->family == AF_INET6)
-		return prefix_eq(c->addr, s6->sin6_addr.s6_addr, c->bits);
-	/* ::ffff:a.b.c.d: a dual-stack socket's view of an IPv4 peer. */
-	return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
-	       prefix_eq(c->addr, s6->sin6_addr.s6_addr + 12, c->bits);
-}
-
 static void addr_text(const struct sockaddr *sa, char *buf, size_t size)
 {
 	const void *a = NULL;
@@ -156,7 +130,7 @@ static int match_source(const struct tl_route_match *m, const struct sockaddr *s
 	if (!m->n_cidrs)
 		return 1;
 	for (size_t i = 0; sa && i < m->n_cidrs; i++)
-		if (cidr_has(&m->cidrs[i], sa))
+		if (tl_cidr_has(&m->cidrs[i], sa))
 			return 1;
 	if (w->buf) {
 		addr_text(sa, addr, sizeof(addr));

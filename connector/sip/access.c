@@ -180,7 +180,7 @@ static int check_body(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req)
 	return 1;
 }
 
-static int same_host(const struct sockaddr *a, const struct sockaddr *b)
+int tl_access_same_host(const struct sockaddr *a, const struct sockaddr *b)
 {
 	if (a->sa_family != b->sa_family)
 		return 0;
@@ -199,7 +199,7 @@ static struct tl_bucket *source_bucket(struct tl_access_state *st, const struct 
 
 	for (size_t i = 0; i < TL_ACCESS_SOURCES; i++) {
 		struct tl_access_source *s = &st->sources[i];
-		if (s->used_ms && same_host((struct sockaddr *)&s->addr, src)) {
+		if (s->used_ms && tl_access_same_host((struct sockaddr *)&s->addr, src)) {
 			s->used_ms = now;
 			return &s->bucket;
 		}
@@ -243,7 +243,7 @@ static int check_limits(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req,
 	if (a->max_calls_per_source && src) {
 		for (struct tl_call *c = sip->calls; c; c = c->next)
 			same += c->state != TL_CALL_ENDING &&
-			        same_host((const struct sockaddr *)&c->source, src);
+			        tl_access_same_host((const struct sockaddr *)&c->source, src);
 		if (same >= (unsigned)a->max_calls_per_source)
 			return refuse_503(sip, nh, req, "Too many calls from this source", 30,
 			                  &tl_access_stats.calls_limited);

@@ -26,6 +26,8 @@ struct tl_access_state {
 	struct tl_access_source sources[TL_ACCESS_SOURCES];
 };
 
+/* The same IP address (port aside): the per-source limits, connections and bindings. */
+int tl_access_same_host(const struct sockaddr *a, const struct sockaddr *b);
 int tl_access_create(struct tl_access_state **out);
 void tl_access_destroy(struct tl_access_state *st);
 

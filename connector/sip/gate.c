@@ -197,17 +197,6 @@ ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	                           : n;
 }
 
-static int same_host(const struct sockaddr_storage *a, const struct sockaddr *b)
-{
-	if (a->ss_family != b->sa_family)
-		return 0;
-	if (b->sa_family == AF_INET)
-		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-		              &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
-	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-	              &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-}
-
 /* 0 to keep the new connection, else why it goes (and it is counted). */
 static const char *refuse_conn(int lfd, const struct sockaddr *sa)
 {
@@ -225,7 +214,7 @@ static const char *refuse_conn(int lfd, const struct sockaddr *sa)
 		return "closed a TCP connection: max_tcp_connections reached";
 	}
 	for (size_t i = 0; a->max_tcp_connections_per_source && i < n_conns; i++)
-		same += same_host(&conns[i].peer, sa);
+		same += tl_access_same_host((const struct sockaddr *)&conns[i].peer, sa);
 	if (a->max_tcp_connections_per_source &&
 	    same >= (size_t)a->max_tcp_connections_per_source) {
 		atomic_fetch_add_explicit(&tl_access_stats.tcp_refused, 1, memory_order_relaxed);

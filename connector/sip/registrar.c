@@ -204,22 +204,11 @@ const char *tl_registrar_resolve(struct tl_sip *sip, const char *target)
 	return sip->registrar->target;
 }
 
-static int same_host(const struct sockaddr_storage *a, const struct sockaddr *b)
-{
-	if (a->ss_family != b->sa_family)
-		return 0;
-	if (b->sa_family == AF_INET)
-		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-		              &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
-	return b->sa_family == AF_INET6 &&
-	       memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-	              &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-}
-
 int tl_registrar_has_source(struct tl_sip *sip, const struct sockaddr *src)
 {
 	for (size_t i = 0; src && sip->registrar && i < sip->cfg->registrar->n_users; i++)
-		if (live(sip, (int)i) && same_host(&sip->registrar->b[i].source, src))
+		if (live(sip, (int)i) &&
+		    tl_access_same_host((const struct sockaddr *)&sip->registrar->b[i].source, src))
 			return 1;
 	return 0;
 }
