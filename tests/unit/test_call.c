@@ -703,19 +703,30 @@ static void test_agent_closes_refer_notify(void)
 	TL_CHECK_STR(p.hist, "NACEx");
 }
 
-/* 3b. The PBX refuses the REFER with a status that rules out a bridge too (400): BYE (Transfer
- * refused). 403, 405, 501, 603 start the bridge instead (test_bridge.py, test_fallback.py). */
-static void test_agent_closes_refer_refused(void)
+/* 3b. The PBX refuses the REFER with a status that rules out a bridge too (400, or a 6xx other
+ * than 603 such as 600; a 604 ends the dialog itself, RFC 5057): BYE (Transfer refused). 403, 405,
+ * 501, 603 start the bridge instead (test_bridge.py, test_fallback.py). */
+static void refer_refused(int status, const char *phrase)
 {
 	struct pcall p;
 	const char *m;
 
 	if (call_answer(&p, NULL) == 0 && (m = agent_leaves(&p)) != NULL) {
-		respond(m, 400, "Bad Request");
+		respond(m, status, phrase);
 		expect_bye(&p, "Transfer refused", 3000);
 	}
 	call_end(&p);
 	TL_CHECK_STR(p.hist, "NACEx");
+}
+
+static void test_agent_closes_refer_refused(void)
+{
+	refer_refused(400, "Bad Request");
+}
+
+static void test_agent_closes_refer_refused_6xx(void)
+{
+	refer_refused(600, "Busy Everywhere");
 }
 
 /* 4. The agent sends {"event":"hangup"} (docs/PROTOCOL.md): BYE (Agent hung up). */
@@ -833,6 +844,7 @@ int main(void)
 		TL_TEST_RUN(test_unreachable_302);
 		TL_TEST_RUN(test_agent_closes_refer_notify);
 		TL_TEST_RUN(test_agent_closes_refer_refused);
+		TL_TEST_RUN(test_agent_closes_refer_refused_6xx);
 		TL_TEST_RUN(test_agent_hangup);
 		TL_TEST_RUN(test_cancel);
 		TL_TEST_RUN(test_reinvite_no_codec);
