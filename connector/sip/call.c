@@ -154,9 +154,9 @@ static const char *sdp_error_phrase(int err)
 static void respond_sdp(struct tl_call *call, int with_this, int status, const char *phrase,
                         const char *body)
 {
-	const char *contact = call->sip->cfg->public_address ? call->sip->contact_hint
-	                      : call->contact[0]             ? call->contact
-	                                                     : NULL;
+	const char *contact = call->contact[0]                 ? call->contact
+	                      : call->sip->cfg->public_address ? call->sip->contact_hint
+	                                                       : NULL;
 
 	nua_respond(call->nh, status, phrase, TAG_IF(with_this, NUTAG_WITH_THIS(call->sip->nua)),
 	            TAG_IF(contact, SIPTAG_CONTACT_STR(contact)),

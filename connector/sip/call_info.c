@@ -97,6 +97,15 @@ static void set_contact(struct tl_call *call, const sip_t *req)
 	char port[8] = "";
 	int wild = 0;
 
+	if (cfg->public_address) { /* behind NAT: the advertised address, on the arrival transport
+		                    */
+		snprintf(call->contact, sizeof(call->contact), "<%s:trunkline@%s%s>",
+		         ru->url_type == url_sips ? "sips" : "sip", cfg->public_address,
+		         want == TL_TRANSPORT_TLS   ? ";transport=tls"
+		         : want == TL_TRANSPORT_TCP ? ";transport=tcp"
+		                                    : "");
+		return;
+	}
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		if (cfg->listen[i].transport == want) {
 			wild = is_wildcard(cfg->listen[i].host);

@@ -37,13 +37,14 @@ def tls_sip(c, verify_client=False, **extra):
     return tls
 
 
-def start_tls(binary, verify_client=False, media=None, rules=None):
+def start_tls(binary, verify_client=False, media=None, rules=None, sip_extra=None):
     # Under ASan: Sofia-SIP 1.12.11 leaks each TLS connection's SSL object (tests/lsan.supp
     # says where); only these TLS tests pay for the slow unwinder that finds its frame.
     os.environ["LSAN_OPTIONS"] = (f"suppressions={os.path.dirname(HERE)}/lsan.supp:"
                                   "fast_unwind_on_malloc=0")
     c = certs()
-    tl = Trunkline(binary, media=media, sip={"tls": tls_sip(c, verify_client)}, rules=rules)
+    tl = Trunkline(binary, media=media, sip={"tls": tls_sip(c, verify_client), **(sip_extra or {})},
+                   rules=rules)
     tl.tls_port = free_port()
     cfg_listen = [f"udp:127.0.0.1:{tl.port}", f"tcp:127.0.0.1:{tl.port}",
                   f"tls:127.0.0.1:{tl.tls_port}"]
@@ -120,6 +121,21 @@ def test_tls_call_without_client_certificate(binary):
         contact = ok.get("Contact", "")
         print(f"     Contact: {contact}", flush=True)
         assert contact.startswith("<sips:") and "transport=tls" in contact, f"Contact {contact!r}"
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+
+
+def test_public_address_contact_keeps_tls(binary):
+    """Behind NAT (sip.public_address), the Contact of a call that came over TLS still says
+    transport=tls: a PBX must not send its ACK and BYE to that address over UDP."""
+    tl = start_tls(binary, sip_extra={"public_address": "192.0.2.10:5061"})
+    try:
+        _, ok = tls_call(tl, client_ctx(), secs=0.5)
+        contact = ok.get("Contact", "")
+        print(f"     Contact: {contact}", flush=True)
+        assert "@192.0.2.10:5061" in contact and "transport=tls" in contact, \
+            f"Contact {contact!r}"
     finally:
         assert tl.stop() == 0
         tl.check_clean()
@@ -203,5 +219,6 @@ def check_both(binary, sip, want):
 
 if __name__ == "__main__":
     run([test_tls_call_without_client_certificate,
+         test_public_address_contact_keeps_tls,
          test_mutual_tls_call_and_wrong_certificate_refused,
          test_check_config_refuses_what_start_up_refuses])
