@@ -535,22 +535,18 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	return check_ports(doc, cfg, media);
 }
 
-/* A relative rules path is taken relative to the directory of the config file. */
-static char *resolve_path(const char *config_path, const char *rel)
+int tl_config_doc_resolve(const struct tl_config_doc *doc, char **p)
 {
-	const char *slash = strrchr(config_path, '/');
-	size_t dir_len, rel_len = strlen(rel);
-	char *p;
+	const char *slash = strrchr(doc->file, '/');
+	char *r;
 
-	if (rel[0] == '/' || !slash)
-		return strdup(rel);
-	dir_len = (size_t)(slash - config_path) + 1;
-	p = malloc(dir_len + rel_len + 1);
-	if (!p)
-		return NULL;
-	memcpy(p, config_path, dir_len);
-	memcpy(p + dir_len, rel, rel_len + 1);
-	return p;
+	if (!*p || (*p)[0] == '/' || !slash)
+		return 0;
+	if (asprintf(&r, "%.*s/%s", (int)(slash - doc->file), doc->file, *p) < 0)
+		return -ENOMEM;
+	free(*p);
+	*p = r;
+	return 0;
 }
 
 /* The rules file's path and limits; the route library loads it (tl_config_load). */
@@ -564,8 +560,11 @@ static int rules_keys(const struct tl_config_doc *doc, struct tl_config *cfg, st
 	rc = tl_config_doc_str(doc, doc->root, "", "rules", &rel);
 	if (rc < 0)
 		return rc;
-	cfg->rules_path = resolve_path(doc->file, rel);
-	free(rel);
+	if (tl_config_doc_resolve(doc, &rel) < 0) {
+		free(rel);
+		rel = NULL;
+	}
+	cfg->rules_path = rel;
 	if (!cfg->rules_path) {
 		tl_err_set(err, doc->file, 0, 0, "out of memory");
 		return -ENOMEM;

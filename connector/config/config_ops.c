@@ -128,7 +128,9 @@ static int load_cdr(const struct tl_config_doc *doc, struct tl_config *cfg)
 		cfg->cdr_off = 1;
 		return 0;
 	}
-	return tl_config_doc_str(doc, cdr, "/cdr", "path", &cfg->cdr_path);
+	if ((rc = tl_config_doc_str(doc, cdr, "/cdr", "path", &cfg->cdr_path)) < 0)
+		return rc;
+	return tl_config_doc_resolve(doc, &cfg->cdr_path);
 }
 
 int tl_config_load_ops(const struct tl_config_doc *doc, struct tl_config *cfg)

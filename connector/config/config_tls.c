@@ -246,21 +246,6 @@ static int load_tls_keys(const struct tl_config_doc *doc, struct tl_config *cfg,
 	return 0;
 }
 
-/* Resolves a relative path against the config file's directory, as the rules path is. */
-static int resolve(const struct tl_config *cfg, char **p)
-{
-	const char *slash = strrchr(cfg->path, '/');
-	char *r;
-
-	if (!*p || (*p)[0] == '/' || !slash)
-		return 0;
-	if (asprintf(&r, "%.*s/%s", (int)(slash - cfg->path), cfg->path, *p) < 0)
-		return -ENOMEM;
-	free(*p);
-	*p = r;
-	return 0;
-}
-
 static int load_tls(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *tls)
 {
 	char why[sizeof(doc->err->msg)];
@@ -271,8 +256,9 @@ static int load_tls(const struct tl_config_doc *doc, struct tl_config *cfg, json
 		return tl_config_doc_fail(doc, "/sip/tls", 0, "expected an object");
 	if ((rc = load_tls_keys(doc, cfg, tls)) < 0)
 		return rc;
-	if (resolve(cfg, &cfg->tls.certificate) < 0 || resolve(cfg, &cfg->tls.private_key) < 0 ||
-	    resolve(cfg, &cfg->tls.ca) < 0)
+	if (tl_config_doc_resolve(doc, &cfg->tls.certificate) < 0 ||
+	    tl_config_doc_resolve(doc, &cfg->tls.private_key) < 0 ||
+	    tl_config_doc_resolve(doc, &cfg->tls.ca) < 0)
 		return -ENOMEM;
 	if (tl_config_tls_check(&cfg->tls, why, sizeof(why)) == 0)
 		return 0;

@@ -114,7 +114,8 @@ int tl_rules_agent_tls(const struct tl_config_doc *doc, json_t *obj, const char 
 			return tl_config_doc_fail(doc, sub, 0, "expected true or false");
 		a->tls_insecure = json_is_false(v);
 	}
-	if ((rc = tl_config_doc_str(doc, obj, path, "ca", &a->ca)) < 0)
+	if ((rc = tl_config_doc_str(doc, obj, path, "ca", &a->ca)) < 0 ||
+	    (rc = tl_config_doc_resolve(doc, &a->ca)) < 0)
 		return rc;
 	if (a->ca) {
 		tl_config_path(sub, sizeof(sub), path, "ca");

@@ -56,6 +56,9 @@ int tl_config_doc_int(const struct tl_config_doc *doc, json_t *obj, const char *
 /* String member: replaces (and frees) *out with a copy; empty strings are refused. */
 int tl_config_doc_str(const struct tl_config_doc *doc, json_t *obj, const char *path,
                       const char *key, char **out);
+/* A relative path in doc (*p, may be NULL) becomes relative to doc's own directory, not to the
+ * working directory: *p is replaced (and freed). 0 or -ENOMEM. */
+int tl_config_doc_resolve(const struct tl_config_doc *doc, char **p);
 /* Object of string values: *out becomes a new reference (an empty object when absent). */
 int tl_config_doc_strmap(const struct tl_config_doc *doc, json_t *obj, const char *path,
                          const char *key, json_t **out);

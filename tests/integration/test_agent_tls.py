@@ -4,6 +4,7 @@ tone goes through and back), refused without it (the system store does not know 
 reached with "tls_verify": false (which start-up and --check-config warn about); a header value
 "Bearer ${env:AGENT_TOKEN}" reaches the agent expanded and never the log, and an unset variable
 is a positioned error."""
+import json
 import os
 import socket
 import ssl
@@ -164,6 +165,31 @@ def test_tls_verify_false_logged(binary):
         teardown(tl, front, agent)
 
 
+def test_relative_paths_follow_their_file(binary):
+    """An agent's "ca" is relative to the rules file and cdr.path to the config file, as the
+    rules path and sip.tls files are, whatever the working directory."""
+    import shutil
+    tl = Trunkline(binary, extra={"cdr": {"path": "calls-rel.jsonl"}})
+    try:
+        tl.rules["agents"]["tls"] = {"url": "wss://127.0.0.1:9/", "ca": "agent-ca.pem"}
+        with open(os.path.join(tl.dir, "rules.json"), "w") as f:
+            json.dump(tl.rules, f)
+        shutil.copy(certs().path("ca.pem"), os.path.join(tl.dir, "agent-ca.pem"))
+        r = subprocess.run([binary, "--check-config", tl.config_path], capture_output=True,
+                           text=True, timeout=20, cwd="/")
+        assert r.returncode == 0, f"--check-config from /: {r.stderr}"
+        assert os.getcwd() != tl.dir
+        tl.start()
+        assert os.path.exists(os.path.join(tl.dir, "calls-rel.jsonl")), os.listdir(tl.dir)
+        assert not os.path.exists("calls-rel.jsonl"), "cdr.path opened in the working directory"
+    finally:
+        if tl.proc is None:
+            tl.agent.stop()
+        else:
+            assert tl.stop() == 0
+            tl.check_clean()
+
+
 def test_unset_env_is_a_positioned_error(binary):
     os.environ.pop("TL_TEST_UNSET_TOKEN", None)
     tl = Trunkline(binary, rules={"agents": {"a": {
@@ -177,4 +203,5 @@ def test_unset_env_is_a_positioned_error(binary):
 
 if __name__ == "__main__":
     run([test_agent_ca_and_env_header, test_agent_unknown_ca_refused,
-         test_tls_verify_false_logged, test_unset_env_is_a_positioned_error])
+         test_tls_verify_false_logged, test_relative_paths_follow_their_file,
+         test_unset_env_is_a_positioned_error])
