@@ -42,18 +42,50 @@ def free_port(udp_and_tcp=True, lo=21000, hi=60000, host="127.0.0.1"):
     raise RuntimeError(f"no free port on {host}")
 
 
-class EchoAgent:
+class LoggedProcess:
+    """A peer process (agent, Kamailio, ...) with its output in self.dir/log_name: log(),
+    a bounded wait_log(), and stop() by PID (SIGTERM, then SIGKILL after 10 s)."""
+
+    def spawn(self, args, log_name):
+        self.log_path = os.path.join(self.dir, log_name)
+        self.logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, count=1, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.log().count(text) >= count:
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.log_path} ended:\n" + self.log()[-4000:])
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not {count} time(s) in {self.log_path}:\n"
+                             + self.log()[-4000:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.logf.close()
+
+
+class EchoAgent(LoggedProcess):
     """The example echo agent (build/tl-echo-agent) on a free 127.0.0.1 port, or on port (e.g.
     to restart an agent where trunkline's rules expect it)."""
 
     def __init__(self, binary, args=(), port=0):
         self.dir = tempfile.mkdtemp(prefix="tl-agent-")
-        self.log_path = os.path.join(self.dir, "agent.log")
         self.stats_path = os.path.join(self.dir, "stats.json")
-        self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port),
-                                      "--tone-report", "--stats", self.stats_path] + list(args),
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        self.spawn([binary, "--host", "127.0.0.1", "--port", str(port), "--tone-report",
+                    "--stats", self.stats_path] + list(args), "agent.log")
         deadline = time.time() + 10
         self.port = None
         while time.time() < deadline and self.port is None:
@@ -68,26 +100,12 @@ class EchoAgent:
             raise AssertionError("echo agent not ready:\n" + self.log())
         self.url = f"ws://127.0.0.1:{self.port}/"
 
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
     def stats(self):
         try:
             with open(self.stats_path) as f:
                 return json.load(f)
         except (OSError, ValueError):
             return {}
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.logf.close()
 
 
 def echo_agent_binary(trunkline_binary):

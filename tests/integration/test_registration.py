@@ -6,16 +6,14 @@ A wrong password: the registration fails and is retried with back-off."""
 import hashlib
 import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (EchoAgent, Trunkline, echo_agent_binary, free_port, run,  # noqa: E402
-                     sipp)
+from harness import (EchoAgent, LoggedProcess, Trunkline, echo_agent_binary,  # noqa: E402
+                     free_port, run, sipp)
 from rawsip import SDP_PCMU, Peer  # noqa: E402
 from test_ops import metrics  # noqa: E402
 
@@ -71,7 +69,7 @@ request_route {{
 REG_PASSWORD = "kam-reg-pw-5"
 
 
-class Kamailio:
+class Kamailio(LoggedProcess):
     """Kamailio on 127.0.0.1:port with one subscriber tl/REG_PASSWORD."""
 
     def __init__(self):
@@ -85,38 +83,13 @@ class Kamailio:
         cfg = os.path.join(self.dir, "kamailio.cfg")
         with open(cfg, "w") as f:
             f.write(KAMAILIO_CFG.format(port=self.port, dir=self.dir))
-        self.log_path = os.path.join(self.dir, "kamailio.log")
-        self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(["kamailio", "-f", cfg, "-DD", "-E", "-Y", self.dir],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        self.spawn(["kamailio", "-f", cfg, "-DD", "-E", "-Y", self.dir], "kamailio.log")
         deadline = time.time() + 10
         while "SO_RCVBUF is finally" not in self.log():
             if time.time() > deadline or self.proc.poll() is not None:
                 self.stop()
                 raise AssertionError("kamailio did not start:\n" + self.log()[-3000:])
             time.sleep(0.1)
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def wait_log(self, text, count=1, timeout=10.0):
-        deadline = time.time() + timeout
-        while self.log().count(text) < count:
-            if time.time() > deadline:
-                raise AssertionError(f"{text!r} not {count} time(s) in kamailio log:\n"
-                                     + self.log()[-3000:])
-            time.sleep(0.1)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.logf.close()
 
 
 def registering_trunkline(binary, kam, agent_url, password_env):

@@ -7,14 +7,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SippBg, Trunkline, free_port, run, sipp  # noqa: E402
+from harness import LoggedProcess, SippBg, Trunkline, free_port, run, sipp  # noqa: E402
 
 SRC = os.path.join(os.environ.get("TL_SOURCE_DIR",
                                   os.path.join(os.path.dirname(__file__), "..", "..")),
@@ -28,7 +27,7 @@ def sub(text, old, new):
     return text.replace(old, new)
 
 
-class Kamailio:
+class Kamailio(LoggedProcess):
     def __init__(self, instances):
         self.dir = tempfile.mkdtemp(prefix="tl-kam-")
         self.port = free_port()
@@ -50,36 +49,15 @@ class Kamailio:
         ds += [f"1 sip:127.0.0.1:{tl.port} 0 0 duid=tl-{i}\n" for i, tl in enumerate(instances)]
         with open(os.path.join(self.dir, "dispatcher.list"), "w") as f:
             f.writelines(ds)
-        self.log_path = os.path.join(self.dir, "kamailio.log")
-        self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            ["kamailio", "-DD", "-E", "-f", os.path.join(self.dir, "kamailio.cfg"), "-L",
-             MODULES, "-Y", self.dir, "-w", self.dir, "-m", "32", "-M", "4"],
-            stdout=self.logf, stderr=subprocess.STDOUT)
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        self.spawn(["kamailio", "-DD", "-E", "-f", os.path.join(self.dir, "kamailio.cfg"), "-L",
+                    MODULES, "-Y", self.dir, "-w", self.dir, "-m", "32", "-M", "4"],
+                   "kamailio.log")
 
     def wait_log(self, text, count=1, timeout=15.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.log().count(text) >= count:
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError("kamailio exited:\n" + self.log()[-4000:])
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not in kamailio's log:\n" + self.log()[-4000:])
+        super().wait_log(text, count, timeout)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.logf.close()
+        super().stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
