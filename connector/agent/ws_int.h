@@ -254,7 +254,6 @@ struct tl_ws_loop {
 	atomic_int dead, in_notify;
 	_Atomic(struct tl_ws_cell *) ready;
 	struct lws_context *ctx;
-	struct ev_loop *evl; /* libev's loop, lws's foreign loop, when lws runs on libev */
 
 	pthread_t thread;
 	int thread_started;

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <ev.h>
 #include <libwebsockets.h>
 
 #include "trunkline/log.h"
@@ -117,9 +116,7 @@ static void *loop_main(void *arg)
 
 	while (!loop->quit) {
 		loop->turn++;
-		if (loop->evl)
-			ev_run(loop->evl, EVRUN_ONCE);
-		else if (lws_service(loop->ctx, 0) < 0)
+		if (lws_service(loop->ctx, 0) < 0)
 			usleep(10000); /* not expected; do not spin */
 	}
 	return NULL;
@@ -151,16 +148,6 @@ int tl_wsc_loop_start(struct tl_ws_loop *loop)
 	info.user = loop;
 	info.uid = -1;
 	info.gid = -1;
-	const char *evlib = getenv("TL_WS_EVLIB");
-	void *foreign[1];
-	if (evlib && strcmp(evlib, "ev") == 0) {
-		loop->evl = ev_loop_new(EVFLAG_AUTO | EVBACKEND_EPOLL);
-		if (!loop->evl)
-			return -ENOMEM;
-		foreign[0] = loop->evl;
-		info.foreign_loops = foreign;
-		info.options |= LWS_SERVER_OPTION_LIBEV;
-	}
 	loop->ctx = lws_create_context(&info);
 	if (!loop->ctx)
 		return -EIO;
@@ -208,9 +195,6 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop)
 	if (loop->ctx)
 		lws_context_destroy(loop->ctx);
 	loop->ctx = NULL;
-	if (loop->evl)
-		ev_loop_destroy(loop->evl);
-	loop->evl = NULL;
 	for (size_t i = 0; i < sizeof(loop->ca_vhosts) / sizeof(loop->ca_vhosts[0]); i++) {
 		free(loop->ca_vhosts[i].ca);
 		loop->ca_vhosts[i].ca = NULL;
