@@ -147,8 +147,14 @@ unsigned tl_ws_loop_connections(const struct tl_ws *ws, unsigned loop)
 
 unsigned tl_ws_default_threads(unsigned media_workers)
 {
+	cpu_set_t set;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned n = cpus > 0 ? (unsigned)cpus : 1;
+	unsigned n;
+
+	/* The CPUs we may run on (taskset, cpusets), else the online ones. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		cpus = CPU_COUNT(&set);
+	n = cpus > 0 ? (unsigned)cpus : 1;
 
 	if (n > TL_WS_THREADS_DEFAULT_MAX)
 		n = TL_WS_THREADS_DEFAULT_MAX;

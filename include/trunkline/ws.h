@@ -38,7 +38,7 @@ void tl_ws_destroy(struct tl_ws *ws);
 /* WebSocket payload bytes sent to and received from agents so far, all calls. Any thread. */
 void tl_ws_bytes(const struct tl_ws *ws, uint64_t *sent, uint64_t *received);
 
-/* agent.threads when not configured: the online CPUs, at most TL_WS_THREADS_DEFAULT_MAX and
+/* agent.threads when not configured: the CPUs we may run on, at most TL_WS_THREADS_DEFAULT_MAX and
  * at most twice media_workers (docs/CONFIGURATION.md says why). */
 #define TL_WS_THREADS_DEFAULT_MAX 8
 unsigned tl_ws_default_threads(unsigned media_workers);
