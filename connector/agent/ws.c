@@ -451,7 +451,7 @@ void tl_ws_destroy(struct tl_ws *ws)
 	if (!ws)
 		return;
 	tl_wsc_loops_ask_stop(ws); /* all at once: they close their calls in parallel */
-	for (unsigned i = 0; i < ws->n_loops; i++)
+	for (unsigned i = ws->n_loops; i-- > 0;) /* loop 0 last: see tl_wsc_loop_start */
 		tl_wsc_loop_stop(ws->loops[i]);
 	tl_ws_drain(ws, NULL, NULL);
 	if (ws->efd >= 0)
