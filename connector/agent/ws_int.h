@@ -147,7 +147,7 @@ void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 #define TL_WSC_CLOSE_GRACE 5          /* s for `stop` + close handshake before the cut */
 #define TL_WSC_SHUTDOWN_US 1000000    /* tl_ws_destroy waits this long for polite closes */
 
-/* Fairness between calls on the one WS thread: after this many agent messages, or this many
+/* Fairness between the calls of one agent loop: after this many agent messages, or this many
  * bytes of them, in one turn of the lws loop a connection's rx pauses until the next turn. */
 #define TL_WSC_TURN_MSGS  32
 #define TL_WSC_TURN_BYTES (256u << 10)
