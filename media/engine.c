@@ -2,6 +2,8 @@
  * paces every stream's packets (each at its ptime), and an eventfd for control commands (add,
  * update, release), which are the only thing behind a mutex. Streams are pinned round-robin. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -144,7 +146,10 @@ static void *worker_main(void *arg)
 {
 	struct tl_media_worker *w = arg;
 	struct epoll_event evs[256];
+	char name[16];
 
+	snprintf(name, sizeof(name), "tl-media-%d", (int)(w - w->m->workers));
+	pthread_setname_np(pthread_self(), name); /* top -H, the bench's per-thread CPU */
 	while (!w->stop) {
 		int n = epoll_wait(w->epfd, evs, 256, -1), cmds = 0;
 		int64_t now = tl_media_now_ms();

@@ -1,8 +1,10 @@
-/* The agent WebSocket client: one thread runs a client-only lws_context for every call's agent
- * connection and moves audio between the socket and the call's media stream. The control
- * thread talks to it through a bounded command queue woken by lws_cancel_service(), and hears
- * back through a bounded event queue + eventfd (both trunkline/queue.h); media workers wake it
- * through per-call cells on a lock-free stack.
+/* The agent WebSocket client: agent.threads loops (ws_loop.c), each a thread with its own
+ * client-only lws_context, carry the calls' agent connections and move audio between the socket
+ * and the call's media stream. Each call is placed on the least-loaded loop when its cell is
+ * made, and everything for it goes there: the control thread's commands through that loop's
+ * bounded queue woken by lws_cancel_service(), the media workers' wake-ups through per-call
+ * cells on that loop's lock-free stack. Events come back through one bounded event queue +
+ * eventfd shared by the loops (trunkline/queue.h: many producers, one consumer).
  * Per-connection I/O is ws_conn.c, message formats ws_dialect.c. */
 #include "trunkline/ws.h"
 
@@ -25,18 +27,40 @@
 
 static void ws_unref(struct tl_ws *ws)
 {
-	if (atomic_fetch_sub_explicit(&ws->refs, 1, memory_order_acq_rel) == 1)
-		free(ws);
+	if (atomic_fetch_sub_explicit(&ws->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (unsigned i = 0; ws->loops && i < ws->n_loops; i++)
+		free(ws->loops[i]);
+	free(ws->loops);
+	free(ws);
 }
 
-static void cell_unref(struct tl_ws_cell *cell)
+void tl_wsc_cell_unref(struct tl_ws_cell *cell)
 {
-	struct tl_ws *ws = cell->ws;
+	struct tl_ws *ws = cell->loop->ws;
 
 	if (atomic_fetch_sub_explicit(&cell->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	free(cell);
 	ws_unref(ws);
+}
+
+/* Least loaded: the loop carrying the fewest connections; among equals, the first from where
+ * the last search left off, so that calls set up in a row alternate. */
+static struct tl_ws_loop *pick_loop(struct tl_ws *ws)
+{
+	unsigned best = ws->next % ws->n_loops, best_live = UINT32_MAX;
+
+	for (unsigned k = 0; k < ws->n_loops; k++) {
+		unsigned i = (ws->next + k) % ws->n_loops;
+		unsigned live = atomic_load_explicit(&ws->loops[i]->live, memory_order_relaxed);
+		if (live < best_live) {
+			best = i;
+			best_live = live;
+		}
+	}
+	ws->next = best + 1;
+	return ws->loops[best];
 }
 
 int tl_ws_cell_create(struct tl_ws *ws, uint64_t call, void **out)
@@ -45,7 +69,7 @@ int tl_ws_cell_create(struct tl_ws *ws, uint64_t call, void **out)
 
 	if (!cell)
 		return -ENOMEM;
-	cell->ws = ws;
+	cell->loop = pick_loop(ws);
 	cell->call = call;
 	atomic_init(&cell->refs, 1);
 	atomic_init(&cell->queued, 0);
@@ -57,7 +81,7 @@ int tl_ws_cell_create(struct tl_ws *ws, uint64_t call, void **out)
 void tl_ws_notify(void *arg)
 {
 	struct tl_ws_cell *cell = arg, *old;
-	struct tl_ws *ws = cell->ws;
+	struct tl_ws_loop *ws = cell->loop;
 
 	if (atomic_exchange_explicit(&cell->queued, 1, memory_order_acq_rel))
 		return;
@@ -80,7 +104,7 @@ void tl_ws_notify(void *arg)
 void tl_ws_notify_release(void *arg)
 {
 	if (arg)
-		cell_unref(arg);
+		tl_wsc_cell_unref(arg);
 }
 
 /* ---- events to the control thread ---- */
@@ -96,14 +120,47 @@ void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *t
 		snprintf(ev.target, sizeof(ev.target), "%s", text ? text : "");
 	else if (text)
 		snprintf(ev.reason, sizeof(ev.reason), "%s", text);
-	if (tl_queue_push(c->ws->evq, &ev, TL_QUEUE_URGENT) < 0)
+	if (tl_queue_push(c->loop->ws->evq, &ev, TL_QUEUE_URGENT) < 0)
 		tl_log_error(c->d.call_sid, "agent event lost: the event queue is full");
 }
 
 void tl_ws_bytes(const struct tl_ws *ws, uint64_t *sent, uint64_t *received)
 {
-	*sent = atomic_load_explicit(&ws->tx_bytes, memory_order_relaxed);
-	*received = atomic_load_explicit(&ws->rx_bytes, memory_order_relaxed);
+	*sent = *received = 0;
+	for (unsigned i = 0; i < ws->n_loops; i++) {
+		*sent += atomic_load_explicit(&ws->loops[i]->tx_bytes, memory_order_relaxed);
+		*received += atomic_load_explicit(&ws->loops[i]->rx_bytes, memory_order_relaxed);
+	}
+}
+
+unsigned tl_ws_loops(const struct tl_ws *ws)
+{
+	return ws ? ws->n_loops : 0;
+}
+
+unsigned tl_ws_loop_connections(const struct tl_ws *ws, unsigned loop)
+{
+	if (!ws || loop >= ws->n_loops)
+		return 0;
+	return atomic_load_explicit(&ws->loops[loop]->live, memory_order_relaxed);
+}
+
+unsigned tl_ws_default_threads(unsigned media_workers)
+{
+	cpu_set_t set;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n;
+
+	/* The CPUs we may run on (taskset, cpusets), else the online ones. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		cpus = CPU_COUNT(&set);
+	n = cpus > 0 ? (unsigned)cpus : 1;
+
+	if (n > TL_WS_THREADS_DEFAULT_MAX)
+		n = TL_WS_THREADS_DEFAULT_MAX;
+	if (media_workers && n > 2 * media_workers)
+		n = 2 * media_workers;
+	return n ? n : 1;
 }
 
 int tl_ws_event_fd(const struct tl_ws *ws)
@@ -146,113 +203,11 @@ int tl_wsc_grow(unsigned char **buf, size_t *cap, size_t need, size_t extra)
 	return 0;
 }
 
-/* ---- the WS thread ---- */
-
-static struct tl_ws_conn *conn_by_call(struct tl_ws *ws, uint64_t call)
-{
-	for (struct tl_ws_conn *c = ws->conns; c; c = c->next)
-		if (c->call == call)
-			return c;
-	return NULL;
-}
-
-static void on_shutdown_deadline(lws_sorted_usec_list_t *sul)
-{
-	struct tl_ws *ws = lws_container_of(sul, struct tl_ws, sul_shutdown);
-
-	ws->quit = 1;
-}
-
-void tl_wsc_cancelled(struct tl_ws *ws)
-{
-	struct tl_ws_cell *cell, *next;
-	struct tl_wsc_cmd cmd;
-	struct tl_ws_conn *c, *cn;
-
-	/* Until empty: the queue wakes us again only after it has been seen empty. */
-	while (tl_queue_pop(ws->cmdq, &cmd)) {
-		if (cmd.kind == TL_WSC_CMD_CONNECT)
-			tl_wsc_start(cmd.conn);
-		else if (!(c = conn_by_call(ws, cmd.call)))
-			;
-		else if (cmd.kind == TL_WSC_CMD_CLOSE)
-			tl_wsc_close(c);
-		else if (c->n_info_dtmf < sizeof(c->info_dtmf)) {
-			c->info_dtmf[c->n_info_dtmf++] = cmd.digit;
-			if (c->state == TL_WSC_OPEN && c->sent_start)
-				lws_callback_on_writable(c->wsi);
-		}
-	}
-
-	cell = atomic_exchange_explicit(&ws->ready, NULL, memory_order_acquire);
-	for (; cell; cell = next) {
-		next = cell->next;
-		atomic_store_explicit(&cell->queued, 0, memory_order_seq_cst);
-		c = cell->conn;
-		if (c && c->state == TL_WSC_OPEN && c->sent_start)
-			lws_callback_on_writable(c->wsi);
-		cell_unref(cell);
-	}
-
-	if (atomic_load(&ws->stop) && !ws->shutting_down) {
-		ws->shutting_down = 1;
-		for (c = ws->conns; c; c = cn) {
-			cn = c->next;
-			tl_wsc_close(c);
-		}
-		if (!ws->conns)
-			ws->quit = 1;
-		lws_sul_schedule(ws->ctx, 0, &ws->sul_shutdown, on_shutdown_deadline,
-		                 TL_WSC_SHUTDOWN_US);
-	}
-}
-
-static const struct lws_protocols protocols[] = {
-    {"tl-agent", tl_wsc_callback, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws *ws, const char *ca)
-{
-	struct lws_context_creation_info info;
-	size_t i, n = sizeof(ws->ca_vhosts) / sizeof(ws->ca_vhosts[0]);
-	char name[32];
-
-	for (i = 0; i < n && ws->ca_vhosts[i].ca; i++)
-		if (strcmp(ws->ca_vhosts[i].ca, ca) == 0)
-			return ws->ca_vhosts[i].vh;
-	if (i == n || !(ws->ca_vhosts[i].ca = strdup(ca)))
-		return NULL;
-	memset(&info, 0, sizeof(info));
-	snprintf(name, sizeof(name), "ca%zu", i);
-	info.vhost_name = name;
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.client_ssl_ca_filepath = ca;
-	ws->ca_vhosts[i].vh = lws_create_vhost(ws->ctx, &info);
-	if (!ws->ca_vhosts[i].vh)
-		tl_log_warn(NULL, "agent CA %s: cannot make a TLS client context with it", ca);
-	return ws->ca_vhosts[i].vh;
-}
-
-static void *ws_main(void *arg)
-{
-	struct tl_ws *ws = arg;
-
-	while (!ws->quit) {
-		ws->turn++;
-		if (lws_service(ws->ctx, 0) < 0)
-			usleep(10000); /* not expected; do not spin */
-	}
-	return NULL;
-}
-
 /* ---- connections: setting up and freeing ---- */
 
 void tl_wsc_free(struct tl_ws_conn *c)
 {
-	struct tl_ws *ws = c->ws;
+	struct tl_ws_loop *ws = c->loop;
 
 	if (c->wsi)
 		lws_set_opaque_user_data(c->wsi, NULL);
@@ -280,8 +235,10 @@ void tl_wsc_free(struct tl_ws_conn *c)
 		    (unsigned long long)c->st_audio_dropped, (unsigned long long)c->st_ctl_dropped);
 	if (c->cell) {
 		c->cell->conn = NULL;
-		cell_unref(c->cell);
+		tl_wsc_cell_unref(c->cell);
 	}
+	if (c->counted)
+		atomic_fetch_sub_explicit(&ws->live, 1, memory_order_relaxed);
 	if (c->stream)
 		tl_media_stream_unref(c->stream);
 	tl_wsd_marks_reset(&c->marks);
@@ -328,7 +285,8 @@ static int conn_parse_url(struct tl_ws_conn *c, const char *url)
 	return 0;
 }
 
-static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_ws_conn_params *p)
+static int conn_new(struct tl_ws_conn **out, struct tl_ws_loop *loop,
+                    const struct tl_ws_conn_params *p)
 {
 	const struct tl_agent *a = p->agent;
 	struct tl_ws_conn *c = calloc(1, sizeof(*c));
@@ -336,7 +294,7 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws *ws, const struct tl_w
 
 	if (!c)
 		return -ENOMEM;
-	c->ws = ws;
+	c->loop = loop;
 	c->call = p->call;
 	c->connect_timeout_ms = a->connect_timeout_ms > 0 ? a->connect_timeout_ms : 1500;
 	c->idle_timeout_ms = a->idle_timeout_ms;
@@ -369,12 +327,16 @@ out:
 int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 {
 	struct tl_ws_conn *c;
+	struct tl_ws_loop *loop;
 	struct tl_wsc_cmd cmd = {.kind = TL_WSC_CMD_CONNECT};
 	int err;
 
 	if (!ws || !p || !p->cell || !p->agent || !p->agent->url || !p->stream)
 		return -EINVAL;
-	err = conn_new(&c, ws, p);
+	loop = ((struct tl_ws_cell *)p->cell)->loop;
+	if (loop->ws != ws)
+		return -EINVAL;
+	err = conn_new(&c, loop, p);
 	if (err < 0) {
 		tl_log_warn(p->call_sid, "agent URL \"%s\" or call data unusable: %s",
 		            p->agent->url, strerror(-err));
@@ -384,44 +346,41 @@ int tl_ws_connect(struct tl_ws *ws, const struct tl_ws_conn_params *p)
 	atomic_fetch_add_explicit(&c->cell->refs, 1, memory_order_relaxed);
 	c->stream = p->stream;
 	tl_media_stream_ref(c->stream);
+	c->counted = 1;
+	atomic_fetch_add_explicit(&loop->live, 1, memory_order_relaxed);
 	cmd.call = p->call;
 	cmd.conn = c;
-	err = tl_queue_push(ws->cmdq, &cmd, 0);
+	err = tl_queue_push(loop->cmdq, &cmd, 0);
 	if (err < 0) {
 		tl_log_warn(p->call_sid, "agent connection not started: command queue full");
 		tl_wsc_free(c); /* drops the cell's and the stream's references taken above */
 		return err;
 	}
-	return 0;
+	return (int)loop->index;
 }
 
 /* A close is urgent: the queue keeps room for one per call, so it is never refused. */
-static void post_cmd(struct tl_ws *ws, enum tl_wsc_cmd_kind kind, uint64_t call, char digit)
+static void post_cmd(struct tl_ws *ws, unsigned loop, enum tl_wsc_cmd_kind kind, uint64_t call,
+                     char digit)
 {
 	struct tl_wsc_cmd cmd = {.kind = kind, .call = call, .digit = digit};
 
-	if (!ws)
+	if (!ws || loop >= ws->n_loops)
 		return;
-	if (tl_queue_push(ws->cmdq, &cmd, kind == TL_WSC_CMD_CLOSE ? TL_QUEUE_URGENT : 0) < 0)
+	if (tl_queue_push(ws->loops[loop]->cmdq, &cmd,
+	                  kind == TL_WSC_CMD_CLOSE ? TL_QUEUE_URGENT : 0) < 0)
 		tl_log_warn(NULL, "agent %s for call %llu dropped: command queue full",
 		            kind == TL_WSC_CMD_CLOSE ? "close" : "DTMF", (unsigned long long)call);
 }
 
-static void wake_ws(void *arg)
+void tl_ws_close(struct tl_ws *ws, unsigned loop, uint64_t call)
 {
-	struct tl_ws *ws = arg;
-
-	lws_cancel_service(ws->ctx);
+	post_cmd(ws, loop, TL_WSC_CMD_CLOSE, call, 0);
 }
 
-void tl_ws_close(struct tl_ws *ws, uint64_t call)
+void tl_ws_dtmf(struct tl_ws *ws, unsigned loop, uint64_t call, char digit)
 {
-	post_cmd(ws, TL_WSC_CMD_CLOSE, call, 0);
-}
-
-void tl_ws_dtmf(struct tl_ws *ws, uint64_t call, char digit)
-{
-	post_cmd(ws, TL_WSC_CMD_DTMF, call, digit);
+	post_cmd(ws, loop, TL_WSC_CMD_DTMF, call, digit);
 }
 
 /* ---- the client ---- */
@@ -438,9 +397,8 @@ static void lws_log_emit(int level, const char *line)
 		tl_log_debug(NULL, "libwebsockets: %.*s", (int)n, line);
 }
 
-int tl_ws_create(struct tl_ws **out, unsigned max_calls)
+int tl_ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads)
 {
-	struct lws_context_creation_info info;
 	const char *insecure = getenv("TL_WS_INSECURE");
 	struct tl_ws *ws = calloc(1, sizeof(*ws));
 	int err = -ENOMEM;
@@ -449,41 +407,37 @@ int tl_ws_create(struct tl_ws **out, unsigned max_calls)
 		return -ENOMEM;
 	atomic_init(&ws->refs, 1);
 	ws->max_calls = max_calls ? max_calls : 1000;
-	ws->insecure = insecure && strcmp(insecure, "1") == 0;
 	ws->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ws->efd < 0) {
 		err = -errno;
 		goto out;
 	}
-	/* Commands per call: connect and DTMF (ordinary), one close (urgent, in the reserve).
-	 * Events: at most three per connection, connections at most two per call (one closing
-	 * while the next call's opens). */
-	err = tl_queue_create(&ws->cmdq, sizeof(struct tl_wsc_cmd), 2 * ws->max_calls + 256,
-	                      ws->max_calls + 16, wake_ws, ws);
-	if (err == 0)
-		err = tl_queue_create(&ws->evq, sizeof(struct tl_ws_event), 6 * ws->max_calls + 64,
-		                      0, tl_queue_eventfd_wake, &ws->efd);
+	/* Events: at most three per connection, connections at most two per call (one closing
+	 * while the next call's opens), whichever loop they are on. */
+	err = tl_queue_create(&ws->evq, sizeof(struct tl_ws_event), 6 * ws->max_calls + 64, 0,
+	                      tl_queue_eventfd_wake, &ws->efd);
 	if (err < 0)
 		goto out;
 	err = -ENOMEM;
+	ws->loops = calloc(threads ? threads : 1, sizeof(*ws->loops));
+	if (!ws->loops)
+		goto out;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
-	memset(&info, 0, sizeof(info));
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.user = ws;
-	info.uid = -1;
-	info.gid = -1;
-	ws->ctx = lws_create_context(&info);
-	if (!ws->ctx) {
-		err = -EIO;
-		goto out;
+	for (unsigned i = 0; i < (threads ? threads : 1); i++) {
+		struct tl_ws_loop *loop = calloc(1, sizeof(*loop));
+		if (!loop) {
+			err = -ENOMEM;
+			goto out;
+		}
+		loop->ws = ws;
+		loop->index = i;
+		loop->insecure = insecure && strcmp(insecure, "1") == 0;
+		ws->loops[ws->n_loops++] = loop;
+		err = tl_wsc_loop_start(loop);
+		if (err < 0)
+			goto out;
 	}
-	err = -pthread_create(&ws->thread, NULL, ws_main, ws);
-	if (err)
-		goto out;
-	ws->thread_started = 1;
-	if (ws->insecure)
+	if (insecure && strcmp(insecure, "1") == 0)
 		tl_log_warn(NULL, "TL_WS_INSECURE=1: agent TLS certificates are not checked");
 	*out = ws;
 	return 0;
@@ -494,38 +448,14 @@ out:
 
 void tl_ws_destroy(struct tl_ws *ws)
 {
-	struct tl_ws_cell *cell, *next;
-	struct tl_wsc_cmd cmd;
-
 	if (!ws)
 		return;
-	if (ws->thread_started) {
-		atomic_store(&ws->stop, 1);
-		lws_cancel_service(ws->ctx);
-		pthread_join(ws->thread, NULL);
-	}
-	/* The WS thread is gone: lws is ours now. Fence off tl_ws_notify first. */
-	atomic_store(&ws->dead, 1);
-	while (atomic_load(&ws->in_notify))
-		sched_yield();
-	cell = atomic_exchange(&ws->ready, NULL);
-	for (; cell; cell = next) {
-		next = cell->next;
-		cell_unref(cell);
-	}
-	while (ws->cmdq && tl_queue_pop(ws->cmdq, &cmd))
-		if (cmd.kind == TL_WSC_CMD_CONNECT)
-			tl_wsc_free(cmd.conn);
-	while (ws->conns)
-		tl_wsc_kill(ws->conns);
-	if (ws->ctx)
-		lws_context_destroy(ws->ctx);
-	for (size_t i = 0; i < sizeof(ws->ca_vhosts) / sizeof(ws->ca_vhosts[0]); i++)
-		free(ws->ca_vhosts[i].ca);
+	tl_wsc_loops_ask_stop(ws); /* all at once: they close their calls in parallel */
+	for (unsigned i = ws->n_loops; i-- > 0;) /* loop 0 last: see tl_wsc_loop_start */
+		tl_wsc_loop_stop(ws->loops[i]);
 	tl_ws_drain(ws, NULL, NULL);
 	if (ws->efd >= 0)
 		close(ws->efd);
-	tl_queue_destroy(ws->cmdq);
 	tl_queue_destroy(ws->evq);
 	ws_unref(ws);
 }

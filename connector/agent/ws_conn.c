@@ -94,7 +94,7 @@ static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
 	if (lws_write(c->wsi, c->tx + LWS_PRE, (size_t)n,
 	              binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < n)
 		return -1;
-	atomic_fetch_add_explicit(&c->ws->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->loop->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
 	return 0;
 }
 
@@ -148,7 +148,7 @@ static void on_idle(lws_sorted_usec_list_t *sul)
 	int64_t left = c->last_rx_ms + c->idle_timeout_ms - now_ms();
 
 	if (left > 0) {
-		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle, left * LWS_US_PER_MS);
+		lws_sul_schedule(c->loop->ctx, 0, &c->sul_idle, on_idle, left * LWS_US_PER_MS);
 		return;
 	}
 	conn_end(c, "agent idle");
@@ -157,7 +157,7 @@ static void on_idle(lws_sorted_usec_list_t *sul)
 
 void tl_wsc_start(struct tl_ws_conn *c)
 {
-	struct tl_ws *ws = c->ws;
+	struct tl_ws_loop *ws = c->loop;
 	struct lws_client_connect_info i;
 	struct lws *wsi;
 
@@ -261,7 +261,7 @@ static int conn_established(struct tl_ws_conn *c)
 	c->last_rx_ms = now_ms();
 	tl_wsd_bucket_init(&c->ctl, TL_WSC_CTL_RATE, TL_WSC_CTL_BURST, now_us());
 	if (c->idle_timeout_ms > 0)
-		lws_sul_schedule(c->ws->ctx, 0, &c->sul_idle, on_idle,
+		lws_sul_schedule(c->loop->ctx, 0, &c->sul_idle, on_idle,
 		                 (lws_usec_t)c->idle_timeout_ms * LWS_US_PER_MS);
 	lws_callback_on_writable(c->wsi);
 	return 0;
@@ -319,7 +319,7 @@ static void set_choked(struct tl_ws_conn *c, int choked)
 		c->choked_since_ms = 0;
 	} else if (!c->choked_since_ms) {
 		c->choked_since_ms = now_ms();
-		lws_sul_schedule(c->ws->ctx, 0, &c->sul_choked, on_choked,
+		lws_sul_schedule(c->loop->ctx, 0, &c->sul_choked, on_choked,
 		                 (lws_usec_t)TL_WSC_CHOKED_WARN_MS * LWS_US_PER_MS);
 	}
 }
@@ -439,7 +439,7 @@ static int play(struct tl_ws_conn *c)
 		if (r == -ENOSPC) {
 			c->blocked = 1;
 			rx_flow(c);
-			lws_sul_schedule(c->ws->ctx, 0, &c->sul_play, on_play_retry,
+			lws_sul_schedule(c->loop->ctx, 0, &c->sul_play, on_play_retry,
 			                 TL_WSC_PLAY_RETRY);
 			return 1;
 		}
@@ -641,8 +641,8 @@ static void on_next_turn(lws_sorted_usec_list_t *sul)
  * messages cannot hold up the other calls for long. */
 static void turn_count(struct tl_ws_conn *c, size_t len)
 {
-	if (c->turn != c->ws->turn) {
-		c->turn = c->ws->turn;
+	if (c->turn != c->loop->turn) {
+		c->turn = c->loop->turn;
 		c->turn_msgs = 0;
 		c->turn_bytes = 0;
 	}
@@ -652,7 +652,7 @@ static void turn_count(struct tl_ws_conn *c, size_t len)
 		return;
 	c->turn_paused = 1;
 	rx_flow(c);
-	lws_sul_schedule(c->ws->ctx, 0, &c->sul_turn, on_next_turn, 0);
+	lws_sul_schedule(c->loop->ctx, 0, &c->sul_turn, on_next_turn, 0);
 }
 
 /* Keeps a whole message that came in while the playout queue is full, in order. */
@@ -751,7 +751,7 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
 		/* "tls_verify": false: lws's flags forgive only self-signed and expired
 		 * certificates; an unknown issuer is forgiven here (0 = accept). */
-		if (c && (c->insecure || c->ws->insecure))
+		if (c && (c->insecure || c->loop->insecure))
 			X509_STORE_CTX_set_error(user, X509_V_OK);
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
@@ -763,7 +763,7 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		/* A detached wsi may be mid-frame: drop, never -1 here (see conn_receive). */
 		if (c)
-			atomic_fetch_add_explicit(&c->ws->rx_bytes, len, memory_order_relaxed);
+			atomic_fetch_add_explicit(&c->loop->rx_bytes, len, memory_order_relaxed);
 		return c ? conn_receive(c, in, len) : 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return c ? conn_writeable(c) : close_started(wsi);

@@ -147,7 +147,7 @@ void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 #define TL_WSC_CLOSE_GRACE 5          /* s for `stop` + close handshake before the cut */
 #define TL_WSC_SHUTDOWN_US 1000000    /* tl_ws_destroy waits this long for polite closes */
 
-/* Fairness between calls on the one WS thread: after this many agent messages, or this many
+/* Fairness between the calls of one agent loop: after this many agent messages, or this many
  * bytes of them, in one turn of the lws loop a connection's rx pauses until the next turn. */
 #define TL_WSC_TURN_MSGS  32
 #define TL_WSC_TURN_BYTES (256u << 10)
@@ -161,8 +161,8 @@ void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 /* A call's wake-up target, shared by its media stream (notify) and its connection; see the
  * header. refs: the stream's, the connection's, and one while on the ready stack. */
 struct tl_ws_cell {
-	struct tl_ws *ws;
-	struct tl_ws_conn *conn; /* WS thread only */
+	struct tl_ws_loop *loop; /* the agent loop carrying the call, fixed at creation */
+	struct tl_ws_conn *conn; /* that loop's thread only */
 	uint64_t call;
 	atomic_int refs;
 	atomic_int queued;
@@ -180,8 +180,8 @@ enum tl_wsc_state {
 };
 
 struct tl_ws_conn {
-	struct tl_ws *ws;
-	struct tl_ws_conn *prev, *next; /* ws->conns, WS thread */
+	struct tl_ws_loop *loop;
+	struct tl_ws_conn *prev, *next; /* loop->conns, the loop's thread */
 	struct tl_ws_cell *cell;
 	struct tl_media_stream *stream;
 	struct lws *wsi;
@@ -190,7 +190,7 @@ struct tl_ws_conn {
 	unsigned linked : 1, in_connect : 1, sync_failed : 1, wsi_gone : 1, sent_connected : 1,
 	    sent_start : 1, opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1,
 	    warned_dtmf : 1, warned_binary : 1, ended : 1, rx_paused : 1, turn_paused : 1,
-	    warned_ctl : 1, warned_choked : 1;
+	    warned_ctl : 1, warned_choked : 1, counted : 1;
 	char reason[128];                 /* FAILED / CLOSED reason when lws gave one */
 	enum lws_close_status close_code; /* REFUSING */
 	const char *close_why;            /* REFUSING: a string literal, for the agent */
@@ -245,9 +245,12 @@ struct tl_wsc_cmd {
 	char digit;              /* DTMF */
 };
 
-struct tl_ws {
-	/* Shell: lives until the last cell is gone, since streams may outlive tl_ws_destroy. */
-	atomic_int refs;
+/* One agent loop: an lws_context and the thread that services it, with its own command queue
+ * and ready stack. A call's connection, commands and wake-ups all go to the one loop its cell
+ * was given (least loaded at tl_ws_cell_create); loops share nothing but the event queue. */
+struct tl_ws_loop {
+	struct tl_ws *ws;
+	unsigned index;
 	atomic_int dead, in_notify;
 	_Atomic(struct tl_ws_cell *) ready;
 	struct lws_context *ctx;
@@ -255,19 +258,17 @@ struct tl_ws {
 	pthread_t thread;
 	int thread_started;
 	atomic_int stop;
-	/* The hand-offs (trunkline/queue.h): commands from the control thread, woken by
-	 * lws_cancel_service; events to it, woken by efd. Each connection emits at most three
-	 * events (open, one of hangup/transfer, one of failed/closed), so the event queue,
-	 * sized for them, never refuses one. */
-	struct tl_queue *cmdq, *evq;
-	unsigned max_calls;
-	int efd;
-	int insecure;
+	/* Commands from the control thread (trunkline/queue.h), woken by lws_cancel_service. */
+	struct tl_queue *cmdq;
+	int insecure; /* TL_WS_INSECURE=1 */
 
-	/* WebSocket payload bytes over all connections: the WS thread adds, anyone reads */
+	/* Connections this loop carries (counted at tl_ws_connect, until freed): the load that
+	 * places new calls, and the /metrics gauge. Control thread adds, loop thread subtracts. */
+	atomic_uint live;
+	/* WebSocket payload bytes of this loop's connections: the loop adds, anyone reads */
 	atomic_uint_fast64_t tx_bytes, rx_bytes;
 
-	/* WS thread */
+	/* The loop's thread */
 	struct {
 		char *ca;
 		struct lws_vhost *vh;
@@ -278,15 +279,38 @@ struct tl_ws {
 	lws_sorted_usec_list_t sul_shutdown;
 };
 
+struct tl_ws {
+	/* Shell: lives until the last cell is gone, since streams may outlive tl_ws_destroy;
+	 * the loops' structs with it (cells point at them). */
+	atomic_int refs;
+	/* Events to the control thread from every loop (many producers), woken by efd. Each
+	 * connection emits at most three events (open, one of hangup/transfer, one of
+	 * failed/closed), so the queue, sized for them, never refuses one. */
+	struct tl_queue *evq;
+	int efd;
+	unsigned max_calls;
+	unsigned n_loops;
+	unsigned next; /* control thread: where the search for the least-loaded loop starts */
+	struct tl_ws_loop **loops;
+};
+
 /* ws.c */
-/* WS thread: the client vhost that verifies with CA file ca (created on first use); NULL when
- * it cannot be made (the connection then fails rather than skip the check). */
-struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws *ws, const char *ca);
 void tl_wsc_emit(struct tl_ws_conn *c, enum tl_ws_event_kind kind, const char *text);
 /* Grows *buf (plus extra bytes of slack) to hold need bytes. 0 or -ENOMEM. */
 int tl_wsc_grow(unsigned char **buf, size_t *cap, size_t need, size_t extra);
-void tl_wsc_cancelled(struct tl_ws *ws); /* EVENT_WAIT_CANCELLED: commands, ready cells */
-void tl_wsc_free(struct tl_ws_conn *c);  /* unlinks, drops its refs, detaches its wsi */
+void tl_wsc_free(struct tl_ws_conn *c); /* unlinks, drops its refs, detaches its wsi */
+void tl_wsc_cell_unref(struct tl_ws_cell *cell);
+
+/* ws_loop.c */
+/* Control thread: starts loop (its context, queue and thread); 0 or negative errno. Stopping
+ * joins the thread and frees what the loop held but the struct, which the shell frees. */
+int tl_wsc_loop_start(struct tl_ws_loop *loop);
+void tl_wsc_loops_ask_stop(struct tl_ws *ws); /* every loop starts closing its connections */
+void tl_wsc_loop_stop(struct tl_ws_loop *loop);
+/* The loop's thread: the client vhost that verifies with CA file ca (created on first use);
+ * NULL when it cannot be made (the connection then fails rather than skip the check). */
+struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca);
+void tl_wsc_cancelled(struct tl_ws_loop *loop); /* EVENT_WAIT_CANCELLED: commands, cells */
 
 /* ws_conn.c, WS thread */
 void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */

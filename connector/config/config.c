@@ -612,17 +612,24 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	           : -ENOMEM;
 }
 
-static const char *const root_keys[] = {"sip",
-                                        "media",
-                                        "rules",
-                                        "shutdown_timeout_ms",
-                                        "rules_max_bytes",
-                                        "rules_max_routes",
-                                        "ops",
-                                        "cdr",
-                                        "registrations",
-                                        "registrar",
-                                        NULL};
+static const char *const root_keys[] = {
+    "sip", "media", "rules",         "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes",
+    "ops", "cdr",   "registrations", "registrar",           "agent",           NULL};
+
+/* "agent": {"threads": n}, the agent loops (docs/CONFIGURATION.md); absent: 0, the default
+ * worked out at start-up from the CPUs and media.workers. */
+static int load_agent(const struct tl_config_doc *doc, struct tl_config *cfg)
+{
+	static const char *const agent_keys[] = {"threads", NULL};
+	json_t *agent = json_object_get(doc->root, "agent");
+	int rc;
+
+	if (!agent)
+		return 0;
+	if ((rc = tl_config_doc_keys(doc, agent, "/agent", agent_keys)) < 0)
+		return rc;
+	return tl_config_doc_int(doc, agent, "/agent", "threads", 1, 64, &cfg->agent_threads);
+}
 
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err)
 {
@@ -642,7 +649,7 @@ int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err 
 	if ((rc = tl_config_doc_keys(&doc, doc.root, "", root_keys)) < 0 ||
 	    (rc = load_sip(&doc, cfg)) < 0 ||
 	    (rc = tl_config_load_transport(&doc, cfg, json_object_get(doc.root, "sip"))) < 0 ||
-	    (rc = load_media(&doc, cfg)) < 0 ||
+	    (rc = load_media(&doc, cfg)) < 0 || (rc = load_agent(&doc, cfg)) < 0 ||
 	    (rc = tl_config_doc_int(&doc, doc.root, "", "shutdown_timeout_ms", 0, 3600000,
 	                            &cfg->shutdown_timeout_ms)) < 0 ||
 	    (rc = rules_keys(&doc, cfg, err)) < 0 || (rc = tl_config_load_ops(&doc, cfg)) < 0 ||

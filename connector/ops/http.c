@@ -306,6 +306,7 @@ static int start_server(struct tl_ops *ops, const char *listen)
 		ops->ctx = NULL;
 		return err;
 	}
+	pthread_setname_np(ops->thread, "tl-ops");
 	ops->running = 1;
 	tl_log_info(NULL,
 	            "operations endpoint on http://%s%s%s:%d/ (healthz, readyz, metrics, calls%s)",

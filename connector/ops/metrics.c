@@ -291,6 +291,11 @@ char *tl_metrics_render(const struct tl_metrics *m, const struct tl_ops_snapshot
 	        s->ws_sent_bytes);
 	counter(&t, "trunkline_websocket_received_bytes_total",
 	        "WebSocket payload bytes received from agents.", s->ws_received_bytes);
+	head(&t, "trunkline_agent_connections", "gauge",
+	     "Agent WebSocket connections each agent loop (agent.threads) carries now.");
+	for (unsigned i = 0; i < s->agent_loops && i < TL_OPS_AGENT_LOOPS_MAX; i++)
+		put(&t, "trunkline_agent_connections{loop=\"%u\"} %u\n", i,
+		    s->agent_loop_connections[i]);
 	counter(&t, "trunkline_rules_reloads_total", "Rules files loaded and swapped in.",
 	        get(&m->rules_reloads));
 	counter(&t, "trunkline_rules_reload_failures_total",

@@ -213,6 +213,7 @@ int tl_rules_loader_create(struct tl_rules_loader **out, const char *path,
 		loader_unref(l);
 		return rc;
 	}
+	pthread_setname_np(l->thread, "tl-rules");
 	*out = l;
 	return 0;
 }

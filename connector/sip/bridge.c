@@ -148,11 +148,12 @@ int tl_bridge_start(struct tl_call *call)
 	free(meta);
 	if (err < 0)
 		return err;
+	call->agent_loop = (unsigned)err;
 	call->agent_started = 1;
-	tl_log_info(call->call_id, "connecting agent \"%s\" at %s (%s), callSid %s",
+	tl_log_info(call->call_id, "connecting agent \"%s\" at %s (%s), callSid %s, agent loop %u",
 	            call->agent->name, call->agent->url,
-	            call->agent->dialect == TL_DIALECT_NATIVE ? "native" : "twilio",
-	            call->call_sid);
+	            call->agent->dialect == TL_DIALECT_NATIVE ? "native" : "twilio", call->call_sid,
+	            call->agent_loop);
 	return 0;
 }
 
@@ -174,7 +175,7 @@ void tl_bridge_update(struct tl_call *call)
 void tl_bridge_stop_agent(struct tl_call *call)
 {
 	if (call->agent_started)
-		tl_ws_close(call->sip->ws, call->num);
+		tl_ws_close(call->sip->ws, call->agent_loop, call->num);
 	call->agent_started = 0;
 }
 

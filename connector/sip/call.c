@@ -618,7 +618,7 @@ void tl_call_on_info(struct tl_call *call, const sip_t *req)
 	}
 	tl_log_info(call->call_id, "DTMF %c by SIP INFO", digit);
 	if (call->agent_started)
-		tl_ws_dtmf(call->sip->ws, call->num, (char)digit);
+		tl_ws_dtmf(call->sip->ws, call->agent_loop, call->num, (char)digit);
 }
 
 void tl_call_hangup(struct tl_call *call, int status, const char *reason)

@@ -523,11 +523,16 @@ static int start_media_and_agents(struct tl_sip *sip)
 		tl_log_error(NULL, "cannot start media workers: %s", strerror(-err));
 		return err;
 	}
-	err = tl_ws_create(&sip->ws, (unsigned)sip->cfg->max_calls);
+	unsigned threads = sip->cfg->agent_threads > 0
+	                       ? (unsigned)sip->cfg->agent_threads
+	                       : tl_ws_default_threads((unsigned)sip->cfg->media_workers);
+	err = tl_ws_create(&sip->ws, (unsigned)sip->cfg->max_calls, threads);
 	if (err < 0) {
 		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
 		return err;
 	}
+	tl_log_info(NULL, "agent client: %u loop%s (agent.threads%s)", threads,
+	            threads == 1 ? "" : "s", sip->cfg->agent_threads > 0 ? "" : " by default");
 	err = tl_sip_rules_start(sip);
 	if (err < 0)
 		return err;

@@ -71,6 +71,7 @@ struct tl_call {
 	struct tl_media_stream *stream; /* one reference, owned */
 	int agent_ready;                /* the agent's WebSocket is open */
 	int agent_started;              /* tl_ws_connect was called */
+	unsigned agent_loop;            /* the agent loop carrying it (tl_ws_connect) */
 	char call_sid[40], stream_sid[40];
 	struct tl_rules *rules;       /* one reference: the rules the call was routed with */
 	const struct tl_route *route; /* borrowed from rules; NULL when no route matched */

@@ -227,8 +227,14 @@ static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 		if (st.playout_ms > s->playout_ms_max)
 			s->playout_ms_max = st.playout_ms;
 	}
-	if (sip->ws)
+	if (sip->ws) {
 		tl_ws_bytes(sip->ws, &s->ws_sent_bytes, &s->ws_received_bytes);
+		s->agent_loops = tl_ws_loops(sip->ws);
+		if (s->agent_loops > TL_OPS_AGENT_LOOPS_MAX)
+			s->agent_loops = TL_OPS_AGENT_LOOPS_MAX;
+		for (unsigned i = 0; i < s->agent_loops; i++)
+			s->agent_loop_connections[i] = tl_ws_loop_connections(sip->ws, i);
+	}
 	access_snapshot(s);
 	s->calls_total = render_totals(sip->ops->totals);
 }

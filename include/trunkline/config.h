@@ -89,6 +89,7 @@ struct tl_config {
 	uint16_t port_max;       /* default 29999 */
 	int reorder_ms;          /* default 40 */
 	int media_workers;       /* media worker threads, default 1 */
+	int agent_threads;       /* agent.threads: agent loops; 0 = tl_ws_default_threads() */
 	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
 	int rtp_strict;          /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
 	int rtp_relearn_ms;      /* learn the RTP source again after this much silence, 5000 */

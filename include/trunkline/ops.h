@@ -105,6 +105,8 @@ enum tl_ops_refusal {
 };
 const char *tl_ops_refusal_name(enum tl_ops_refusal r);
 
+#define TL_OPS_AGENT_LOOPS_MAX 64 /* agent.threads' upper bound */
+
 struct tl_ops_snapshot {
 	unsigned calls_active;
 	int draining;
@@ -114,7 +116,10 @@ struct tl_ops_snapshot {
 	uint32_t jitter_ms_max, jitter_ms_sum; /* over live calls with media */
 	unsigned calls_with_media;
 	uint64_t ws_sent_bytes, ws_received_bytes; /* WebSocket payload, all agents */
-	uint32_t playout_ms_max, playout_ms_sum;   /* agent audio queued, over live calls */
+	/* agent loops (agent.threads) and the connections each carries now */
+	unsigned agent_loops;
+	unsigned agent_loop_connections[TL_OPS_AGENT_LOOPS_MAX];
+	uint32_t playout_ms_max, playout_ms_sum; /* agent audio queued, over live calls */
 	/* who may call (include/trunkline/access.h), copied by the SIP side: requests refused or
 	 * dropped before routing, by reason (tl_ops_refusal_name), and digest challenges sent */
 	uint64_t refused[TL_OPS_REFUSAL_COUNT];

@@ -7,7 +7,10 @@ Writes results/<stamp>.json and results/<stamp>.md (and results/latest.*).
 
 usage: run.py [--workers 1] [--measure 20] [--warmup 3] [--ladder 100,500,1000] [--srtp]
               [--step 200] [--max-n 2400] [--only trunkline|floor] [--budget-s 840]
-              [--mark-flood N] [--codecs pcmu,g722,opus]
+              [--mark-flood N] [--codecs pcmu,g722,opus] [--agent-threads K]
+              [--dut-cpus LIST]
+--agent-threads: trunkline's agent.threads (default: trunkline's own default).
+--dut-cpus: runs the DUT (trunkline and the floor) under `taskset -c LIST`, e.g. 0 or 0,1.
 --codecs: trunkline also runs with G.722 and/or Opus callers (the generator replays frames
 encoded once; trunkline transcodes them for the Twilio-dialect echo agent, so loss and round
 trip are not measured for them: "n/a"). The floor speaks PCMU only.
@@ -100,7 +103,8 @@ def rss_kb(pid):
     return -1
 
 
-def start_dut(kind, d, workers, max_calls):
+def start_dut(kind, d, workers, max_calls, args):
+    pin = ["taskset", "-c", args.dut_cpus] if args.dut_cpus else []  # taskset execs: same PID
     if kind == "trunkline":
         with open(os.path.join(d, "rules.json"), "w") as f:
             # Calls to "flood" (--mark-flood) go to the flooding agent, the generator's to echo.
@@ -111,17 +115,19 @@ def start_dut(kind, d, workers, max_calls):
                        "routes": [{"name": "flood", "match": {"to": "^flood$"},
                                    "agent": "flood"},
                                   {"name": "bench", "agent": "echo"}]}, f)
+        cfg = {"sip": {"listen": [f"udp:127.0.0.1:{SIP_PORT}"], "max_calls": max_calls},
+               "media": {"address": "127.0.0.1", "port_min": 20000, "port_max": 29999,
+                         "workers": workers},
+               "rules": "rules.json",
+               "ops": {"listen": f"127.0.0.1:{OPS_PORT}"}}
+        if args.agent_threads:
+            cfg["agent"] = {"threads": args.agent_threads}
         with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump({"sip": {"listen": [f"udp:127.0.0.1:{SIP_PORT}"],
-                               "max_calls": max_calls},
-                       "media": {"address": "127.0.0.1", "port_min": 20000, "port_max": 29999,
-                                 "workers": workers},
-                       "rules": "rules.json",
-                       "ops": {"listen": f"127.0.0.1:{OPS_PORT}"}}, f)
-        return Proc("trunkline", [os.path.join(BUILD, "trunkline"), "--config", "config.json"],
-                    d, ready=" ready")
-    return Proc("floor", [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
-                          "--agent-port", str(AGENT_PORT), "--max-calls", str(max_calls)],
+            json.dump(cfg, f)
+        return Proc("trunkline", pin + [os.path.join(BUILD, "trunkline"), "--config",
+                                        "config.json"], d, ready=" ready")
+    return Proc("floor", pin + [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
+                                "--agent-port", str(AGENT_PORT), "--max-calls", str(max_calls)],
                 d, ready="ready")
 
 
@@ -170,7 +176,7 @@ def step(label, n, args, tap=False):
         agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
                                "--port", str(AGENT_PORT)], d, ready="listening")
         # "trunkline-srtp" (--srtp): trunkline, with the generator's calls in SRTP.
-        dut = start_dut(kind.replace("-srtp", ""), d, args.workers, max(n + 100, 1000))
+        dut = start_dut(kind.replace("-srtp", ""), d, args.workers, max(n + 100, 1000), args)
         scraper = Scraper() if args.scrape_metrics and kind == "trunkline" else None
         time.sleep(1.0)
         rss_idle = rss_kb(dut.pid)
@@ -308,6 +314,10 @@ def main():
                     help="N values of the packet-tap latency pass ('' for none)")
     ap.add_argument("--scrape-metrics", action="store_true",
                     help="GET trunkline's /metrics every second during each step")
+    ap.add_argument("--agent-threads", type=int, default=0,
+                    help="trunkline's agent.threads (default: trunkline's own default)")
+    ap.add_argument("--dut-cpus", default="",
+                    help="run the DUT (trunkline, floor) under taskset -c LIST, e.g. 0 or 0,1")
     args = ap.parse_args()
     t0 = time.time()
     if not args.no_build:
@@ -329,7 +339,8 @@ def main():
             "codecs": args.codecs,
             "warmup_s": args.warmup, "rate": args.rate, "cpus": os.cpu_count(),
             "uname": os.uname().release, "loss_limit": LOSS_LIMIT,
-            "mark_flood": args.mark_flood}
+            "mark_flood": args.mark_flood, "agent_threads": args.agent_threads or "default",
+            "dut_cpus": args.dut_cpus or "all"}
     n = ladder[0]
     i = 0
     while True:

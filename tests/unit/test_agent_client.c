@@ -142,6 +142,7 @@ struct call {
 	uint16_t local; /* the stream's RTP port */
 	uint16_t seq;   /* the PBX's next RTP sequence number */
 	struct tl_media_stream *stream;
+	unsigned loop; /* the agent loop carrying it (tl_ws_connect) */
 };
 
 static int udp_socket(uint16_t *port)
@@ -234,16 +235,18 @@ static int call_open(struct call *c, uint64_t id, enum tl_dialect dialect, const
 	p.meta_json = META;
 	p.stream = c->stream;
 	err = tl_ws_connect(ws, &p); /* copies what it keeps */
-	TL_CHECK_INT(err, 0);
+	TL_CHECK(err >= 0 && err < 2);
+	if (err >= 0)
+		c->loop = (unsigned)err;
 	json_decref(agent.headers);
 	json_decref(agent.params);
-	return err;
+	return err < 0 ? err : 0;
 }
 
 /* The call ends as the SIP side ends it: close the agent, drop the stream. */
 static void call_close(struct call *c)
 {
-	tl_ws_close(ws, c->id);
+	tl_ws_close(ws, c->loop, c->id);
 	if (c->stream)
 		tl_media_stream_unref(c->stream);
 	c->stream = NULL;
@@ -451,7 +454,7 @@ static void test_twilio(void)
 	pthread_mutex_unlock(&s.lock);
 
 	check_twilio_uplink(&s, &c, &from);
-	tl_ws_dtmf(ws, 1, '5'); /* SIP INFO digit */
+	tl_ws_dtmf(ws, c.loop, 1, '5'); /* SIP INFO digit */
 	m = wait_msg(&s, &from, "dtmf", 2000);
 	TL_CHECK(msg_equal(&s, m, "dtmf", "digit", "\"5\""));
 
@@ -641,7 +644,7 @@ int main(void)
 	alarm(55); /* a hang fails the run instead of stalling it */
 	signal(SIGPIPE, SIG_IGN);
 	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
-	TL_CHECK_INT(tl_ws_create(&ws, 0), 0);
+	TL_CHECK_INT(tl_ws_create(&ws, 0, 2), 0); /* two agent loops */
 	if (!engine || !ws)
 		return TL_TEST_END();
 	TL_TEST_RUN(test_twilio);

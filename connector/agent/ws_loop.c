@@ -1,0 +1,212 @@
+/* One agent loop (tl_ws_loop): a client-only lws_context serviced by its own thread, with a
+ * bounded command queue from the control thread woken by lws_cancel_service() and the ready
+ * stack of cells the media workers push. A loop owns its connections; ws.c places each call on
+ * one loop and routes everything for that call there. Per-connection I/O is ws_conn.c. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "trunkline/log.h"
+#include "ws_int.h"
+
+static struct tl_ws_conn *conn_by_call(struct tl_ws_loop *loop, uint64_t call)
+{
+	for (struct tl_ws_conn *c = loop->conns; c; c = c->next)
+		if (c->call == call)
+			return c;
+	return NULL;
+}
+
+static void on_shutdown_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_loop *loop = lws_container_of(sul, struct tl_ws_loop, sul_shutdown);
+
+	loop->quit = 1;
+}
+
+static void run_commands(struct tl_ws_loop *loop)
+{
+	struct tl_wsc_cmd cmd;
+	struct tl_ws_conn *c;
+
+	/* Until empty: the queue wakes us again only after it has been seen empty. */
+	while (tl_queue_pop(loop->cmdq, &cmd)) {
+		if (cmd.kind == TL_WSC_CMD_CONNECT)
+			tl_wsc_start(cmd.conn);
+		else if (!(c = conn_by_call(loop, cmd.call)))
+			;
+		else if (cmd.kind == TL_WSC_CMD_CLOSE)
+			tl_wsc_close(c);
+		else if (c->n_info_dtmf < sizeof(c->info_dtmf)) {
+			c->info_dtmf[c->n_info_dtmf++] = cmd.digit;
+			if (c->state == TL_WSC_OPEN && c->sent_start)
+				lws_callback_on_writable(c->wsi);
+		}
+	}
+}
+
+void tl_wsc_cancelled(struct tl_ws_loop *loop)
+{
+	struct tl_ws_cell *cell, *next;
+	struct tl_ws_conn *c, *cn;
+
+	run_commands(loop);
+	/* Every call with uplink audio since the last wake-up, in one batch. */
+	cell = atomic_exchange_explicit(&loop->ready, NULL, memory_order_acquire);
+	for (; cell; cell = next) {
+		next = cell->next;
+		atomic_store_explicit(&cell->queued, 0, memory_order_seq_cst);
+		c = cell->conn;
+		if (c && c->state == TL_WSC_OPEN && c->sent_start)
+			lws_callback_on_writable(c->wsi);
+		tl_wsc_cell_unref(cell);
+	}
+
+	if (atomic_load(&loop->stop) && !loop->shutting_down) {
+		loop->shutting_down = 1;
+		for (c = loop->conns; c; c = cn) {
+			cn = c->next;
+			tl_wsc_close(c);
+		}
+		if (!loop->conns)
+			loop->quit = 1;
+		lws_sul_schedule(loop->ctx, 0, &loop->sul_shutdown, on_shutdown_deadline,
+		                 TL_WSC_SHUTDOWN_US);
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+    {"tl-agent", tl_wsc_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca)
+{
+	struct lws_context_creation_info info;
+	size_t i, n = sizeof(loop->ca_vhosts) / sizeof(loop->ca_vhosts[0]);
+	char name[32];
+
+	for (i = 0; i < n && loop->ca_vhosts[i].ca; i++)
+		if (strcmp(loop->ca_vhosts[i].ca, ca) == 0)
+			return loop->ca_vhosts[i].vh;
+	if (i == n || !(loop->ca_vhosts[i].ca = strdup(ca)))
+		return NULL;
+	memset(&info, 0, sizeof(info));
+	snprintf(name, sizeof(name), "ca%zu", i);
+	info.vhost_name = name;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.client_ssl_ca_filepath = ca;
+	loop->ca_vhosts[i].vh = lws_create_vhost(loop->ctx, &info);
+	if (!loop->ca_vhosts[i].vh)
+		tl_log_warn(NULL, "agent CA %s: cannot make a TLS client context with it", ca);
+	return loop->ca_vhosts[i].vh;
+}
+
+static void *loop_main(void *arg)
+{
+	struct tl_ws_loop *loop = arg;
+
+	while (!loop->quit) {
+		loop->turn++;
+		if (lws_service(loop->ctx, 0) < 0)
+			usleep(10000); /* not expected; do not spin */
+	}
+	return NULL;
+}
+
+static void wake_loop(void *arg)
+{
+	struct tl_ws_loop *loop = arg;
+
+	lws_cancel_service(loop->ctx);
+}
+
+int tl_wsc_loop_start(struct tl_ws_loop *loop)
+{
+	struct lws_context_creation_info info;
+	unsigned max_calls = loop->ws->max_calls;
+	char name[16];
+	int err;
+
+	/* Commands per call: connect and DTMF (ordinary), one close (urgent, in the reserve). */
+	err = tl_queue_create(&loop->cmdq, sizeof(struct tl_wsc_cmd), 2 * max_calls + 256,
+	                      max_calls + 16, wake_loop, loop);
+	if (err < 0)
+		return err;
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	/* OpenSSL's global set-up and clean-up by one context only, loop 0's, destroyed last:
+	 * with it on every loop's context (lws 4.1.6) ASan finds OpenSSL's objects leaked. */
+	info.options = loop->index == 0 ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+	info.user = loop;
+	info.uid = -1;
+	info.gid = -1;
+	loop->ctx = lws_create_context(&info);
+	if (!loop->ctx)
+		return -EIO;
+	err = -pthread_create(&loop->thread, NULL, loop_main, loop);
+	if (err)
+		return err;
+	loop->thread_started = 1;
+	snprintf(name, sizeof(name), "tl-agent-%u", loop->index);
+	pthread_setname_np(loop->thread, name); /* top -H, the bench's per-thread CPU */
+	return 0;
+}
+
+/* Asks the loop to close its connections politely; tl_wsc_loop_stop then waits for it. */
+static void loop_ask_stop(struct tl_ws_loop *loop)
+{
+	if (loop->thread_started) {
+		atomic_store(&loop->stop, 1);
+		lws_cancel_service(loop->ctx);
+	}
+}
+
+void tl_wsc_loop_stop(struct tl_ws_loop *loop)
+{
+	struct tl_ws_cell *cell, *next;
+	struct tl_wsc_cmd cmd;
+
+	loop_ask_stop(loop);
+	if (loop->thread_started)
+		pthread_join(loop->thread, NULL);
+	loop->thread_started = 0;
+	/* The thread is gone: lws is ours now. Fence off tl_ws_notify first. */
+	atomic_store(&loop->dead, 1);
+	while (atomic_load(&loop->in_notify))
+		sched_yield();
+	cell = atomic_exchange(&loop->ready, NULL);
+	for (; cell; cell = next) {
+		next = cell->next;
+		tl_wsc_cell_unref(cell);
+	}
+	while (loop->cmdq && tl_queue_pop(loop->cmdq, &cmd))
+		if (cmd.kind == TL_WSC_CMD_CONNECT)
+			tl_wsc_free(cmd.conn);
+	while (loop->conns)
+		tl_wsc_kill(loop->conns);
+	if (loop->ctx)
+		lws_context_destroy(loop->ctx);
+	loop->ctx = NULL;
+	for (size_t i = 0; i < sizeof(loop->ca_vhosts) / sizeof(loop->ca_vhosts[0]); i++) {
+		free(loop->ca_vhosts[i].ca);
+		loop->ca_vhosts[i].ca = NULL;
+	}
+	tl_queue_destroy(loop->cmdq);
+	loop->cmdq = NULL;
+}
+
+void tl_wsc_loops_ask_stop(struct tl_ws *ws)
+{
+	for (unsigned i = 0; i < ws->n_loops; i++)
+		loop_ask_stop(ws->loops[i]);
+}

@@ -1,0 +1,74 @@
+"""agent.threads: calls are spread over the agent loops. With two loops and six calls up at
+once, /metrics shows each loop carrying calls (least loaded: three each) and the log names
+both loops; once the calls have ended both gauges are back to 0. A bad agent.threads is a
+positioned error at --check-config."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import SippBg, Trunkline, run  # noqa: E402
+from test_ops import metrics, sample  # noqa: E402
+
+CALLS = 6
+NO_AGENT = {"agents": {"a": {"url": "ws://127.0.0.1:9/"}}}  # --check-config only: none started
+
+
+def loop_connections(tl):
+    m = metrics(tl)
+    loops = sorted(int(dict(labels)["loop"]) for name, labels in m
+                   if name == "trunkline_agent_connections")
+    return [sample(m, "trunkline_agent_connections", loop=str(i)) for i in loops]
+
+
+def wait_connections(tl, want_total, timeout=20.0):
+    deadline = time.time() + timeout
+    per_loop = []
+    while time.time() < deadline:
+        per_loop = loop_connections(tl)
+        if sum(per_loop) == want_total:
+            return per_loop
+        time.sleep(0.1)
+    raise AssertionError(f"agent connections {per_loop}, not {want_total} in all:\n"
+                         + tl.log()[-3000:])
+
+
+def test_calls_spread_over_two_loops(binary):
+    tl = Trunkline(binary, extra={"agent": {"threads": 2}}).start()
+    try:
+        assert "agent client: 2 loops (agent.threads)" in tl.log(), tl.log()[-2000:]
+        bg = SippBg(tl, "simple_call.xml", calls=CALLS, rate=20, keys={"service": "400"},
+                    extra=["-d", "4000"], timeout=40)
+        tl.wait_log("answered", count=CALLS, timeout=20)
+        per_loop = wait_connections(tl, CALLS)
+        print(f"     connections per agent loop: {per_loop}", flush=True)
+        assert len(per_loop) == 2, per_loop
+        # Least loaded: calls set up one after another alternate between the loops.
+        assert min(per_loop) >= CALLS // 2 - 1, per_loop
+        log = tl.log()
+        for i in range(2):
+            assert log.count(f"agent loop {i}") >= CALLS // 2 - 1, log[-3000:]
+        bg.join(60)
+        tl.wait_log("call ended", count=CALLS, timeout=15)
+        assert wait_connections(tl, 0) == [0, 0]
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+
+
+def test_bad_threads_is_a_positioned_error(binary):
+    for bad in (0, 65, "2"):
+        tl = Trunkline(binary, rules=NO_AGENT, extra={"agent": {"threads": bad}})
+        r = subprocess.run([binary, "--check-config", tl.config_path], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode != 0, (bad, r.stderr)
+        assert "config.json:" in r.stderr and "threads" in r.stderr, (bad, r.stderr)
+    tl = Trunkline(binary, rules=NO_AGENT, extra={"agent": {"threds": 2}})
+    r = subprocess.run([binary, "--check-config", tl.config_path], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode != 0 and "threds" in r.stderr, r.stderr
+
+
+if __name__ == "__main__":
+    run([test_calls_spread_over_two_loops, test_bad_threads_is_a_positioned_error])
