@@ -250,6 +250,9 @@ size_t tl_stream_dl_take(struct tl_media_stream *s, uint8_t *out, size_t n);
 
 /* stream_codec.c: the codec path of one stream, on its worker (setup also at create). */
 int tl_stream_codec_setup(struct tl_media_stream *s); /* for s->sdp; 0 or -ENOMEM */
+/* The reorder slot for sdp's codec at its ptime (at least 20 ms): payload + payload type byte.
+ * A longer packet than that grows the slots once (tl_stream_on_rtp), up to TL_RX_PAYLOAD. */
+size_t tl_stream_rx_slot(const struct tl_sdp_media *sdp);
 void tl_stream_codec_free(struct tl_media_stream *s);
 void tl_stream_uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len);
 void tl_stream_uplink_lost(struct tl_media_stream *s, const uint8_t *next, size_t next_len);

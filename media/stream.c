@@ -170,6 +170,10 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
 	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * s->clock_khz));
 	buf[0] = h.pt;
 	memcpy(buf + 1, h.payload, h.payload_len);
+	/* Longer packets than the negotiation implies (a ptime the peer did not announce): the
+	 * slots grow once to fit them; should that fail, the push drops them (counted). */
+	if (h.payload_len + 1 > tl_reorder_max_payload(s->reorder))
+		tl_reorder_resize(&s->reorder, h.payload_len + 1);
 	if (tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now) == -ENOBUFS) {
 		drain_reorder(s, now);
 		tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now);
@@ -528,6 +532,7 @@ void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *r
 	s->sdp = *sdp;
 	atomic_store_explicit(&s->te_pt_pub, sdp->te_pt, memory_order_relaxed);
 	tl_stream_codec_setup(s); /* a new codec (re-INVITE): new codec path; -ENOMEM: silence */
+	tl_reorder_resize(&s->reorder, tl_stream_rx_slot(sdp)); /* -ENOMEM: the old slots stay */
 	/* A new address from SDP (re-INVITE, UPDATE, the ACK's answer) is where packets go, and
 	 * where the source is learned from again; the same one keeps the source we have. */
 	tl_rtp_source_set_sdp(&s->src, remote);
@@ -577,8 +582,8 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);
 	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
 	if (!s->up || !s->up_data || !s->dl_head ||
-	    tl_reorder_create(&s->reorder, 16, TL_RX_PAYLOAD + 1, (unsigned)m->cfg.reorder_ms) <
-	        0) {
+	    tl_reorder_create(&s->reorder, 16, tl_stream_rx_slot(&p->sdp),
+	                      (unsigned)m->cfg.reorder_ms) < 0) {
 		/* The caller still owns the fds and notify_arg on failure. */
 		s->rtp_fd = s->rtcp_fd = -1;
 		s->notify_release = NULL;
