@@ -19,7 +19,7 @@
 #define TL_UP_SLOTS      32 /* uplink events: 640 ms of audio */
 #define TL_MARK_SLOTS    64
 #define TL_DTMF_SLOTS    32
-#define TL_CHUNK_DATA    4000 /* downlink chunk payload: 0.5 s of µ-law */
+#define TL_CHUNK_FRAMES  6 /* downlink chunk payload: 120 ms in the agent's format */
 #define TL_PKT_MAX       1500
 #define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
@@ -32,7 +32,7 @@ struct tl_chunk {
 	_Atomic(struct tl_chunk *) next;
 	struct tl_chunk *free_next;
 	_Atomic uint32_t len;
-	uint8_t data[TL_CHUNK_DATA];
+	uint8_t data[]; /* the stream's dl_chunk bytes */
 };
 
 /* One uplink event without its audio, which sits in up_data (agent_frame bytes a slot). */
@@ -153,6 +153,7 @@ struct tl_media_stream {
 	atomic_uint_fast64_t dl_read_pub;   /* published dl_read, for the producer's bound */
 	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
 	size_t dl_max;                      /* bound in bytes */
+	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (960 for µ-law) */
 	struct tl_mark marks[TL_MARK_SLOTS];
 	atomic_uint mark_head, mark_tail;
 	char dtmf_q[TL_DTMF_SLOTS];

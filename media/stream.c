@@ -209,7 +209,7 @@ static struct tl_chunk *chunk_get(struct tl_media_stream *s)
 			rest = n;
 		}
 	} else {
-		c = malloc(sizeof(*c));
+		c = malloc(sizeof(*c) + s->dl_chunk);
 		if (!c)
 			return NULL;
 	}
@@ -230,7 +230,7 @@ int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t le
 	while (done < len) {
 		struct tl_chunk *t = s->dl_tail;
 		uint32_t used = atomic_load_explicit(&t->len, memory_order_relaxed);
-		if (used == TL_CHUNK_DATA) {
+		if (used == s->dl_chunk) {
 			struct tl_chunk *n = chunk_get(s);
 			if (!n)
 				break;
@@ -238,7 +238,7 @@ int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t le
 			s->dl_tail = n;
 			continue;
 		}
-		size_t k = len - done < TL_CHUNK_DATA - used ? len - done : TL_CHUNK_DATA - used;
+		size_t k = len - done < s->dl_chunk - used ? len - done : s->dl_chunk - used;
 		memcpy(t->data + used, p + done, k);
 		atomic_store_explicit(&t->len, used + (uint32_t)k, memory_order_release);
 		done += k;
@@ -580,7 +580,8 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	tl_rtp_source_init(&s->src, p->rtp_source == TL_MEDIA_RTP_STRICT, p->rtp_relearn_ms);
 	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
 	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);
-	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
+	s->dl_chunk = TL_CHUNK_FRAMES * s->agent_frame;
+	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk) + s->dl_chunk);
 	if (!s->up || !s->up_data || !s->dl_head ||
 	    tl_reorder_create(&s->reorder, 16, tl_stream_rx_slot(&p->sdp),
 	                      (unsigned)m->cfg.reorder_ms) < 0) {
