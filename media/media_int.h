@@ -89,10 +89,10 @@ int tl_rtp_source_rtcp(struct tl_rtp_source *r, const struct sockaddr_storage *f
  * only (both streams of a pair are on one worker), but the counters, which any thread reads. */
 #define TL_RELAY_SAMPLES 1024u /* a power of two (wrap-safe counters): 128 ms at 8 kHz */
 struct tl_relay {
-	struct tl_media_stream *peer;            /* NULL when not bridged */
-	int16_t buf[TL_RELAY_SAMPLES];           /* 8 kHz PCM, whatever either codec is */
-	uint32_t rd, wr;                         /* samples ever taken and put */
-	int primed;                              /* enough is buffered to send from */
+	struct tl_media_stream *peer; /* NULL when not bridged */
+	int16_t *buf;    /* TL_RELAY_SAMPLES of 8 kHz PCM, whatever either codec is; while linked */
+	uint32_t rd, wr; /* samples ever taken and put */
+	int primed;      /* enough is buffered to send from */
 	_Atomic uint64_t st_relayed, st_dropped; /* frames sent from the ring; frames dropped */
 };
 
@@ -130,7 +130,6 @@ struct tl_media_stream {
 	unsigned clock_khz; /* RTP clock of the codec, per ms: 8, or 48 for Opus */
 	struct tl_up_hdr *up;
 	uint8_t *up_data;
-	struct tl_media_event up_scratch; /* the event being built, worker only */
 	atomic_uint up_head, up_tail;
 	atomic_int up_notified;
 	uint32_t up_seq, up_ms;

@@ -15,8 +15,11 @@ static const char dtmf_chars[] = "0123456789*#ABCD";
 
 /* ---- uplink queue: worker produces ---- */
 
-/* Events are built in s->up_scratch, then stored compactly: a small header per slot and the
- * audio in slots of the call's own 20 ms frame size (160 bytes for µ-law), not the largest. */
+/* Events are built in up_scratch, then stored compactly: a small header per slot and the
+ * audio in slots of the call's own 20 ms frame size (160 bytes for µ-law), not the largest.
+ * One scratch a thread, not a stream: a slot is always committed before the next is taken. */
+static _Thread_local struct tl_media_event up_scratch;
+
 struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
@@ -26,13 +29,13 @@ struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
 		atomic_fetch_add_explicit(&s->st_up_drops, 1, memory_order_relaxed);
 		return NULL;
 	}
-	return &s->up_scratch;
+	return &up_scratch;
 }
 
 void tl_stream_up_commit(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
-	const struct tl_media_event *ev = &s->up_scratch;
+	const struct tl_media_event *ev = &up_scratch;
 	struct tl_up_hdr *slot = &s->up[h % TL_UP_SLOTS];
 	size_t len = ev->len < s->agent_frame ? ev->len : s->agent_frame;
 
