@@ -253,6 +253,9 @@ int tl_stream_codec_setup(struct tl_media_stream *s); /* for s->sdp; 0 or -ENOME
 /* The reorder slot for sdp's codec at its ptime (at least 20 ms): payload + payload type byte.
  * A longer packet than that grows the slots once (tl_stream_on_rtp), up to TL_RX_PAYLOAD. */
 size_t tl_stream_rx_slot(const struct tl_sdp_media *sdp);
+/* How many reorder slots a wait of reorder_ms needs (8 for the default 40 ms, at most 128): a
+ * packet further ahead than that cuts the wait short (tl_reorder_push's -ENOBUFS). */
+unsigned tl_stream_rx_slots(unsigned reorder_ms);
 void tl_stream_codec_free(struct tl_media_stream *s);
 void tl_stream_uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len);
 void tl_stream_uplink_lost(struct tl_media_stream *s, const uint8_t *next, size_t next_len);

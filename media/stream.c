@@ -586,8 +586,8 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->dl_chunk = TL_CHUNK_FRAMES * s->agent_frame;
 	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk) + s->dl_chunk);
 	if (!s->up || !s->up_data || !s->dl_head ||
-	    tl_reorder_create(&s->reorder, 16, tl_stream_rx_slot(&p->sdp),
-	                      (unsigned)m->cfg.reorder_ms) < 0) {
+	    tl_reorder_create(&s->reorder, tl_stream_rx_slots((unsigned)m->cfg.reorder_ms),
+	                      tl_stream_rx_slot(&p->sdp), (unsigned)m->cfg.reorder_ms) < 0) {
 		/* The caller still owns the fds and notify_arg on failure. */
 		s->rtp_fd = s->rtcp_fd = -1;
 		s->notify_release = NULL;

@@ -31,6 +31,15 @@ size_t tl_stream_rx_slot(const struct tl_sdp_media *sdp)
 	return (n < TL_RX_PAYLOAD ? n : TL_RX_PAYLOAD) + 1; /* + the payload type byte */
 }
 
+unsigned tl_stream_rx_slots(unsigned reorder_ms)
+{
+	unsigned need = reorder_ms / 10 + 4, n = 8; /* the wait in 10 ms packets, and slack */
+
+	while (n < need && n < 128)
+		n *= 2;
+	return n;
+}
+
 static void drop_resamplers(struct tl_media_stream *s)
 {
 	if (s->up_rs)

@@ -152,9 +152,22 @@ static void test_reinvite_resizes(void)
 	tl_stream_free(s);
 }
 
+/* Slots for the wait: 40 ms (the default) in 10 ms packets plus slack fits 8; 1000 ms gets 128,
+ * where 16 slots of 20 ms (320 ms) used to cut a long wait short. */
+static void test_slot_count(void)
+{
+	TL_CHECK_INT(tl_stream_rx_slots(0), 8);
+	TL_CHECK_INT(tl_stream_rx_slots(40), 8);
+	TL_CHECK_INT(tl_stream_rx_slots(50), 16);
+	TL_CHECK_INT(tl_stream_rx_slots(120), 16);
+	TL_CHECK_INT(tl_stream_rx_slots(130), 32);
+	TL_CHECK_INT(tl_stream_rx_slots(1000), 128);
+}
+
 int main(void)
 {
 	alarm(30);
+	TL_TEST_RUN(test_slot_count);
 	TL_TEST_RUN(test_pcmu_slots_and_longer_packets);
 	TL_TEST_RUN(test_reinvite_resizes);
 	return TL_TEST_END();
