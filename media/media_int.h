@@ -19,7 +19,7 @@
 #define TL_UP_SLOTS      32 /* uplink events: 640 ms of audio */
 #define TL_MARK_SLOTS    64
 #define TL_DTMF_SLOTS    32
-#define TL_CHUNK_DATA    4000 /* downlink chunk payload: 0.5 s of µ-law */
+#define TL_CHUNK_FRAMES  6 /* downlink chunk payload: 120 ms in the agent's format */
 #define TL_PKT_MAX       1500
 #define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
@@ -32,7 +32,7 @@ struct tl_chunk {
 	_Atomic(struct tl_chunk *) next;
 	struct tl_chunk *free_next;
 	_Atomic uint32_t len;
-	uint8_t data[TL_CHUNK_DATA];
+	uint8_t data[]; /* the stream's dl_chunk bytes */
 };
 
 /* One uplink event without its audio, which sits in up_data (agent_frame bytes a slot). */
@@ -89,10 +89,10 @@ int tl_rtp_source_rtcp(struct tl_rtp_source *r, const struct sockaddr_storage *f
  * only (both streams of a pair are on one worker), but the counters, which any thread reads. */
 #define TL_RELAY_SAMPLES 1024u /* a power of two (wrap-safe counters): 128 ms at 8 kHz */
 struct tl_relay {
-	struct tl_media_stream *peer;            /* NULL when not bridged */
-	int16_t buf[TL_RELAY_SAMPLES];           /* 8 kHz PCM, whatever either codec is */
-	uint32_t rd, wr;                         /* samples ever taken and put */
-	int primed;                              /* enough is buffered to send from */
+	struct tl_media_stream *peer; /* NULL when not bridged */
+	int16_t *buf;    /* TL_RELAY_SAMPLES of 8 kHz PCM, whatever either codec is; while linked */
+	uint32_t rd, wr; /* samples ever taken and put */
+	int primed;      /* enough is buffered to send from */
 	_Atomic uint64_t st_relayed, st_dropped; /* frames sent from the ring; frames dropped */
 };
 
@@ -130,7 +130,6 @@ struct tl_media_stream {
 	unsigned clock_khz; /* RTP clock of the codec, per ms: 8, or 48 for Opus */
 	struct tl_up_hdr *up;
 	uint8_t *up_data;
-	struct tl_media_event up_scratch; /* the event being built, worker only */
 	atomic_uint up_head, up_tail;
 	atomic_int up_notified;
 	uint32_t up_seq, up_ms;
@@ -153,6 +152,7 @@ struct tl_media_stream {
 	atomic_uint_fast64_t dl_read_pub;   /* published dl_read, for the producer's bound */
 	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
 	size_t dl_max;                      /* bound in bytes */
+	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (960 for µ-law) */
 	struct tl_mark marks[TL_MARK_SLOTS];
 	atomic_uint mark_head, mark_tail;
 	char dtmf_q[TL_DTMF_SLOTS];
@@ -250,6 +250,12 @@ size_t tl_stream_dl_take(struct tl_media_stream *s, uint8_t *out, size_t n);
 
 /* stream_codec.c: the codec path of one stream, on its worker (setup also at create). */
 int tl_stream_codec_setup(struct tl_media_stream *s); /* for s->sdp; 0 or -ENOMEM */
+/* The reorder slot for sdp's codec at its ptime (at least 20 ms): payload + payload type byte.
+ * A longer packet than that grows the slots once (tl_stream_on_rtp), up to TL_RX_PAYLOAD. */
+size_t tl_stream_rx_slot(const struct tl_sdp_media *sdp);
+/* How many reorder slots a wait of reorder_ms needs (8 for the default 40 ms, at most 128): a
+ * packet further ahead than that cuts the wait short (tl_reorder_push's -ENOBUFS). */
+unsigned tl_stream_rx_slots(unsigned reorder_ms);
 void tl_stream_codec_free(struct tl_media_stream *s);
 void tl_stream_uplink_audio(struct tl_media_stream *s, const uint8_t *payload, size_t len);
 void tl_stream_uplink_lost(struct tl_media_stream *s, const uint8_t *next, size_t next_len);

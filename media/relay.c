@@ -3,9 +3,11 @@
  * in order into a small PCM ring of the other, whose tick encodes it in its own codec instead
  * of agent audio or ringback. Any codec pair works (G.711, G.722, Opus): the person is on a
  * telephone leg, so 8 kHz carries all the bridge needs. Both streams live on one worker, so the
- * ring and the link are plain worker-owned fields: no lock, no allocation. RFC 4733 digits are
- * played on to the peer as new events (when it negotiated telephone-event). */
+ * ring and the link are plain worker-owned fields: no lock; the rings are allocated when the two
+ * are linked (most calls are never bridged) and freed on unlink, never per packet. RFC 4733
+ * digits are played on to the peer as new events (when it negotiated telephone-event). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "media_int.h"
@@ -22,6 +24,13 @@ void tl_relay_link(struct tl_media_stream *a, struct tl_media_stream *b)
 {
 	tl_relay_unlink(a);
 	tl_relay_unlink(b);
+	a->relay.buf = calloc(TL_RELAY_SAMPLES, sizeof(int16_t));
+	b->relay.buf = calloc(TL_RELAY_SAMPLES, sizeof(int16_t));
+	if (!a->relay.buf || !b->relay.buf) { /* no bridge: both stay as they were */
+		tl_relay_unlink(a);
+		tl_relay_unlink(b);
+		return;
+	}
 	a->relay.rd = a->relay.wr = b->relay.rd = b->relay.wr = 0;
 	a->relay.primed = b->relay.primed = 0;
 	a->relay.peer = b;
@@ -33,8 +42,10 @@ void tl_relay_unlink(struct tl_media_stream *s)
 	struct tl_media_stream *p = s->relay.peer;
 
 	if (p && p->relay.peer == s)
-		p->relay.peer = NULL;
+		p->relay.peer = NULL; /* p keeps its ring until it is unlinked itself */
 	s->relay.peer = NULL;
+	free(s->relay.buf);
+	s->relay.buf = NULL;
 }
 
 /* n samples into the ring of r; the oldest go when it is full (latency stays bounded). */

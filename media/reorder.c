@@ -70,6 +70,44 @@ void tl_reorder_destroy(struct tl_reorder *r)
 	free(r);
 }
 
+size_t tl_reorder_max_payload(const struct tl_reorder *r)
+{
+	return r->max_payload;
+}
+
+int tl_reorder_resize(struct tl_reorder **rp, size_t max_payload)
+{
+	struct tl_reorder *o = *rp, *r;
+	int err;
+
+	if (max_payload == o->max_payload)
+		return 0;
+	err = tl_reorder_create(&r, o->mask + 1, max_payload, o->reorder_ms);
+	if (err < 0)
+		return err;
+	/* Same state and counters; each buffered packet moves to its slot in the new payload area,
+	 * unless it is larger than the new slots (a shrink): that one is flushed. */
+	memcpy(r, o, sizeof(*r) + (o->mask + 1) * sizeof(struct slot));
+	r->data = (uint8_t *)r + sizeof(*r) + (o->mask + 1) * sizeof(struct slot);
+	r->max_payload = max_payload;
+	for (unsigned i = 0; i <= r->mask; i++) {
+		struct slot *s = &r->slots[i];
+		if (!s->used)
+			continue;
+		if (s->len > max_payload) {
+			s->used = 0;
+			r->count--;
+			r->st.flushed++;
+			continue;
+		}
+		memcpy(r->data + (size_t)i * max_payload, o->data + (size_t)i * o->max_payload,
+		       s->len);
+	}
+	free(o);
+	*rp = r;
+	return 0;
+}
+
 void tl_reorder_reset(struct tl_reorder *r)
 {
 	for (unsigned i = 0; i <= r->mask; i++)

@@ -15,8 +15,11 @@ static const char dtmf_chars[] = "0123456789*#ABCD";
 
 /* ---- uplink queue: worker produces ---- */
 
-/* Events are built in s->up_scratch, then stored compactly: a small header per slot and the
- * audio in slots of the call's own 20 ms frame size (160 bytes for µ-law), not the largest. */
+/* Events are built in up_scratch, then stored compactly: a small header per slot and the
+ * audio in slots of the call's own 20 ms frame size (160 bytes for µ-law), not the largest.
+ * One scratch a thread, not a stream: a slot is always committed before the next is taken. */
+static _Thread_local struct tl_media_event up_scratch;
+
 struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
@@ -26,13 +29,13 @@ struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
 		atomic_fetch_add_explicit(&s->st_up_drops, 1, memory_order_relaxed);
 		return NULL;
 	}
-	return &s->up_scratch;
+	return &up_scratch;
 }
 
 void tl_stream_up_commit(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
-	const struct tl_media_event *ev = &s->up_scratch;
+	const struct tl_media_event *ev = &up_scratch;
 	struct tl_up_hdr *slot = &s->up[h % TL_UP_SLOTS];
 	size_t len = ev->len < s->agent_frame ? ev->len : s->agent_frame;
 
@@ -170,6 +173,10 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
 	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * s->clock_khz));
 	buf[0] = h.pt;
 	memcpy(buf + 1, h.payload, h.payload_len);
+	/* Longer packets than the negotiation implies (a ptime the peer did not announce): the
+	 * slots grow once to fit them; should that fail, the push drops them (counted). */
+	if (h.payload_len + 1 > tl_reorder_max_payload(s->reorder))
+		tl_reorder_resize(&s->reorder, h.payload_len + 1);
 	if (tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now) == -ENOBUFS) {
 		drain_reorder(s, now);
 		tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now);
@@ -205,7 +212,7 @@ static struct tl_chunk *chunk_get(struct tl_media_stream *s)
 			rest = n;
 		}
 	} else {
-		c = malloc(sizeof(*c));
+		c = malloc(sizeof(*c) + s->dl_chunk);
 		if (!c)
 			return NULL;
 	}
@@ -226,7 +233,7 @@ int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t le
 	while (done < len) {
 		struct tl_chunk *t = s->dl_tail;
 		uint32_t used = atomic_load_explicit(&t->len, memory_order_relaxed);
-		if (used == TL_CHUNK_DATA) {
+		if (used == s->dl_chunk) {
 			struct tl_chunk *n = chunk_get(s);
 			if (!n)
 				break;
@@ -234,7 +241,7 @@ int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t le
 			s->dl_tail = n;
 			continue;
 		}
-		size_t k = len - done < TL_CHUNK_DATA - used ? len - done : TL_CHUNK_DATA - used;
+		size_t k = len - done < s->dl_chunk - used ? len - done : s->dl_chunk - used;
 		memcpy(t->data + used, p + done, k);
 		atomic_store_explicit(&t->len, used + (uint32_t)k, memory_order_release);
 		done += k;
@@ -528,6 +535,7 @@ void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *r
 	s->sdp = *sdp;
 	atomic_store_explicit(&s->te_pt_pub, sdp->te_pt, memory_order_relaxed);
 	tl_stream_codec_setup(s); /* a new codec (re-INVITE): new codec path; -ENOMEM: silence */
+	tl_reorder_resize(&s->reorder, tl_stream_rx_slot(sdp)); /* -ENOMEM: the old slots stay */
 	/* A new address from SDP (re-INVITE, UPDATE, the ACK's answer) is where packets go, and
 	 * where the source is learned from again; the same one keeps the source we have. */
 	tl_rtp_source_set_sdp(&s->src, remote);
@@ -575,10 +583,11 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	tl_rtp_source_init(&s->src, p->rtp_source == TL_MEDIA_RTP_STRICT, p->rtp_relearn_ms);
 	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
 	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);
-	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk));
+	s->dl_chunk = TL_CHUNK_FRAMES * s->agent_frame;
+	s->dl_head = s->dl_tail = calloc(1, sizeof(struct tl_chunk) + s->dl_chunk);
 	if (!s->up || !s->up_data || !s->dl_head ||
-	    tl_reorder_create(&s->reorder, 16, TL_RX_PAYLOAD + 1, (unsigned)m->cfg.reorder_ms) <
-	        0) {
+	    tl_reorder_create(&s->reorder, tl_stream_rx_slots((unsigned)m->cfg.reorder_ms),
+	                      tl_stream_rx_slot(&p->sdp), (unsigned)m->cfg.reorder_ms) < 0) {
 		/* The caller still owns the fds and notify_arg on failure. */
 		s->rtp_fd = s->rtcp_fd = -1;
 		s->notify_release = NULL;

@@ -22,6 +22,24 @@ static unsigned tx_ms(const struct tl_sdp_media *sdp)
 	return (unsigned)ms;
 }
 
+size_t tl_stream_rx_slot(const struct tl_sdp_media *sdp)
+{
+	size_t ms = sdp->ptime > 20 ? (size_t)sdp->ptime : 20, n;
+
+	/* G.711 and G.722 carry 8 bytes a ms; an Opus packet may be any size up to the largest. */
+	n = sdp->codec == TL_CODEC_OPUS ? TL_RX_PAYLOAD : 8 * ms;
+	return (n < TL_RX_PAYLOAD ? n : TL_RX_PAYLOAD) + 1; /* + the payload type byte */
+}
+
+unsigned tl_stream_rx_slots(unsigned reorder_ms)
+{
+	unsigned need = reorder_ms / 10 + 4, n = 8; /* the wait in 10 ms packets, and slack */
+
+	while (n < need && n < 128)
+		n *= 2;
+	return n;
+}
+
 static void drop_resamplers(struct tl_media_stream *s)
 {
 	if (s->up_rs)

@@ -188,7 +188,7 @@ int tl_ws_drain(struct tl_ws *ws, void (*cb)(void *arg, const struct tl_ws_event
 
 int tl_wsc_grow(unsigned char **buf, size_t *cap, size_t need, size_t extra)
 {
-	size_t n = *cap ? *cap : 1024;
+	size_t n = *cap ? *cap : 512; /* a 20 ms µ-law frame's message fits */
 	unsigned char *p;
 
 	if (need <= *cap)
@@ -314,8 +314,13 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws_loop *loop,
 	err = -ENOMEM;
 	if (!c->headers || (a->ca && !c->ca))
 		goto out;
-	if (tl_wsc_grow(&c->tx, &c->tx_cap, tl_wsd_media_max(&c->d, TL_MEDIA_FRAME_MAX), LWS_PRE) <
-	    0)
+	/* Room for this call's 20 ms frame (µ-law, or L16 at the native rate); anything longer
+	 * grows it once (ws_conn.c). */
+	if (tl_wsc_grow(&c->tx, &c->tx_cap,
+	                tl_wsd_media_max(&c->d, c->d.dialect == TL_DIALECT_NATIVE
+	                                            ? (size_t)c->d.sample_rate / 50 * 2
+	                                            : 160),
+	                LWS_PRE) < 0)
 		goto out;
 	*out = c;
 	return 0;

@@ -374,6 +374,7 @@ static int conn_writeable(struct tl_ws_conn *c)
 	 * frame is what limited the first benchmark. lws buffers a partial write itself, and
 	 * lws_send_pipe_choked says when to stop and wait for the next WRITEABLE. */
 	for (int sent = 0; sent < TL_WSC_WRITES_PER_CALLBACK;) {
+		struct tl_media_event mev; /* sent before the next is taken: not kept a call */
 		int err;
 
 		if (lws_send_pipe_choked(c->wsi)) {
@@ -381,14 +382,14 @@ static int conn_writeable(struct tl_ws_conn *c)
 			lws_callback_on_writable(c->wsi);
 			return 0;
 		}
-		if (!tl_media_stream_poll(c->stream, &c->mev))
+		if (!tl_media_stream_poll(c->stream, &mev))
 			return 0; /* the stream's notify wakes us for the next one */
-		if (c->mev.kind == TL_MEDIA_EV_AUDIO) {
-			err = send_msg(c, M_MEDIA, &c->mev);
-		} else if (c->mev.kind == TL_MEDIA_EV_DTMF) {
-			err = send_msg(c, M_DTMF, &c->mev.digit);
-		} else if (c->mev.kind == TL_MEDIA_EV_MARK) {
-			char *name = tl_wsd_marks_pop(&c->marks, c->mev.mark);
+		if (mev.kind == TL_MEDIA_EV_AUDIO) {
+			err = send_msg(c, M_MEDIA, &mev);
+		} else if (mev.kind == TL_MEDIA_EV_DTMF) {
+			err = send_msg(c, M_DTMF, &mev.digit);
+		} else if (mev.kind == TL_MEDIA_EV_MARK) {
+			char *name = tl_wsd_marks_pop(&c->marks, mev.mark);
 			if (!name)
 				continue;
 			err = send_msg(c, M_MARK, name);

@@ -207,7 +207,6 @@ struct tl_ws_conn {
 
 	struct tl_wsd d;
 	struct tl_wsd_marks marks;
-	struct tl_media_event mev;
 
 	unsigned char *tx; /* LWS_PRE + tx_cap */
 	size_t tx_cap;

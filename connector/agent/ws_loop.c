@@ -81,8 +81,14 @@ void tl_wsc_cancelled(struct tl_ws_loop *loop)
 	}
 }
 
+/* rx 1 KiB a connection (lws's default is 4 KiB, allocated per connection): a 20 ms µ-law
+ * frame's JSON is about 350 bytes and a longer message arrives in pieces that ws_conn.c joins.
+ * tx stays at 4 KiB a send(), as before, so that no frame we write is split. */
+#define TL_WSC_RX_BUFFER 1024
+#define TL_WSC_TX_PACKET 4096
+
 static const struct lws_protocols protocols[] = {
-    {"tl-agent", tl_wsc_callback, 0, 0, 0, NULL, 0},
+    {"tl-agent", tl_wsc_callback, 0, TL_WSC_RX_BUFFER, 0, NULL, TL_WSC_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

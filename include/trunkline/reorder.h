@@ -42,6 +42,13 @@ struct tl_reorder_pkt {
 int tl_reorder_create(struct tl_reorder **out, unsigned slots, size_t max_payload,
                       unsigned reorder_ms);
 void tl_reorder_destroy(struct tl_reorder *r);
+/* The slot size in force. */
+size_t tl_reorder_max_payload(const struct tl_reorder *r);
+/* New slot size (same rules as create), keeping the sequence state, the counters and every
+ * buffered packet that fits (one larger than the new size is dropped, counted as flushed).
+ * *r is replaced; on failure (-EINVAL/-ENOMEM) it is left as it was. Allocates: call it when the
+ * negotiation changes, or once for a packet longer than the slots, never per packet. */
+int tl_reorder_resize(struct tl_reorder **r, size_t max_payload);
 
 /* Stores a packet; payload (len bytes) is copied, borrowed until return. now_ms: a monotonic
  * clock. The first packet after create/reset sets the expected sequence number.

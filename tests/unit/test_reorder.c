@@ -306,6 +306,76 @@ static void test_reset_and_args(void)
 	tl_reorder_destroy(r);
 }
 
+/* A packet of len bytes for seq, filled with a pattern that identifies both. */
+static void fill(uint8_t *p, size_t len, uint16_t seq)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seq * 7 + i);
+}
+
+static int filled(const struct tl_reorder_pkt *k, size_t len)
+{
+	if (k->gap || k->len != len)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (k->payload[i] != (uint8_t)(k->seq * 7 + i))
+			return 0;
+	return 1;
+}
+
+/* Resize keeps the order, the wait, the counters and the buffered packets; a grow takes the
+ * packet that was too long; a shrink flushes (counts) what no longer fits. */
+static void test_resize(void)
+{
+	struct tl_reorder *r = NULL;
+	struct tl_reorder_pkt k;
+	struct tl_reorder_stats s;
+	uint8_t p[481];
+
+	TL_CHECK_INT(tl_reorder_create(&r, 16, 161, 40), 0);
+	TL_CHECK_INT(tl_reorder_max_payload(r), 161);
+	fill(p, 161, 10);
+	TL_CHECK_INT(tl_reorder_push(r, 10, 0, p, 161, 0), 0);
+	TL_CHECK_INT(tl_reorder_pop(r, 0, &k), 0);
+	TL_CHECK(filled(&k, 161));
+	fill(p, 161, 12);
+	TL_CHECK_INT(tl_reorder_push(r, 12, 0, p, 161, 20), 0); /* 11 is missing */
+	fill(p, 241, 13);
+	TL_CHECK_INT(tl_reorder_push(r, 13, 0, p, 241, 25), -EMSGSIZE); /* 30 ms: too long */
+	TL_CHECK_INT(tl_reorder_resize(&r, 241), 0);
+	TL_CHECK_INT(tl_reorder_max_payload(r), 241);
+	TL_CHECK_INT(tl_reorder_push(r, 13, 0, p, 241, 25), 0);
+	fill(p, 161, 14);
+	TL_CHECK_INT(tl_reorder_push(r, 14, 0, p, 161, 30), 0);
+	/* the wait for 11 still runs from 12's arrival (20 + 40 ms), across the resize */
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 60);
+	TL_CHECK_INT(tl_reorder_pop(r, 59, &k), -EAGAIN);
+	TL_CHECK_INT(tl_reorder_pop(r, 60, &k), 0);
+	TL_CHECK(k.gap && k.seq == 11);
+	TL_CHECK_INT(tl_reorder_pop(r, 60, &k), 0);
+	TL_CHECK(k.seq == 12 && filled(&k, 161));
+	/* shrink with 13 (241 bytes) and 14 (161) still buffered: 13 is flushed, 14 kept */
+	TL_CHECK_INT(tl_reorder_resize(&r, 200), 0);
+	TL_CHECK_INT(tl_reorder_next_deadline(r), 70); /* 14 came at 30 */
+	TL_CHECK_INT(tl_reorder_pop(r, 69, &k), -EAGAIN);
+	TL_CHECK_INT(tl_reorder_pop(r, 70, &k), 0);
+	TL_CHECK(k.gap && k.seq == 13);
+	TL_CHECK_INT(tl_reorder_pop(r, 70, &k), 0);
+	TL_CHECK(k.seq == 14 && filled(&k, 161));
+	TL_CHECK_INT(tl_reorder_pop(r, 70, &k), -EAGAIN);
+	fill(p, 481, 15);
+	TL_CHECK_INT(tl_reorder_push(r, 15, 0, p, 481, 80), -EMSGSIZE); /* never past the slot */
+	TL_CHECK_INT(tl_reorder_resize(&r, 0), -EINVAL);
+	TL_CHECK_INT(tl_reorder_max_payload(r), 200);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.flushed, 1);
+	TL_CHECK_INT(s.oversize, 2);
+	TL_CHECK_INT(s.lost, 2); /* 11, and 13 once flushed */
+	TL_CHECK_INT(s.forwarded, 3);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+}
+
 int main(void)
 {
 	TL_TEST_RUN(test_in_order);
@@ -318,5 +388,6 @@ int main(void)
 	TL_TEST_RUN(test_busy_slot);
 	TL_TEST_RUN(test_busy_slot_wrap);
 	TL_TEST_RUN(test_reset_and_args);
+	TL_TEST_RUN(test_resize);
 	return TL_TEST_END();
 }
