@@ -140,15 +140,22 @@ void tl_playout_kicks(struct tl_media_worker *w)
 	while (s) {
 		struct tl_media_stream *next = s->kick_next;
 		atomic_store_explicit(&s->kicked, 0, memory_order_release);
-		/* On the grid, not due yet, not bridged, no digit being sent: the first frame of
-		 * the spurt goes now with the timestamp of the grid's next slot (a little early,
-		 * never overlapping the silence before it), and the spurt keeps this phase. */
+		/* The queue was empty, so this audio need not wait: it goes now, with the
+		 * timestamp of the next slot (contiguous, never overlapping what went before),
+		 * and what follows it a ptime apart from here. Not when bridged or sending a
+		 * digit, nor when it would run more than a ptime ahead of the call's grid, nor
+		 * (mid-spurt) more than half a ptime ahead of its slot: the caller's jitter
+		 * buffer sees packets at least half a ptime apart. */
+		int64_t p = s->tx_ms ? s->tx_ms : 20;
 		if (s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
-		    !s->dtmf_digit && s->tx_next == s->home_next && now < s->tx_next &&
+		    !s->dtmf_digit && now < s->tx_next && now >= s->home_next - p &&
+		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
 		    tl_stream_dl_queued(s) > 0) {
+			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
+				atomic_fetch_add_explicit(&s->st_tx_on_arrival, 1,
+				                          memory_order_relaxed);
 			wheel_unlink(w, s);
 			s->tx_next = now;
-			atomic_fetch_add_explicit(&s->st_tx_on_arrival, 1, memory_order_relaxed);
 			due(w, s, now);
 		}
 		s = next;

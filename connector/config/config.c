@@ -615,7 +615,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->reorder_ms = 40;
 	cfg->media_workers = 1;
 	cfg->playout_max_ms = 60000;
-	cfg->playout_backlog_ms = 200;
+	cfg->playout_backlog_ms = 100;
 	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
 	cfg->transfer_ringback = TL_TONE_RINGBACK_US;
