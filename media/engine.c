@@ -1,6 +1,7 @@
-/* Media workers: each owns an epoll set with its streams' RTP/RTCP sockets, a 10 ms timerfd that
- * paces every stream's packets (each at its ptime), and an eventfd for control commands (add,
- * update, release), which are the only thing behind a mutex. Streams are pinned round-robin. */
+/* Media workers: each owns an epoll set with its streams' RTP/RTCP sockets, a timerfd armed to
+ * the next packet due (playout.c paces every stream at its ptime, each in its own phase), and an
+ * eventfd for control commands (add, update, release) and talk-spurt kicks from the producer.
+ * Streams are pinned round-robin. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,13 +15,10 @@
 
 #include "media_int.h"
 
-#define TL_TAG_RTCP    1u
-#define TL_TAG_TIMER   ((uint64_t)1)
-#define TL_TAG_CMD     ((uint64_t)2)
-#define TL_RX_ROUNDS   4 /* recvmmsg batches per wake-up before others get their turn */
-#define TL_MAX_CATCHUP 10
-/* The pacing tick: packets of 10 to 60 ms go on a multiple of it (a=ptime:30 needs 10). */
-#define TL_TICK_MS 10
+#define TL_TAG_RTCP  1u
+#define TL_TAG_TIMER ((uint64_t)1)
+#define TL_TAG_CMD   ((uint64_t)2)
+#define TL_RX_ROUNDS 4 /* recvmmsg batches per wake-up before others get their turn */
 
 int64_t tl_media_now_ms(void)
 {
@@ -59,12 +57,14 @@ static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 	s->registered = 1;
 	s->index = (int)w->n_streams;
 	w->streams[w->n_streams++] = s;
+	tl_playout_add(w, s, tl_media_now_ms());
 	return 0;
 }
 
 static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 {
 	if (s->registered) {
+		tl_playout_remove(w, s);
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtp_fd, NULL);
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtcp_fd, NULL);
 		w->streams[s->index] = w->streams[--w->n_streams];
@@ -80,6 +80,8 @@ static void run_commands(struct tl_media_worker *w)
 
 	if (read(w->cmdfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
+	/* Kicks first: a stream on the kick stack may be released by a command below. */
+	tl_playout_kicks(w);
 	/* Until empty: the queue wakes us again only after it has been seen empty. */
 	while (tl_queue_pop(w->cmdq, &cmd)) {
 		struct tl_media_stream *s = cmd.s;
@@ -126,20 +128,14 @@ static void on_readable(struct tl_media_worker *w, struct tl_media_stream *s, in
 	}
 }
 
-static void on_tick(struct tl_media_worker *w)
+static void on_timer(struct tl_media_worker *w)
 {
-	uint64_t expirations = 0;
-	int64_t now;
+	uint64_t expirations;
 
-	if (read(w->timerfd, &expirations, sizeof(expirations)) < 0 || expirations == 0)
-		return;
-	/* A late wake-up sends the frames that were due, so the clock keeps pace. */
-	if (expirations > TL_MAX_CATCHUP)
-		expirations = TL_MAX_CATCHUP;
-	now = tl_media_now_ms();
-	while (expirations--)
-		for (size_t i = 0; i < w->n_streams; i++)
-			tl_stream_tick_ms(w->streams[i], now, TL_TICK_MS);
+	if (read(w->timerfd, &expirations, sizeof(expirations)) < 0) {
+		/* EAGAIN: a re-arm raced the expiry; tl_playout_run looks at the clock anyway */
+	}
+	w->armed_ms = 0; /* one-shot: fired */
 }
 
 static void *worker_main(void *arg)
@@ -156,7 +152,7 @@ static void *worker_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			if (tag == TL_TAG_TIMER)
-				on_tick(w);
+				on_timer(w);
 			else if (tag == TL_TAG_CMD)
 				cmds = 1;
 			else
@@ -169,14 +165,14 @@ static void *worker_main(void *arg)
 		/* After the batch: a release frees a stream other events may still name. */
 		if (cmds)
 			run_commands(w);
+		/* Every packet due by now, all streams in one pass; then the timer re-armed. */
+		tl_playout_run(w);
 	}
 	return NULL;
 }
 
 static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 {
-	struct itimerspec its = {.it_interval = {0, TL_TICK_MS * 1000000},
-	                         .it_value = {0, TL_TICK_MS * 1000000}};
 	struct epoll_event ev = {.events = EPOLLIN};
 
 	unsigned max = (unsigned)m->cfg.max_streams;
@@ -199,8 +195,6 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	ev.data.u64 = TL_TAG_CMD;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->cmdfd, &ev) < 0)
 		return -errno;
-	if (timerfd_settime(w->timerfd, 0, &its, NULL) < 0)
-		return -errno;
 	return -pthread_create(&w->thread, NULL, worker_main, w);
 }
 
@@ -216,6 +210,8 @@ int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg)
 		m->cfg.workers = 1;
 	if (m->cfg.playout_max_ms <= 0)
 		m->cfg.playout_max_ms = 60000;
+	if (m->cfg.playout_backlog_ms < 0)
+		m->cfg.playout_backlog_ms = 0;
 	if (m->cfg.max_streams <= 0)
 		m->cfg.max_streams = 1000;
 	m->workers = calloc((size_t)m->cfg.workers, sizeof(*m->workers));

@@ -25,6 +25,7 @@
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
 #define TL_RTCP_INTERVAL 5000 /* ms */
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
+#define TL_WHEEL         128  /* playout wheel: 1 ms slots, a power of two */
 
 /* Downlink audio: a singly linked list of chunks written by the producer thread and read by the
  * worker; consumed chunks go back through a lock-free stack so the worker never frees. */
@@ -191,6 +192,22 @@ struct tl_media_stream {
 	/* sdp.te_pt as the agent thread may read it (tl_media_stream_dtmf): set with s->sdp. */
 	atomic_int te_pt_pub;
 	struct tl_relay relay; /* relay.c */
+
+	/* Playout schedule (playout.c), worker only: the next packet is due at tx_next; its
+	 * timestamp belongs at home_next on the call's own grid (set at start, ptime apart).
+	 * tx_next < home_next while a talk spurt runs on the phase of its first frame. */
+	int64_t tx_next, home_next;
+	struct tl_media_stream *wh_next, *wh_prev; /* the worker's wheel slot list */
+	int wh_slot;                               /* -1: not in the wheel */
+	/* Spurt wake-up: the producer pushes the stream once on its worker's kick stack. */
+	atomic_int kicked;
+	struct tl_media_stream *kick_next;
+	/* Backlog bound (media.playout_backlog_ms): the queue's least over a window, and what
+	 * came in and went out during it. Worker only; dl_backlog 0 = off. */
+	size_t dl_backlog;
+	uint64_t bl_min, bl_in0, bl_out0;
+	int64_t bl_until;
+	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
 };
 
 struct tl_media_cmd {
@@ -216,6 +233,12 @@ struct tl_media_worker {
 	struct iovec in_iov[TL_BATCH];
 	uint8_t in_buf[TL_BATCH][TL_PKT_MAX];
 	struct sockaddr_storage in_addr[TL_BATCH];
+	/* Playout wheel (playout.c): streams by the ms their next packet is due. */
+	struct tl_media_stream *wheel[TL_WHEEL];
+	uint64_t wheel_bits[TL_WHEEL / 64];
+	int64_t wheel_ms;                        /* the last ms processed */
+	int64_t armed_ms;                        /* the timerfd's deadline, 0 when disarmed */
+	_Atomic(struct tl_media_stream *) kicks; /* streams whose empty queue got audio */
 };
 
 struct tl_media {
@@ -237,9 +260,21 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                       const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
 void tl_stream_on_rtcp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
                        const struct sockaddr_storage *from, socklen_t fromlen, int64_t now);
+/* One packet now (DTMF, agent audio, ringback, relay or silence) and the stream's upkeep
+ * (reorder timeouts, marks, stats, RTCP). Returns 1 when it was agent or relayed audio. */
+int tl_stream_tx(struct tl_media_stream *s, int64_t now);
+/* Bytes of agent audio queued, after dropping what a clear (barge-in) asked to drop. */
+uint64_t tl_stream_dl_queued(struct tl_media_stream *s);
+/* For the unit tests' fake worker: tl_stream_tx once ptime has passed in ticks of tick_ms. */
 void tl_stream_tick(struct tl_media_stream *s, int64_t now); /* tl_stream_tick_ms(.., 20) */
-/* One tick of tick_ms (10 in the engine): a packet goes once its ptime has passed. */
 void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms);
+
+/* playout.c: when each stream's packets go (worker), and the producer's wake-up. */
+void tl_playout_add(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now);
+void tl_playout_remove(struct tl_media_worker *w, struct tl_media_stream *s);
+void tl_playout_kicks(struct tl_media_worker *w); /* sends the spurt starts that are waiting */
+void tl_playout_run(struct tl_media_worker *w);   /* sends what is due, re-arms the timer */
+void tl_playout_kick(struct tl_media_stream *s);  /* producer: audio landed in an empty queue */
 void tl_stream_apply(struct tl_media_stream *s, const struct sockaddr_storage *remote,
                      const struct tl_sdp_media *sdp);
 void tl_stream_free(struct tl_media_stream *s);

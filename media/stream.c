@@ -226,6 +226,7 @@ int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t le
 {
 	const uint8_t *p = audio;
 	uint64_t read = atomic_load_explicit(&s->dl_read_pub, memory_order_acquire);
+	int was_empty = s->dl_written == read;
 	size_t done = 0;
 
 	if (len > INT32_MAX || s->dl_written - read + len > s->dl_max)
@@ -248,6 +249,8 @@ int tl_media_stream_play(struct tl_media_stream *s, const void *audio, size_t le
 	}
 	s->dl_written += done;
 	atomic_store_explicit(&s->dl_pub, s->dl_written, memory_order_release);
+	if (was_empty && done > 0) /* a talk spurt starts: its first frame need not wait */
+		tl_playout_kick(s);
 	return done == len ? (int)len : -ENOMEM;
 }
 
@@ -490,23 +493,30 @@ static void publish_stats(struct tl_media_stream *s)
 	                      memory_order_relaxed);
 }
 
-void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms)
+uint64_t tl_stream_dl_queued(struct tl_media_stream *s)
 {
-	uint8_t *payload = s->w->out_buf + TL_RTP_HDR_LEN;
 	uint64_t clear = atomic_load_explicit(&s->dl_clear_upto, memory_order_acquire);
-	size_t len = 0;
 
-	drain_reorder(s, now);
 	if (clear > s->dl_read) /* barge-in: drop what was queued before the clear */
 		tl_stream_dl_take(s, NULL, (size_t)(clear - s->dl_read));
-	s->tx_due += tick_ms;
-	if (s->tx_due < s->tx_ms || !s->codec)
-		return;
-	s->tx_due = 0;
+	return atomic_load_explicit(&s->dl_pub, memory_order_acquire) - s->dl_read;
+}
+
+int tl_stream_tx(struct tl_media_stream *s, int64_t now)
+{
+	uint8_t *payload = s->w->out_buf + TL_RTP_HDR_LEN;
+	size_t len = 0;
+	int audio = 0;
+
+	drain_reorder(s, now);
+	tl_stream_dl_queued(s);
+	if (!s->codec)
+		return 0;
 	if (!tx_dtmf(s)) {
-		int audio = tl_stream_next_payload(s, payload, TL_PKT_MAX - TL_RTP_HDR_LEN, &len);
+		audio = tl_stream_next_payload(s, payload, TL_PKT_MAX - TL_RTP_HDR_LEN, &len);
 		/* Silence is counted as sent, like packets: nothing goes out on hold. Opus DTX
-		 * codes silence in 1-2 bytes, which need not be sent (RFC 7587 §3.1.3). */
+		 * codes silence in 1-2 bytes, which need not be sent (RFC 7587 §3.1.3). The
+		 * marker starts a talk spurt (RFC 3551 §4.1). */
 		if (may_send(s) && len > 2 &&
 		    send_rtp(s, s->sdp.pt, audio > 0 && !s->talking, s->tx_ts, len) && audio <= 0)
 			atomic_fetch_add_explicit(&s->st_tx_silence, 1, memory_order_relaxed);
@@ -519,6 +529,19 @@ void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms)
 		send_rtcp(s, now);
 		s->next_rtcp_ms = now + TL_RTCP_INTERVAL;
 	}
+	return audio > 0;
+}
+
+void tl_stream_tick_ms(struct tl_media_stream *s, int64_t now, unsigned tick_ms)
+{
+	s->tx_due += tick_ms;
+	if (s->tx_due < s->tx_ms || !s->codec) {
+		drain_reorder(s, now);
+		tl_stream_dl_queued(s);
+		return;
+	}
+	s->tx_due = 0;
+	tl_stream_tx(s, now);
 }
 
 void tl_stream_tick(struct tl_media_stream *s, int64_t now)
@@ -576,6 +599,8 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->notify_arg = p->notify_arg;
 	s->notify_release = p->notify_release;
 	s->dl_max = (size_t)m->cfg.playout_max_ms * (s->agent_frame / 20);
+	s->dl_backlog = (size_t)m->cfg.playout_backlog_ms * (s->agent_frame / 20);
+	s->wh_slot = -1;
 	s->ssrc = random32();
 	s->tx_seq = (uint16_t)random32();
 	s->tx_ts = random32();
@@ -657,6 +682,9 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->jitter_ms = atomic_load_explicit(&s->st_jitter, memory_order_relaxed);
 	st->relayed = atomic_load_explicit(&s->relay.st_relayed, memory_order_relaxed);
 	st->relay_dropped = atomic_load_explicit(&s->relay.st_dropped, memory_order_relaxed);
+	st->tx_on_arrival = atomic_load_explicit(&s->st_tx_on_arrival, memory_order_relaxed);
+	st->playout_dropped_ms =
+	    atomic_load_explicit(&s->st_dl_dropped, memory_order_relaxed) / (s->agent_frame / 20);
 	uint64_t queued = atomic_load_explicit(&s->dl_pub, memory_order_relaxed) -
 	                  atomic_load_explicit(&s->dl_read_pub, memory_order_relaxed);
 	unsigned per_ms = s->fmt == TL_MEDIA_AGENT_L16 ? (unsigned)s->agent_rate / 500 : 8;

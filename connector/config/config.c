@@ -466,9 +466,19 @@ static int check_ports(const struct tl_config_doc *doc, const struct tl_config *
 	return 0;
 }
 
-static const char *const media_keys[] = {
-    "address",        "public_address", "port_min",       "port_max", "reorder_ms", "workers",
-    "playout_max_ms", "symmetric_rtp",  "rtp_relearn_ms", "codecs",   "srtp",       NULL};
+static const char *const media_keys[] = {"address",
+                                         "public_address",
+                                         "port_min",
+                                         "port_max",
+                                         "reorder_ms",
+                                         "workers",
+                                         "playout_max_ms",
+                                         "symmetric_rtp",
+                                         "rtp_relearn_ms",
+                                         "codecs",
+                                         "srtp",
+                                         "playout_backlog_ms",
+                                         NULL};
 
 /* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
  * "strict" (the SDP address only). */
@@ -524,6 +534,8 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	        0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "playout_max_ms", 1000, 600000,
 	                            &cfg->playout_max_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "playout_backlog_ms", 0, 600000,
+	                            &cfg->playout_backlog_ms)) < 0 ||
 	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
 	    (rc = tl_config_doc_codecs(doc, media, "/media", "codecs", cfg->codecs)) < 0 ||
 	    (rc = load_srtp(doc, cfg, media)) < 0 ||
@@ -532,6 +544,13 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 		return rc;
 	cfg->port_min = (uint16_t)port_min;
 	cfg->port_max = (uint16_t)port_max;
+	if (cfg->playout_backlog_ms >= cfg->playout_max_ms)
+		return tl_config_doc_fail(
+		    doc,
+		    json_object_get(media, "playout_backlog_ms") ? "/media/playout_backlog_ms"
+		                                                 : "/media/playout_max_ms",
+		    0, "playout_backlog_ms (%d) must be below playout_max_ms (%d), or 0 (off)",
+		    cfg->playout_backlog_ms, cfg->playout_max_ms);
 	return check_ports(doc, cfg, media);
 }
 
@@ -595,6 +614,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->reorder_ms = 40;
 	cfg->media_workers = 1;
 	cfg->playout_max_ms = 60000;
+	cfg->playout_backlog_ms = 100;
 	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
 	cfg->transfer_ringback = TL_TONE_RINGBACK_US;

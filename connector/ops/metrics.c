@@ -228,6 +228,14 @@ static void render_rtp(struct text *t, const struct tl_metrics *m, const struct 
 	counter(t, "trunkline_rtp_silence_sent_total",
 	        "RTP packets sent to callers with comfort silence (no agent audio was queued).",
 	        get(&m->rtp_tx_silence) + s->rtp_tx_silence);
+	counter(t, "trunkline_rtp_spurts_on_arrival_total",
+	        "Agent talk spurts whose first frame was sent as soon as it arrived (not on the "
+	        "next ptime).",
+	        get(&m->spurts_on_arrival) + s->spurts_on_arrival);
+	head(t, "trunkline_playout_dropped_seconds_total", "counter",
+	     "Agent audio dropped by media.playout_backlog_ms (a standing backlog cut down).");
+	put(t, "trunkline_playout_dropped_seconds_total %.3f\n",
+	    (double)(get(&m->playout_dropped_ms) + s->playout_dropped_ms) / 1000.0);
 	gauge(t, "trunkline_rtp_jitter_seconds_max",
 	      "Largest interarrival jitter (RFC 3550) of a call in progress.",
 	      s->jitter_ms_max / 1000.0);

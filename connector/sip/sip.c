@@ -515,6 +515,7 @@ static int start_media_and_agents(struct tl_sip *sip)
 	    .workers = sip->cfg->media_workers,
 	    .reorder_ms = sip->cfg->reorder_ms,
 	    .playout_max_ms = sip->cfg->playout_max_ms,
+	    .playout_backlog_ms = sip->cfg->playout_backlog_ms,
 	    .max_streams = sip->cfg->max_calls,
 	};
 	int err = tl_media_create(&sip->media, &mc);

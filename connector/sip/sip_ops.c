@@ -86,6 +86,9 @@ static void media_json(json_t *o, const struct tl_media_stats *st)
 	json_object_set_new(o, "rx_late", json_integer((json_int_t)st->rx_late));
 	json_object_set_new(o, "tx_packets", json_integer((json_int_t)st->tx_packets));
 	json_object_set_new(o, "tx_silence", json_integer((json_int_t)st->tx_silence));
+	json_object_set_new(o, "tx_on_arrival", json_integer((json_int_t)st->tx_on_arrival));
+	json_object_set_new(o, "playout_dropped_ms",
+	                    json_integer((json_int_t)st->playout_dropped_ms));
 	json_object_set_new(o, "jitter_ms", json_integer(st->jitter_ms));
 }
 
@@ -219,6 +222,8 @@ static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 		s->rtp_lost += st.rx_lost;
 		s->rtp_late += st.rx_late;
 		s->rtp_tx_silence += st.tx_silence;
+		s->spurts_on_arrival += st.tx_on_arrival;
+		s->playout_dropped_ms += st.playout_dropped_ms;
 		s->jitter_ms_sum += st.jitter_ms;
 		if (st.jitter_ms > s->jitter_ms_max)
 			s->jitter_ms_max = st.jitter_ms;
@@ -491,6 +496,8 @@ static void count_end(struct tl_sip *sip, const struct tl_call *call, const char
 		tl_metrics_add(&m->rtp_lost, call->rec.media.rx_lost);
 		tl_metrics_add(&m->rtp_late, call->rec.media.rx_late);
 		tl_metrics_add(&m->rtp_tx_silence, call->rec.media.tx_silence);
+		tl_metrics_add(&m->spurts_on_arrival, call->rec.media.tx_on_arrival);
+		tl_metrics_add(&m->playout_dropped_ms, call->rec.media.playout_dropped_ms);
 	}
 }
 

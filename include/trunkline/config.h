@@ -91,6 +91,7 @@ struct tl_config {
 	int media_workers;       /* media worker threads, default 1 */
 	int agent_threads;       /* agent.threads: agent loops; 0 = tl_ws_default_threads() */
 	int playout_max_ms;      /* agent audio queued ahead, default 60000 */
+	int playout_backlog_ms;  /* standing queue cut to this at 1x; default 100, 0 = off */
 	int rtp_strict;          /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
 	int rtp_relearn_ms;      /* learn the RTP source again after this much silence, 5000 */
 	/* media.codecs: preference, best first, TL_CODEC_NONE after the last; all NONE: by the

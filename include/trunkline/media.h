@@ -23,7 +23,10 @@ struct tl_media_config {
 	int workers;        /* worker threads, default 1 */
 	int reorder_ms;     /* caller->agent: longest wait for a missing packet, default 40 */
 	int playout_max_ms; /* agent->caller: queued audio bound, default 60000 */
-	int max_streams;    /* streams at once (sizes the control queues), default 1000 */
+	/* agent->caller: a queue that stands above this for a second while the agent sends at
+	 * about real time is cut down to it, oldest audio first (counted); 0 = off (default) */
+	int playout_backlog_ms;
+	int max_streams; /* streams at once (sizes the control queues), default 1000 */
 };
 
 int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg);
@@ -148,6 +151,8 @@ struct tl_media_stats {
 	uint64_t rx_srtp_fail; /* SRTP/SRTCP that failed authentication or replay: dropped */
 	struct sockaddr_storage foreign_from; /* the first foreign source; AF_UNSPEC when none */
 	uint64_t relayed, relay_dropped; /* bridged: frames sent from the peer, frames dropped */
+	uint64_t tx_on_arrival;          /* talk spurts whose first frame went as soon as it came */
+	uint64_t playout_dropped_ms;     /* agent audio dropped by the backlog bound */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);
 

@@ -82,6 +82,7 @@ struct tl_metrics {
 	atomic_uint_fast64_t sip_responses[TL_SIP_M_COUNT][6];
 	/* RTP of calls that have ended (live calls come with the SIP thread's snapshot) */
 	atomic_uint_fast64_t rtp_rx, rtp_tx, rtp_lost, rtp_late, rtp_tx_silence;
+	atomic_uint_fast64_t spurts_on_arrival, playout_dropped_ms;
 	atomic_uint_fast64_t http_requests, http_unauthorized;
 };
 void tl_metrics_add(atomic_uint_fast64_t *c, uint64_t n);
@@ -113,6 +114,7 @@ struct tl_ops_snapshot {
 	int agents_total, agents_reachable; /* agents of the rules in force */
 	/* live calls' media, added to the ended calls' counters */
 	uint64_t rtp_rx, rtp_tx, rtp_lost, rtp_late, rtp_tx_silence;
+	uint64_t spurts_on_arrival, playout_dropped_ms;
 	uint32_t jitter_ms_max, jitter_ms_sum; /* over live calls with media */
 	unsigned calls_with_media;
 	uint64_t ws_sent_bytes, ws_received_bytes; /* WebSocket payload, all agents */

@@ -54,6 +54,7 @@ static void test_defaults(void)
 	TL_CHECK_INT(cfg->port_min, 20000);
 	TL_CHECK_INT(cfg->port_max, 29999);
 	TL_CHECK_INT(cfg->reorder_ms, 40);
+	TL_CHECK_INT(cfg->playout_backlog_ms, 100);
 	TL_CHECK_INT(cfg->shutdown_timeout_ms, 30000);
 	TL_CHECK(cfg->rules != NULL);
 	if (cfg->rules) {
@@ -198,6 +199,11 @@ static void test_config_errors(void)
 	           47, "must be an integer");
 	expect_err("{\"rules\": \"rules.json\", \"media\": {\"port_min\": 20001}}", NULL, c, 1, 47,
 	           "\"port_min\" must be even");
+	expect_err("{\"rules\": \"rules.json\", \"media\": {\"playout_max_ms\": 1000, "
+	           "\"playout_backlog_ms\": 1000}}",
+	           NULL, c, 1, 81, "playout_backlog_ms (1000) must be below playout_max_ms (1000)");
+	expect_err("{\"rules\": \"rules.json\", \"media\": {\"playout_backlog_ms\": 70000}}", NULL,
+	           c, 1, 57, "playout_backlog_ms (70000) must be below playout_max_ms (60000)");
 	expect_err("{\"rules\": \"rules.json\",\n \"media\": {\"port_min\": 30000,\n"
 	           "            \"port_max\": 20000}}",
 	           NULL, c, 3, 25, "port_min (30000) must not exceed port_max (20000)");

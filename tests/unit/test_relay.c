@@ -71,6 +71,7 @@ static int side_open(struct side *d, enum tl_codec codec)
 	if (!d->s)
 		return -1;
 	d->s->w = &worker;
+	worker.cmdfd = -1; /* no wake-ups to send */
 	return 0;
 }
 

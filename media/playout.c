@@ -1,0 +1,215 @@
+/* When each stream's packets go: a per-worker wheel of 1 ms slots holds every stream at the ms
+ * its next packet is due, and the worker's timerfd is armed (one-shot, absolute) to the earliest
+ * non-empty slot. Silence, ringback and relayed audio keep the call's own grid; agent audio that
+ * lands in an empty queue goes at once (the producer kicks the worker), the rest of the spurt a
+ * ptime apart from there. Also the backlog bound (media.playout_backlog_ms). */
+#include <errno.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "media_int.h"
+
+#define TL_MAX_LATE_MS   200  /* a worker later than this skips packets (timestamps still move) */
+#define TL_BACKLOG_WIN   1000 /* ms: the queue must stand above the bound this long */
+#define TL_BACKLOG_NUM   5    /* ... while the agent sends between 3/4 and 5/4 of real time */
+#define TL_BACKLOG_DEN   4
+#define TL_BACKLOG_LOW_N 3
+
+static void wheel_unlink(struct tl_media_worker *w, struct tl_media_stream *s)
+{
+	if (s->wh_slot < 0)
+		return;
+	if (s->wh_prev)
+		s->wh_prev->wh_next = s->wh_next;
+	else {
+		w->wheel[s->wh_slot] = s->wh_next;
+		if (!s->wh_next)
+			w->wheel_bits[s->wh_slot / 64] &= ~(1ull << (s->wh_slot % 64));
+	}
+	if (s->wh_next)
+		s->wh_next->wh_prev = s->wh_prev;
+	s->wh_next = s->wh_prev = NULL;
+	s->wh_slot = -1;
+}
+
+/* Into the slot of s->tx_next, or of the next ms when that has already been processed. */
+static void wheel_link(struct tl_media_worker *w, struct tl_media_stream *s)
+{
+	int64_t at = s->tx_next > w->wheel_ms ? s->tx_next : w->wheel_ms + 1;
+	int slot = (int)(at & (TL_WHEEL - 1));
+
+	s->wh_slot = slot;
+	s->wh_prev = NULL;
+	s->wh_next = w->wheel[slot];
+	if (s->wh_next)
+		s->wh_next->wh_prev = s;
+	w->wheel[slot] = s;
+	w->wheel_bits[slot / 64] |= 1ull << (slot % 64);
+}
+
+void tl_playout_add(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now)
+{
+	if (w->wheel_ms == 0)
+		w->wheel_ms = now - 1;
+	s->tx_next = s->home_next = now; /* the call's grid starts here: each call its phase */
+	s->bl_min = UINT64_MAX;
+	s->bl_until = now + TL_BACKLOG_WIN;
+	wheel_link(w, s);
+}
+
+void tl_playout_remove(struct tl_media_worker *w, struct tl_media_stream *s)
+{
+	wheel_unlink(w, s);
+}
+
+/* An agent that streams at about real time (neither a burst nor a pause in the window) over a
+ * queue that stayed above the bound all along: the oldest audio goes, down to the bound. */
+static void backlog_check(struct tl_media_stream *s, int64_t now)
+{
+	uint64_t q = tl_stream_dl_queued(s);
+	uint64_t pub = atomic_load_explicit(&s->dl_pub, memory_order_acquire);
+
+	if (q < s->bl_min)
+		s->bl_min = q;
+	if (now < s->bl_until)
+		return;
+	uint64_t in = pub - s->bl_in0, out = s->dl_read - s->bl_out0;
+	if (s->bl_min != UINT64_MAX && s->bl_min > s->dl_backlog &&
+	    in * TL_BACKLOG_DEN <= out * TL_BACKLOG_NUM &&
+	    in * TL_BACKLOG_DEN >= out * TL_BACKLOG_LOW_N) {
+		uint64_t drop = (s->bl_min - s->dl_backlog) / s->agent_frame * s->agent_frame;
+		drop = tl_stream_dl_take(s, NULL, (size_t)drop);
+		atomic_fetch_add_explicit(&s->st_dl_dropped, drop, memory_order_relaxed);
+	}
+	s->bl_min = UINT64_MAX;
+	s->bl_in0 = pub;
+	s->bl_out0 = s->dl_read;
+	s->bl_until = now + TL_BACKLOG_WIN;
+}
+
+/* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
+static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now)
+{
+	if (s->dl_backlog)
+		backlog_check(s, now);
+	if (s->tx_next < s->home_next && !s->dtmf_digit && tl_stream_dl_queued(s) == 0) {
+		/* No more audio: silence goes on the grid, where the timestamps are. Audio that
+		 * comes before then goes when it arrives (a kick). */
+		s->tx_next = s->home_next;
+		wheel_link(w, s);
+		return;
+	}
+	if (now - s->tx_next > TL_MAX_LATE_MS && s->tx_ms > 0 && s->codec) {
+		/* A stalled worker: the packets missed are skipped, their media time is not. */
+		int64_t k = (now - s->tx_next) / s->tx_ms;
+		s->tx_ts += (uint32_t)k * tl_codec_rtp_ticks(s->codec, s->tx_ms);
+		s->tx_next += k * s->tx_ms;
+		s->home_next += k * s->tx_ms;
+	}
+	tl_stream_tx(s, now);
+	s->tx_next += s->tx_ms ? s->tx_ms : 20;
+	s->home_next += s->tx_ms ? s->tx_ms : 20;
+	wheel_link(w, s);
+}
+
+void tl_playout_kick(struct tl_media_stream *s)
+{
+	struct tl_media_worker *w = s->w;
+	struct tl_media_stream *old;
+	uint64_t one = 1;
+
+	if (atomic_exchange_explicit(&s->kicked, 1, memory_order_acq_rel))
+		return; /* already on the stack */
+	old = atomic_load_explicit(&w->kicks, memory_order_relaxed);
+	do {
+		s->kick_next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&w->kicks, &old, s, memory_order_release,
+	                                                memory_order_relaxed));
+	/* One wake-up per batch of kicks: whoever finds the stack empty. */
+	if (!old && w->cmdfd >= 0 && write(w->cmdfd, &one, sizeof(one)) < 0) {
+		/* the eventfd's counter cannot overflow here; the next tick sends anyway */
+	}
+}
+
+void tl_playout_kicks(struct tl_media_worker *w)
+{
+	struct tl_media_stream *s = atomic_exchange_explicit(&w->kicks, NULL, memory_order_acquire);
+	int64_t now = s ? tl_media_now_ms() : 0;
+
+	while (s) {
+		struct tl_media_stream *next = s->kick_next;
+		atomic_store_explicit(&s->kicked, 0, memory_order_release);
+		/* The queue was empty, so this audio need not wait: it goes now, with the
+		 * timestamp of the next slot (contiguous, never overlapping what went before),
+		 * and what follows it a ptime apart from here. Not when bridged or sending a
+		 * digit, nor when it would run more than a ptime ahead of the call's grid, nor
+		 * (mid-spurt) more than half a ptime ahead of its slot: the caller's jitter
+		 * buffer sees packets at least half a ptime apart. */
+		int64_t p = s->tx_ms ? s->tx_ms : 20;
+		if (s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
+		    !s->dtmf_digit && now < s->tx_next && now >= s->home_next - p &&
+		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
+		    tl_stream_dl_queued(s) > 0) {
+			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
+				atomic_fetch_add_explicit(&s->st_tx_on_arrival, 1,
+				                          memory_order_relaxed);
+			wheel_unlink(w, s);
+			s->tx_next = now;
+			due(w, s, now);
+		}
+		s = next;
+	}
+}
+
+/* The first non-empty slot after now, or 0 when the wheel is empty. */
+static int64_t next_due(const struct tl_media_worker *w, int64_t now)
+{
+	for (int i = 1; i <= TL_WHEEL; i++) {
+		int slot = (int)((now + i) & (TL_WHEEL - 1));
+		if (i + 64 <= TL_WHEEL && slot % 64 == 0 && !w->wheel_bits[slot / 64]) {
+			i += 63; /* a whole empty word */
+			continue;
+		}
+		if (w->wheel_bits[slot / 64] & (1ull << (slot % 64)))
+			return now + i;
+	}
+	return 0;
+}
+
+static void arm(struct tl_media_worker *w, int64_t at)
+{
+	struct itimerspec its = {{0, 0}, {0, 0}};
+
+	if (at == w->armed_ms)
+		return;
+	its.it_value.tv_sec = at / 1000;
+	its.it_value.tv_nsec = (at % 1000) * 1000000;
+	if (timerfd_settime(w->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		w->armed_ms = at;
+}
+
+void tl_playout_run(struct tl_media_worker *w)
+{
+	int64_t now = tl_media_now_ms();
+
+	if (now - w->wheel_ms > TL_WHEEL)
+		w->wheel_ms = now - TL_WHEEL; /* a long stall: every slot once */
+	while (w->wheel_ms < now) {
+		int slot = (int)(++w->wheel_ms & (TL_WHEEL - 1));
+		struct tl_media_stream *s = w->wheel[slot];
+		w->wheel[slot] = NULL;
+		w->wheel_bits[slot / 64] &= ~(1ull << (slot % 64));
+		while (s) {
+			struct tl_media_stream *next = s->wh_next;
+			s->wh_next = s->wh_prev = NULL;
+			s->wh_slot = -1;
+			if (s->tx_next > now)
+				wheel_link(w, s); /* a ptime longer than the wheel: not yet */
+			else
+				due(w, s, now);
+			s = next;
+		}
+	}
+	arm(w, next_due(w, now));
+}
