@@ -430,6 +430,24 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	}
 }
 
+/* Our own TLS context for new connections, the one SIGHUP replaces (tls_ctx.c). */
+static int start_tls(struct tl_sip *sip)
+{
+	char what[300];
+
+	if (tl_sip_tls_load(&sip->cfg->tls, what, sizeof(what)) < 0) {
+		tl_log_error(NULL, "sip.tls: %s", what);
+		return -EINVAL;
+	}
+	if (tl_sip_tls_captured() == 0)
+		tl_log_warn(NULL,
+		            "TLS: Sofia-SIP's TLS context not found: SIGHUP cannot reload "
+		            "certificates, and only the first certificate of the chain is sent");
+	else
+		tl_log_info(NULL, "TLS: new connections get %s", what);
+	return 0;
+}
+
 static int create_nua(struct tl_sip *sip)
 {
 	const struct tl_config *cfg = sip->cfg;
@@ -445,6 +463,7 @@ static int create_nua(struct tl_sip *sip)
 	if (tlsdir[0]) /* connection open/close lines name the peer of a failed handshake */
 		su_log_soft_set_level(tport_log, 5);
 	snprintf(ua, sizeof(ua), "%s", cfg->user_agent ? cfg->user_agent : "trunkline/" TL_VERSION);
+	tl_sip_tls_capture(1); /* the TLS contexts Sofia makes now are its listeners' (tls_ctx.c) */
 	sip->nua = nua_create(
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
 	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
@@ -462,9 +481,12 @@ static int create_nua(struct tl_sip *sip)
 	    TAG_IF(tlsdir[0], TPTAG_TLS_VERIFY_POLICY(cfg->tls.verify_client ? TPTLS_VERIFY_IN
 	                                                                     : TPTLS_VERIFY_NONE)),
 	    TAG_END());
+	tl_sip_tls_capture(0);
 	/* Sofia read the files while binding: the private copy of the key goes now. */
 	if (tlsdir[0])
 		tl_sip_tls_dir_remove(tlsdir);
+	if (sip->nua && tlsdir[0] && start_tls(sip) < 0)
+		return -EINVAL;
 	if (!sip->nua) {
 		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
 		             n > 1 ? urls[1] : "");
@@ -657,6 +679,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 	tl_registrar_stop(sip);
 	if (sip->nua)
 		nua_destroy(sip->nua);
+	tl_sip_tls_release();
 	if (sip->drain_timer)
 		su_timer_destroy(sip->drain_timer);
 	if (sip->fd_timer)
