@@ -441,8 +441,9 @@ static int start_tls(struct tl_sip *sip)
 	}
 	if (tl_sip_tls_captured() == 0)
 		tl_log_warn(NULL,
-		            "TLS: Sofia-SIP's TLS context not found: SIGHUP cannot reload "
-		            "certificates, and only the first certificate of the chain is sent");
+		            "TLS: not every Sofia-SIP TLS context was found: SIGHUP may not reload "
+		            "certificates everywhere, and only the first certificate of the chain "
+		            "may be sent");
 	else
 		tl_log_info(NULL, "TLS: new connections get %s", what);
 	return 0;
@@ -451,8 +452,9 @@ static int start_tls(struct tl_sip *sip)
 static int create_nua(struct tl_sip *sip)
 {
 	const struct tl_config *cfg = sip->cfg;
-	char urls[2][TL_CONFIG_URL_MAX], ua[128], why[200], tlsdir[256] = "";
+	char urls[TL_CONFIG_MAX_LISTEN][TL_CONFIG_URL_MAX], ua[128], why[200], tlsdir[256] = "";
 	int n = tl_config_listen_urls(cfg, urls, why, sizeof(why));
+	const char *failed;
 
 	if (n <= 0) {
 		tl_log_error(NULL, "listen: %s", n < 0 ? why : "nothing to listen on");
@@ -464,6 +466,8 @@ static int create_nua(struct tl_sip *sip)
 		su_log_soft_set_level(tport_log, 5);
 	snprintf(ua, sizeof(ua), "%s", cfg->user_agent ? cfg->user_agent : "trunkline/" TL_VERSION);
 	tl_sip_tls_capture(1); /* the TLS contexts Sofia makes now are its listeners' (tls_ctx.c) */
+	/* nua binds urls[0] and urls[1]; listen.c the rest */
+	tl_sip_listen_arm(urls[n > 1 ? 1 : 0], (const char(*)[TL_CONFIG_URL_MAX])urls + 2, n - 2);
 	sip->nua = nua_create(
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
 	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
@@ -482,14 +486,15 @@ static int create_nua(struct tl_sip *sip)
 	                                                                     : TPTLS_VERIFY_NONE)),
 	    TAG_END());
 	tl_sip_tls_capture(0);
+	failed = tl_sip_listen_disarm();
 	/* Sofia read the files while binding: the private copy of the key goes now. */
 	if (tlsdir[0])
 		tl_sip_tls_dir_remove(tlsdir);
 	if (sip->nua && tlsdir[0] && start_tls(sip) < 0)
 		return -EINVAL;
 	if (!sip->nua) {
-		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
-		             n > 1 ? urls[1] : "");
+		tl_log_error(NULL, "cannot listen on %s%s%s", failed ? failed : urls[0],
+		             !failed && n > 1 ? " and " : "", !failed && n > 1 ? urls[1] : "");
 		return -EADDRINUSE;
 	}
 	for (int i = 0; i < n; i++)

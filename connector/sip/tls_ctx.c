@@ -26,8 +26,6 @@
 
 #include "trunkline/log.h"
 
-/* Sofia's TLS listeners (one context each, IPv4 and IPv6 apart) and its client side. */
-#define TLS_CTX_MAX 16
 /* Sofia-SIP 1.12.11's cipher list (tls_set_default in tport_tls.c), kept for our contexts. */
 #define TLS_CTX_CIPHERS "ALL:!ADH:!LOW:!EXP:!MD5:@STRENGTH"
 
@@ -38,8 +36,10 @@ static ctx_new_fn real_ctx_new;
 static ssl_new_fn real_ssl_new;
 /* The SIP thread writes under the lock; lws's thread makes SSL objects too, so reads lock. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static SSL_CTX *sofia_ctx[TLS_CTX_MAX]; /* one reference each, dropped at release */
-static size_t n_sofia;
+/* Sofia's: one per TLS listener socket (a wildcard host makes one per address). One reference
+ * each, dropped at release. */
+static SSL_CTX **sofia_ctx;
+static size_t n_sofia, cap_sofia, missed;
 static SSL_CTX *current; /* one reference; NULL until the first load */
 static unsigned char current_sum[SHA256_DIGEST_LENGTH]; /* of the files it was built from */
 static _Thread_local int capturing;
@@ -68,8 +68,17 @@ SSL_CTX *SSL_CTX_new(const SSL_METHOD *method)
 	if (!ctx || !capturing)
 		return ctx;
 	pthread_mutex_lock(&lock);
-	if (n_sofia < TLS_CTX_MAX && SSL_CTX_up_ref(ctx))
+	if (n_sofia == cap_sofia) {
+		size_t cap = cap_sofia ? cap_sofia * 2 : 8;
+		SSL_CTX **a = realloc(sofia_ctx, cap * sizeof(*a));
+		if (a)
+			sofia_ctx = a, cap_sofia = cap;
+	}
+	/* Out of memory: that listener keeps the certificate of the start (start_tls warns). */
+	if (n_sofia < cap_sofia && SSL_CTX_up_ref(ctx))
 		sofia_ctx[n_sofia++] = ctx;
+	else
+		missed++;
 	pthread_mutex_unlock(&lock);
 	return ctx;
 }
@@ -111,7 +120,7 @@ size_t tl_sip_tls_captured(void)
 	size_t n;
 
 	pthread_mutex_lock(&lock);
-	n = n_sofia;
+	n = missed ? 0 : n_sofia;
 	pthread_mutex_unlock(&lock);
 	return n;
 }
@@ -250,7 +259,9 @@ void tl_sip_tls_release(void)
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < n_sofia; i++)
 		SSL_CTX_free(sofia_ctx[i]);
-	n_sofia = 0;
+	free(sofia_ctx);
+	sofia_ctx = NULL;
+	n_sofia = cap_sofia = missed = 0;
 	SSL_CTX_free(current);
 	current = NULL;
 	pthread_mutex_unlock(&lock);
