@@ -1,6 +1,7 @@
 """More listen groups than Sofia's nua binds itself (two): UDP+TCP and TLS on 127.0.0.1 and on
 ::1, four host:port groups, each on its own port. OPTIONS over UDP on IPv4 and TCP on IPv6, and
-a call over TLS on each family, are answered; the calls' Contact carries transport=tls. Overlaps
+calls over TLS and UDP on each family, are answered; each call's Contact leads back to the
+listener it came to (transport=tls over TLS). Overlaps
 a wildcard would bind twice are refused by --check-config and start-up alike."""
 import os
 import re
@@ -45,20 +46,24 @@ def options(port, transport, host, ctx=None):
         p.close()
 
 
-def tls_call(tl, port, host):
-    p = Peer(port, "tls", host=host, ssl_ctx=client_ctx())
+def call(tl, port, transport, host):
+    """A call over transport to host:port; our Contact must lead back to that listener."""
+    p = Peer(port, transport, host=host, ssl_ctx=client_ctx() if transport == "tls" else None)
+    scheme = "sips" if transport == "tls" else "sip"
     try:
-        p.request("INVITE", ruri=f"sips:400@{p.remote_hostport}", body=sdp(40000))
+        p.request("INVITE", ruri=f"{scheme}:400@{p.remote_hostport}", body=sdp(40000))
         ok = p.final(8, "INVITE")
-        assert ok and ok.status == 200, f"INVITE over TLS to {host}: {ok}\n" + tl.log()[-3000:]
+        assert ok and ok.status == 200, f"INVITE over {transport} to {host}: {ok}\n" + \
+            tl.log()[-3000:]
         p.in_dialog("ACK", ok, 1)
         contact = ok.get("Contact", "")
-        print(f"     TLS {host}: Contact {contact}", flush=True)
-        assert "transport=tls" in contact, f"Contact {contact!r}"
-        assert p.remote_hostport in contact, f"Contact {contact!r} is not {p.remote_hostport}"
+        print(f"     {transport} {host}: Contact {contact}", flush=True)
+        want = f"<{scheme}:{p.remote_hostport}" + (";transport=tls>" if transport == "tls"
+                                                   else ">")
+        assert contact == want, f"Contact {contact!r}, wanted {want!r}"
         p.in_dialog("BYE", ok, 2)
         bye = p.final(5, "BYE")
-        assert bye and bye.status == 200, f"BYE over TLS to {host}: {bye}"
+        assert bye and bye.status == 200, f"BYE over {transport} to {host}: {bye}"
     finally:
         p.close()
 
@@ -75,9 +80,12 @@ def test_four_listen_groups(binary):
         assert options(ports["tcp6"], "tcp", "::1") == 200
         assert options(ports["tcp6"], "udp", "::1") == 200
         assert options(ports["tls6"], "tls", "::1", client_ctx()) == 200
-        tls_call(tl, ports["tls4"], "127.0.0.1")
-        tls_call(tl, ports["tls6"], "::1")
-        tl.wait_log("call ended", count=2)
+        call(tl, ports["tls4"], "tls", "127.0.0.1")
+        call(tl, ports["tls6"], "tls", "::1")
+        # UDP: Sofia's own Contact named the TLS listener (sips:) here.
+        call(tl, ports["udp4"], "udp", "127.0.0.1")
+        call(tl, ports["tcp6"], "udp", "::1")
+        tl.wait_log("call ended", count=4)
     finally:
         assert tl.stop() == 0
         tl.check_clean()
