@@ -119,5 +119,24 @@ def test_overlaps_refused(binary):
     assert r.returncode == 0, r.stderr
 
 
+def test_per_listener_allow_sources_by_address(binary):
+    """Two UDP listeners on one port, 127.0.0.1 closed to us and ::1 open: each request meets
+    its own listener's allow_sources (gate.c without a reply, access.c with 403)."""
+    for silent in (True, False):
+        p = free_port()
+        listen = [{"address": f"udp:127.0.0.1:{p}", "allow_sources": ["192.0.2.0/24"]},
+                  {"address": f"udp:[::1]:{p}", "allow_sources": ["::1/128"]}]
+        tl = Trunkline(binary, sip={"listen": listen, "silent_reject": silent}, rules=RULES)
+        tl.start()
+        try:
+            assert options(p, "udp", "::1") == 200, f"::1 (silent_reject {silent})"
+            assert options(p, "udp", "127.0.0.1") == (None if silent else 403), \
+                f"127.0.0.1 (silent_reject {silent})"
+        finally:
+            assert tl.stop() == 0
+            tl.check_clean()
+
+
 if __name__ == "__main__":
-    run([test_four_listen_groups, test_overlaps_refused])
+    run([test_four_listen_groups, test_overlaps_refused,
+         test_per_listener_allow_sources_by_address])
