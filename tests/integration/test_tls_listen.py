@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Trunkline, free_port, run  # noqa: E402
 from rawsip import Peer  # noqa: E402
 from test_tls import RULES, certs, client_ctx, sdp, tls_sip  # noqa: E402
+from test_tls_reload import der, live_files, replace, sighup  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -22,7 +23,8 @@ def start_four(binary):
                                   "fast_unwind_on_malloc=0")
     c = certs()
     pem, key = c.server("dual", "localhost")  # valid for 127.0.0.1 and ::1
-    tls = dict(tls_sip(c), certificate=pem, private_key=key)
+    live = live_files({"certificate": pem, "private_key": key})
+    tls = dict(tls_sip(c), **live)
     p4, t4 = free_port(), free_port()
     p6, t6 = free_port(host="::1"), free_port(host="::1")
     listen = [f"udp:127.0.0.1:{p4}", f"tcp:127.0.0.1:{p4}", f"udp:[::1]:{p6}",
@@ -33,6 +35,7 @@ def start_four(binary):
     assert r.returncode == 0, f"--check-config refuses {listen}: {r.stderr}"
     tl.start()
     tl.ports = {"udp4": p4, "tcp6": p6, "tls4": t4, "tls6": t6}
+    tl.live = live
     return tl
 
 
@@ -86,6 +89,16 @@ def test_four_listen_groups(binary):
         call(tl, ports["udp4"], "udp", "127.0.0.1")
         call(tl, ports["tcp6"], "udp", "::1")
         tl.wait_log("call ended", count=4)
+        # SIGHUP reaches the TLS listeners nua does not bind itself too.
+        pem, key = certs().server("renewed", "renewed.localhost")
+        replace(tl.live["private_key"], key)
+        replace(tl.live["certificate"], pem)
+        sighup(tl, 1)
+        for port, host in ((ports["tls4"], "127.0.0.1"), (ports["tls6"], "::1")):
+            p = Peer(port, "tls", host=host, ssl_ctx=client_ctx())
+            served = p.sock.getpeercert(binary_form=True)
+            p.close()
+            assert served == der(pem), f"TLS {host} after SIGHUP: not the renewed certificate"
     finally:
         assert tl.stop() == 0
         tl.check_clean()
