@@ -1,6 +1,7 @@
 /* sip.tls and the listen URLs: the part of config validation that start-up would otherwise
  * discover later (TLS files, what Sofia can bind), so --check-config refuses the same.
  * The certificate checks use OpenSSL; nothing here keeps a TLS context. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,14 @@ static int is_wild(const char *host)
 	return strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
 }
 
+static int is_literal(const char *host)
+{
+	unsigned char a[16];
+
+	return strcmp(host, "*") == 0 || inet_pton(AF_INET, host, a) == 1 ||
+	       inet_pton(AF_INET6, host, a) == 1;
+}
+
 /* Sofia binds a wildcard host on every address of its family, one socket each: a specific
  * host of that family on the same port and socket type is then bound twice. */
 static int overlap(const struct listen_group *a, const struct listen_group *b, char *why,
@@ -81,6 +90,9 @@ static int overlap(const struct listen_group *a, const struct listen_group *b, c
 	int udp = strstr(a->tps, "udp") && strstr(b->tps, "udp");
 	int stream = (strstr(a->tps, "tcp") || a->tls) && (strstr(b->tps, "tcp") || b->tls);
 
+	/* A host name's addresses are Sofia's to resolve: not judged here. */
+	if (!is_literal(a->host) || !is_literal(b->host))
+		return 0;
 	if (a->port != b->port || !(is_wild(a->host) || is_wild(b->host)) ||
 	    (fa && fb && fa != fb) || (!udp && !stream))
 		return 0;

@@ -269,7 +269,8 @@ int close(int fd)
 }
 
 /* How well listen entry l's host names the local address ss: 3 the same address, 2 a wildcard
- * of its family, 1 a wildcard of the other ("0.0.0.0" and "::" together bind both), 0 not. */
+ * of its family, 1 a wildcard of the other ("0.0.0.0" and "::" together bind both) or a host
+ * name, 0 not. */
 static int host_fit(const struct tl_listen *l, const struct sockaddr_storage *ss)
 {
 	int v6 = ss->ss_family == AF_INET6;
@@ -278,7 +279,8 @@ static int host_fit(const struct tl_listen *l, const struct sockaddr_storage *ss
 	if (strcmp(l->host, "0.0.0.0") == 0 || strcmp(l->host, "::") == 0)
 		return (strchr(l->host, ':') != NULL) == v6 ? 2 : 1;
 	if (inet_pton(v6 ? AF_INET6 : AF_INET, l->host, a) != 1)
-		return 0;
+		/* a name (resolved by Sofia) may be this address; another family's is not */
+		return inet_pton(v6 ? AF_INET : AF_INET6, l->host, a) == 1 ? 0 : 1;
 	return memcmp(a,
 	              v6 ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
 	                 : (const void *)&((const struct sockaddr_in *)ss)->sin_addr,
