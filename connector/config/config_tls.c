@@ -1,6 +1,7 @@
 /* sip.tls and the listen URLs: the part of config validation that start-up would otherwise
- * discover later (TLS files, what Sofia's nua can bind), so --check-config refuses the same.
+ * discover later (TLS files, what Sofia can bind), so --check-config refuses the same.
  * The certificate checks use OpenSSL; nothing here keeps a TLS context. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,47 +62,92 @@ static size_t group_listen(const struct tl_config *cfg, struct listen_group *g)
 	return n;
 }
 
-int tl_config_listen_urls(const struct tl_config *cfg, char urls[2][TL_CONFIG_URL_MAX], char *why,
+/* 0 for "*" (both), 4 or 6. */
+static int family_of(const char *host)
+{
+	return strcmp(host, "*") == 0 ? 0 : strchr(host, ':') ? 6 : 4;
+}
+
+static int is_wild(const char *host)
+{
+	return strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+}
+
+static int is_literal(const char *host)
+{
+	unsigned char a[16];
+
+	return strcmp(host, "*") == 0 || inet_pton(AF_INET, host, a) == 1 ||
+	       inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* Sofia binds a wildcard host on every address of its family, one socket each: a specific
+ * host of that family on the same port and socket type is then bound twice. */
+static int overlap(const struct listen_group *a, const struct listen_group *b, char *why,
+                   size_t size)
+{
+	int fa = family_of(a->host), fb = family_of(b->host);
+	int udp = strstr(a->tps, "udp") && strstr(b->tps, "udp");
+	int stream = (strstr(a->tps, "tcp") || a->tls) && (strstr(b->tps, "tcp") || b->tls);
+
+	/* A host name's addresses are Sofia's to resolve: not judged here. */
+	if (!is_literal(a->host) || !is_literal(b->host))
+		return 0;
+	if (a->port != b->port || !(is_wild(a->host) || is_wild(b->host)) ||
+	    (fa && fb && fa != fb) || (!udp && !stream))
+		return 0;
+	snprintf(why, size,
+	         "listen %s and %s on port %u overlap (a wildcard binds every address of its "
+	         "family)",
+	         a->host, b->host, a->port);
+	return 1;
+}
+
+int tl_config_listen_urls(const struct tl_config *cfg, char urls[][TL_CONFIG_URL_MAX], char *why,
                           size_t why_size)
 {
 	struct listen_group g[TL_CONFIG_MAX_LISTEN];
-	size_t n = group_listen(cfg, g);
+	size_t n = group_listen(cfg, g), order[TL_CONFIG_MAX_LISTEN], k = 0, plain = n, tls = n;
 
-	if (n > 2) {
-		snprintf(why, why_size,
-		         "%zu distinct listen host:port pairs; Sofia-SIP binds at most two "
-		         "(e.g. udp+tcp on *:5060 and tls on *:5061; 0.0.0.0 and :: on one port "
-		         "count as one)",
-		         n);
-		return -EINVAL;
-	}
 	for (size_t j = 0; j < n; j++) {
-		int v6 = strchr(g[j].host, ':') != NULL;
-		/* "udp,tcp" is left out rather than written: Sofia 1.12.11 splits a transport list
-		 * into a stack array it reads after return (fixed upstream later), and with no
-		 * transport parameter it binds UDP and TCP anyway. */
-		int both = strchr(g[j].tps, ',') != NULL;
-
 		if (g[j].tls && g[j].plain) {
 			snprintf(why, why_size, "listen port %u cannot carry both TLS and %s",
 			         g[j].port, strstr(g[j].tps, "udp") ? "UDP" : "TCP");
 			return -EINVAL;
 		}
-		if (g[j].tls)
-			snprintf(urls[j], TL_CONFIG_URL_MAX, "sips:%s%s%s:%u", v6 ? "[" : "",
-			         g[j].host, v6 ? "]" : "", g[j].port);
+		for (size_t i = 0; i < j; i++)
+			if (overlap(&g[i], &g[j], why, why_size))
+				return -EINVAL;
+	}
+	/* nua binds the first plain group (NUTAG_URL, first: it wants it so) and the first TLS
+	 * one (NUTAG_SIPS_URL); the rest are added to its agent while it starts (listen.c). */
+	for (size_t j = 0; j < n; j++)
+		if (g[j].tls ? tls == n : plain == n)
+			*(g[j].tls ? &tls : &plain) = j;
+	if (plain < n)
+		order[k++] = plain;
+	if (tls < n)
+		order[k++] = tls;
+	for (size_t j = 0; j < n; j++)
+		if (j != plain && j != tls)
+			order[k++] = j;
+	for (size_t i = 0; i < k; i++) {
+		const struct listen_group *x = &g[order[i]];
+		int v6 = strchr(x->host, ':') != NULL;
+		/* "udp,tcp" is left out rather than written: Sofia 1.12.11 splits a transport list
+		 * into a stack array it reads after return (fixed upstream later), and with no
+		 * transport parameter it binds UDP and TCP anyway. */
+		int both = strchr(x->tps, ',') != NULL;
+
+		if (x->tls)
+			snprintf(urls[i], TL_CONFIG_URL_MAX, "sips:%s%s%s:%u", v6 ? "[" : "",
+			         x->host, v6 ? "]" : "", x->port);
 		else
-			snprintf(urls[j], TL_CONFIG_URL_MAX, "sip:%s%s%s:%u%s%s", v6 ? "[" : "",
-			         g[j].host, v6 ? "]" : "", g[j].port,
-			         both ? "" : ";transport=", both ? "" : g[j].tps);
+			snprintf(urls[i], TL_CONFIG_URL_MAX, "sip:%s%s%s:%u%s%s", v6 ? "[" : "",
+			         x->host, v6 ? "]" : "", x->port,
+			         both ? "" : ";transport=", both ? "" : x->tps);
 	}
-	if (n == 2 && g[0].tls && !g[1].tls) { /* nua wants the plain URL first */
-		char t[TL_CONFIG_URL_MAX];
-		memcpy(t, urls[0], sizeof(t));
-		memcpy(urls[0], urls[1], sizeof(t));
-		memcpy(urls[1], t, sizeof(t));
-	}
-	return (int)n;
+	return (int)k;
 }
 
 static const char *ssl_reason(void)
@@ -274,7 +320,7 @@ static int load_tls(const struct tl_config_doc *doc, struct tl_config *cfg, json
 int tl_config_load_transport(const struct tl_config_doc *doc, struct tl_config *cfg, json_t *sip)
 {
 	json_t *tls = sip ? json_object_get(sip, "tls") : NULL;
-	char urls[2][TL_CONFIG_URL_MAX], why[200];
+	char urls[TL_CONFIG_MAX_LISTEN][TL_CONFIG_URL_MAX], why[200];
 	int has_tls = 0, rc;
 
 	if (tls && (rc = load_tls(doc, cfg, tls)) < 0)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -53,26 +54,43 @@ const struct sockaddr *tl_access_source(struct tl_sip *sip)
 	return ai && ai->ai_addr && ai->ai_addrlen ? ai->ai_addr : NULL;
 }
 
+/* 2 when listen host h is the Request-URI host u ("[::1]" or "::1"), 1 when h is a wildcard. */
+static int host_fit(const char *h, const char *u)
+{
+	size_t n = u ? strlen(u) : 0;
+
+	if (strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0)
+		return 1;
+	if (n > 2 && u[0] == '[')
+		return strlen(h) == n - 2 && strncasecmp(h, u + 1, n - 2) == 0 ? 2 : 0;
+	return u && strcasecmp(h, u) == 0 ? 2 : 0;
+}
+
 int tl_access_listener(const struct tl_config *cfg, const sip_t *req)
 {
 	const char *proto = req->sip_via ? req->sip_via->v_protocol : NULL;
 	const char *port = req->sip_request->rq_url->url_port;
+	const char *host = req->sip_request->rq_url->url_host;
 	enum tl_transport tp = TL_TRANSPORT_UDP;
-	int first = -1;
+	int first = -1, best = -1, fit = -1;
 
 	if (proto && su_casematch(proto, sip_transport_tcp))
 		tp = TL_TRANSPORT_TCP;
 	else if (proto && su_casematch(proto, sip_transport_tls))
 		tp = TL_TRANSPORT_TLS;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
+		int f;
 		if (cfg->listen[i].transport != tp)
 			continue;
 		if (first < 0)
 			first = (int)i;
-		if (port && atoi(port) == cfg->listen[i].port)
-			return (int)i;
+		/* the port first, then the host (one port may have listeners on several) */
+		f = port && atoi(port) == cfg->listen[i].port ? host_fit(cfg->listen[i].host, host)
+		                                              : -1;
+		if (f > fit)
+			best = (int)i, fit = f;
 	}
-	return first;
+	return best >= 0 ? best : first;
 }
 
 /* At most one log line every 10 s per reason. */

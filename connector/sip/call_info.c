@@ -82,9 +82,11 @@ void tl_call_pick_local_addr(struct tl_call *call, const sip_t *req)
 }
 
 /* Our Contact when Sofia's would be wrong. Sofia's carries no transport parameter when UDP and
- * TCP share a port (a PBX that reached us over TCP must keep using TCP), and on a wildcard
- * listener it names the host's first interface without a port: then the address and port the
- * PBX reached us on (its Request-URI) are what it can send ACK, BYE and re-INVITE to. */
+ * TCP share a port (a PBX that reached us over TCP must keep using TCP), on a wildcard listener
+ * it names the host's first interface without a port, and with several listeners it may name
+ * another one (a UDP call got the TLS listener's sips: Contact): then the address and port the
+ * PBX reached us on (its Request-URI) are what it can send ACK, BYE and re-INVITE to, or, over
+ * UDP to a listener of one address, that address. */
 static void set_contact(struct tl_call *call, const sip_t *req)
 {
 	const url_t *ru = req->sip_request->rq_url;
@@ -94,8 +96,10 @@ static void set_contact(struct tl_call *call, const sip_t *req)
 	                         : tcp          ? TL_TRANSPORT_TCP
 	                                        : TL_TRANSPORT_UDP;
 	const struct tl_config *cfg = call->sip->cfg;
+	const struct tl_listen *l = NULL;
+	const char *host = call->ruri_host;
 	char port[8] = "";
-	int wild = 0;
+	int v6, own;
 
 	if (cfg->public_address) { /* behind NAT: the advertised address, on the arrival transport
 		                    */
@@ -107,18 +111,22 @@ static void set_contact(struct tl_call *call, const sip_t *req)
 		return;
 	}
 	for (size_t i = 0; i < cfg->n_listen; i++)
-		if (cfg->listen[i].transport == want) {
-			wild = is_wildcard(cfg->listen[i].host);
-			snprintf(port, sizeof(port), "%u", cfg->listen[i].port);
-			break;
-		}
-	/* Over TCP and TLS, Sofia's own Contact has no transport parameter when UDP shares the
-	 * port: a PBX that reached us so must keep using it for the dialog. */
-	if (!call->ruri_host[0] || (want == TL_TRANSPORT_UDP && !wild))
+		if (cfg->listen[i].transport == want &&
+		    (!l || (ru->url_port && atoi(ru->url_port) == cfg->listen[i].port &&
+		            l->port != cfg->listen[i].port)))
+			l = &cfg->listen[i];
+	if (l)
+		snprintf(port, sizeof(port), "%u", l->port);
+	own = want == TL_TRANSPORT_UDP && l && !is_wildcard(l->host);
+	if (own)
+		host = l->host; /* the address of the listener itself */
+	if (!host[0])
 		return;
-	snprintf(call->contact, sizeof(call->contact), "<%s:%s:%s%s>",
-	         ru->url_type == url_sips ? "sips" : "sip", call->ruri_host,
-	         ru->url_port     ? ru->url_port
+	v6 = strchr(host, ':') && host[0] != '[';
+	snprintf(call->contact, sizeof(call->contact), "<%s:%s%s%s:%s%s>",
+	         ru->url_type == url_sips ? "sips" : "sip", v6 ? "[" : "", host, v6 ? "]" : "",
+	         own              ? port
+	         : ru->url_port   ? ru->url_port
 	         : port[0]        ? port
 	         : call->over_tls ? "5061"
 	                          : "5060",

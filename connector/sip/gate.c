@@ -268,19 +268,45 @@ int close(int fd)
 	return atomic_load_explicit(&real_close, memory_order_relaxed)(fd);
 }
 
+/* How well listen entry l's host names the local address ss: 3 the same address, 2 a wildcard
+ * of its family, 1 a wildcard of the other ("0.0.0.0" and "::" together bind both) or a host
+ * name, 0 not. */
+static int host_fit(const struct tl_listen *l, const struct sockaddr_storage *ss)
+{
+	int v6 = ss->ss_family == AF_INET6;
+	unsigned char a[16];
+
+	if (strcmp(l->host, "0.0.0.0") == 0 || strcmp(l->host, "::") == 0)
+		return (strchr(l->host, ':') != NULL) == v6 ? 2 : 1;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, l->host, a) != 1)
+		/* a name (resolved by Sofia) may be this address; another family's is not */
+		return inet_pton(v6 ? AF_INET : AF_INET6, l->host, a) == 1 ? 0 : 1;
+	return memcmp(a,
+	              v6 ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+	                 : (const void *)&((const struct sockaddr_in *)ss)->sin_addr,
+	              v6 ? 16 : 4) == 0
+	           ? 3
+	           : 0;
+}
+
 /* The listen entry a local socket address belongs to, or -1. */
 static int listener_of(const struct tl_config *cfg, const struct sockaddr_storage *ss, int type)
 {
 	uint16_t port =
 	    ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
 	                                   : ((const struct sockaddr_in6 *)ss)->sin6_port);
+	int best = -1, fit = 0;
 
 	for (size_t i = 0; i < cfg->n_listen; i++) {
 		const struct tl_listen *l = &cfg->listen[i];
-		if (l->port == port && (type == SOCK_DGRAM) == (l->transport == TL_TRANSPORT_UDP))
-			return (int)i;
+		int f =
+		    l->port == port && (type == SOCK_DGRAM) == (l->transport == TL_TRANSPORT_UDP)
+		        ? host_fit(l, ss)
+		        : 0;
+		if (f > fit)
+			best = (int)i, fit = f;
 	}
-	return -1;
+	return best;
 }
 
 int tl_gate_start(const struct tl_config *cfg, struct tl_sip *sip)

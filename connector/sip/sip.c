@@ -430,11 +430,31 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	}
 }
 
+/* Our own TLS context for new connections, the one SIGHUP replaces (tls_ctx.c). */
+static int start_tls(struct tl_sip *sip)
+{
+	char what[300];
+
+	if (tl_sip_tls_load(&sip->cfg->tls, what, sizeof(what)) < 0) {
+		tl_log_error(NULL, "sip.tls: %s", what);
+		return -EINVAL;
+	}
+	if (tl_sip_tls_captured() == 0)
+		tl_log_warn(NULL,
+		            "TLS: not every Sofia-SIP TLS context was found: SIGHUP may not reload "
+		            "certificates everywhere, and only the first certificate of the chain "
+		            "may be sent");
+	else
+		tl_log_info(NULL, "TLS: new connections get %s", what);
+	return 0;
+}
+
 static int create_nua(struct tl_sip *sip)
 {
 	const struct tl_config *cfg = sip->cfg;
-	char urls[2][TL_CONFIG_URL_MAX], ua[128], why[200], tlsdir[256] = "";
+	char urls[TL_CONFIG_MAX_LISTEN][TL_CONFIG_URL_MAX], ua[128], why[200], tlsdir[256] = "";
 	int n = tl_config_listen_urls(cfg, urls, why, sizeof(why));
+	const char *failed;
 
 	if (n <= 0) {
 		tl_log_error(NULL, "listen: %s", n < 0 ? why : "nothing to listen on");
@@ -445,6 +465,9 @@ static int create_nua(struct tl_sip *sip)
 	if (tlsdir[0]) /* connection open/close lines name the peer of a failed handshake */
 		su_log_soft_set_level(tport_log, 5);
 	snprintf(ua, sizeof(ua), "%s", cfg->user_agent ? cfg->user_agent : "trunkline/" TL_VERSION);
+	tl_sip_tls_capture(1); /* the TLS contexts Sofia makes now are its listeners' (tls_ctx.c) */
+	/* nua binds urls[0] and urls[1]; listen.c the rest */
+	tl_sip_listen_arm(urls[n > 1 ? 1 : 0], (const char(*)[TL_CONFIG_URL_MAX])urls + 2, n - 2);
 	sip->nua = nua_create(
 	    sip->root, on_nua_event, sip, NUTAG_URL(urls[0]),
 	    TAG_IF(n > 1, NUTAG_SIPS_URL(urls[1])), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0),
@@ -462,12 +485,16 @@ static int create_nua(struct tl_sip *sip)
 	    TAG_IF(tlsdir[0], TPTAG_TLS_VERIFY_POLICY(cfg->tls.verify_client ? TPTLS_VERIFY_IN
 	                                                                     : TPTLS_VERIFY_NONE)),
 	    TAG_END());
+	tl_sip_tls_capture(0);
+	failed = tl_sip_listen_disarm();
 	/* Sofia read the files while binding: the private copy of the key goes now. */
 	if (tlsdir[0])
 		tl_sip_tls_dir_remove(tlsdir);
+	if (sip->nua && tlsdir[0] && start_tls(sip) < 0)
+		return -EINVAL;
 	if (!sip->nua) {
-		tl_log_error(NULL, "cannot listen on %s%s%s", urls[0], n > 1 ? " and " : "",
-		             n > 1 ? urls[1] : "");
+		tl_log_error(NULL, "cannot listen on %s%s%s", failed ? failed : urls[0],
+		             !failed && n > 1 ? " and " : "", !failed && n > 1 ? urls[1] : "");
 		return -EADDRINUSE;
 	}
 	for (int i = 0; i < n; i++)
@@ -663,6 +690,7 @@ void tl_sip_destroy(struct tl_sip *sip)
 	tl_registrar_stop(sip);
 	if (sip->nua)
 		nua_destroy(sip->nua);
+	tl_sip_tls_release();
 	if (sip->drain_timer)
 		su_timer_destroy(sip->drain_timer);
 	if (sip->fd_timer)

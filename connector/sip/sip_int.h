@@ -292,9 +292,27 @@ void tl_sip_tls_dir_remove(const char *dir);
 /* A Sofia log line about a failed TLS handshake becomes one warning with the peer address and
  * the reason; returns 1 when line was one of those. */
 int tl_sip_tls_log(const char *line);
-/* SIGHUP: checks cfg's TLS files again and says what happens to them (Sofia-SIP 1.12 cannot
- * swap a listening TLS context: the files are read again at the next start). */
+/* SIGHUP: loads cfg's TLS files again for new TLS connections (tl_sip_tls_load) and logs the
+ * outcome; a bad file keeps the certificate in use. */
 void tl_sip_tls_recheck(const struct tl_config *cfg);
+
+/* tls_ctx.c: what new SIP TLS connections use. While capture is on (this thread only), every
+ * SSL_CTX made is taken to be one of Sofia's listeners'; each new connection on those gets
+ * the context tl_sip_tls_load built last. */
+void tl_sip_tls_capture(int on);
+size_t tl_sip_tls_captured(void); /* how many of Sofia's contexts were seen; 0: not all */
+/* Builds a context from tls's files and makes it the one new connections use: 0, or 1 when the
+ * files are the same as last time (nothing changes); what gets the certificate's subject,
+ * serial and expiry. -EINVAL with "path: reason" in what: the context in use stays. */
+int tl_sip_tls_load(const struct tl_tls_config *tls, char *what, size_t size);
+/* Drops every reference kept here (after nua_destroy). */
+void tl_sip_tls_release(void);
+
+/* listen.c: while armed (this thread), right after nua binds the URL after, the n URLs of urls
+ * (borrowed until disarm) are bound on nua's agent too. disarm returns the one that could not
+ * be bound, or NULL. */
+void tl_sip_listen_arm(const char *after, const char (*urls)[TL_CONFIG_URL_MAX], int n);
+const char *tl_sip_listen_disarm(void);
 
 /* sip.c, test seam only (tests/unit/test_call.c): one su_root_step of at most ms on the
  * calling thread, which must be the thread that created the endpoint. */

@@ -1,6 +1,6 @@
-/* SIP over TLS glue for Sofia-SIP 1.12: the certificate directory its TLS transport reads, and
- * turning its handshake-failure debug output into one warning line. The files themselves are
- * validated by the config loader (config_tls.c). */
+/* SIP over TLS glue for Sofia-SIP 1.12: the certificate directory its TLS transport reads,
+ * turning its handshake-failure debug output into one warning line, and SIGHUP's reload line
+ * (tls_ctx.c swaps the context). The files are validated by the config loader (config_tls.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -137,16 +137,21 @@ int tl_sip_tls_log(const char *line)
 
 void tl_sip_tls_recheck(const struct tl_config *cfg)
 {
-	char why[300];
+	char what[300];
+	int rc;
 
 	if (!cfg->tls.certificate)
 		return;
-	if (tl_config_tls_check(&cfg->tls, why, sizeof(why)) < 0)
-		tl_log_warn(NULL, "SIGHUP: sip.tls: %s; TLS keeps the certificate loaded at start",
-		            why);
-	else
+	rc = tl_sip_tls_load(&cfg->tls, what, sizeof(what));
+	if (rc < 0)
 		tl_log_warn(NULL,
-		            "SIGHUP: sip.tls files are valid, but Sofia-SIP 1.12 cannot reload "
-		            "a listening TLS context: a changed certificate takes effect at the "
-		            "next restart (calls in progress are not affected)");
+		            "SIGHUP: sip.tls: %s; new TLS connections keep the certificate in use",
+		            what);
+	else if (rc == 1)
+		tl_log_info(NULL, "SIGHUP: sip.tls unchanged (%s)", what);
+	else
+		tl_log_info(NULL,
+		            "SIGHUP: sip.tls reloaded: new TLS connections get %s; connections up "
+		            "keep theirs",
+		            what);
 }

@@ -137,12 +137,14 @@ struct tl_config {
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err);
 void tl_config_destroy(struct tl_config *cfg);
 
-/* Sofia's nua binds at most two listen URLs (NUTAG_URL, NUTAG_SIPS_URL): the listen entries
- * grouped by host:port ("0.0.0.0" and "::" on one port make "*", both families), a TLS group
- * as "sips:host:port". Fills urls and returns their count (1 or 2), or -EINVAL with the reason
- * in why. The loader refuses what this refuses, so --check-config and start-up agree. */
+/* The listen entries grouped by host:port into Sofia URLs ("0.0.0.0" and "::" on one port make
+ * "*", both families; a TLS group is "sips:host:port"): the first plain group first, then the
+ * first TLS one (the two nua binds itself), then the rest. Fills urls (TL_CONFIG_MAX_LISTEN of
+ * them) and returns their count, or -EINVAL with the reason in why (TLS and UDP/TCP on one
+ * port; a wildcard and an address of its family on one port). The loader refuses what this
+ * refuses, so --check-config and start-up agree. */
 #define TL_CONFIG_URL_MAX 192
-int tl_config_listen_urls(const struct tl_config *cfg, char urls[2][TL_CONFIG_URL_MAX], char *why,
+int tl_config_listen_urls(const struct tl_config *cfg, char urls[][TL_CONFIG_URL_MAX], char *why,
                           size_t why_size);
 /* Checks the sip.tls files again (SIGHUP): 0, or -EINVAL with "path: reason" in why. */
 int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t why_size);

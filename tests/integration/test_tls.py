@@ -189,10 +189,9 @@ def test_check_config_refuses_what_start_up_refuses(binary):
         tls.update(change)
         tls = {k: v for k, v in tls.items() if v is not None}
         check_both(binary, {"tls": tls, "listen": ["tls:127.0.0.1:5061"]}, want)
-    # Three host:port pairs, and tls: without sip.tls.
-    check_both(binary, {"listen": ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5070",
-                                   "tls:127.0.0.1:5061"], "tls": tls_sip(c)},
-               "3 distinct listen host:port pairs")
+    # TLS and TCP on one port, and tls: without sip.tls (test_tls_listen: overlaps).
+    check_both(binary, {"listen": ["tcp:127.0.0.1:5060", "tls:127.0.0.1:5060"],
+                        "tls": tls_sip(c)}, "cannot carry both TLS and TCP")
     check_both(binary, {"listen": ["tls:127.0.0.1:5061"]}, "a tls: listener needs")
     # UDP+TCP+TLS on the usual ports, IPv4 and IPv6 together, is accepted.
     tl = Trunkline(binary, sip={"tls": tls_sip(c), "listen": [

@@ -68,3 +68,22 @@ class Certs:
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def intermediate(self, name, ca="ca"):
+        """An intermediate CA (name.pem, name.key) signed by ca."""
+        if not os.path.exists(self.path(name + ".pem")):
+            _key_csr(self.dir, name, f"{name} intermediate CA")
+            with open(self.path(name + ".ext"), "w") as f:
+                f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n")
+            _ssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+                 "-out", f"{name}.pem", cwd=self.dir)
+        return self.path(name + ".pem")
+
+    def server(self, name, cn, ca="ca"):
+        """Another server certificate (name.pem, name.key) from ca, valid for 127.0.0.1 and
+        ::1: a renewed certificate for the reload tests, or one for IPv6 listeners."""
+        if not os.path.exists(self.path(name + ".pem")):
+            _key_csr(self.dir, name, cn, "DNS:localhost,IP:127.0.0.1,IP:::1")
+            _sign(self.dir, ca, name)
+        return self.path(name + ".pem"), self.path(name + ".key")

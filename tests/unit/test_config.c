@@ -521,6 +521,55 @@ static void test_transfer_ringback(void)
 	           "config.json", 1, 54, "\"transfer_ringback\" must be");
 }
 
+static int listen_urls(const char *const *spec, size_t n, char urls[][TL_CONFIG_URL_MAX], char *why)
+{
+	static struct tl_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	for (size_t i = 0; i < n; i++) {
+		struct tl_listen *l = &cfg.listen[i];
+		char tp[4];
+		unsigned port;
+		sscanf(spec[i], "%3[a-z] %63s %u", tp, l->host, &port);
+		l->transport = strcmp(tp, "tls") == 0   ? TL_TRANSPORT_TLS
+		               : strcmp(tp, "tcp") == 0 ? TL_TRANSPORT_TCP
+		                                        : TL_TRANSPORT_UDP;
+		l->port = (uint16_t)port;
+	}
+	cfg.n_listen = n;
+	return tl_config_listen_urls(&cfg, urls, why, 200);
+}
+
+/* Groups: the first plain one first, then the first TLS one (nua's two), then the rest. */
+static void test_listen_urls(void)
+{
+	static const char *const four[] = {"tls 127.0.0.1 5061", "udp ::1 5062",
+	                                   "udp 127.0.0.1 5060", "tcp 127.0.0.1 5060",
+	                                   "tls ::1 5063",       "tcp ::1 5062"};
+	static const char *const usual[] = {"udp 0.0.0.0 5060", "tcp 0.0.0.0 5060", "udp :: 5060",
+	                                    "tcp :: 5060",      "tls 0.0.0.0 5061", "tls :: 5061"};
+	static const char *const overlap[] = {"tcp 0.0.0.0 5060", "tls 127.0.0.1 5060"};
+	static const char *const other_family[] = {"udp 0.0.0.0 5060", "udp ::1 5060",
+	                                           "tcp sip.example.com 5060"};
+	static const char *const tls_udp[] = {"udp 10.0.0.1 5060", "tls 10.0.0.1 5060"};
+	char urls[TL_CONFIG_MAX_LISTEN][TL_CONFIG_URL_MAX], why[200];
+
+	TL_CHECK_INT(listen_urls(four, 6, urls, why), 4);
+	TL_CHECK_STR(urls[0], "sip:[::1]:5062");
+	TL_CHECK_STR(urls[1], "sips:127.0.0.1:5061");
+	TL_CHECK_STR(urls[2], "sip:127.0.0.1:5060");
+	TL_CHECK_STR(urls[3], "sips:[::1]:5063");
+	TL_CHECK_INT(listen_urls(usual, 6, urls, why), 2);
+	TL_CHECK_STR(urls[0], "sip:*:5060");
+	TL_CHECK_STR(urls[1], "sips:*:5061");
+	TL_CHECK_INT(listen_urls(overlap, 2, urls, why), -EINVAL);
+	TL_CHECK(strstr(why, "overlap") != NULL);
+	TL_CHECK_INT(listen_urls(other_family, 3, urls, why), 3);
+	TL_CHECK_STR(urls[2], "sip:sip.example.com:5060;transport=tcp");
+	TL_CHECK_INT(listen_urls(tls_udp, 2, urls, why), -EINVAL);
+	TL_CHECK(strstr(why, "cannot carry both TLS and UDP") != NULL);
+}
+
 int main(void)
 {
 	int rc;
@@ -540,6 +589,7 @@ int main(void)
 	TL_TEST_RUN(test_rules_load_errors);
 	TL_TEST_RUN(test_examples);
 	TL_TEST_RUN(test_transfer_ringback);
+	TL_TEST_RUN(test_listen_urls);
 	rc = TL_TEST_END();
 	tl_test_tmpdir_remove();
 	return rc;
