@@ -101,8 +101,8 @@ static void set_contact(struct tl_call *call, const sip_t *req)
 	char port[8] = "";
 	int v6, own;
 
-	if (cfg->public_address) { /* behind NAT: the advertised address, on the arrival transport
-		                    */
+	/* Behind NAT: the advertised address, on the transport the call came over. */
+	if (cfg->public_address) {
 		snprintf(call->contact, sizeof(call->contact), "<%s:trunkline@%s%s>",
 		         ru->url_type == url_sips ? "sips" : "sip", cfg->public_address,
 		         want == TL_TRANSPORT_TLS   ? ";transport=tls"
