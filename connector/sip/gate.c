@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "access_int.h"
+#include "sip_int.h"
 
 #include "trunkline/access.h"
 #include "trunkline/log.h"
@@ -50,7 +51,7 @@ struct gate_conn {
 static struct gate_conn *conns;
 static size_t n_conns, cap_conns;
 
-static void *next_sym(const char *name)
+void *tl_sip_next_sym(const char *name)
 {
 	void *p = dlsym(RTLD_NEXT, name);
 
@@ -63,9 +64,9 @@ static void *next_sym(const char *name)
 
 __attribute__((constructor)) static void gate_init(void)
 {
-	atomic_store(&real_recvmsg, (recvmsg_fn)next_sym("recvmsg"));
-	atomic_store(&real_accept, (accept_fn)next_sym("accept"));
-	atomic_store(&real_close, (close_fn)next_sym("close"));
+	atomic_store(&real_recvmsg, (recvmsg_fn)tl_sip_next_sym("recvmsg"));
+	atomic_store(&real_accept, (accept_fn)tl_sip_next_sym("accept"));
+	atomic_store(&real_close, (close_fn)tl_sip_next_sym("close"));
 }
 
 static unsigned kind_of(int fd)

@@ -6,7 +6,6 @@
  * directory, idle timeouts, TLS policy: everything given to nua_create) and their own
  * TPTAG_IDENT. That happens before nua makes a default Contact per transport of its agent, so
  * the extra listeners get theirs as nua's own do. Only while nua_create runs on this thread. */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +29,7 @@ static _Thread_local struct {
 
 __attribute__((constructor)) static void listen_init(void)
 {
-	real_add = (add_tport_fn)dlsym(RTLD_NEXT, "nta_agent_add_tport");
-	if (!real_add) {
-		fprintf(stderr, "trunkline: dlsym(nta_agent_add_tport) failed\n");
-		abort();
-	}
+	real_add = (add_tport_fn)tl_sip_next_sym("nta_agent_add_tport");
 }
 
 static int add_rest(nta_agent_t *agent, tagi_t const *tags)

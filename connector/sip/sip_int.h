@@ -318,4 +318,9 @@ const char *tl_sip_listen_disarm(void);
  * calling thread, which must be the thread that created the endpoint. */
 int tl_sip_step(struct tl_sip *sip, int ms);
 
+/* The next definition of name after ours (libc's, libssl's, Sofia's): gate.c, tls_ctx.c and
+ * listen.c interpose functions the Sofia library calls. Aborts when there is none (a broken
+ * install), at start-up, from their constructors. */
+void *tl_sip_next_sym(const char *name);
+
 #endif

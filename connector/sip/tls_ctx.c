@@ -8,7 +8,6 @@
  * at start and on SIGHUP. A connection keeps the certificate it was made with (OpenSSL copies
  * it into the SSL), so calls on it go on. Sofia's context still sets the verify mode, its
  * verify callback and the protocol versions, copied into each SSL at SSL_new. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,21 +43,10 @@ static SSL_CTX *current; /* one reference; NULL until the first load */
 static unsigned char current_sum[SHA256_DIGEST_LENGTH]; /* of the files it was built from */
 static _Thread_local int capturing;
 
-static void *next_sym(const char *name)
-{
-	void *p = dlsym(RTLD_NEXT, name);
-
-	if (!p) {
-		fprintf(stderr, "trunkline: dlsym(%s) failed\n", name);
-		abort();
-	}
-	return p;
-}
-
 __attribute__((constructor)) static void tls_ctx_init(void)
 {
-	real_ctx_new = (ctx_new_fn)next_sym("SSL_CTX_new");
-	real_ssl_new = (ssl_new_fn)next_sym("SSL_new");
+	real_ctx_new = (ctx_new_fn)tl_sip_next_sym("SSL_CTX_new");
+	real_ssl_new = (ssl_new_fn)tl_sip_next_sym("SSL_new");
 }
 
 SSL_CTX *SSL_CTX_new(const SSL_METHOD *method)
