@@ -64,16 +64,23 @@ void tl_playout_remove(struct tl_media_worker *w, struct tl_media_stream *s)
 }
 
 /* An agent that streams at about real time (neither a burst nor a pause in the window) over a
- * queue that stayed above the bound all along: the oldest audio goes, down to the bound. */
-static void backlog_check(struct tl_media_stream *s, int64_t now)
+ * queue that stayed above the bound all along: the oldest audio goes, down to the bound. Over
+ * a queue that stayed under the bound but never fell below two packets' worth at a send (two
+ * frames once came together, and since then each frame has waited a whole ptime for its
+ * slot), nothing is dropped: returns 1, and the waiting packet goes at once (due() moves the
+ * call's grid by less than a ptime; its timestamps stay contiguous). */
+static int backlog_check(struct tl_media_stream *s, int64_t now)
 {
+	uint64_t pkt = s->agent_frame * (uint64_t)(s->tx_ms ? s->tx_ms : 20) / 20;
+	int rephase = 0;
+
 	uint64_t q = tl_stream_dl_queued(s);
 	uint64_t pub = atomic_load_explicit(&s->dl_pub, memory_order_acquire);
 
 	if (q < s->bl_min)
 		s->bl_min = q;
 	if (now < s->bl_until)
-		return;
+		return 0;
 	uint64_t in = pub - s->bl_in0, out = s->dl_read - s->bl_out0;
 	if (s->bl_min != UINT64_MAX && s->bl_min > s->dl_backlog &&
 	    in * TL_BACKLOG_DEN <= out * TL_BACKLOG_NUM &&
@@ -81,18 +88,24 @@ static void backlog_check(struct tl_media_stream *s, int64_t now)
 		uint64_t drop = (s->bl_min - s->dl_backlog) / s->agent_frame * s->agent_frame;
 		drop = tl_stream_dl_take(s, NULL, (size_t)drop);
 		atomic_fetch_add_explicit(&s->st_dl_dropped, drop, memory_order_relaxed);
+	} else if (s->bl_min != UINT64_MAX && s->bl_min >= 2 * pkt && !s->relay.peer &&
+	           in * TL_BACKLOG_DEN <= out * TL_BACKLOG_NUM &&
+	           in * TL_BACKLOG_DEN >= out * TL_BACKLOG_LOW_N) {
+		rephase = 1;
+		atomic_fetch_add_explicit(&s->st_tx_rephased, 1, memory_order_relaxed);
 	}
 	s->bl_min = UINT64_MAX;
 	s->bl_in0 = pub;
 	s->bl_out0 = s->dl_read;
 	s->bl_until = now + TL_BACKLOG_WIN;
+	return rephase;
 }
 
 /* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
 static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now)
 {
-	if (s->dl_backlog)
-		backlog_check(s, now);
+	int rephase = s->dl_backlog && backlog_check(s, now);
+
 	if (s->tx_next < s->home_next && !s->dtmf_digit && tl_stream_dl_queued(s) == 0) {
 		/* No more audio: silence goes on the grid, where the timestamps are. Audio that
 		 * comes before then goes when it arrives (a kick). */
@@ -110,6 +123,11 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	tl_stream_tx(s, now);
 	s->tx_next += s->tx_ms ? s->tx_ms : 20;
 	s->home_next += s->tx_ms ? s->tx_ms : 20;
+	if (rephase && s->tx_next > now + 1) { /* the grid moves: the waiting packet goes next ms */
+		int64_t early = s->tx_next - (now + 1);
+		s->tx_next -= early;
+		s->home_next -= early;
+	}
 	wheel_link(w, s);
 }
 

@@ -683,6 +683,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->relayed = atomic_load_explicit(&s->relay.st_relayed, memory_order_relaxed);
 	st->relay_dropped = atomic_load_explicit(&s->relay.st_dropped, memory_order_relaxed);
 	st->tx_on_arrival = atomic_load_explicit(&s->st_tx_on_arrival, memory_order_relaxed);
+	st->tx_rephased = atomic_load_explicit(&s->st_tx_rephased, memory_order_relaxed);
 	st->playout_dropped_ms =
 	    atomic_load_explicit(&s->st_dl_dropped, memory_order_relaxed) / (s->agent_frame / 20);
 	uint64_t queued = atomic_load_explicit(&s->dl_pub, memory_order_relaxed) -

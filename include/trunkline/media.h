@@ -153,6 +153,7 @@ struct tl_media_stats {
 	uint64_t relayed, relay_dropped; /* bridged: frames sent from the peer, frames dropped */
 	uint64_t tx_on_arrival;          /* talk spurts whose first frame went as soon as it came */
 	uint64_t playout_dropped_ms;     /* agent audio dropped by the backlog bound */
+	uint64_t tx_rephased; /* a packet that stood in the queue for a second sent early */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);
 

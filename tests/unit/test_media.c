@@ -987,6 +987,64 @@ static void backlog_run(int backlog_ms, struct tl_media_stats *st)
 	tl_media_destroy(m);
 }
 
+/* Three frames at once, then one every 20 ms by the clock: one frame stands in the queue and
+ * waits a whole ptime at each send. With the backlog bound on, a second of that sends the
+ * waiting packet early (tx_rephased) and the queue then empties between frames; with it off,
+ * nothing moves. Returns the least queued ms seen over the last half second. */
+static int standing_run(int backlog_ms, struct tl_media_stats *st)
+{
+	struct tl_media_config cfg = {.workers = 1,
+	                              .reorder_ms = 40,
+	                              .playout_max_ms = 60000,
+	                              .playout_backlog_ms = backlog_ms};
+	static uint8_t tone[480];
+	struct tl_media *m = NULL;
+	struct call *c;
+	double t0;
+	int sent = 3, least = 1 << 30;
+
+	memset(st, 0, sizeof(*st));
+	TL_CHECK_INT(tl_media_create(&m, &cfg), 0);
+	if (!m)
+		return least;
+	c = call_open(m, &pcmu);
+	if (c) {
+		tone_ulaw(tone, sizeof(tone));
+		TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 480);
+		t0 = mono_ms();
+		while (mono_ms() - t0 < 3400) {
+			int due = 3 + (int)((mono_ms() - t0) / 20);
+			for (; sent < due; sent++)
+				TL_CHECK_INT(tl_media_stream_play(c->s, tone, 160), 160);
+			pbx_drain(c->pbx.rtp, NULL);
+			if (mono_ms() - t0 > 2900) {
+				tl_media_stream_stats(c->s, st);
+				if ((int)st->playout_ms < least)
+					least = (int)st->playout_ms;
+			}
+			sleep_ms(5);
+		}
+		tl_media_stream_stats(c->s, st);
+		fprintf(stderr, "  backlog %d ms: rephased %llu, least queued %d ms at the end\n",
+		        backlog_ms, (unsigned long long)st->tx_rephased, least);
+		call_close(c);
+	}
+	tl_media_destroy(m);
+	return least;
+}
+
+static void test_playout_standing(void)
+{
+	struct tl_media_stats st;
+	int least = standing_run(100, &st);
+
+	TL_CHECK(st.tx_rephased >= 1);
+	TL_CHECK_INT(st.playout_dropped_ms, 0);
+	TL_CHECK_INT(least, 0);
+	standing_run(0, &st);
+	TL_CHECK_INT(st.tx_rephased, 0);
+}
+
 static void test_playout_backlog(void)
 {
 	struct tl_media_stats st;
@@ -1453,6 +1511,7 @@ int main(void)
 	TL_TEST_RUN(test_playout_max);
 	TL_TEST_RUN(test_spurt_on_arrival);
 	TL_TEST_RUN(test_playout_backlog);
+	TL_TEST_RUN(test_playout_standing);
 	TL_TEST_RUN(test_dtmf_in);
 	TL_TEST_RUN(test_dtmf_out);
 	TL_TEST_RUN(test_symmetric);
