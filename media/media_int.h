@@ -208,6 +208,7 @@ struct tl_media_stream {
 	uint64_t bl_min, bl_in0, bl_out0;
 	int64_t bl_until;
 	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
+	int standing;                    /* sends in a row over a small standing queue */
 	_Atomic uint64_t st_tx_rephased; /* standing packets sent early (playout.c) */
 };
 

@@ -15,6 +15,7 @@
 #define TL_BACKLOG_NUM   5    /* ... while the agent sends between 3/4 and 5/4 of real time */
 #define TL_BACKLOG_DEN   4
 #define TL_BACKLOG_LOW_N 3
+#define TL_STANDING      10 /* sends in a row over a small standing queue: catch up */
 
 static void wheel_unlink(struct tl_media_worker *w, struct tl_media_stream *s)
 {
@@ -64,23 +65,16 @@ void tl_playout_remove(struct tl_media_worker *w, struct tl_media_stream *s)
 }
 
 /* An agent that streams at about real time (neither a burst nor a pause in the window) over a
- * queue that stayed above the bound all along: the oldest audio goes, down to the bound. Over
- * a queue that stayed under the bound but never fell below two packets' worth at a send (two
- * frames once came together, and since then each frame has waited a whole ptime for its
- * slot), nothing is dropped: returns 1, and the waiting packet goes at once (due() moves the
- * call's grid by less than a ptime; its timestamps stay contiguous). */
-static int backlog_check(struct tl_media_stream *s, int64_t now)
+ * queue that stayed above the bound all along: the oldest audio goes, down to the bound. */
+static void backlog_check(struct tl_media_stream *s, int64_t now)
 {
-	uint64_t pkt = s->agent_frame * (uint64_t)(s->tx_ms ? s->tx_ms : 20) / 20;
-	int rephase = 0;
-
 	uint64_t q = tl_stream_dl_queued(s);
 	uint64_t pub = atomic_load_explicit(&s->dl_pub, memory_order_acquire);
 
 	if (q < s->bl_min)
 		s->bl_min = q;
 	if (now < s->bl_until)
-		return 0;
+		return;
 	uint64_t in = pub - s->bl_in0, out = s->dl_read - s->bl_out0;
 	if (s->bl_min != UINT64_MAX && s->bl_min > s->dl_backlog &&
 	    in * TL_BACKLOG_DEN <= out * TL_BACKLOG_NUM &&
@@ -88,23 +82,42 @@ static int backlog_check(struct tl_media_stream *s, int64_t now)
 		uint64_t drop = (s->bl_min - s->dl_backlog) / s->agent_frame * s->agent_frame;
 		drop = tl_stream_dl_take(s, NULL, (size_t)drop);
 		atomic_fetch_add_explicit(&s->st_dl_dropped, drop, memory_order_relaxed);
-	} else if (s->bl_min != UINT64_MAX && s->bl_min >= 2 * pkt && !s->relay.peer &&
-	           in * TL_BACKLOG_DEN <= out * TL_BACKLOG_NUM &&
-	           in * TL_BACKLOG_DEN >= out * TL_BACKLOG_LOW_N) {
-		rephase = 1;
-		atomic_fetch_add_explicit(&s->st_tx_rephased, 1, memory_order_relaxed);
 	}
 	s->bl_min = UINT64_MAX;
 	s->bl_in0 = pub;
 	s->bl_out0 = s->dl_read;
 	s->bl_until = now + TL_BACKLOG_WIN;
-	return rephase;
+}
+
+/* A small standing queue, under the bound: TL_STANDING sends in a row found two packets' worth
+ * or more queued (two frames once came together, and since then each frame has waited a whole
+ * ptime for its slot). Nothing is dropped: returns 1, and the waiting packet goes at once (due()
+ * moves the call's grid by less than a ptime; its timestamps stay contiguous). */
+static int standing(struct tl_media_stream *s)
+{
+	uint64_t pkt = s->agent_frame * (uint64_t)(s->tx_ms ? s->tx_ms : 20) / 20;
+	uint64_t q = tl_stream_dl_queued(s);
+
+	if (q < 2 * pkt || q > s->dl_backlog || s->relay.peer) {
+		s->standing = 0;
+		return 0;
+	}
+	if (++s->standing < TL_STANDING)
+		return 0;
+	s->standing = 0;
+	atomic_fetch_add_explicit(&s->st_tx_rephased, 1, memory_order_relaxed);
+	return 1;
 }
 
 /* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
 static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now)
 {
-	int rephase = s->dl_backlog && backlog_check(s, now);
+	int rephase = 0;
+
+	if (s->dl_backlog) {
+		backlog_check(s, now);
+		rephase = standing(s);
+	}
 
 	if (s->tx_next < s->home_next && !s->dtmf_digit && tl_stream_dl_queued(s) == 0) {
 		/* No more audio: silence goes on the grid, where the timestamps are. Audio that

@@ -988,7 +988,7 @@ static void backlog_run(int backlog_ms, struct tl_media_stats *st)
 }
 
 /* Three frames at once, then one every 20 ms by the clock: one frame stands in the queue and
- * waits a whole ptime at each send. With the backlog bound on, a second of that sends the
+ * waits a whole ptime at each send. With the backlog bound on, ten such sends send the
  * waiting packet early (tx_rephased) and the queue then empties between frames; with it off,
  * nothing moves. Returns the least queued ms seen over the last half second. */
 static int standing_run(int backlog_ms, struct tl_media_stats *st)
