@@ -947,9 +947,10 @@ static void test_spurt_on_arrival(void)
 	call_close(c);
 }
 
-/* 2 s queued at once, then played at real time: with playout_backlog_ms the queue is cut to
- * about the bound and the drop counted; with 0 the 2 s stay. Its own engine each time. */
-static void backlog_run(int backlog_ms, struct tl_media_stats *st)
+/* burst bytes of agent audio queued at once, then 20 ms of it every 20 ms by the clock for
+ * ms, on an engine of its own with media.playout_backlog_ms = backlog_ms. *st: the stream's
+ * figures at the end; returns the least queued ms seen over the last half second. */
+static int playout_run(int backlog_ms, size_t burst, int ms, struct tl_media_stats *st)
 {
 	struct tl_media_config cfg = {.workers = 1,
 	                              .reorder_ms = 40,
@@ -959,49 +960,7 @@ static void backlog_run(int backlog_ms, struct tl_media_stats *st)
 	struct tl_media *m = NULL;
 	struct call *c;
 	double t0;
-	int sent = 0;
-
-	memset(st, 0, sizeof(*st));
-	TL_CHECK_INT(tl_media_create(&m, &cfg), 0);
-	if (!m)
-		return;
-	c = call_open(m, &pcmu);
-	if (c) {
-		tone_ulaw(tone, sizeof(tone));
-		TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 16000);
-		t0 = mono_ms();
-		while (mono_ms() - t0 < 3200) { /* 1x: 160 bytes per 20 ms, by the clock */
-			int due = (int)((mono_ms() - t0) / 20);
-			for (; sent < due; sent++)
-				TL_CHECK_INT(
-				    tl_media_stream_play(c->s, tone + (sent % 100) * 160, 160),
-				    160);
-			pbx_drain(c->pbx.rtp, NULL);
-			sleep_ms(10);
-		}
-		tl_media_stream_stats(c->s, st);
-		fprintf(stderr, "  backlog %d ms: queued %u ms, dropped %llu ms\n", backlog_ms,
-		        st->playout_ms, (unsigned long long)st->playout_dropped_ms);
-		call_close(c);
-	}
-	tl_media_destroy(m);
-}
-
-/* Three frames at once, then one every 20 ms by the clock: one frame stands in the queue and
- * waits a whole ptime at each send. With the backlog bound on, ten such sends send the
- * waiting packet early (tx_rephased) and the queue then empties between frames; with it off,
- * nothing moves. Returns the least queued ms seen over the last half second. */
-static int standing_run(int backlog_ms, struct tl_media_stats *st)
-{
-	struct tl_media_config cfg = {.workers = 1,
-	                              .reorder_ms = 40,
-	                              .playout_max_ms = 60000,
-	                              .playout_backlog_ms = backlog_ms};
-	static uint8_t tone[480];
-	struct tl_media *m = NULL;
-	struct call *c;
-	double t0;
-	int sent = 3, least = 1 << 30;
+	int sent = (int)(burst / 160), least = 1 << 30;
 
 	memset(st, 0, sizeof(*st));
 	TL_CHECK_INT(tl_media_create(&m, &cfg), 0);
@@ -1010,14 +969,16 @@ static int standing_run(int backlog_ms, struct tl_media_stats *st)
 	c = call_open(m, &pcmu);
 	if (c) {
 		tone_ulaw(tone, sizeof(tone));
-		TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 480);
+		TL_CHECK_INT(tl_media_stream_play(c->s, tone, burst), (int)burst);
 		t0 = mono_ms();
-		while (mono_ms() - t0 < 3400) {
-			int due = 3 + (int)((mono_ms() - t0) / 20);
+		while (mono_ms() - t0 < ms) {
+			int due = (int)(burst / 160) + (int)((mono_ms() - t0) / 20);
 			for (; sent < due; sent++)
-				TL_CHECK_INT(tl_media_stream_play(c->s, tone, 160), 160);
+				TL_CHECK_INT(
+				    tl_media_stream_play(c->s, tone + (sent % 100) * 160, 160),
+				    160);
 			pbx_drain(c->pbx.rtp, NULL);
-			if (mono_ms() - t0 > 2900) {
+			if (mono_ms() - t0 > ms - 500) {
 				tl_media_stream_stats(c->s, st);
 				if ((int)st->playout_ms < least)
 					least = (int)st->playout_ms;
@@ -1025,34 +986,43 @@ static int standing_run(int backlog_ms, struct tl_media_stats *st)
 			sleep_ms(5);
 		}
 		tl_media_stream_stats(c->s, st);
-		fprintf(stderr, "  backlog %d ms: rephased %llu, least queued %d ms at the end\n",
-		        backlog_ms, (unsigned long long)st->tx_rephased, least);
+		fprintf(stderr,
+		        "  backlog %d ms, burst %zu B: queued %u ms (least %d at the end), dropped "
+		        "%llu ms, rephased %llu\n",
+		        backlog_ms, burst, st->playout_ms, least,
+		        (unsigned long long)st->playout_dropped_ms,
+		        (unsigned long long)st->tx_rephased);
 		call_close(c);
 	}
 	tl_media_destroy(m);
 	return least;
 }
 
+/* Three frames at once, then one every 20 ms: one frame stands in the queue and waits a whole
+ * ptime at each send. With the backlog bound on, ten such sends send the waiting packet early
+ * (tx_rephased) and the queue then empties between frames; with it off, nothing moves. */
 static void test_playout_standing(void)
 {
 	struct tl_media_stats st;
-	int least = standing_run(100, &st);
+	int least = playout_run(100, 480, 3400, &st);
 
 	TL_CHECK(st.tx_rephased >= 1);
 	TL_CHECK_INT(st.playout_dropped_ms, 0);
 	TL_CHECK_INT(least, 0);
-	standing_run(0, &st);
+	playout_run(0, 480, 3400, &st);
 	TL_CHECK_INT(st.tx_rephased, 0);
 }
 
+/* 2 s queued at once, then played at real time: with playout_backlog_ms the queue is cut to
+ * about the bound and the drop counted; with 0 the 2 s stay. */
 static void test_playout_backlog(void)
 {
 	struct tl_media_stats st;
 
-	backlog_run(200, &st);
+	playout_run(200, 16000, 3200, &st);
 	TL_CHECK(st.playout_dropped_ms >= 1000);
 	TL_CHECK(st.playout_ms <= 500);
-	backlog_run(0, &st);
+	playout_run(0, 16000, 3200, &st);
 	TL_CHECK_INT(st.playout_dropped_ms, 0);
 	TL_CHECK(st.playout_ms >= 1500);
 }
