@@ -202,6 +202,7 @@ struct tl_media_stream {
 	/* Spurt wake-up: the producer pushes the stream once on its worker's kick stack. */
 	atomic_int kicked;
 	struct tl_media_stream *kick_next;
+	int kick_stale; /* worker only: audio went on its slot since the kick (playout.c) */
 	/* Backlog bound (media.playout_backlog_ms): the queue's least over a window, and what
 	 * came in and went out during it. Worker only; dl_backlog 0 = off. */
 	size_t dl_backlog;

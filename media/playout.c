@@ -134,6 +134,10 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		s->home_next += k * s->tx_ms;
 	}
 	tl_stream_tx(s, now);
+	/* Audio went on this slot while a kick was pending: the spurt has started, the kick is
+	 * stale (acted on, it would send the next frame in the same ms). */
+	if (s->talking && atomic_load_explicit(&s->kicked, memory_order_acquire))
+		s->kick_stale = 1;
 	s->tx_next += s->tx_ms ? s->tx_ms : 20;
 	s->home_next += s->tx_ms ? s->tx_ms : 20;
 	if (rephase && s->tx_next > now + 1) { /* the grid moves: the waiting packet goes next ms */
@@ -178,7 +182,9 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		 * (mid-spurt) more than half a ptime ahead of its slot: the caller's jitter
 		 * buffer sees packets at least half a ptime apart. */
 		int64_t p = s->tx_ms ? s->tx_ms : 20;
-		if (s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
+		int stale = s->kick_stale;
+		s->kick_stale = 0;
+		if (!stale && s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
 		    !s->dtmf_digit && now < s->tx_next && now >= s->home_next - p &&
 		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
 		    tl_stream_dl_queued(s) > 0) {
