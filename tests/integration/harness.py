@@ -49,7 +49,10 @@ class LoggedProcess:
     def spawn(self, args, log_name):
         self.log_path = os.path.join(self.dir, log_name)
         self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
+        # Its own process group (pgid == its PID), so that stop() also ends any children it
+        # forked (Kamailio's workers outlived their main process's SIGTERM otherwise).
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -66,7 +69,16 @@ class LoggedProcess:
         raise AssertionError(f"{text!r} not {count} time(s) in {self.log_path}:\n"
                              + self.log()[-4000:])
 
+    def group_alive(self):
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
     def stop(self):
+        """SIGTERM the main process (SIGKILL after 10 s), then its process group: children
+        still there get SIGTERM and, after 5 s, SIGKILL. Every wait is bounded."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -74,6 +86,16 @@ class LoggedProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        for sig, grace in ((sig_mod.SIGTERM, 5.0), (sig_mod.SIGKILL, 2.0)):
+            if not self.group_alive():
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.time() + grace
+            while time.time() < deadline and self.group_alive():
+                time.sleep(0.05)
         self.logf.close()
 
 
