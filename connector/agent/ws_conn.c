@@ -370,20 +370,30 @@ static int conn_writeable(struct tl_ws_conn *c)
 		lws_callback_on_writable(c->wsi);
 		return 0;
 	}
-	/* Everything queued, while the socket takes it: a WRITEABLE (a poll round trip) per 20 ms
-	 * frame is what limited the first benchmark. lws buffers a partial write itself, and
-	 * lws_send_pipe_choked says when to stop and wait for the next WRITEABLE. */
+	return tl_wsc_send_uplink(c);
+}
+
+/* Everything queued, while the socket takes it: a WRITEABLE (a poll round trip) per 20 ms frame
+ * is what limited the first benchmark. Called from WRITEABLE, and directly from the loop's
+ * wake-up (tl_wsc_cancelled) when nothing else is due first: no poll() round trip per frame.
+ * lws buffers a partial write itself and lws_partial_buffered says so without a system call
+ * (lws_send_pipe_choked polls the socket: two poll() per frame, measured); then WRITEABLE,
+ * once lws has drained it, takes over. -1: the connection is broken (close it). */
+int tl_wsc_send_uplink(struct tl_ws_conn *c)
+{
 	for (int sent = 0; sent < TL_WSC_WRITES_PER_CALLBACK;) {
 		struct tl_media_event mev; /* sent before the next is taken: not kept a call */
 		int err;
 
-		if (lws_send_pipe_choked(c->wsi)) {
+		if (lws_partial_buffered(c->wsi)) {
 			set_choked(c, 1);
 			lws_callback_on_writable(c->wsi);
 			return 0;
 		}
-		if (!tl_media_stream_poll(c->stream, &mev))
+		if (!tl_media_stream_poll(c->stream, &mev)) {
+			set_choked(c, 0);
 			return 0; /* the stream's notify wakes us for the next one */
+		}
 		if (mev.kind == TL_MEDIA_EV_AUDIO) {
 			err = send_msg(c, M_MEDIA, &mev);
 		} else if (mev.kind == TL_MEDIA_EV_DTMF) {

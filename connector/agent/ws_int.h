@@ -310,6 +310,7 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop);
  * NULL when it cannot be made (the connection then fails rather than skip the check). */
 struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca);
 void tl_wsc_cancelled(struct tl_ws_loop *loop); /* EVENT_WAIT_CANCELLED: commands, cells */
+int tl_wsc_send_uplink(struct tl_ws_conn *c); /* queued uplink now; -1: broken */
 
 /* ws_conn.c, WS thread */
 void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */

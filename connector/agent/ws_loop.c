@@ -63,8 +63,13 @@ void tl_wsc_cancelled(struct tl_ws_loop *loop)
 		next = cell->next;
 		atomic_store_explicit(&cell->queued, 0, memory_order_seq_cst);
 		c = cell->conn;
-		if (c && c->state == TL_WSC_OPEN && c->sent_start)
-			lws_callback_on_writable(c->wsi);
+		if (c && c->state == TL_WSC_OPEN && c->sent_start) {
+			/* Straight out, without a WRITEABLE round trip through poll(), unless
+			 * digits go first; a failed write is retried (and fails) in WRITEABLE,
+			 * which closes the connection. */
+			if (c->n_info_dtmf > 0 || tl_wsc_send_uplink(c) < 0)
+				lws_callback_on_writable(c->wsi);
+		}
 		tl_wsc_cell_unref(cell);
 	}
 
