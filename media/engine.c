@@ -20,6 +20,9 @@
 #define TL_TAG_CMD   ((uint64_t)2)
 #define TL_RX_ROUNDS 4 /* recvmmsg batches per wake-up before others get their turn */
 
+/* The worker whose host thread this is (tl_media_worker_attach), else NULL. */
+_Thread_local struct tl_media_worker *tl_media_self;
+
 int64_t tl_media_now_ms(void)
 {
 	struct timespec ts;
@@ -138,37 +141,74 @@ static void on_timer(struct tl_media_worker *w)
 	w->armed_ms = 0; /* one-shot: fired */
 }
 
+/* One turn of a worker: what epoll reports within timeout_ms (-1: wait), then commands, kicks
+ * and every packet due. */
+static void worker_turn(struct tl_media_worker *w, int timeout_ms)
+{
+	struct epoll_event evs[256];
+	int n = epoll_wait(w->epfd, evs, 256, timeout_ms), cmds = 0;
+	int64_t now = tl_media_now_ms();
+
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = evs[i].data.u64;
+		if (tag == TL_TAG_TIMER)
+			on_timer(w);
+		else if (tag == TL_TAG_CMD)
+			cmds = 1;
+		else
+			on_readable(
+			    w, (struct tl_media_stream *)(uintptr_t)(tag & ~(uint64_t)TL_TAG_RTCP),
+			    (int)(tag & TL_TAG_RTCP), now);
+	}
+	/* After the batch: a release frees a stream other events may still name. */
+	if (cmds)
+		run_commands(w);
+	else if (w->hosted)
+		tl_playout_kicks(w); /* the host's own, queued without the eventfd */
+	/* Every packet due by now, all streams in one pass; then the timer re-armed. */
+	tl_playout_run(w);
+}
+
 static void *worker_main(void *arg)
 {
 	struct tl_media_worker *w = arg;
-	struct epoll_event evs[256];
 	char name[16];
 
 	snprintf(name, sizeof(name), "tl-media-%d", (int)(w - w->m->workers));
 	pthread_setname_np(pthread_self(), name); /* top -H, the bench's per-thread CPU */
-	while (!w->stop) {
-		int n = epoll_wait(w->epfd, evs, 256, -1), cmds = 0;
-		int64_t now = tl_media_now_ms();
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-			if (tag == TL_TAG_TIMER)
-				on_timer(w);
-			else if (tag == TL_TAG_CMD)
-				cmds = 1;
-			else
-				on_readable(
-				    w,
-				    (struct tl_media_stream *)(uintptr_t)(tag &
-				                                          ~(uint64_t)TL_TAG_RTCP),
-				    (int)(tag & TL_TAG_RTCP), now);
-		}
-		/* After the batch: a release frees a stream other events may still name. */
-		if (cmds)
-			run_commands(w);
-		/* Every packet due by now, all streams in one pass; then the timer re-armed. */
-		tl_playout_run(w);
-	}
+	while (!w->stop)
+		worker_turn(w, -1);
 	return NULL;
+}
+
+unsigned tl_media_workers(const struct tl_media *m)
+{
+	return (unsigned)m->n_workers;
+}
+
+int tl_media_worker_fd(const struct tl_media *m, unsigned worker)
+{
+	return worker < (unsigned)m->n_workers ? m->workers[worker].epfd : -1;
+}
+
+void tl_media_worker_attach(struct tl_media *m, unsigned worker)
+{
+	tl_media_self = &m->workers[worker];
+}
+
+void tl_media_worker_run(struct tl_media *m, unsigned worker)
+{
+	worker_turn(&m->workers[worker], 0);
+}
+
+void tl_media_worker_flush(struct tl_media *m, unsigned worker)
+{
+	struct tl_media_worker *w = &m->workers[worker];
+
+	if (!atomic_load_explicit(&w->kicks, memory_order_relaxed))
+		return; /* nothing queued by the host: the timer is armed already */
+	tl_playout_kicks(w);
+	tl_playout_run(w);
 }
 
 static int worker_init(struct tl_media_worker *w, struct tl_media *m)
@@ -195,7 +235,12 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	ev.data.u64 = TL_TAG_CMD;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->cmdfd, &ev) < 0)
 		return -errno;
-	return -pthread_create(&w->thread, NULL, worker_main, w);
+	w->hosted = m->cfg.hosted != 0;
+	if (w->hosted)
+		return 0; /* tl_media_worker_run on the host's thread */
+	err = -pthread_create(&w->thread, NULL, worker_main, w);
+	w->started = err == 0;
+	return err;
 }
 
 int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg)
@@ -247,7 +292,8 @@ void tl_media_destroy(struct tl_media *m)
 		if (write(w->cmdfd, &one, sizeof(one)) < 0) {
 			/* the worker also wakes on its next tick */
 		}
-		pthread_join(w->thread, NULL);
+		if (w->started) /* a hosted worker's host has stopped before this */
+			pthread_join(w->thread, NULL);
 		if (w->cmdq)
 			run_commands(w);
 		while (w->n_streams > 0)
@@ -295,6 +341,14 @@ int tl_media_stream_create(struct tl_media_stream **out, struct tl_media *m,
                            const struct tl_media_stream_params *p)
 {
 	return create_on(out, m, p, &m->workers[m->next_worker++ % (unsigned)m->n_workers]);
+}
+
+int tl_media_stream_create_on(struct tl_media_stream **out, struct tl_media *m,
+                              const struct tl_media_stream_params *p, unsigned worker)
+{
+	if (worker >= (unsigned)m->n_workers)
+		return -EINVAL;
+	return create_on(out, m, p, &m->workers[worker]);
 }
 
 int tl_media_stream_create_beside(struct tl_media_stream **out, struct tl_media *m,

@@ -242,7 +242,11 @@ struct tl_media_worker {
 	int64_t wheel_ms;                        /* the last ms processed */
 	int64_t armed_ms;                        /* the timerfd's deadline, 0 when disarmed */
 	_Atomic(struct tl_media_stream *) kicks; /* streams whose empty queue got audio */
+	int hosted;  /* run by a host thread (tl_media_worker_run), no thread of its own */
+	int started; /* its own thread was started (joined at destroy) */
 };
+
+extern _Thread_local struct tl_media_worker *tl_media_self;
 
 struct tl_media {
 	struct tl_media_config cfg;

@@ -161,8 +161,9 @@ void tl_playout_kick(struct tl_media_stream *s)
 		s->kick_next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&w->kicks, &old, s, memory_order_release,
 	                                                memory_order_relaxed));
-	/* One wake-up per batch of kicks: whoever finds the stack empty. */
-	if (!old && w->cmdfd >= 0 && write(w->cmdfd, &one, sizeof(one)) < 0) {
+	/* One wake-up per batch of kicks: whoever finds the stack empty. None from the worker's
+	 * own host thread: it runs tl_media_worker_flush before it waits. */
+	if (!old && tl_media_self != w && w->cmdfd >= 0 && write(w->cmdfd, &one, sizeof(one)) < 0) {
 		/* the eventfd's counter cannot overflow here; the next tick sends anyway */
 	}
 }

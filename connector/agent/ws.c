@@ -95,7 +95,9 @@ void tl_ws_notify(void *arg)
 			cell->next = old;
 		while (!atomic_compare_exchange_weak_explicit(
 		    &ws->ready, &old, cell, memory_order_release, memory_order_relaxed));
-		if (!old) /* otherwise a wake-up is already on its way */
+		/* Otherwise a wake-up is already on its way; and none on the loop's own thread
+		 * (hosted), which looks at the cells after the media worker's turn. */
+		if (!old && !tl_wsc_on_loop(ws))
 			lws_cancel_service(ws->ctx);
 	}
 	atomic_fetch_sub(&ws->in_notify, 1);
@@ -402,7 +404,15 @@ static void lws_log_emit(int level, const char *line)
 		tl_log_debug(NULL, "libwebsockets: %.*s", (int)n, line);
 }
 
-int tl_ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads)
+int tl_ws_cell_worker(const void *cell)
+{
+	const struct tl_ws_loop *loop = ((const struct tl_ws_cell *)cell)->loop;
+
+	return loop->ws->media ? (int)loop->index : -1;
+}
+
+static int ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads,
+                     struct tl_media *media)
 {
 	const char *insecure = getenv("TL_WS_INSECURE");
 	struct tl_ws *ws = calloc(1, sizeof(*ws));
@@ -428,6 +438,7 @@ int tl_ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads)
 	if (!ws->loops)
 		goto out;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	ws->media = media;
 	for (unsigned i = 0; i < (threads ? threads : 1); i++) {
 		struct tl_ws_loop *loop = calloc(1, sizeof(*loop));
 		if (!loop) {
@@ -449,6 +460,16 @@ int tl_ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads)
 out:
 	tl_ws_destroy(ws);
 	return err;
+}
+
+int tl_ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads)
+{
+	return ws_create(out, max_calls, threads, NULL);
+}
+
+int tl_ws_create_hosted(struct tl_ws **out, unsigned max_calls, struct tl_media *media)
+{
+	return ws_create(out, max_calls, tl_media_workers(media), media);
 }
 
 void tl_ws_destroy(struct tl_ws *ws)

@@ -137,6 +137,7 @@ void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "trunkline/ws.h"
@@ -276,6 +277,12 @@ struct tl_ws_loop {
 	struct tl_ws_conn *conns;
 	int quit, shutting_down;
 	lws_sorted_usec_list_t sul_shutdown;
+	/* Hosted (tl_ws_create_hosted): the libev loop lws runs on, with media worker `index`'s
+	 * epoll descriptor watched on it, and a prepare watcher run before every wait. */
+	struct ev_loop *evl;
+	ev_io media_io;
+	ev_prepare prepare;
+	lws_sorted_usec_list_t sul_tick; /* see TL_WSC_TICK_US */
 };
 
 struct tl_ws {
@@ -291,6 +298,7 @@ struct tl_ws {
 	unsigned n_loops;
 	unsigned next; /* control thread: where the search for the least-loaded loop starts */
 	struct tl_ws_loop **loops;
+	struct tl_media *media; /* hosted: loop i runs media worker i (borrowed) */
 };
 
 /* ws.c */
@@ -310,7 +318,9 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop);
  * NULL when it cannot be made (the connection then fails rather than skip the check). */
 struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca);
 void tl_wsc_cancelled(struct tl_ws_loop *loop); /* EVENT_WAIT_CANCELLED: commands, cells */
-int tl_wsc_send_uplink(struct tl_ws_conn *c); /* queued uplink now; -1: broken */
+int tl_wsc_send_uplink(struct tl_ws_conn *c);
+int tl_wsc_on_loop(const struct tl_ws_loop *loop);
+    /* this thread is loop's own */ /* queued uplink now; -1: broken */
 
 /* ws_conn.c, WS thread */
 void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */

@@ -51,13 +51,22 @@ static void run_commands(struct tl_ws_loop *loop)
 	}
 }
 
-void tl_wsc_cancelled(struct tl_ws_loop *loop)
+/* The loop whose thread this is (set once by the thread itself). */
+static _Thread_local const struct tl_ws_loop *ws_self;
+
+int tl_wsc_on_loop(const struct tl_ws_loop *loop)
+{
+	return ws_self == loop;
+}
+
+/* Every call with uplink audio since the last look, in one batch. */
+static void flush_ready(struct tl_ws_loop *loop)
 {
 	struct tl_ws_cell *cell, *next;
-	struct tl_ws_conn *c, *cn;
+	struct tl_ws_conn *c;
 
-	run_commands(loop);
-	/* Every call with uplink audio since the last wake-up, in one batch. */
+	if (!atomic_load_explicit(&loop->ready, memory_order_relaxed))
+		return;
 	cell = atomic_exchange_explicit(&loop->ready, NULL, memory_order_acquire);
 	for (; cell; cell = next) {
 		next = cell->next;
@@ -72,6 +81,14 @@ void tl_wsc_cancelled(struct tl_ws_loop *loop)
 		}
 		tl_wsc_cell_unref(cell);
 	}
+}
+
+void tl_wsc_cancelled(struct tl_ws_loop *loop)
+{
+	struct tl_ws_conn *c, *cn;
+
+	run_commands(loop);
+	flush_ready(loop);
 
 	if (atomic_load(&loop->stop) && !loop->shutting_down) {
 		loop->shutting_down = 1;
@@ -121,10 +138,56 @@ struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca)
 	return loop->ca_vhosts[i].vh;
 }
 
+/* Hosted: the media worker has packets, commands or a timer; then the uplink it produced. */
+static void on_media(struct ev_loop *evl, ev_io *io, int revents)
+{
+	struct tl_ws_loop *loop = io->data;
+
+	(void)evl;
+	(void)revents;
+	tl_media_worker_run(loop->ws->media, loop->index);
+	flush_ready(loop);
+}
+
+/* Hosted, before every wait: agent audio lws's callbacks queued goes out (a talk spurt's first
+ * frame at once), and what the worker produced meanwhile goes to the agents. */
+static void on_prepare(struct ev_loop *evl, ev_prepare *w, int revents)
+{
+	struct tl_ws_loop *loop = w->data;
+
+	(void)evl;
+	(void)revents;
+	tl_media_worker_flush(loop->ws->media, loop->index);
+	flush_ready(loop);
+}
+
+/* Hosted: lws 4.1.6's libev glue re-arms its one timer with ev_timer_set on the running
+ * watcher, which libev ignores, so an lws timer set sooner than the armed one (an agent's idle
+ * timeout after the connect timeout, the choked warning) waited for the later one: seconds.
+ * This tick keeps the armed deadline at most TL_WSC_TICK_US away, so every timer runs at most
+ * that late (test_agent_hostile's truncated frame: the idle timeout did not fire without it). */
+#define TL_WSC_TICK_US (50 * LWS_US_PER_MS)
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_loop *loop = lws_container_of(sul, struct tl_ws_loop, sul_tick);
+
+	lws_sul_schedule(loop->ctx, 0, &loop->sul_tick, on_tick, TL_WSC_TICK_US);
+}
+
 static void *loop_main(void *arg)
 {
 	struct tl_ws_loop *loop = arg;
 
+	ws_self = loop;
+	if (loop->evl) {
+		tl_media_worker_attach(loop->ws->media, loop->index);
+		while (!loop->quit) {
+			loop->turn++;
+			ev_run(loop->evl, EVRUN_ONCE);
+		}
+		return NULL;
+	}
 	while (!loop->quit) {
 		loop->turn++;
 		if (lws_service(loop->ctx, 0) < 0)
@@ -144,6 +207,7 @@ int tl_wsc_loop_start(struct tl_ws_loop *loop)
 {
 	struct lws_context_creation_info info;
 	unsigned max_calls = loop->ws->max_calls;
+	void *foreign[1];
 	char name[16];
 	int err;
 
@@ -161,14 +225,33 @@ int tl_wsc_loop_start(struct tl_ws_loop *loop)
 	info.user = loop;
 	info.uid = -1;
 	info.gid = -1;
+	if (loop->ws->media) {
+		/* epoll through libev: lws's own loop poll()s every connection per wake-up */
+		loop->evl = ev_loop_new(EVBACKEND_EPOLL);
+		if (!loop->evl)
+			return -ENOMEM;
+		foreign[0] = loop->evl;
+		info.foreign_loops = foreign;
+		info.options |= LWS_SERVER_OPTION_LIBEV;
+	}
 	loop->ctx = lws_create_context(&info);
 	if (!loop->ctx)
 		return -EIO;
+	if (loop->evl) {
+		ev_io_init(&loop->media_io, on_media,
+		           tl_media_worker_fd(loop->ws->media, loop->index), EV_READ);
+		loop->media_io.data = loop;
+		ev_io_start(loop->evl, &loop->media_io);
+		ev_prepare_init(&loop->prepare, on_prepare);
+		loop->prepare.data = loop;
+		ev_prepare_start(loop->evl, &loop->prepare);
+		lws_sul_schedule(loop->ctx, 0, &loop->sul_tick, on_tick, TL_WSC_TICK_US);
+	}
 	err = -pthread_create(&loop->thread, NULL, loop_main, loop);
 	if (err)
 		return err;
 	loop->thread_started = 1;
-	snprintf(name, sizeof(name), "tl-agent-%u", loop->index);
+	snprintf(name, sizeof(name), loop->evl ? "tl-worker-%u" : "tl-agent-%u", loop->index);
 	pthread_setname_np(loop->thread, name); /* top -H, the bench's per-thread CPU */
 	return 0;
 }
@@ -205,9 +288,16 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop)
 			tl_wsc_free(cmd.conn);
 	while (loop->conns)
 		tl_wsc_kill(loop->conns);
+	if (loop->evl) {
+		ev_io_stop(loop->evl, &loop->media_io);
+		ev_prepare_stop(loop->evl, &loop->prepare);
+	}
 	if (loop->ctx)
 		lws_context_destroy(loop->ctx);
 	loop->ctx = NULL;
+	if (loop->evl)
+		ev_loop_destroy(loop->evl);
+	loop->evl = NULL;
 	for (size_t i = 0; i < sizeof(loop->ca_vhosts) / sizeof(loop->ca_vhosts[0]); i++) {
 		free(loop->ca_vhosts[i].ca);
 		loop->ca_vhosts[i].ca = NULL;

@@ -640,15 +640,28 @@ static const char *const root_keys[] = {
  * worked out at start-up from the CPUs and media.workers. */
 static int load_agent(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
-	static const char *const agent_keys[] = {"threads", NULL};
-	json_t *agent = json_object_get(doc->root, "agent");
+	static const char *const agent_keys[] = {"threads", "on_media_workers", NULL};
+	json_t *agent = json_object_get(doc->root, "agent"), *v;
 	int rc;
 
 	if (!agent)
 		return 0;
-	if ((rc = tl_config_doc_keys(doc, agent, "/agent", agent_keys)) < 0)
+	if ((rc = tl_config_doc_keys(doc, agent, "/agent", agent_keys)) < 0 ||
+	    (rc = tl_config_doc_int(doc, agent, "/agent", "threads", 1, 64, &cfg->agent_threads)) <
+	        0)
 		return rc;
-	return tl_config_doc_int(doc, agent, "/agent", "threads", 1, 64, &cfg->agent_threads);
+	v = json_object_get(agent, "on_media_workers");
+	if (v && !json_is_boolean(v))
+		return tl_config_doc_fail(doc, "/agent/on_media_workers", 0,
+		                          "expected true or false");
+	if (v)
+		cfg->agent_on_media_workers = json_is_true(v);
+	if (cfg->agent_on_media_workers && cfg->agent_threads)
+		return tl_config_doc_fail(
+		    doc, "/agent/threads", 1,
+		    "\"threads\" does not apply with \"on_media_workers\": "
+		    "there is one agent loop per media worker (media.workers)");
+	return 0;
 }
 
 int tl_config_load_file(struct tl_config **out, const char *path, struct tl_err *err)

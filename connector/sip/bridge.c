@@ -86,7 +86,7 @@ static int make_stream(struct tl_call *call, void *cell)
 	    .rtp_source = call->sip->cfg->rtp_strict ? TL_MEDIA_RTP_STRICT : TL_MEDIA_RTP_LEARN,
 	    .rtp_relearn_ms = call->sip->cfg->rtp_relearn_ms,
 	};
-	int err;
+	int err, worker;
 
 	if (!call->have_media) {
 		/* Delayed offer: no answer yet. Codec and address come with the ACK. */
@@ -102,7 +102,13 @@ static int make_stream(struct tl_call *call, void *cell)
 	else if (p.sdp.dir == TL_SDP_SENDONLY)
 		p.sdp.dir = TL_SDP_INACTIVE;
 	remote_addr(call, &p.remote);
-	err = tl_media_stream_create(&call->stream, call->sip->media, &p);
+	worker = cell ? tl_ws_cell_worker(cell) : -1;
+	/* Hosted agent loops: the stream on the worker whose thread carries its WebSocket. */
+	if (worker >= 0)
+		err = tl_media_stream_create_on(&call->stream, call->sip->media, &p,
+		                                (unsigned)worker);
+	else
+		err = tl_media_stream_create(&call->stream, call->sip->media, &p);
 	if (err == 0)
 		call->rtp_fd = call->rtcp_fd = -1; /* the stream owns them now */
 	return err;

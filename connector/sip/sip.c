@@ -544,6 +544,7 @@ static int start_media_and_agents(struct tl_sip *sip)
 	    .playout_max_ms = sip->cfg->playout_max_ms,
 	    .playout_backlog_ms = sip->cfg->playout_backlog_ms,
 	    .max_streams = sip->cfg->max_calls,
+	    .hosted = sip->cfg->agent_on_media_workers,
 	};
 	int err = tl_media_create(&sip->media, &mc);
 
@@ -554,13 +555,24 @@ static int start_media_and_agents(struct tl_sip *sip)
 	unsigned threads = sip->cfg->agent_threads > 0
 	                       ? (unsigned)sip->cfg->agent_threads
 	                       : tl_ws_default_threads((unsigned)sip->cfg->media_workers);
-	err = tl_ws_create(&sip->ws, (unsigned)sip->cfg->max_calls, threads);
+	if (sip->cfg->agent_on_media_workers) {
+		threads = tl_media_workers(sip->media);
+		err = tl_ws_create_hosted(&sip->ws, (unsigned)sip->cfg->max_calls, sip->media);
+	} else {
+		err = tl_ws_create(&sip->ws, (unsigned)sip->cfg->max_calls, threads);
+	}
 	if (err < 0) {
 		tl_log_error(NULL, "cannot start the agent client: %s", strerror(-err));
 		return err;
 	}
-	tl_log_info(NULL, "agent client: %u loop%s (agent.threads%s)", threads,
-	            threads == 1 ? "" : "s", sip->cfg->agent_threads > 0 ? "" : " by default");
+	if (sip->cfg->agent_on_media_workers)
+		tl_log_info(NULL,
+		            "agent client: %u loop%s on the media workers (agent.on_media_workers)",
+		            threads, threads == 1 ? "" : "s");
+	else
+		tl_log_info(NULL, "agent client: %u loop%s (agent.threads%s)", threads,
+		            threads == 1 ? "" : "s",
+		            sip->cfg->agent_threads > 0 ? "" : " by default");
 	err = tl_sip_rules_start(sip);
 	if (err < 0)
 		return err;

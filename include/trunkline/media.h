@@ -27,6 +27,9 @@ struct tl_media_config {
 	 * about real time is cut down to it, oldest audio first (counted); 0 = off (default) */
 	int playout_backlog_ms;
 	int max_streams; /* streams at once (sizes the control queues), default 1000 */
+	/* 1: the workers get no threads of their own; a host thread runs each one (see
+	 * tl_media_worker_fd), e.g. the agent loop that carries the same calls' WebSockets. */
+	int hosted;
 };
 
 int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg);
@@ -122,6 +125,25 @@ int tl_media_stream_dtmf(struct tl_media_stream *s, char digit);
  * start allocates the tone's table (freed with the stream); a stream keeps its first kind.
  * Returns 0, -EINVAL (bad kind), -EBUSY (another kind was started before) or -ENOMEM. */
 int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind);
+
+/* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
+unsigned tl_media_workers(const struct tl_media *m);
+/* The worker's epoll descriptor: readable when the worker has work (packets, commands, its
+ * timer). The host polls it and then calls tl_media_worker_run. */
+int tl_media_worker_fd(const struct tl_media *m, unsigned worker);
+/* On the host thread, once before anything else: makes it worker's thread, so that audio the
+ * host queues (tl_media_stream_play) is not signalled through the worker's eventfd. */
+void tl_media_worker_attach(struct tl_media *m, unsigned worker);
+/* On the host thread: everything ready now, without waiting (packets in, commands, packets
+ * due). */
+void tl_media_worker_run(struct tl_media *m, unsigned worker);
+/* On the host thread, before it waits: audio queued by the host since the last call goes out
+ * (a talk spurt's first frame at once) and the timer is re-armed. No system call when there is
+ * nothing to do. */
+void tl_media_worker_flush(struct tl_media *m, unsigned worker);
+/* As tl_media_stream_create, on a given worker (worker < tl_media_workers). */
+int tl_media_stream_create_on(struct tl_media_stream **out, struct tl_media *m,
+                              const struct tl_media_stream_params *p, unsigned worker);
 
 /* ---- Bridging two streams (a caller and a leg trunkline placed): control thread ---- */
 /* As tl_media_stream_create, on the worker of peer (borrowed until return), so that the two

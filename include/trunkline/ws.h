@@ -32,6 +32,14 @@ struct tl_ws_event {
 /* max_calls sizes the bounded queues to and from the control thread (0: 1000); threads is
  * the number of agent loops (0: 1). */
 int tl_ws_create(struct tl_ws **out, unsigned max_calls, unsigned threads);
+/* As tl_ws_create, with one agent loop per media worker of media (created with
+ * tl_media_config.hosted): loop i's thread runs worker i too, on one libev (epoll) loop, so a
+ * call's RTP and its WebSocket meet on one thread without a hand-off. A call's stream must be
+ * created on its cell's worker (tl_ws_cell_worker). media must outlive ws. */
+int tl_ws_create_hosted(struct tl_ws **out, unsigned max_calls, struct tl_media *media);
+/* The media worker that a cell's call must use (tl_media_stream_create_on), or -1 when the
+ * loops are not hosting the media workers (any worker will do). */
+int tl_ws_cell_worker(const void *cell);
 /* Closes every connection and stops the thread. */
 void tl_ws_destroy(struct tl_ws *ws);
 

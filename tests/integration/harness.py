@@ -165,6 +165,11 @@ class Trunkline:
                 cfg["ops"].update(v)
             else:
                 cfg[k] = v
+        # TL_IT_AGENT_LOOPS=media|threads: every test with agent.on_media_workers true or
+        # false (scripts/test.sh runs the suite both ways), unless the test sets "agent".
+        loops = os.environ.get("TL_IT_AGENT_LOOPS")
+        if loops in ("media", "threads") and "agent" not in cfg:
+            cfg["agent"] = {"on_media_workers": loops == "media"}
         if rules is None:
             self.agent = EchoAgent(echo_agent_binary(binary), agent_args)
             rules = {"agents": {"echo": {"url": self.agent.url, "dialect": "twilio"}}}

@@ -1,7 +1,8 @@
 """agent.threads: calls are spread over the agent loops. With two loops and six calls up at
 once, /metrics shows each loop carrying calls (least loaded: three each) and the log names
 both loops; once the calls have ended both gauges are back to 0. A bad agent.threads is a
-positioned error at --check-config."""
+positioned error at --check-config. With agent.on_media_workers the loops run on the media
+workers' threads, one per worker."""
 import os
 import subprocess
 import sys
@@ -57,6 +58,44 @@ def test_calls_spread_over_two_loops(binary):
         tl.check_clean()
 
 
+def thread_names(tl):
+    task = f"/proc/{tl.proc.pid}/task"
+    names = []
+    for t in os.listdir(task):
+        try:
+            with open(f"{task}/{t}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # a thread that just ended
+    return sorted(names)
+
+
+def test_loops_on_media_workers(binary):
+    """agent.on_media_workers with two media workers: two loops, each on a worker's thread
+    (tl-worker-0/1, no tl-agent-N or tl-media-N thread) and calls spread over both. Audio
+    both ways in this mode: test_audio's test_tone_on_media_workers."""
+    tl = Trunkline(binary, media={"workers": 2},
+                   extra={"agent": {"on_media_workers": True}}).start()
+    try:
+        assert "agent client: 2 loops on the media workers (agent.on_media_workers)" \
+            in tl.log(), tl.log()[-2000:]
+        names = thread_names(tl)
+        assert names.count("tl-worker-0") == 1 and names.count("tl-worker-1") == 1, names
+        assert not [n for n in names if n.startswith(("tl-agent-", "tl-media-"))], names
+        bg = SippBg(tl, "simple_call.xml", calls=CALLS, rate=20, keys={"service": "400"},
+                    extra=["-d", "4000"], timeout=40)
+        tl.wait_log("answered", count=CALLS, timeout=20)
+        per_loop = wait_connections(tl, CALLS)
+        print(f"     connections per hosted loop: {per_loop}", flush=True)
+        assert len(per_loop) == 2 and min(per_loop) >= CALLS // 2 - 1, per_loop
+        bg.join(60)
+        tl.wait_log("call ended", count=CALLS, timeout=15)
+        assert wait_connections(tl, 0) == [0, 0]
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+
+
 def test_bad_threads_is_a_positioned_error(binary):
     for bad in (0, 65, "2"):
         tl = Trunkline(binary, rules=NO_AGENT, extra={"agent": {"threads": bad}})
@@ -64,6 +103,13 @@ def test_bad_threads_is_a_positioned_error(binary):
                            text=True, timeout=20)
         assert r.returncode != 0, (bad, r.stderr)
         assert "config.json:" in r.stderr and "threads" in r.stderr, (bad, r.stderr)
+    for bad, what in (({"on_media_workers": 1}, "true or false"),
+                      ({"on_media_workers": True, "threads": 2}, "does not apply")):
+        tl = Trunkline(binary, rules=NO_AGENT, extra={"agent": bad})
+        r = subprocess.run([binary, "--check-config", tl.config_path], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode != 0 and "config.json:" in r.stderr and what in r.stderr, \
+            (bad, r.stderr)
     tl = Trunkline(binary, rules=NO_AGENT, extra={"agent": {"threds": 2}})
     r = subprocess.run([binary, "--check-config", tl.config_path], capture_output=True,
                        text=True, timeout=20)
@@ -71,4 +117,5 @@ def test_bad_threads_is_a_positioned_error(binary):
 
 
 if __name__ == "__main__":
-    run([test_calls_spread_over_two_loops, test_bad_threads_is_a_positioned_error])
+    run([test_calls_spread_over_two_loops, test_loops_on_media_workers,
+         test_bad_threads_is_a_positioned_error])

@@ -176,6 +176,16 @@ def test_tone_delayed_offer(binary):
     assert "offer answered in ACK: PCMU pt 0" in tl.log(), tl.log()[-3000:]
 
 
+def test_tone_on_media_workers(binary):
+    """agent.on_media_workers: the call's RTP and its WebSocket on one thread; the tone comes
+    back whole and paced (check_tone, check_stream) as with separate agent threads."""
+    tl, _, _ = tone_call(binary, "on-media-workers", "audio_early.xml", "PCMU",
+                         keys={"pt": 0, "codec": "PCMU"},
+                         tl_args={"media": {"workers": 2},
+                                  "extra": {"agent": {"on_media_workers": True}}})
+    assert "loops on the media workers" in tl.log(), tl.log()[-3000:]
+
+
 def test_tone_native_16k(binary):
     tl, _, rec = tone_call(binary, "native-16k", "audio_early.xml", "PCMU",
                            keys={"pt": 0, "codec": "PCMU"}, agent_native=16000)
@@ -289,5 +299,5 @@ if __name__ == "__main__":
     import atexit
     atexit.register(print_pacing)
     run([test_tone_early_offer_pcmu, test_tone_early_offer_pcma, test_tone_delayed_offer,
-         test_tone_native_16k, test_rfc4733_dtmf_both_ways, test_sip_info_dtmf,
+         test_tone_on_media_workers, test_tone_native_16k, test_rfc4733_dtmf_both_ways, test_sip_info_dtmf,
          test_no_rtp_before_answer])

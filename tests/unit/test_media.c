@@ -950,6 +950,108 @@ static void test_spurt_on_arrival(void)
 	call_close(c);
 }
 
+/* ---- a hosted engine (tl_media_config.hosted): the test's thread runs the worker ---- */
+
+struct host {
+	struct tl_media *m;
+	int play_fd, stop_fd; /* eventfds: play h->audio on the host thread; stop */
+	struct tl_media_stream *s;
+	const uint8_t *audio;
+	size_t len;
+	double t_play; /* realtime ms of the last play, written by the host thread */
+	atomic_int plays;
+	pthread_t th;
+};
+
+/* What an agent loop does (connector/agent/ws_loop.c): flush before every wait, run the
+ * worker when its descriptor is readable, and queue agent audio on this same thread. */
+static void *host_main(void *arg)
+{
+	struct host *h = arg;
+	uint64_t v;
+
+	tl_media_worker_attach(h->m, 0);
+	for (int turns = 0; turns < 100000; turns++) {
+		struct pollfd pf[3] = {{.fd = tl_media_worker_fd(h->m, 0), .events = POLLIN},
+		                       {.fd = h->play_fd, .events = POLLIN},
+		                       {.fd = h->stop_fd, .events = POLLIN}};
+		tl_media_worker_flush(h->m, 0);
+		if (poll(pf, 3, 1000) < 0 || pf[2].revents)
+			break;
+		if (pf[1].revents && read(h->play_fd, &v, sizeof(v)) == sizeof(v)) {
+			h->t_play = rt_ms();
+			TL_CHECK_INT(tl_media_stream_play(h->s, h->audio, h->len), (int)h->len);
+			atomic_fetch_add(&h->plays, 1);
+		}
+		if (pf[0].revents)
+			tl_media_worker_run(h->m, 0);
+	}
+	return NULL;
+}
+
+/* Hosted: agent audio queued on the host thread (no eventfd: tl_media_worker_flush sends it
+ * before the host waits) goes out at once as a talk spurt's first frame, as on a worker of its
+ * own (test_spurt_on_arrival, ptime 60); without the flush it waits for its slot. Streams are
+ * added and released through the worker's queue, run by the host. */
+static void test_hosted_spurt(void)
+{
+	struct tl_media_config cfg = {
+	    .workers = 1, .reorder_ms = 40, .playout_max_ms = 60000, .hosted = 1};
+	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
+	struct opts o = pcmu;
+	static uint8_t tone[960];
+	struct tl_media_stats st;
+	struct call *c = NULL;
+	int quick = 0, checked = 0;
+	uint64_t one = 1;
+
+	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
+	if (!h.m)
+		return;
+	TL_CHECK_INT(tl_media_workers(h.m), 1);
+	TL_CHECK(tl_media_worker_fd(h.m, 0) >= 0 && tl_media_worker_fd(h.m, 1) == -1);
+	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
+	o.ptime = 60;
+	tone_ulaw(tone, sizeof(tone));
+	c = call_open(h.m, &o);
+	h.s = c ? c->s : NULL;
+	h.audio = tone;
+	h.len = sizeof(tone);
+	for (int spurt = 0; c && spurt < 3; spurt++) {
+		struct pkt sil, p, p2;
+		int got = 0, plays = atomic_load(&h.plays);
+		for (int i = 0; i < 40 && !got; i++)
+			got = pbx_recv(c->pbx.rtp, &sil, 200) == 1 && is_silence(&sil) &&
+			      pbx_recv(c->pbx.rtp, &sil, 0) == 0;
+		TL_CHECK(got);
+		if (!got || write(h.play_fd, &one, sizeof(one)) != sizeof(one))
+			break;
+		if (pbx_recv(c->pbx.rtp, &p, 1000) != 1 || pbx_recv(c->pbx.rtp, &p2, 1000) != 1) {
+			TL_CHECK(!"no audio after play");
+			break;
+		}
+		TL_CHECK_INT(atomic_load(&h.plays), plays + 1);
+		fprintf(stderr, "  hosted spurt %d: first frame %.1f ms after play\n", spurt,
+		        p.at - h.t_play);
+		quick += p.at - h.t_play < 30;
+		TL_CHECK(!is_silence(&p) && p.marker == 1 && p.plen == 480);
+		TL_CHECK(p.ts == sil.ts + 480 && !is_silence(&p2) && p2.ts == p.ts + 480);
+		checked++;
+	}
+	if (c) {
+		tl_media_stream_stats(c->s, &st);
+		TL_CHECK(st.tx_on_arrival >= 2 && st.tx_on_arrival <= 3);
+		call_close(c); /* released by the host thread */
+	}
+	TL_CHECK(quick >= 2);
+	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
+		TL_CHECK(!"cannot stop the host thread");
+	pthread_join(h.th, NULL);
+	tl_media_destroy(h.m);
+	close(h.play_fd);
+	close(h.stop_fd);
+}
+
 /* burst bytes of agent audio queued at once, then 20 ms of it every 20 ms by the clock for
  * ms, on an engine of its own with media.playout_backlog_ms = backlog_ms. *st: the stream's
  * figures at the end; returns the least queued ms seen over the last 1.5 s. */
@@ -1485,6 +1587,7 @@ int main(void)
 	TL_TEST_RUN(test_clear);
 	TL_TEST_RUN(test_playout_max);
 	TL_TEST_RUN(test_spurt_on_arrival);
+	TL_TEST_RUN(test_hosted_spurt);
 	TL_TEST_RUN(test_playout_backlog);
 	TL_TEST_RUN(test_playout_standing);
 	TL_TEST_RUN(test_dtmf_in);
