@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is needed, builds, checks formatting, and runs every test
 # (unit and integration) three times: a normal build, under AddressSanitizer + UBSan, and under
-# ThreadSanitizer. Ends on ctest's summary of the ThreadSanitizer run.
+# ThreadSanitizer; the normal build also runs the agent-heavy integration tests with the agent
+# loops on threads of their own (the default puts them on the media workers). Ends on ctest's summary of the ThreadSanitizer run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTL_TESTS=ON -DTL_SANITIZ
 cmake --build build -j"$jobs"
 echo "== test (RelWithDebInfo)"
 (cd build && ctest --output-on-failure -j"$jobs")
+echo "== test (RelWithDebInfo, agent loops on threads of their own: agent.on_media_workers false)"
+(cd build && TL_IT_AGENT_LOOPS=threads ctest --output-on-failure -j"$jobs" \
+	-R 'integration[.]test_(audio|agent_hostile|fallback|transfer|bridge|wideband|drain)$')
 
 echo "== build (ASan+UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTL_TESTS=ON -DTL_SANITIZE=ON >/dev/null

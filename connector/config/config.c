@@ -612,7 +612,8 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->port_min = 20000;
 	cfg->port_max = 29999;
 	cfg->reorder_ms = 40;
-	cfg->media_workers = 1;
+	cfg->media_workers = 0;           /* worked out at start-up: tl_sip media set-up */
+	cfg->agent_on_media_workers = -1; /* unset: true unless agent.threads is set */
 	cfg->playout_max_ms = 60000;
 	cfg->playout_backlog_ms = 100;
 	cfg->rtp_relearn_ms = 5000;
@@ -636,16 +637,20 @@ static const char *const root_keys[] = {
     "sip", "media", "rules",         "shutdown_timeout_ms", "rules_max_bytes", "rules_max_routes",
     "ops", "cdr",   "registrations", "registrar",           "agent",           NULL};
 
-/* "agent": {"threads": n}, the agent loops (docs/CONFIGURATION.md); absent: 0, the default
- * worked out at start-up from the CPUs and media.workers. */
+/* "agent": {"threads": n, "on_media_workers": b} (docs/CONFIGURATION.md): with threads,
+ * that many agent loops of their own (on_media_workers must not be true); without, the loops
+ * run on the media workers unless on_media_workers is false (then the default loops worked
+ * out at start-up from the CPUs and media.workers). */
 static int load_agent(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
 	static const char *const agent_keys[] = {"threads", "on_media_workers", NULL};
 	json_t *agent = json_object_get(doc->root, "agent"), *v;
 	int rc;
 
-	if (!agent)
+	if (!agent) {
+		cfg->agent_on_media_workers = 1;
 		return 0;
+	}
 	if ((rc = tl_config_doc_keys(doc, agent, "/agent", agent_keys)) < 0 ||
 	    (rc = tl_config_doc_int(doc, agent, "/agent", "threads", 1, 64, &cfg->agent_threads)) <
 	        0)
@@ -656,11 +661,13 @@ static int load_agent(const struct tl_config_doc *doc, struct tl_config *cfg)
 		                          "expected true or false");
 	if (v)
 		cfg->agent_on_media_workers = json_is_true(v);
-	if (cfg->agent_on_media_workers && cfg->agent_threads)
+	if (cfg->agent_on_media_workers == 1 && cfg->agent_threads)
 		return tl_config_doc_fail(
 		    doc, "/agent/threads", 1,
 		    "\"threads\" does not apply with \"on_media_workers\": "
 		    "there is one agent loop per media worker (media.workers)");
+	if (cfg->agent_on_media_workers < 0) /* the default: unless threads of their own */
+		cfg->agent_on_media_workers = cfg->agent_threads == 0;
 	return 0;
 }
 

@@ -539,7 +539,11 @@ static int on_ws_events(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *a
 static int start_media_and_agents(struct tl_sip *sip)
 {
 	struct tl_media_config mc = {
-	    .workers = sip->cfg->media_workers,
+	    /* media.workers by default: one with agent threads of their own (as before); on
+	     * the media workers, one per CPU we may run on, at most 8, like agent.threads */
+	    .workers = sip->cfg->media_workers > 0        ? sip->cfg->media_workers
+	               : sip->cfg->agent_on_media_workers ? (int)tl_ws_default_threads(0)
+	                                                  : 1,
 	    .reorder_ms = sip->cfg->reorder_ms,
 	    .playout_max_ms = sip->cfg->playout_max_ms,
 	    .playout_backlog_ms = sip->cfg->playout_backlog_ms,
@@ -554,7 +558,7 @@ static int start_media_and_agents(struct tl_sip *sip)
 	}
 	unsigned threads = sip->cfg->agent_threads > 0
 	                       ? (unsigned)sip->cfg->agent_threads
-	                       : tl_ws_default_threads((unsigned)sip->cfg->media_workers);
+	                       : tl_ws_default_threads((unsigned)mc.workers);
 	if (sip->cfg->agent_on_media_workers) {
 		threads = tl_media_workers(sip->media);
 		err = tl_ws_create_hosted(&sip->ws, (unsigned)sip->cfg->max_calls, sip->media);

@@ -88,9 +88,10 @@ struct tl_config {
 	uint16_t port_min;       /* default 20000, even */
 	uint16_t port_max;       /* default 29999 */
 	int reorder_ms;          /* default 40 */
-	int media_workers;       /* media worker threads, default 1 */
+	int media_workers;       /* media worker threads; 0 = worked out at start-up (sip.c) */
 	int agent_threads;       /* agent.threads: agent loops; 0 = tl_ws_default_threads() */
-	int agent_on_media_workers; /* agent.on_media_workers: loops run on the media workers */
+	int agent_on_media_workers; /* agent.on_media_workers: loops run on the media workers;
+	                             * the default: 1 unless agent.threads is set */
 	int playout_max_ms;         /* agent audio queued ahead, default 60000 */
 	int playout_backlog_ms;     /* standing queue cut to this at 1x; default 100, 0 = off */
 	int rtp_strict;             /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
