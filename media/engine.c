@@ -37,9 +37,27 @@ static int post(struct tl_media_worker *w, const struct tl_media_cmd *cmd)
 	return tl_queue_push(w->cmdq, cmd, cmd->kind == TL_CMD_RELEASE ? TL_QUEUE_URGENT : 0);
 }
 
+/* Reading fd, reported with tag: the worker's epoll, or a hosted worker's host. */
+static int watch(struct tl_media_worker *w, int fd, uint64_t tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+
+	if (w->ops)
+		return w->ops->watch(w->host, fd, tag);
+	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static void unwatch(struct tl_media_worker *w, int fd)
+{
+	if (w->ops)
+		w->ops->unwatch(w->host, fd);
+	else
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 {
-	struct epoll_event ev = {.events = EPOLLIN};
+	int err;
 
 	if (w->n_streams == w->cap_streams) {
 		size_t cap = w->cap_streams ? w->cap_streams * 2 : 64;
@@ -49,13 +67,13 @@ static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 		w->streams = a;
 		w->cap_streams = cap;
 	}
-	ev.data.u64 = (uint64_t)(uintptr_t)s;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->rtp_fd, &ev) < 0)
-		return -errno;
-	ev.data.u64 = (uint64_t)(uintptr_t)s | TL_TAG_RTCP;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->rtcp_fd, &ev) < 0) {
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtp_fd, NULL);
-		return -errno;
+	err = watch(w, s->rtp_fd, (uint64_t)(uintptr_t)s);
+	if (err < 0)
+		return err;
+	err = watch(w, s->rtcp_fd, (uint64_t)(uintptr_t)s | TL_TAG_RTCP);
+	if (err < 0) {
+		unwatch(w, s->rtp_fd);
+		return err;
 	}
 	s->registered = 1;
 	s->index = (int)w->n_streams;
@@ -68,8 +86,8 @@ static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 {
 	if (s->registered) {
 		tl_playout_remove(w, s);
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtp_fd, NULL);
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtcp_fd, NULL);
+		unwatch(w, s->rtp_fd);
+		unwatch(w, s->rtcp_fd);
 		w->streams[s->index] = w->streams[--w->n_streams];
 		w->streams[s->index]->index = s->index;
 	}
@@ -163,8 +181,6 @@ static void worker_turn(struct tl_media_worker *w, int timeout_ms)
 	/* After the batch: a release frees a stream other events may still name. */
 	if (cmds)
 		run_commands(w);
-	else if (w->hosted)
-		tl_playout_kicks(w); /* the host's own, queued without the eventfd */
 	/* Every packet due by now, all streams in one pass; then the timer re-armed. */
 	tl_playout_run(w);
 }
@@ -186,9 +202,22 @@ unsigned tl_media_workers(const struct tl_media *m)
 	return (unsigned)m->n_workers;
 }
 
-int tl_media_worker_fd(const struct tl_media *m, unsigned worker)
+int tl_media_worker_host(struct tl_media *m, unsigned worker, const struct tl_media_host_ops *ops,
+                         void *host)
 {
-	return worker < (unsigned)m->n_workers ? m->workers[worker].epfd : -1;
+	struct tl_media_worker *w = &m->workers[worker];
+	int err;
+
+	w->ops = ops;
+	w->host = host;
+	if (!ops)
+		return 0; /* the host is gone: streams freed later unwatch nothing */
+	err = watch(w, w->timerfd, TL_TAG_TIMER);
+	if (err == 0 && (err = watch(w, w->cmdfd, TL_TAG_CMD)) < 0)
+		unwatch(w, w->timerfd);
+	if (err < 0)
+		w->ops = NULL;
+	return err;
 }
 
 void tl_media_worker_attach(struct tl_media *m, unsigned worker)
@@ -196,18 +225,35 @@ void tl_media_worker_attach(struct tl_media *m, unsigned worker)
 	tl_media_self = &m->workers[worker];
 }
 
-void tl_media_worker_run(struct tl_media *m, unsigned worker)
+void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag)
 {
-	worker_turn(&m->workers[worker], 0);
+	struct tl_media_worker *w = &m->workers[worker];
+
+	w->events = 1;
+	if (tag == TL_TAG_TIMER)
+		on_timer(w);
+	else if (tag == TL_TAG_CMD)
+		w->cmds = 1;
+	else
+		on_readable(w, (struct tl_media_stream *)(uintptr_t)(tag & ~(uint64_t)TL_TAG_RTCP),
+		            (int)(tag & TL_TAG_RTCP), tl_media_now_ms());
 }
 
 void tl_media_worker_flush(struct tl_media *m, unsigned worker)
 {
 	struct tl_media_worker *w = &m->workers[worker];
 
-	if (!atomic_load_explicit(&w->kicks, memory_order_relaxed))
-		return; /* nothing queued by the host: the timer is armed already */
-	tl_playout_kicks(w);
+	/* As at the end of a worker's own turn: commands after the events (a release frees a
+	 * stream they named; the host has delivered them all), kicks, every packet due. */
+	if (w->cmds) {
+		w->cmds = 0;
+		run_commands(w);
+	} else if (w->events || atomic_load_explicit(&w->kicks, memory_order_relaxed)) {
+		tl_playout_kicks(w);
+	} else {
+		return; /* nothing happened: the timer is armed already */
+	}
+	w->events = 0;
 	tl_playout_run(w);
 }
 
@@ -229,15 +275,15 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	                      tl_queue_eventfd_wake, &w->cmdfd);
 	if (err < 0)
 		return err;
+	w->hosted = m->cfg.hosted != 0;
+	if (w->hosted)
+		return 0; /* the host watches its descriptors: tl_media_worker_host */
 	ev.data.u64 = TL_TAG_TIMER;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->timerfd, &ev) < 0)
 		return -errno;
 	ev.data.u64 = TL_TAG_CMD;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->cmdfd, &ev) < 0)
 		return -errno;
-	w->hosted = m->cfg.hosted != 0;
-	if (w->hosted)
-		return 0; /* tl_media_worker_run on the host's thread */
 	err = -pthread_create(&w->thread, NULL, worker_main, w);
 	w->started = err == 0;
 	return err;

@@ -242,8 +242,11 @@ struct tl_media_worker {
 	int64_t wheel_ms;                        /* the last ms processed */
 	int64_t armed_ms;                        /* the timerfd's deadline, 0 when disarmed */
 	_Atomic(struct tl_media_stream *) kicks; /* streams whose empty queue got audio */
-	int hosted;  /* run by a host thread (tl_media_worker_run), no thread of its own */
-	int started; /* its own thread was started (joined at destroy) */
+	int hosted; /* run by a host thread (tl_media_worker_host), no thread of its own */
+	const struct tl_media_host_ops *ops; /* hosted: the host's poller */
+	void *host;
+	int events, cmds; /* hosted: events since the last flush; commands among them */
+	int started;      /* its own thread was started (joined at destroy) */
 };
 
 extern _Thread_local struct tl_media_worker *tl_media_self;

@@ -278,9 +278,10 @@ struct tl_ws_loop {
 	int quit, shutting_down;
 	lws_sorted_usec_list_t sul_shutdown;
 	/* Hosted (tl_ws_create_hosted): the libev loop lws runs on, with media worker `index`'s
-	 * epoll descriptor watched on it, and a prepare watcher run before every wait. */
+	 * descriptors watched on it too, and a prepare watcher run before every wait. */
 	struct ev_loop *evl;
-	ev_io media_io;
+	struct tl_ws_mio **mio; /* by descriptor: the media worker's watchers (ws_loop.c) */
+	size_t n_mio;
 	ev_prepare prepare;
 	lws_sorted_usec_list_t sul_tick; /* see TL_WSC_TICK_US */
 };
@@ -320,7 +321,7 @@ struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca);
 void tl_wsc_cancelled(struct tl_ws_loop *loop); /* EVENT_WAIT_CANCELLED: commands, cells */
 int tl_wsc_send_uplink(struct tl_ws_conn *c);
 int tl_wsc_on_loop(const struct tl_ws_loop *loop);
-    /* this thread is loop's own */ /* queued uplink now; -1: broken */
+/* this thread is loop's own */ /* queued uplink now; -1: broken */
 
 /* ws_conn.c, WS thread */
 void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */

@@ -138,16 +138,63 @@ struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca)
 	return loop->ca_vhosts[i].vh;
 }
 
-/* Hosted: the media worker has packets, commands or a timer; then the uplink it produced. */
-static void on_media(struct ev_loop *evl, ev_io *io, int revents)
+/* Hosted: the media worker's descriptors (its timer, its commands, each stream's RTP and
+ * RTCP) are watched on this loop itself, one ev_io each, indexed by descriptor. */
+struct tl_ws_mio {
+	ev_io io;
+	uint64_t tag;
+	struct tl_ws_loop *loop;
+};
+
+static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 {
-	struct tl_ws_loop *loop = io->data;
+	struct tl_ws_mio *m = (struct tl_ws_mio *)io;
 
 	(void)evl;
 	(void)revents;
-	tl_media_worker_run(loop->ws->media, loop->index);
-	flush_ready(loop);
+	tl_media_worker_event(m->loop->ws->media, m->loop->index, m->tag);
 }
+
+static int media_watch(void *host, int fd, uint64_t tag)
+{
+	struct tl_ws_loop *loop = host;
+	struct tl_ws_mio *m;
+
+	if (fd < 0)
+		return -EBADF;
+	if ((size_t)fd >= loop->n_mio) {
+		size_t n = (size_t)fd + 64;
+		struct tl_ws_mio **a = realloc(loop->mio, n * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		memset(a + loop->n_mio, 0, (n - loop->n_mio) * sizeof(*a));
+		loop->mio = a;
+		loop->n_mio = n;
+	}
+	if (loop->mio[fd])
+		return -EEXIST;
+	if (!(m = calloc(1, sizeof(*m))))
+		return -ENOMEM;
+	m->tag = tag;
+	m->loop = loop;
+	ev_io_init(&m->io, on_media_io, fd, EV_READ);
+	ev_io_start(loop->evl, &m->io);
+	loop->mio[fd] = m;
+	return 0;
+}
+
+static void media_unwatch(void *host, int fd)
+{
+	struct tl_ws_loop *loop = host;
+
+	if (fd < 0 || (size_t)fd >= loop->n_mio || !loop->mio[fd])
+		return;
+	ev_io_stop(loop->evl, &loop->mio[fd]->io);
+	free(loop->mio[fd]);
+	loop->mio[fd] = NULL;
+}
+
+static const struct tl_media_host_ops media_host = {media_watch, media_unwatch};
 
 /* Hosted, before every wait: agent audio lws's callbacks queued goes out (a talk spurt's first
  * frame at once), and what the worker produced meanwhile goes to the agents. */
@@ -238,10 +285,9 @@ int tl_wsc_loop_start(struct tl_ws_loop *loop)
 	if (!loop->ctx)
 		return -EIO;
 	if (loop->evl) {
-		ev_io_init(&loop->media_io, on_media,
-		           tl_media_worker_fd(loop->ws->media, loop->index), EV_READ);
-		loop->media_io.data = loop;
-		ev_io_start(loop->evl, &loop->media_io);
+		err = tl_media_worker_host(loop->ws->media, loop->index, &media_host, loop);
+		if (err < 0)
+			return err;
 		ev_prepare_init(&loop->prepare, on_prepare);
 		loop->prepare.data = loop;
 		ev_prepare_start(loop->evl, &loop->prepare);
@@ -288,13 +334,20 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop)
 			tl_wsc_free(cmd.conn);
 	while (loop->conns)
 		tl_wsc_kill(loop->conns);
-	if (loop->evl) {
-		ev_io_stop(loop->evl, &loop->media_io);
+	if (loop->evl)
 		ev_prepare_stop(loop->evl, &loop->prepare);
-	}
 	if (loop->ctx)
 		lws_context_destroy(loop->ctx);
 	loop->ctx = NULL;
+	/* The media worker's watchers; streams freed later (tl_media_destroy, after every loop
+	 * has stopped) unwatch nothing, and this struct may be gone by then. */
+	if (loop->evl)
+		tl_media_worker_host(loop->ws->media, loop->index, NULL, NULL);
+	for (size_t fd = 0; fd < loop->n_mio; fd++)
+		media_unwatch(loop, (int)fd);
+	free(loop->mio);
+	loop->mio = NULL;
+	loop->n_mio = 0;
 	if (loop->evl)
 		ev_loop_destroy(loop->evl);
 	loop->evl = NULL;

@@ -28,7 +28,7 @@ struct tl_media_config {
 	int playout_backlog_ms;
 	int max_streams; /* streams at once (sizes the control queues), default 1000 */
 	/* 1: the workers get no threads of their own; a host thread runs each one (see
-	 * tl_media_worker_fd), e.g. the agent loop that carries the same calls' WebSockets. */
+	 * tl_media_worker_host), e.g. the agent loop that carries the same calls' WebSockets. */
 	int hosted;
 };
 
@@ -128,18 +128,26 @@ int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback ki
 
 /* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
 unsigned tl_media_workers(const struct tl_media *m);
-/* The worker's epoll descriptor: readable when the worker has work (packets, commands, its
- * timer). The host polls it and then calls tl_media_worker_run. */
-int tl_media_worker_fd(const struct tl_media *m, unsigned worker);
-/* On the host thread, once before anything else: makes it worker's thread, so that audio the
- * host queues (tl_media_stream_play) is not signalled through the worker's eventfd. */
+/* A host's poller: watch reports fd readable by calling tl_media_worker_event(m, worker, tag)
+ * (level-triggered, on the host thread); 0 or negative errno. unwatch stops that. */
+struct tl_media_host_ops {
+	int (*watch)(void *host, int fd, uint64_t tag);
+	void (*unwatch)(void *host, int fd);
+};
+/* Before the host thread runs the worker (not concurrently with it): ops watch the worker's
+ * descriptors from now on (its two own at once, then each stream's). ops and host are
+ * borrowed until the host leaves: ops NULL, once it no longer runs the worker (its watchers
+ * are then its own to drop). 0 or negative errno (nothing watched). */
+int tl_media_worker_host(struct tl_media *m, unsigned worker, const struct tl_media_host_ops *ops,
+                         void *host);
+/* On the host thread, once before it runs the worker: makes it the worker's thread, so that
+ * audio it queues (tl_media_stream_play) is not signalled through the worker's eventfd. */
 void tl_media_worker_attach(struct tl_media *m, unsigned worker);
-/* On the host thread: everything ready now, without waiting (packets in, commands, packets
- * due). */
-void tl_media_worker_run(struct tl_media *m, unsigned worker);
-/* On the host thread, before it waits: audio queued by the host since the last call goes out
- * (a talk spurt's first frame at once) and the timer is re-armed. No system call when there is
- * nothing to do. */
+/* On the host thread: a descriptor the worker watches is readable. */
+void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag);
+/* On the host thread, after the events of one wake-up and before it waits again: commands,
+ * audio the host queued since the last call (a talk spurt's first frame at once), every packet
+ * due, the timer re-armed. No system call when nothing happened. */
 void tl_media_worker_flush(struct tl_media *m, unsigned worker);
 /* As tl_media_stream_create, on a given worker (worker < tl_media_workers). */
 int tl_media_stream_create_on(struct tl_media_stream **out, struct tl_media *m,

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -954,17 +955,37 @@ static void test_spurt_on_arrival(void)
 
 struct host {
 	struct tl_media *m;
+	int epfd;             /* the host's poller: the worker's descriptors, tag in data */
 	int play_fd, stop_fd; /* eventfds: play h->audio on the host thread; stop */
 	struct tl_media_stream *s;
 	const uint8_t *audio;
 	size_t len;
 	double t_play; /* realtime ms of the last play, written by the host thread */
-	atomic_int plays;
+	atomic_int plays, watched;
 	pthread_t th;
 };
 
-/* What an agent loop does (connector/agent/ws_loop.c): flush before every wait, run the
- * worker when its descriptor is readable, and queue agent audio on this same thread. */
+static int host_watch(void *arg, int fd, uint64_t tag)
+{
+	struct host *h = arg;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+
+	atomic_fetch_add(&h->watched, 1);
+	return epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static void host_unwatch(void *arg, int fd)
+{
+	struct host *h = arg;
+
+	atomic_fetch_sub(&h->watched, 1);
+	epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+static const struct tl_media_host_ops host_ops = {host_watch, host_unwatch};
+
+/* What an agent loop does (connector/agent/ws_loop.c): report the worker's ready descriptors,
+ * flush before every wait, and queue agent audio on this same thread. */
 static void *host_main(void *arg)
 {
 	struct host *h = arg;
@@ -972,9 +993,10 @@ static void *host_main(void *arg)
 
 	tl_media_worker_attach(h->m, 0);
 	for (int turns = 0; turns < 100000; turns++) {
-		struct pollfd pf[3] = {{.fd = tl_media_worker_fd(h->m, 0), .events = POLLIN},
+		struct pollfd pf[3] = {{.fd = h->epfd, .events = POLLIN},
 		                       {.fd = h->play_fd, .events = POLLIN},
 		                       {.fd = h->stop_fd, .events = POLLIN}};
+		struct epoll_event evs[16];
 		tl_media_worker_flush(h->m, 0);
 		if (poll(pf, 3, 1000) < 0 || pf[2].revents)
 			break;
@@ -983,8 +1005,9 @@ static void *host_main(void *arg)
 			TL_CHECK_INT(tl_media_stream_play(h->s, h->audio, h->len), (int)h->len);
 			atomic_fetch_add(&h->plays, 1);
 		}
-		if (pf[0].revents)
-			tl_media_worker_run(h->m, 0);
+		int n = epoll_wait(h->epfd, evs, 16, 0);
+		for (int i = 0; i < n; i++)
+			tl_media_worker_event(h->m, 0, evs[i].data.u64);
 	}
 	return NULL;
 }
@@ -1009,7 +1032,9 @@ static void test_hosted_spurt(void)
 	if (!h.m)
 		return;
 	TL_CHECK_INT(tl_media_workers(h.m), 1);
-	TL_CHECK(tl_media_worker_fd(h.m, 0) >= 0 && tl_media_worker_fd(h.m, 1) == -1);
+	h.epfd = epoll_create1(EPOLL_CLOEXEC);
+	TL_CHECK_INT(tl_media_worker_host(h.m, 0, &host_ops, &h), 0);
+	TL_CHECK_INT(atomic_load(&h.watched), 2); /* its timer and its commands */
 	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
 	o.ptime = 60;
 	tone_ulaw(tone, sizeof(tone));
@@ -1041,13 +1066,17 @@ static void test_hosted_spurt(void)
 	if (c) {
 		tl_media_stream_stats(c->s, &st);
 		TL_CHECK(st.tx_on_arrival >= 2 && st.tx_on_arrival <= 3);
-		call_close(c); /* released by the host thread */
+		TL_CHECK_INT(atomic_load(&h.watched), 4); /* and the stream's RTP and RTCP */
+		call_close(c);                            /* released by the host thread */
+		TL_CHECK_INT(atomic_load(&h.watched), 2);
 	}
 	TL_CHECK(quick >= 2);
 	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
 		TL_CHECK(!"cannot stop the host thread");
 	pthread_join(h.th, NULL);
+	tl_media_worker_host(h.m, 0, NULL, NULL); /* the host is gone */
 	tl_media_destroy(h.m);
+	close(h.epfd);
 	close(h.play_fd);
 	close(h.stop_fd);
 }
