@@ -120,9 +120,9 @@ def start_dut(kind, d, workers, max_calls, args):
                          "workers": workers},
                "rules": "rules.json",
                "ops": {"listen": f"127.0.0.1:{OPS_PORT}"}}
-        if args.on_media_workers:
-            cfg["agent"] = {"on_media_workers": True}
-        elif args.agent_threads:
+        if workers is None:
+            del cfg["media"]["workers"]  # trunkline's default: the CPUs it may run on
+        if args.agent_threads:  # separate agent threads instead of the loops on the workers
             cfg["agent"] = {"threads": args.agent_threads}
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f)
@@ -294,10 +294,8 @@ def table(results):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--on-media-workers", action="store_true",
-                    help="trunkline's agent.on_media_workers: agent loops run on the --workers "
-                         "media workers' threads")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="trunkline's media.workers (default: trunkline's own)")
     ap.add_argument("--measure", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--rate", type=int, default=200)
@@ -345,7 +343,7 @@ def main():
             "warmup_s": args.warmup, "rate": args.rate, "cpus": os.cpu_count(),
             "uname": os.uname().release, "loss_limit": LOSS_LIMIT,
             "mark_flood": args.mark_flood, "agent_threads": args.agent_threads or "default",
-            "on_media_workers": args.on_media_workers,
+            "agent_loops": "threads" if args.agent_threads else "media workers",
             "dut_cpus": args.dut_cpus or "all"}
     n = ladder[0]
     i = 0
