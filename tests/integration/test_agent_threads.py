@@ -96,6 +96,24 @@ def test_loops_on_media_workers(binary):
         tl.check_clean()
 
 
+def test_default_loops_follow_cpus(binary):
+    """Without media.workers or agent.threads: one media worker per CPU trunkline may run on
+    (at most 8), each carrying an agent loop; with agent.threads alone, one media worker."""
+    want = min(len(os.sched_getaffinity(0)), 8)
+    for extra, line in (({}, f"agent client: {want} loop{'s' if want > 1 else ''} on the "
+                              "media workers (agent.on_media_workers)"),
+                        ({"agent": {"threads": 3}}, "agent client: 3 loops (agent.threads)")):
+        tl = Trunkline(binary, extra=extra)
+        tl.start()
+        try:
+            assert line in tl.log(), (line, tl.log()[-2000:])
+            names = thread_names(tl)
+            workers = [n for n in names if n.startswith(("tl-worker-", "tl-media-"))]
+            assert len(workers) == (want if not extra else 1), names
+        finally:
+            assert tl.stop() == 0
+
+
 def test_bad_threads_is_a_positioned_error(binary):
     for bad in (0, 65, "2"):
         tl = Trunkline(binary, rules=NO_AGENT, extra={"agent": {"threads": bad}})
@@ -118,4 +136,5 @@ def test_bad_threads_is_a_positioned_error(binary):
 
 if __name__ == "__main__":
     run([test_calls_spread_over_two_loops, test_loops_on_media_workers,
+         test_default_loops_follow_cpus,
          test_bad_threads_is_a_positioned_error])
