@@ -212,9 +212,8 @@ int tl_media_worker_host(struct tl_media *m, unsigned worker, const struct tl_me
 	w->host = host;
 	if (!ops)
 		return 0; /* the host is gone: streams freed later unwatch nothing */
-	err = watch(w, w->timerfd, TL_TAG_TIMER);
-	if (err == 0 && (err = watch(w, w->cmdfd, TL_TAG_CMD)) < 0)
-		unwatch(w, w->timerfd);
+	/* Its commands; no timerfd: the host times the deadlines flush returns. */
+	err = watch(w, w->cmdfd, TL_TAG_CMD);
 	if (err < 0)
 		w->ops = NULL;
 	return err;
@@ -239,7 +238,15 @@ void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag)
 		            (int)(tag & TL_TAG_RTCP), tl_media_now_ms());
 }
 
-void tl_media_worker_flush(struct tl_media *m, unsigned worker)
+void tl_media_worker_timer(struct tl_media *m, unsigned worker)
+{
+	struct tl_media_worker *w = &m->workers[worker];
+
+	w->events = 1;
+	w->armed_ms = 0; /* fired: the flush after it arms the next */
+}
+
+int64_t tl_media_worker_flush(struct tl_media *m, unsigned worker)
 {
 	struct tl_media_worker *w = &m->workers[worker];
 
@@ -251,10 +258,11 @@ void tl_media_worker_flush(struct tl_media *m, unsigned worker)
 	} else if (w->events || atomic_load_explicit(&w->kicks, memory_order_relaxed)) {
 		tl_playout_kicks(w);
 	} else {
-		return; /* nothing happened: the timer is armed already */
+		return w->armed_ms; /* nothing happened: the deadline stands */
 	}
 	w->events = 0;
 	tl_playout_run(w);
+	return w->armed_ms;
 }
 
 static int worker_init(struct tl_media_worker *w, struct tl_media *m)

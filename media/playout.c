@@ -221,6 +221,10 @@ static void arm(struct tl_media_worker *w, int64_t at)
 
 	if (at == w->armed_ms)
 		return;
+	if (w->ops) { /* hosted: the host's timer, set from tl_media_worker_flush's answer */
+		w->armed_ms = at;
+		return;
+	}
 	its.it_value.tv_sec = at / 1000;
 	its.it_value.tv_nsec = (at % 1000) * 1000000;
 	if (timerfd_settime(w->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)

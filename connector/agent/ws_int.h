@@ -283,6 +283,8 @@ struct tl_ws_loop {
 	struct tl_ws_mio **mio; /* by descriptor: the media worker's watchers (ws_loop.c) */
 	size_t n_mio;
 	ev_prepare prepare;
+	ev_timer media_timer;            /* the worker's next deadline (tl_media_worker_flush) */
+	int64_t media_due;               /* that deadline, CLOCK_MONOTONIC ms; 0: none */
 	lws_sorted_usec_list_t sul_tick; /* see TL_WSC_TICK_US */
 };
 

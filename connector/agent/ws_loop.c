@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
@@ -201,11 +202,35 @@ static const struct tl_media_host_ops media_host = {media_watch, media_unwatch};
 static void on_prepare(struct ev_loop *evl, ev_prepare *w, int revents)
 {
 	struct tl_ws_loop *loop = w->data;
+	int64_t due = tl_media_worker_flush(loop->ws->media, loop->index);
+
+	(void)revents;
+	flush_ready(loop);
+	/* The worker's next deadline on a libev timer: no timerfd_settime and no read of a
+	 * timerfd per deadline (libev folds it into epoll_wait's timeout). */
+	if (due == loop->media_due)
+		return;
+	loop->media_due = due;
+	ev_timer_stop(evl, &loop->media_timer);
+	if (due) {
+		struct timespec ts;
+		double left;
+		clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock of tl_media's deadlines */
+		left = (double)due / 1e3 - ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+		ev_now_update(evl); /* libev counts the delay from its own idea of now */
+		ev_timer_set(&loop->media_timer, left > 0 ? left : 0, 0);
+		ev_timer_start(evl, &loop->media_timer);
+	}
+}
+
+static void on_media_timer(struct ev_loop *evl, ev_timer *t, int revents)
+{
+	struct tl_ws_loop *loop = t->data;
 
 	(void)evl;
 	(void)revents;
-	tl_media_worker_flush(loop->ws->media, loop->index);
-	flush_ready(loop);
+	loop->media_due = 0;
+	tl_media_worker_timer(loop->ws->media, loop->index);
 }
 
 /* Hosted: lws 4.1.6's libev glue re-arms its one timer with ev_timer_set on the running
@@ -288,6 +313,8 @@ int tl_wsc_loop_start(struct tl_ws_loop *loop)
 		err = tl_media_worker_host(loop->ws->media, loop->index, &media_host, loop);
 		if (err < 0)
 			return err;
+		ev_timer_init(&loop->media_timer, on_media_timer, 0, 0);
+		loop->media_timer.data = loop;
 		ev_prepare_init(&loop->prepare, on_prepare);
 		loop->prepare.data = loop;
 		ev_prepare_start(loop->evl, &loop->prepare);
@@ -334,8 +361,10 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop)
 			tl_wsc_free(cmd.conn);
 	while (loop->conns)
 		tl_wsc_kill(loop->conns);
-	if (loop->evl)
+	if (loop->evl) {
 		ev_prepare_stop(loop->evl, &loop->prepare);
+		ev_timer_stop(loop->evl, &loop->media_timer);
+	}
 	if (loop->ctx)
 		lws_context_destroy(loop->ctx);
 	loop->ctx = NULL;

@@ -147,8 +147,12 @@ void tl_media_worker_attach(struct tl_media *m, unsigned worker);
 void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag);
 /* On the host thread, after the events of one wake-up and before it waits again: commands,
  * audio the host queued since the last call (a talk spurt's first frame at once), every packet
- * due, the timer re-armed. No system call when nothing happened. */
-void tl_media_worker_flush(struct tl_media *m, unsigned worker);
+ * due. Returns when the worker wants tl_media_worker_timer next, in CLOCK_MONOTONIC ms (0:
+ * never); the host keeps that deadline with its own timer (a hosted worker has no timerfd).
+ * No system call. */
+int64_t tl_media_worker_flush(struct tl_media *m, unsigned worker);
+/* On the host thread: the deadline the last flush returned has come. */
+void tl_media_worker_timer(struct tl_media *m, unsigned worker);
 /* As tl_media_stream_create, on a given worker (worker < tl_media_workers). */
 int tl_media_stream_create_on(struct tl_media_stream **out, struct tl_media *m,
                               const struct tl_media_stream_params *p, unsigned worker);
