@@ -112,17 +112,26 @@ void tl_wsd_bucket_init(struct tl_wsd_bucket *b, unsigned rate, unsigned burst, 
 int tl_wsd_bucket_take(struct tl_wsd_bucket *b, int64_t now_us);
 
 /* The agent's mark names in the order sent to the media stream, each with the id it was given
- * there. Bounded like the media mark queue; a full ring refuses a new mark. */
-#define TL_WSD_MARKS 64
+ * there. Bounded like the media mark queue; a full ring refuses a new mark. The ring is
+ * allocated on the first mark, TL_WSD_MARKS_MIN entries, and doubles as needed up to
+ * TL_WSD_MARKS: most agents never send a mark, and a call should not carry the table then. */
+#define TL_WSD_MARKS     64
+#define TL_WSD_MARKS_MIN 8
+
+struct tl_wsd_mark {
+	char *name;
+	uint32_t id;
+};
 
 struct tl_wsd_marks {
-	char *name[TL_WSD_MARKS];
-	uint32_t id[TL_WSD_MARKS];
-	unsigned head, tail; /* head - tail = entries */
+	struct tl_wsd_mark *e; /* cap entries (a power of two), NULL while cap is 0 */
+	unsigned cap;
+	unsigned head, tail; /* head - tail = entries, at e[counter % cap] */
 	uint32_t next_id;
 };
 
-/* Copies name and assigns it the next id (*id). Returns 0, -ENOSPC when full, or -ENOMEM. */
+/* Copies name and assigns it the next id (*id). Returns 0, -ENOSPC when TL_WSD_MARKS are held,
+ * or -ENOMEM. */
 int tl_wsd_marks_push(struct tl_wsd_marks *m, const char *name, uint32_t *id);
 /* Takes back the newest entry (its media mark could not be queued). */
 void tl_wsd_marks_unpush(struct tl_wsd_marks *m);
@@ -130,6 +139,7 @@ void tl_wsd_marks_unpush(struct tl_wsd_marks *m);
  * matching one is removed and its name returned (caller frees). NULL when id is unknown. */
 char *tl_wsd_marks_pop(struct tl_wsd_marks *m, uint32_t id);
 unsigned tl_wsd_marks_count(const struct tl_wsd_marks *m);
+/* Frees every entry and the ring itself (next_id is kept). */
 void tl_wsd_marks_reset(struct tl_wsd_marks *m);
 
 /* Client WebSocket frames built by us (ws_frame.c; RFC 6455 5.2, 5.3): the header we put in
