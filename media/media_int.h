@@ -16,7 +16,7 @@
 #include "trunkline/rtp.h"
 #include "trunkline/srtp.h"
 
-#define TL_UP_SLOTS      32 /* uplink events: 640 ms of audio */
+#define TL_UP_SLOTS      16 /* uplink events: 320 ms of agent-loop stall before audio drops */
 #define TL_MARK_SLOTS    64
 #define TL_DTMF_SLOTS    32
 #define TL_CHUNK_FRAMES  6 /* downlink chunk payload: 120 ms in the agent's format */
