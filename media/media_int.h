@@ -16,7 +16,7 @@
 #include "trunkline/rtp.h"
 #include "trunkline/srtp.h"
 
-#define TL_UP_SLOTS      32 /* uplink events: 640 ms of audio */
+#define TL_UP_SLOTS      16 /* uplink events: 320 ms of agent-loop stall before audio drops */
 #define TL_MARK_SLOTS    64
 #define TL_DTMF_SLOTS    32
 #define TL_CHUNK_FRAMES  6 /* downlink chunk payload: 120 ms in the agent's format */
@@ -154,7 +154,10 @@ struct tl_media_stream {
 	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
 	size_t dl_max;                      /* bound in bytes */
 	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (960 for µ-law) */
-	struct tl_mark marks[TL_MARK_SLOTS];
+	/* TL_MARK_SLOTS, allocated by the producer at the call's first mark (most agents send
+	 * none) before it publishes mark_head; the worker reads it only once mark_head says it
+	 * holds a mark. */
+	struct tl_mark *marks;
 	atomic_uint mark_head, mark_tail;
 	char dtmf_q[TL_DTMF_SLOTS];
 	atomic_uint dtmf_head, dtmf_tail;

@@ -261,6 +261,8 @@ int tl_media_stream_mark(struct tl_media_stream *s, uint32_t mark)
 
 	if (h - t >= TL_MARK_SLOTS)
 		return -ENOSPC;
+	if (!s->marks && !(s->marks = calloc(TL_MARK_SLOTS, sizeof(*s->marks))))
+		return -ENOMEM;
 	s->marks[h % TL_MARK_SLOTS].pos = s->dl_written;
 	s->marks[h % TL_MARK_SLOTS].id = mark;
 	atomic_store_explicit(&s->mark_head, h + 1, memory_order_release);
@@ -653,6 +655,7 @@ void tl_stream_free(struct tl_media_stream *s)
 	free(s->ring);
 	free(s->up);
 	free(s->up_data);
+	free(s->marks);
 	if (s->notify_release)
 		s->notify_release(s->notify_arg);
 	free(s);

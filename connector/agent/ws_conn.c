@@ -91,8 +91,8 @@ static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
 	}
 	if (n == 0)
 		return 0;
-	if (lws_write(c->wsi, c->tx + LWS_PRE, (size_t)n,
-	              binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < n)
+	/* Framed by us, not lws: lws reads /dev/urandom for every frame's mask (ws_frame.c). */
+	if (tl_wsc_write(c, c->tx + LWS_PRE, (size_t)n, binary) < 0)
 		return -1;
 	atomic_fetch_add_explicit(&c->loop->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
 	return 0;

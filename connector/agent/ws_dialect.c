@@ -520,18 +520,45 @@ int tl_wsd_bucket_take(struct tl_wsd_bucket *b, int64_t now_us)
 
 /* ---- mark names ---- */
 
+/* Room for one more entry: the ring is made, or doubled with its entries moved to the front in
+ * order, when full below TL_WSD_MARKS. 0, -ENOSPC or -ENOMEM. */
+static int marks_room(struct tl_wsd_marks *m)
+{
+	unsigned n = m->head - m->tail, cap;
+	struct tl_wsd_mark *e;
+
+	if (n < m->cap)
+		return 0;
+	if (n >= TL_WSD_MARKS)
+		return -ENOSPC;
+	cap = m->cap ? m->cap * 2 : TL_WSD_MARKS_MIN;
+	e = malloc(cap * sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		e[i] = m->e[(m->tail + i) % m->cap];
+	free(m->e);
+	m->e = e;
+	m->cap = cap;
+	m->tail = 0;
+	m->head = n;
+	return 0;
+}
+
 int tl_wsd_marks_push(struct tl_wsd_marks *m, const char *name, uint32_t *id)
 {
-	unsigned e = m->head % TL_WSD_MARKS;
+	struct tl_wsd_mark *e;
+	int err = marks_room(m);
 
-	if (m->head - m->tail >= TL_WSD_MARKS)
-		return -ENOSPC;
-	m->name[e] = strdup(name);
-	if (!m->name[e])
+	if (err < 0)
+		return err;
+	e = &m->e[m->head % m->cap];
+	e->name = strdup(name);
+	if (!e->name)
 		return -ENOMEM;
 	if (++m->next_id == 0)
 		m->next_id = 1;
-	m->id[e] = *id = m->next_id;
+	e->id = *id = m->next_id;
 	m->head++;
 	return 0;
 }
@@ -541,21 +568,21 @@ void tl_wsd_marks_unpush(struct tl_wsd_marks *m)
 	if (m->head == m->tail)
 		return;
 	m->head--;
-	free(m->name[m->head % TL_WSD_MARKS]);
-	m->name[m->head % TL_WSD_MARKS] = NULL;
+	free(m->e[m->head % m->cap].name);
+	m->e[m->head % m->cap].name = NULL;
 }
 
 char *tl_wsd_marks_pop(struct tl_wsd_marks *m, uint32_t id)
 {
 	while (m->tail != m->head) {
-		unsigned e = m->tail % TL_WSD_MARKS;
-		char *name = m->name[e];
+		struct tl_wsd_mark *e = &m->e[m->tail % m->cap];
+		char *name = e->name;
 
-		if (m->id[e] != id && (int32_t)(m->id[e] - id) > 0)
+		if (e->id != id && (int32_t)(e->id - id) > 0)
 			return NULL; /* id is older than anything we hold */
-		m->name[e] = NULL;
+		e->name = NULL;
 		m->tail++;
-		if (m->id[e] == id)
+		if (e->id == id)
 			return name;
 		free(name);
 	}
@@ -569,9 +596,9 @@ unsigned tl_wsd_marks_count(const struct tl_wsd_marks *m)
 
 void tl_wsd_marks_reset(struct tl_wsd_marks *m)
 {
-	while (m->tail != m->head) {
-		free(m->name[m->tail % TL_WSD_MARKS]);
-		m->name[m->tail % TL_WSD_MARKS] = NULL;
-		m->tail++;
-	}
+	for (; m->tail != m->head; m->tail++)
+		free(m->e[m->tail % m->cap].name);
+	free(m->e);
+	m->e = NULL;
+	m->cap = m->head = m->tail = 0;
 }

@@ -112,17 +112,26 @@ void tl_wsd_bucket_init(struct tl_wsd_bucket *b, unsigned rate, unsigned burst, 
 int tl_wsd_bucket_take(struct tl_wsd_bucket *b, int64_t now_us);
 
 /* The agent's mark names in the order sent to the media stream, each with the id it was given
- * there. Bounded like the media mark queue; a full ring refuses a new mark. */
-#define TL_WSD_MARKS 64
+ * there. Bounded like the media mark queue; a full ring refuses a new mark. The ring is
+ * allocated on the first mark, TL_WSD_MARKS_MIN entries, and doubles as needed up to
+ * TL_WSD_MARKS: most agents never send a mark, and a call should not carry the table then. */
+#define TL_WSD_MARKS     64
+#define TL_WSD_MARKS_MIN 8
+
+struct tl_wsd_mark {
+	char *name;
+	uint32_t id;
+};
 
 struct tl_wsd_marks {
-	char *name[TL_WSD_MARKS];
-	uint32_t id[TL_WSD_MARKS];
-	unsigned head, tail; /* head - tail = entries */
+	struct tl_wsd_mark *e; /* cap entries (a power of two), NULL while cap is 0 */
+	unsigned cap;
+	unsigned head, tail; /* head - tail = entries, at e[counter % cap] */
 	uint32_t next_id;
 };
 
-/* Copies name and assigns it the next id (*id). Returns 0, -ENOSPC when full, or -ENOMEM. */
+/* Copies name and assigns it the next id (*id). Returns 0, -ENOSPC when TL_WSD_MARKS are held,
+ * or -ENOMEM. */
 int tl_wsd_marks_push(struct tl_wsd_marks *m, const char *name, uint32_t *id);
 /* Takes back the newest entry (its media mark could not be queued). */
 void tl_wsd_marks_unpush(struct tl_wsd_marks *m);
@@ -130,7 +139,29 @@ void tl_wsd_marks_unpush(struct tl_wsd_marks *m);
  * matching one is removed and its name returned (caller frees). NULL when id is unknown. */
 char *tl_wsd_marks_pop(struct tl_wsd_marks *m, uint32_t id);
 unsigned tl_wsd_marks_count(const struct tl_wsd_marks *m);
+/* Frees every entry and the ring itself (next_id is kept). */
 void tl_wsd_marks_reset(struct tl_wsd_marks *m);
+
+/* Client WebSocket frames built by us (ws_frame.c; RFC 6455 5.2, 5.3): the header we put in
+ * front of a payload is at most this long (2 + 8 length + 4 masking key bytes). */
+#define TL_WSF_HEAD_MAX 14
+
+/* Frames payload[0..len) as one whole client message (FIN, opcode text or binary, MASK, the
+ * shortest length form, key) and masks payload in place with key. The TL_WSF_HEAD_MAX bytes
+ * before payload must be writable. Returns where the frame starts: payload - its header length. */
+unsigned char *tl_wsf_frame(unsigned char *payload, size_t len, int binary, const uint8_t key[4]);
+/* XORs p[0..len) with key repeated from key[0] (masking and unmasking are the same). */
+void tl_wsf_mask(unsigned char *p, size_t len, const uint8_t key[4]);
+
+/* Masking keys drawn from OpenSSL's CSPRNG a batch at a time. Zeroed = empty. */
+#define TL_WSF_KEYS 128
+struct tl_wsf_keys {
+	uint8_t key[TL_WSF_KEYS][4];
+	unsigned left; /* unused keys, taken from the end */
+};
+
+/* The next unused key into key. 0, or -EIO when the CSPRNG failed (no key given). */
+int tl_wsf_key(struct tl_wsf_keys *ks, uint8_t key[4]);
 
 /* ---- The socket side (ws.c, ws_conn.c): shared between those two files only. ---- */
 
@@ -274,6 +305,8 @@ struct tl_ws_loop {
 		struct lws_vhost *vh;
 	} ca_vhosts[16]; /* one client vhost per CA file (lws keeps the CA per vhost) */
 	uint64_t turn;   /* lws_service calls so far: one poll and what it found ready */
+	/* Masking keys for this loop's frames (ws_frame.c) */
+	struct tl_wsf_keys keys;
 	struct tl_ws_conn *conns;
 	int quit, shutting_down;
 	lws_sorted_usec_list_t sul_shutdown;
@@ -320,10 +353,14 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop);
 /* The loop's thread: the client vhost that verifies with CA file ca (created on first use);
  * NULL when it cannot be made (the connection then fails rather than skip the check). */
 struct lws_vhost *tl_wsc_ca_vhost(struct tl_ws_loop *loop, const char *ca);
-void tl_wsc_cancelled(struct tl_ws_loop *loop); /* EVENT_WAIT_CANCELLED: commands, cells */
-int tl_wsc_send_uplink(struct tl_ws_conn *c);
-int tl_wsc_on_loop(const struct tl_ws_loop *loop);
-/* this thread is loop's own */ /* queued uplink now; -1: broken */
+void tl_wsc_cancelled(struct tl_ws_loop *loop);    /* EVENT_WAIT_CANCELLED: commands, cells */
+int tl_wsc_send_uplink(struct tl_ws_conn *c);      /* queued uplink now; -1: broken */
+int tl_wsc_on_loop(const struct tl_ws_loop *loop); /* this thread is loop's own */
+
+/* ws_frame.c, the loop's thread: sends payload[0..len) (in a buffer with LWS_PRE bytes of room
+ * before it, masked in place) as one text or binary message. 0, or -1 when the connection is
+ * broken. */
+int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int binary);
 
 /* ws_conn.c, WS thread */
 void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */

@@ -85,6 +85,7 @@ void tl_call_destroy(struct tl_call *call)
 		tl_call_release_route(call);
 	tl_rules_destroy(call->rules);
 	free(call->refer_target);
+	free(call->srtp_warning);
 	if (call->answer_timer)
 		su_timer_destroy(call->answer_timer);
 	if (call->duration_timer)
@@ -493,8 +494,8 @@ void tl_call_on_invite(struct tl_call *call, const sip_t *req)
 	su_home_deinit(home);
 	if (n < 0) {
 		tl_log_warn(call->call_id, "rejecting INVITE: %s%s%s", sdp_error_phrase(n),
-		            n == -EKEYREJECTED ? ": " : "",
-		            n == -EKEYREJECTED ? call->srtp_why : "");
+		            n == -EKEYREJECTED && call->srtp_warning ? ": " : "",
+		            n == -EKEYREJECTED && call->srtp_warning ? call->srtp_warning : "");
 		tl_call_outcome(call, TL_OUTCOME_REJECTED);
 		nua_respond(call->nh, 488, sdp_error_phrase(n), NUTAG_WITH_THIS(call->sip->nua),
 		            SIPTAG_WARNING_STR(n == -ENOTSUP ? "305 trunkline \"Incompatible media "

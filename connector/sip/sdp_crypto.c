@@ -181,9 +181,9 @@ int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct 
 
 	call->local.savp = rc > 0 && cr->savp;
 	if (rc == -EKEYREJECTED) {
-		snprintf(call->srtp_why, sizeof(call->srtp_why), "%s", cr->why);
-		snprintf(call->srtp_warning, sizeof(call->srtp_warning), "399 trunkline \"%s\"",
-		         cr->why);
+		free(call->srtp_warning);
+		if (asprintf(&call->srtp_warning, "399 trunkline \"%s\"", cr->why) < 0)
+			call->srtp_warning = NULL; /* the 488 then goes without a Warning */
 		tl_log_warn(call->call_id, "SRTP negotiation failed: %s", cr->why);
 	} else if (rc > 0 && cr->keys.suite != was) {
 		tl_log_info(call->call_id, "SRTP %s%s (offered: %s)",

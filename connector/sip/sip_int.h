@@ -77,8 +77,9 @@ struct tl_call {
 	const struct tl_route *route; /* borrowed from rules; NULL when no route matched */
 	char ruri_host[128];
 	char contact[200]; /* our Contact when Sofia's would be wrong (TCP), else "" */
-	char srtp_why[160], srtp_warning[200]; /* why SRTP was refused: log, 488's Warning */
-	char *refer_target;                    /* owned: where the call is being transferred */
+	/* owned: the 488's Warning when SRTP was refused ("399 trunkline \"why\""), else NULL */
+	char *srtp_warning;
+	char *refer_target; /* owned: where the call is being transferred */
 	int refer_sent;
 	char *answer_body; /* owned: the SDP for the 200 OK until it is sent */
 	int delay_done;    /* answer_delay_ms has passed */
@@ -272,7 +273,7 @@ struct tl_sdp_crypto {
 int tl_sdp_crypto_pick(const char *sdp, size_t len, int mode, const struct tl_srtp_keys *current,
                        struct tl_sdp_crypto *cr);
 /* tl_sdp_crypto_pick for call under media.srtp; sets call->local.savp, logs the outcome, and
- * on refusal fills call->srtp_why and srtp_warning. */
+ * on refusal sets call->srtp_warning (NULL when out of memory). */
 int tl_call_srtp_pick(struct tl_call *call, const char *sdp, size_t len, struct tl_sdp_crypto *cr);
 /* Our offer (delayed offer): made RTP/SAVP with an AES_CM_128_HMAC_SHA1_80 line when
  * media.srtp is required, or optional and the call came over TLS. Returns the new length. */

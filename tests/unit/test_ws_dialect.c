@@ -386,6 +386,54 @@ static void test_marks(void)
 	tl_wsd_marks_unpush(&m); /* empty: no-op */
 }
 
+/* The ring is allocated on the first mark and doubles (8, 16, 32, 64) with its entries kept in
+ * order, also when they wrap around the end of the smaller ring. */
+static void test_marks_growth(void)
+{
+	struct tl_wsd_marks m = {0};
+	uint32_t ids[40], id;
+	char name[16], *s;
+	int ok = 1;
+
+	TL_CHECK(m.e == NULL);
+	TL_CHECK_INT(tl_wsd_marks_push(&m, "w0", &id), 0);
+	TL_CHECK_INT(m.cap, TL_WSD_MARKS_MIN);
+	/* Move the window so that the next pushes wrap: 5 in, 5 out, then 0..7 fill the 8. */
+	for (int i = 1; i < 5; i++) {
+		snprintf(name, sizeof(name), "w%d", i);
+		TL_CHECK_INT(tl_wsd_marks_push(&m, name, &id), 0);
+	}
+	free(tl_wsd_marks_pop(&m, id)); /* drops w0..w3 as lost, returns w4 */
+	TL_CHECK_INT(tl_wsd_marks_count(&m), 0);
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		TL_CHECK_INT(tl_wsd_marks_push(&m, name, &ids[i]), 0);
+		if (i == 7)
+			TL_CHECK_INT(m.cap, 8);
+		if (i == 8)
+			TL_CHECK_INT(m.cap, 16);
+		if (i == 16)
+			TL_CHECK_INT(m.cap, 32);
+		if (i == 32)
+			TL_CHECK_INT(m.cap, 64);
+	}
+	TL_CHECK_INT(tl_wsd_marks_count(&m), 40);
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		s = tl_wsd_marks_pop(&m, ids[i]);
+		if (!s || strcmp(s, name) != 0) {
+			fprintf(stderr, "mark %d: got %s, want %s\n", i, s ? s : "(null)", name);
+			ok = 0;
+		}
+		free(s);
+	}
+	TL_CHECK(ok);
+	TL_CHECK_INT(tl_wsd_marks_count(&m), 0);
+	tl_wsd_marks_reset(&m);
+	TL_CHECK(m.e == NULL);
+	TL_CHECK_INT(m.cap, 0);
+}
+
 /* The string-scan fast path for media and the Jansson path must agree. */
 static void check_media(const char *text, const char *payload, int fast)
 {
@@ -569,6 +617,7 @@ int main(void)
 	TL_TEST_RUN(test_parse_media_fast_path);
 	TL_TEST_RUN(test_pcm_join);
 	TL_TEST_RUN(test_marks);
+	TL_TEST_RUN(test_marks_growth);
 	TL_TEST_RUN(test_utf8);
 	TL_TEST_RUN(test_close_text);
 	TL_TEST_RUN(test_bucket);
