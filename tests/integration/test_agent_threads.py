@@ -35,24 +35,28 @@ def wait_connections(tl, want_total, timeout=20.0):
                          + tl.log()[-3000:])
 
 
+def spread_calls(tl):
+    """CALLS calls up at once: both loops carry calls (least loaded: they alternate), the log
+    names both, and the gauges are back to 0 once the calls have ended."""
+    bg = SippBg(tl, "simple_call.xml", calls=CALLS, rate=20, keys={"service": "400"},
+                extra=["-d", "4000"], timeout=40)
+    tl.wait_log("answered", count=CALLS, timeout=20)
+    per_loop = wait_connections(tl, CALLS)
+    print(f"     connections per agent loop: {per_loop}", flush=True)
+    assert len(per_loop) == 2 and min(per_loop) >= CALLS // 2 - 1, per_loop
+    log = tl.log()
+    for i in range(2):
+        assert log.count(f"agent loop {i}") >= CALLS // 2 - 1, log[-3000:]
+    bg.join(60)
+    tl.wait_log("call ended", count=CALLS, timeout=15)
+    assert wait_connections(tl, 0) == [0, 0]
+
+
 def test_calls_spread_over_two_loops(binary):
     tl = Trunkline(binary, extra={"agent": {"threads": 2}}).start()
     try:
         assert "agent client: 2 loops (agent.threads)" in tl.log(), tl.log()[-2000:]
-        bg = SippBg(tl, "simple_call.xml", calls=CALLS, rate=20, keys={"service": "400"},
-                    extra=["-d", "4000"], timeout=40)
-        tl.wait_log("answered", count=CALLS, timeout=20)
-        per_loop = wait_connections(tl, CALLS)
-        print(f"     connections per agent loop: {per_loop}", flush=True)
-        assert len(per_loop) == 2, per_loop
-        # Least loaded: calls set up one after another alternate between the loops.
-        assert min(per_loop) >= CALLS // 2 - 1, per_loop
-        log = tl.log()
-        for i in range(2):
-            assert log.count(f"agent loop {i}") >= CALLS // 2 - 1, log[-3000:]
-        bg.join(60)
-        tl.wait_log("call ended", count=CALLS, timeout=15)
-        assert wait_connections(tl, 0) == [0, 0]
+        spread_calls(tl)
     finally:
         assert tl.stop() == 0
         tl.check_clean()
@@ -82,15 +86,7 @@ def test_loops_on_media_workers(binary):
         names = thread_names(tl)
         assert names.count("tl-worker-0") == 1 and names.count("tl-worker-1") == 1, names
         assert not [n for n in names if n.startswith(("tl-agent-", "tl-media-"))], names
-        bg = SippBg(tl, "simple_call.xml", calls=CALLS, rate=20, keys={"service": "400"},
-                    extra=["-d", "4000"], timeout=40)
-        tl.wait_log("answered", count=CALLS, timeout=20)
-        per_loop = wait_connections(tl, CALLS)
-        print(f"     connections per hosted loop: {per_loop}", flush=True)
-        assert len(per_loop) == 2 and min(per_loop) >= CALLS // 2 - 1, per_loop
-        bg.join(60)
-        tl.wait_log("call ended", count=CALLS, timeout=15)
-        assert wait_connections(tl, 0) == [0, 0]
+        spread_calls(tl)
     finally:
         assert tl.stop() == 0
         tl.check_clean()
