@@ -250,7 +250,6 @@ void tl_wsc_free(struct tl_ws_conn *c)
 	free(c->url);
 	free(c->path);
 	free(c->host);
-	free(c->tx);
 	free(c->rx);
 	free(c->dec);
 	free(c->bl);
@@ -315,14 +314,6 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws_loop *loop,
 	c->ca = a->ca ? strdup(a->ca) : NULL;
 	err = -ENOMEM;
 	if (!c->headers || (a->ca && !c->ca))
-		goto out;
-	/* Room for this call's 20 ms frame (µ-law, or L16 at the native rate); anything longer
-	 * grows it once (ws_conn.c). */
-	if (tl_wsc_grow(&c->tx, &c->tx_cap,
-	                tl_wsd_media_max(&c->d, c->d.dialect == TL_DIALECT_NATIVE
-	                                            ? (size_t)c->d.sample_rate / 50 * 2
-	                                            : 160),
-	                LWS_PRE) < 0)
 		goto out;
 	*out = c;
 	return 0;

@@ -43,37 +43,43 @@ static int64_t now_ms(void)
 
 enum msg { M_CONNECTED, M_START, M_MEDIA, M_DTMF, M_MARK, M_STOP };
 
-/* Formats one message into c->tx after LWS_PRE, growing it as needed. Returns the length. */
+/* Formats one message into the loop's send buffer after LWS_PRE, growing it as needed.
+ * Returns the length. One buffer a loop, not one a connection: a message is formatted and
+ * written at once on the loop's thread, and lws copies whatever the socket does not take. */
 static ssize_t format(struct tl_ws_conn *c, enum msg m, const void *arg, int *binary)
 {
+	struct tl_ws_loop *l = c->loop;
+
+	if (!l->tx && tl_wsc_grow(&l->tx, &l->tx_cap, 1, LWS_PRE) < 0)
+		return -ENOMEM;
 	for (;;) {
-		char *buf = (char *)c->tx + LWS_PRE;
+		char *buf = (char *)l->tx + LWS_PRE;
 		ssize_t n = -EINVAL;
 
 		*binary = 0;
 		switch (m) {
 		case M_CONNECTED:
-			n = tl_wsd_connected(&c->d, buf, c->tx_cap);
+			n = tl_wsd_connected(&c->d, buf, l->tx_cap);
 			break;
 		case M_START:
-			n = tl_wsd_start(&c->d, buf, c->tx_cap);
+			n = tl_wsd_start(&c->d, buf, l->tx_cap);
 			break;
 		case M_MEDIA:
-			n = tl_wsd_media(&c->d, arg, buf, c->tx_cap, binary);
+			n = tl_wsd_media(&c->d, arg, buf, l->tx_cap, binary);
 			break;
 		case M_DTMF:
-			n = tl_wsd_dtmf(&c->d, *(const char *)arg, buf, c->tx_cap);
+			n = tl_wsd_dtmf(&c->d, *(const char *)arg, buf, l->tx_cap);
 			break;
 		case M_MARK:
-			n = tl_wsd_mark(&c->d, arg, buf, c->tx_cap);
+			n = tl_wsd_mark(&c->d, arg, buf, l->tx_cap);
 			break;
 		case M_STOP:
-			n = tl_wsd_stop(&c->d, buf, c->tx_cap);
+			n = tl_wsd_stop(&c->d, buf, l->tx_cap);
 			break;
 		}
-		if (n < 0 || (size_t)n < c->tx_cap)
+		if (n < 0 || (size_t)n < l->tx_cap)
 			return n;
-		if (tl_wsc_grow(&c->tx, &c->tx_cap, (size_t)n + 1, LWS_PRE) < 0)
+		if (tl_wsc_grow(&l->tx, &l->tx_cap, (size_t)n + 1, LWS_PRE) < 0)
 			return -ENOMEM;
 	}
 }
@@ -92,7 +98,7 @@ static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
 	if (n == 0)
 		return 0;
 	/* Framed by us, not lws: lws reads /dev/urandom for every frame's mask (ws_frame.c). */
-	if (tl_wsc_write(c, c->tx + LWS_PRE, (size_t)n, binary) < 0)
+	if (tl_wsc_write(c, c->loop->tx + LWS_PRE, (size_t)n, binary) < 0)
 		return -1;
 	atomic_fetch_add_explicit(&c->loop->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
 	return 0;

@@ -240,8 +240,6 @@ struct tl_ws_conn {
 	struct tl_wsd d;
 	struct tl_wsd_marks marks;
 
-	unsigned char *tx; /* LWS_PRE + tx_cap */
-	size_t tx_cap;
 	unsigned char *rx; /* the agent message being assembled */
 	size_t rx_len, rx_cap;
 	int rx_binary;
@@ -308,6 +306,8 @@ struct tl_ws_loop {
 	/* Masking keys for this loop's frames (ws_frame.c) */
 	struct tl_wsf_keys keys;
 	struct tl_ws_conn *conns;
+	unsigned char *tx; /* the loop's send buffer: LWS_PRE + tx_cap (ws_conn.c format) */
+	size_t tx_cap;
 	int quit, shutting_down;
 	lws_sorted_usec_list_t sul_shutdown;
 	/* Hosted (tl_ws_create_hosted): the libev loop lws runs on, with media worker `index`'s

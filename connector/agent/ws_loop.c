@@ -376,6 +376,9 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop)
 		media_unwatch(loop, (int)fd);
 	free(loop->mio);
 	loop->mio = NULL;
+	free(loop->tx);
+	loop->tx = NULL;
+	loop->tx_cap = 0;
 	loop->n_mio = 0;
 	if (loop->evl)
 		ev_loop_destroy(loop->evl);
