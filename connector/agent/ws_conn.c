@@ -41,69 +41,6 @@ static int64_t now_ms(void)
 	return now_us() / 1000;
 }
 
-enum msg { M_CONNECTED, M_START, M_MEDIA, M_DTMF, M_MARK, M_STOP };
-
-/* Formats one message into the loop's send buffer after LWS_PRE, growing it as needed.
- * Returns the length. One buffer a loop, not one a connection: a message is formatted and
- * written at once on the loop's thread, and lws copies whatever the socket does not take. */
-static ssize_t format(struct tl_ws_conn *c, enum msg m, const void *arg, int *binary)
-{
-	struct tl_ws_loop *l = c->loop;
-
-	if (!l->tx && tl_wsc_grow(&l->tx, &l->tx_cap, 1, LWS_PRE) < 0)
-		return -ENOMEM;
-	for (;;) {
-		char *buf = (char *)l->tx + LWS_PRE;
-		ssize_t n = -EINVAL;
-
-		*binary = 0;
-		switch (m) {
-		case M_CONNECTED:
-			n = tl_wsd_connected(&c->d, buf, l->tx_cap);
-			break;
-		case M_START:
-			n = tl_wsd_start(&c->d, buf, l->tx_cap);
-			break;
-		case M_MEDIA:
-			n = tl_wsd_media(&c->d, arg, buf, l->tx_cap, binary);
-			break;
-		case M_DTMF:
-			n = tl_wsd_dtmf(&c->d, *(const char *)arg, buf, l->tx_cap);
-			break;
-		case M_MARK:
-			n = tl_wsd_mark(&c->d, arg, buf, l->tx_cap);
-			break;
-		case M_STOP:
-			n = tl_wsd_stop(&c->d, buf, l->tx_cap);
-			break;
-		}
-		if (n < 0 || (size_t)n < l->tx_cap)
-			return n;
-		if (tl_wsc_grow(&l->tx, &l->tx_cap, (size_t)n + 1, LWS_PRE) < 0)
-			return -ENOMEM;
-	}
-}
-
-/* Formats and writes one message. Returns 0 (nothing to send counts) or -1 to close. */
-static int send_msg(struct tl_ws_conn *c, enum msg m, const void *arg)
-{
-	int binary;
-	ssize_t n = format(c, m, arg, &binary);
-
-	if (n < 0) {
-		tl_log_error(c->d.call_sid, "cannot format a message for the agent: %s",
-		             strerror((int)-n));
-		return -1;
-	}
-	if (n == 0)
-		return 0;
-	/* Framed by us, not lws: lws reads /dev/urandom for every frame's mask (ws_frame.c). */
-	if (tl_wsc_write(c, c->loop->tx + LWS_PRE, (size_t)n, binary) < 0)
-		return -1;
-	atomic_fetch_add_explicit(&c->loop->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
-	return 0;
-}
-
 /* ---- connection life ---- */
 
 /* The call's one terminal event, FAILED before `start` went out (the call is not answered yet)
@@ -339,7 +276,7 @@ static int conn_finish(struct tl_ws_conn *c)
 	if (c->state == TL_WSC_REFUSING)
 		lws_close_reason(wsi, c->close_code, (unsigned char *)c->close_why,
 		                 strlen(c->close_why));
-	else if (c->sent_start && send_msg(c, M_STOP, NULL) == 0)
+	else if (c->sent_start && tl_wsc_send(c, TL_WSC_MSG_STOP, NULL) == 0)
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
 	c->blocked = c->turn_paused = 0;
 	rx_flow(c);
@@ -354,14 +291,14 @@ static int conn_writeable(struct tl_ws_conn *c)
 	set_choked(c, 0);
 	if (!c->sent_connected) {
 		c->sent_connected = 1;
-		if (send_msg(c, M_CONNECTED, NULL) < 0)
+		if (tl_wsc_send(c, TL_WSC_MSG_CONNECTED, NULL) < 0)
 			return -1;
 		lws_callback_on_writable(c->wsi);
 		return 0;
 	}
 	if (!c->sent_start) {
 		c->sent_start = 1;
-		if (send_msg(c, M_START, NULL) < 0)
+		if (tl_wsc_send(c, TL_WSC_MSG_START, NULL) < 0)
 			return -1;
 		c->opened = 1;
 		tl_wsc_emit(c, TL_WS_EV_OPEN, NULL);
@@ -371,7 +308,7 @@ static int conn_writeable(struct tl_ws_conn *c)
 	if (c->n_info_dtmf > 0) { /* digits the PBX sent by SIP INFO */
 		char digit = c->info_dtmf[0];
 		memmove(c->info_dtmf, c->info_dtmf + 1, --c->n_info_dtmf);
-		if (send_msg(c, M_DTMF, &digit) < 0)
+		if (tl_wsc_send(c, TL_WSC_MSG_DTMF, &digit) < 0)
 			return -1;
 		lws_callback_on_writable(c->wsi);
 		return 0;
@@ -401,14 +338,14 @@ int tl_wsc_send_uplink(struct tl_ws_conn *c)
 			return 0; /* the stream's notify wakes us for the next one */
 		}
 		if (mev.kind == TL_MEDIA_EV_AUDIO) {
-			err = send_msg(c, M_MEDIA, &mev);
+			err = tl_wsc_send(c, TL_WSC_MSG_MEDIA, &mev);
 		} else if (mev.kind == TL_MEDIA_EV_DTMF) {
-			err = send_msg(c, M_DTMF, &mev.digit);
+			err = tl_wsc_send(c, TL_WSC_MSG_DTMF, &mev.digit);
 		} else if (mev.kind == TL_MEDIA_EV_MARK) {
 			char *name = tl_wsd_marks_pop(&c->marks, mev.mark);
 			if (!name)
 				continue;
-			err = send_msg(c, M_MARK, name);
+			err = tl_wsc_send(c, TL_WSC_MSG_MARK, name);
 			free(name);
 		} else {
 			continue;

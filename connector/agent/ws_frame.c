@@ -5,10 +5,12 @@
  * and mask in the LWS_PRE room in front of the payload and hand lws the bytes as LWS_WRITE_RAW.
  * lws's own control frames (pong, close) still go through lws's framing. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/rand.h>
 
+#include "trunkline/log.h"
 #include "ws_int.h"
 
 _Static_assert(LWS_PRE >= TL_WSF_HEAD_MAX, "LWS_PRE has no room for a client frame header");
@@ -96,4 +98,67 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 	 * WRITEABLE, which lws calls only once buflist_out is drained): then lws_write returns
 	 * flen whether it sent it all or buffered the rest. */
 	return lws_write(c->wsi, f, flen, LWS_WRITE_RAW) < (int)flen ? -1 : 0;
+}
+
+/* ---- what we send: formatted (ws_dialect.c) into the loop's buffer, then framed ---- */
+
+/* Formats one message into the loop's send buffer after LWS_PRE, growing it as needed.
+ * Returns the length. One buffer a loop, not one a connection: a message is formatted and
+ * written at once on the loop's thread, and lws copies whatever the socket does not take. */
+static ssize_t format(struct tl_ws_conn *c, enum tl_wsc_msg m, const void *arg, int *binary)
+{
+	struct tl_ws_loop *l = c->loop;
+
+	if (!l->tx && tl_wsc_grow(&l->tx, &l->tx_cap, 1, LWS_PRE) < 0)
+		return -ENOMEM;
+	for (;;) {
+		char *buf = (char *)l->tx + LWS_PRE;
+		ssize_t n = -EINVAL;
+
+		*binary = 0;
+		switch (m) {
+		case TL_WSC_MSG_CONNECTED:
+			n = tl_wsd_connected(&c->d, buf, l->tx_cap);
+			break;
+		case TL_WSC_MSG_START:
+			n = tl_wsd_start(&c->d, buf, l->tx_cap);
+			break;
+		case TL_WSC_MSG_MEDIA:
+			n = tl_wsd_media(&c->d, arg, buf, l->tx_cap, binary);
+			break;
+		case TL_WSC_MSG_DTMF:
+			n = tl_wsd_dtmf(&c->d, *(const char *)arg, buf, l->tx_cap);
+			break;
+		case TL_WSC_MSG_MARK:
+			n = tl_wsd_mark(&c->d, arg, buf, l->tx_cap);
+			break;
+		case TL_WSC_MSG_STOP:
+			n = tl_wsd_stop(&c->d, buf, l->tx_cap);
+			break;
+		}
+		if (n < 0 || (size_t)n < l->tx_cap)
+			return n;
+		if (tl_wsc_grow(&l->tx, &l->tx_cap, (size_t)n + 1, LWS_PRE) < 0)
+			return -ENOMEM;
+	}
+}
+
+/* Formats and writes one message. Returns 0 (nothing to send counts) or -1 to close. */
+int tl_wsc_send(struct tl_ws_conn *c, enum tl_wsc_msg m, const void *arg)
+{
+	int binary;
+	ssize_t n = format(c, m, arg, &binary);
+
+	if (n < 0) {
+		tl_log_error(c->d.call_sid, "cannot format a message for the agent: %s",
+		             strerror((int)-n));
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	/* Framed by us, not lws: lws reads /dev/urandom for every frame's mask (above). */
+	if (tl_wsc_write(c, c->loop->tx + LWS_PRE, (size_t)n, binary) < 0)
+		return -1;
+	atomic_fetch_add_explicit(&c->loop->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
+	return 0;
 }

@@ -361,6 +361,18 @@ int tl_wsc_on_loop(const struct tl_ws_loop *loop); /* this thread is loop's own 
  * before it, masked in place) as one text or binary message. 0, or -1 when the connection is
  * broken. */
 int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int binary);
+enum tl_wsc_msg {
+	TL_WSC_MSG_CONNECTED,
+	TL_WSC_MSG_START,
+	TL_WSC_MSG_MEDIA,
+	TL_WSC_MSG_DTMF,
+	TL_WSC_MSG_MARK,
+	TL_WSC_MSG_STOP
+};
+/* ws_frame.c, the loop's thread: formats one message for the agent (arg: the media event, the
+ * digit, the mark name; NULL for the rest) and writes it. 0 (nothing to send counts too), or
+ * -1 to close the connection. */
+int tl_wsc_send(struct tl_ws_conn *c, enum tl_wsc_msg m, const void *arg);
 
 /* ws_conn.c, WS thread */
 void tl_wsc_start(struct tl_ws_conn *c); /* connects; FAILED and freed on immediate failure */
