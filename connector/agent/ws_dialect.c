@@ -32,6 +32,7 @@ int tl_wsd_init(struct tl_wsd *d, enum tl_dialect dialect, int sample_rate, cons
 	}
 	d->sid_json = json_dumps(sid, JSON_ENCODE_ANY | JSON_COMPACT);
 	json_decref(sid);
+	d->sid_json_len = d->sid_json ? strlen(d->sid_json) : 0;
 	if (!d->sid_json)
 		goto nomem;
 	d->meta = meta_json ? json_loads(meta_json, 0, &jerr) : json_object();
@@ -152,20 +153,60 @@ ssize_t tl_wsd_stop(struct tl_wsd *d, char *buf, size_t cap)
 	return dump(d, o, buf, cap, d->dialect != TL_DIALECT_NATIVE);
 }
 
+static const char media_head[] = "{\"event\":\"media\",\"sequenceNumber\":\"";
+static const char media_chunk[] = "\",\"media\":{\"track\":\"inbound\",\"chunk\":\"";
+static const char media_ts[] = "\",\"timestamp\":\"";
+static const char media_payload[] = "\",\"payload\":\"";
 static const char media_tail[] = "\"},\"streamSid\":";
 
 size_t tl_wsd_media_max(const struct tl_wsd *d, size_t n)
 {
 	/* The fixed text plus three 20-digit numbers, with slack. */
-	return 160 + TL_B64_ENC_LEN(n) + strlen(d->sid_json);
+	return 160 + TL_B64_ENC_LEN(n) + d->sid_json_len;
 }
 
+static size_t digits(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 10) {
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+/* Appends v in decimal at p; returns the end. */
+static char *put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+/* Twilio's key order and compact form, as before, without the printf machinery (snprintf and
+ * strlen here were about 2 % of a worker's time at 500 calls, perf). */
 ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *buf, size_t cap,
                      int *binary)
 {
-	size_t sid = strlen(d->sid_json), need;
+	size_t need;
 	ssize_t enc;
-	int h;
+	char *p;
 
 	if (d->dialect == TL_DIALECT_NATIVE) {
 		*binary = 1;
@@ -174,28 +215,28 @@ ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *bu
 		return ev->len;
 	}
 	*binary = 0;
-	h = snprintf(buf, cap,
-	             "{\"event\":\"media\",\"sequenceNumber\":\"%" PRIu64 "\",\"media\":{\"track\":"
-	             "\"inbound\",\"chunk\":\"%" PRIu32 "\",\"timestamp\":\"%" PRIu32
-	             "\",\"payload\":\"",
-	             d->seq + 1, ev->seq, ev->ts_ms);
-	if (h < 0)
-		return -EINVAL;
-	need = (size_t)h + TL_B64_ENC_LEN(ev->len) + sizeof(media_tail) - 1 + sid + 1;
+	need = sizeof(media_head) - 1 + digits(d->seq + 1) + sizeof(media_chunk) - 1 +
+	       digits(ev->seq) + sizeof(media_ts) - 1 + digits(ev->ts_ms) + sizeof(media_payload) -
+	       1 + TL_B64_ENC_LEN(ev->len) + sizeof(media_tail) - 1 + d->sid_json_len + 1;
 	if (need >= cap)
 		return (ssize_t)need;
-	enc = tl_b64_encode(buf + h, cap - (size_t)h, ev->data, ev->len);
+	p = PUT_LIT(buf, media_head);
+	p = put_u64(p, d->seq + 1);
+	p = PUT_LIT(p, media_chunk);
+	p = put_u64(p, ev->seq);
+	p = PUT_LIT(p, media_ts);
+	p = put_u64(p, ev->ts_ms);
+	p = PUT_LIT(p, media_payload);
+	enc = tl_b64_encode(p, cap - (size_t)(p - buf), ev->data, ev->len);
 	if (enc < 0)
 		return enc;
-	h += (int)enc;
-	memcpy(buf + h, media_tail, sizeof(media_tail) - 1);
-	h += (int)sizeof(media_tail) - 1;
-	memcpy(buf + h, d->sid_json, sid);
-	h += (int)sid;
-	buf[h++] = '}';
-	buf[h] = '\0';
+	p += enc;
+	p = PUT_LIT(p, media_tail);
+	p = put(p, d->sid_json, d->sid_json_len);
+	*p++ = '}';
+	*p = '\0';
 	d->seq++;
-	return h;
+	return p - buf;
 }
 
 /* ---- parsing ---- */

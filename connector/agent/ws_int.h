@@ -26,8 +26,9 @@ struct tl_wsd {
 	char *call_sid, *stream_sid;
 	char account_sid[65]; /* Twilio accountSid: TL_WSD_ACCOUNT_SID unless configured */
 	char *sid_json;       /* stream_sid as a JSON string literal, quotes included */
-	json_t *meta;         /* the call metadata object */
-	uint64_t seq;         /* Twilio sequenceNumber of the last message sent, 0 before `start` */
+	size_t sid_json_len;
+	json_t *meta; /* the call metadata object */
+	uint64_t seq; /* Twilio sequenceNumber of the last message sent, 0 before `start` */
 };
 
 /* Copies the strings and parses meta_json (NULL = {}). Returns 0, -EINVAL when meta_json is not
@@ -154,7 +155,7 @@ unsigned char *tl_wsf_frame(unsigned char *payload, size_t len, int binary, cons
 void tl_wsf_mask(unsigned char *p, size_t len, const uint8_t key[4]);
 
 /* Masking keys drawn from OpenSSL's CSPRNG a batch at a time. Zeroed = empty. */
-#define TL_WSF_KEYS 128
+#define TL_WSF_KEYS 1024
 struct tl_wsf_keys {
 	uint8_t key[TL_WSF_KEYS][4];
 	unsigned left; /* unused keys, taken from the end */

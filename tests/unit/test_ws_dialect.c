@@ -77,6 +77,10 @@ static void test_twilio_outbound(void)
 	n = tl_wsd_media(&twilio, &ev, buf, sizeof(buf), &binary);
 	TL_CHECK_INT(binary, 0);
 	TL_CHECK_INT(strlen(buf), n);
+	/* Byte for byte: Twilio's key order, compact. */
+	TL_CHECK_STR(buf, "{\"event\":\"media\",\"sequenceNumber\":\"2\",\"media\":{\"track\":"
+	                  "\"inbound\",\"chunk\":\"3\",\"timestamp\":\"40\",\"payload\":\"/38A\"},"
+	                  "\"streamSid\":\"MZ4567\"}");
 	TL_CHECK(same_json(buf, n,
 	                   "{\"event\":\"media\",\"sequenceNumber\":\"2\",\"media\":{\"track\":"
 	                   "\"inbound\",\"chunk\":\"3\",\"timestamp\":\"40\",\"payload\":\"/38A\"},"
