@@ -336,9 +336,16 @@ static void report_marks(struct tl_media_stream *s)
 	unsigned h = atomic_load_explicit(&s->mark_head, memory_order_acquire);
 
 	while (t != h && s->marks[t % TL_MARK_SLOTS].pos <= s->dl_read) {
-		struct tl_media_event *ev = tl_stream_up_slot(s);
+		struct tl_media_event *ev;
+		/* A full ring (the agent's side stalled): the mark waits for a later tick, which
+		 * is not a drop (tl_stream_up_slot would count one each tick). */
+		if (atomic_load_explicit(&s->up_head, memory_order_relaxed) -
+		        atomic_load_explicit(&s->up_tail, memory_order_acquire) >=
+		    TL_UP_SLOTS)
+			break;
+		ev = tl_stream_up_slot(s);
 		if (!ev)
-			break; /* reported at a later tick */
+			break;
 		ev->kind = TL_MEDIA_EV_MARK;
 		ev->mark = s->marks[t % TL_MARK_SLOTS].id;
 		ev->ts_ms = s->up_ms;

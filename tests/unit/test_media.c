@@ -803,6 +803,48 @@ static void test_marks(void)
 	call_close(c);
 }
 
+/* A mark that comes due while the uplink ring is full (nobody reads the agent's side) waits for
+ * room and is then reported; the waiting is not counted as uplink drops: those are the audio
+ * frames that found the ring full, exactly. */
+#define TL_TEST_UP_SLOTS 16 /* media_int.h's TL_UP_SLOTS: the uplink ring's frames */
+static void test_mark_waits_full_ring(void)
+{
+	struct call *c = call_open(engine, &pcmu);
+	uint8_t tone[800];
+	struct tl_media_event ev;
+	struct tl_media_stats st;
+	int audio = 0, marks = 0, frames = 0;
+	double end;
+
+	if (!c)
+		return;
+	tone_ulaw(tone, sizeof(tone));
+	for (unsigned i = 0; i < TL_TEST_UP_SLOTS + 4; i++) { /* 4 more than the ring holds */
+		pbx_audio(c, 0, i, tone);
+		sleep_ms(2);
+	}
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 800);
+	TL_CHECK_INT(tl_media_stream_mark(c->s, 21), 0);
+	/* 100 ms of audio, then the mark is due: it waits about 15 ticks for room. */
+	end = mono_ms() + 400;
+	while (mono_ms() < end) {
+		pbx_drain(c->pbx.rtp, &audio);
+		sleep_ms(10);
+	}
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.rx_packets, TL_TEST_UP_SLOTS + 4);
+	TL_CHECK_INT(st.uplink_drops, 4);
+	while (next_event(c, &ev, 100)) {
+		frames += ev.kind == TL_MEDIA_EV_AUDIO;
+		marks += ev.kind == TL_MEDIA_EV_MARK && ev.mark == 21;
+	}
+	TL_CHECK_INT(frames, TL_TEST_UP_SLOTS);
+	TL_CHECK_INT(marks, 1); /* reported once there was room */
+	tl_media_stream_stats(c->s, &st);
+	TL_CHECK_INT(st.uplink_drops, 4);
+	call_close(c);
+}
+
 static void test_clear(void)
 {
 	struct call *c = call_open(engine, &pcmu);
@@ -1616,6 +1658,7 @@ int main(void)
 	TL_TEST_RUN(test_l16);
 	TL_TEST_RUN(test_downlink_pacing);
 	TL_TEST_RUN(test_marks);
+	TL_TEST_RUN(test_mark_waits_full_ring);
 	TL_TEST_RUN(test_clear);
 	TL_TEST_RUN(test_playout_max);
 	TL_TEST_RUN(test_spurt_on_arrival);
