@@ -245,6 +245,12 @@ struct tl_media_worker {
 	int64_t wheel_ms;                        /* the last ms processed */
 	int64_t armed_ms;                        /* the timerfd's deadline, 0 when disarmed */
 	_Atomic(struct tl_media_stream *) kicks; /* streams whose empty queue got audio */
+	/* Lateness (playout.c): packets sent and those sent TL_LATE_MS or more after their slot,
+	 * over TL_LOAD_WINDOW_MS; the last window's share in permille and when it closed. */
+	uint32_t sends, late_sends;
+	int64_t load_until;
+	_Atomic uint32_t late_permille;
+	_Atomic int64_t late_at_ms;
 	int hosted; /* run by a host thread (tl_media_worker_host), no thread of its own */
 	const struct tl_media_host_ops *ops; /* hosted: the host's poller */
 	void *host;

@@ -10,12 +10,15 @@
 
 #include "media_int.h"
 
-#define TL_MAX_LATE_MS   200  /* a worker later than this skips packets (timestamps still move) */
-#define TL_BACKLOG_WIN   1000 /* ms: the queue must stand above the bound this long */
-#define TL_BACKLOG_NUM   5    /* ... while the agent sends between 3/4 and 5/4 of real time */
-#define TL_BACKLOG_DEN   4
-#define TL_BACKLOG_LOW_N 3
-#define TL_STANDING      10 /* sends in a row over a small standing queue: catch up */
+#define TL_MAX_LATE_MS    200  /* a worker later than this skips packets (timestamps still move) */
+#define TL_BACKLOG_WIN    1000 /* ms: the queue must stand above the bound this long */
+#define TL_BACKLOG_NUM    5    /* ... while the agent sends between 3/4 and 5/4 of real time */
+#define TL_BACKLOG_DEN    4
+#define TL_BACKLOG_LOW_N  3
+#define TL_STANDING       10   /* sends in a row over a small standing queue: catch up */
+#define TL_LATE_MS        20   /* a packet sent this much after its slot counts as late */
+#define TL_LOAD_WINDOW_MS 1000 /* lateness is measured over windows of this */
+#define TL_LOAD_MIN_SENDS 50   /* fewer packets in a window say nothing */
 
 static void wheel_unlink(struct tl_media_worker *w, struct tl_media_stream *s)
 {
@@ -112,6 +115,7 @@ static int standing(struct tl_media_stream *s)
 /* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
 static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now)
 {
+	int64_t late = now - s->tx_next;
 	int rephase = 0;
 
 	if (s->dl_backlog) {
@@ -129,10 +133,14 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	if (now - s->tx_next > TL_MAX_LATE_MS && s->tx_ms > 0 && s->codec) {
 		/* A stalled worker: the packets missed are skipped, their media time is not. */
 		int64_t k = (now - s->tx_next) / s->tx_ms;
+		w->sends += (uint32_t)k; /* skipped: as late as can be */
+		w->late_sends += (uint32_t)k;
 		s->tx_ts += (uint32_t)k * tl_codec_rtp_ticks(s->codec, s->tx_ms);
 		s->tx_next += k * s->tx_ms;
 		s->home_next += k * s->tx_ms;
 	}
+	w->sends++;
+	w->late_sends += late >= TL_LATE_MS;
 	tl_stream_tx(s, now);
 	/* Audio went on this slot while a kick was pending: the spurt has started, the kick is
 	 * stale (acted on, it would send the next frame in the same ms). */
@@ -231,6 +239,36 @@ static void arm(struct tl_media_worker *w, int64_t at)
 		w->armed_ms = at;
 }
 
+/* Closes the lateness window when it is over (tl_media_late_permille reads it). */
+static void load_window(struct tl_media_worker *w, int64_t now)
+{
+	uint32_t pm = 0;
+
+	if (now < w->load_until)
+		return;
+	if (w->load_until && w->sends >= TL_LOAD_MIN_SENDS)
+		pm = (uint32_t)((uint64_t)w->late_sends * 1000 / w->sends);
+	atomic_store_explicit(&w->late_permille, pm, memory_order_relaxed);
+	atomic_store_explicit(&w->late_at_ms, now, memory_order_relaxed);
+	w->sends = w->late_sends = 0;
+	w->load_until = now + TL_LOAD_WINDOW_MS;
+}
+
+unsigned tl_media_late_permille(const struct tl_media *m)
+{
+	int64_t now = tl_media_now_ms();
+	unsigned worst = 0;
+
+	for (int i = 0; i < m->n_workers; i++) {
+		const struct tl_media_worker *w = &m->workers[i];
+		unsigned pm = atomic_load_explicit(&w->late_permille, memory_order_relaxed);
+		int64_t at = atomic_load_explicit(&w->late_at_ms, memory_order_relaxed);
+		if (now - at <= 2 * TL_LOAD_WINDOW_MS && pm > worst)
+			worst = pm;
+	}
+	return worst;
+}
+
 void tl_playout_run(struct tl_media_worker *w)
 {
 	int64_t now = tl_media_now_ms();
@@ -253,5 +291,6 @@ void tl_playout_run(struct tl_media_worker *w)
 			s = next;
 		}
 	}
+	load_window(w, now);
 	arm(w, next_due(w, now));
 }

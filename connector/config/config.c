@@ -478,6 +478,7 @@ static const char *const media_keys[] = {"address",
                                          "codecs",
                                          "srtp",
                                          "playout_backlog_ms",
+                                         "overload_late_pct",
                                          NULL};
 
 /* media.symmetric_rtp: "learn" (SDP address, or the source learned from the first packets) or
@@ -536,6 +537,8 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 	                            &cfg->playout_max_ms)) < 0 ||
 	    (rc = tl_config_doc_int(doc, media, "/media", "playout_backlog_ms", 0, 600000,
 	                            &cfg->playout_backlog_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, media, "/media", "overload_late_pct", 0, 100,
+	                            &cfg->overload_late_pct)) < 0 ||
 	    (rc = load_symmetric_rtp(doc, cfg, media)) < 0 ||
 	    (rc = tl_config_doc_codecs(doc, media, "/media", "codecs", cfg->codecs)) < 0 ||
 	    (rc = load_srtp(doc, cfg, media)) < 0 ||
@@ -616,6 +619,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	cfg->agent_on_media_workers = -1; /* unset: true unless agent.threads is set */
 	cfg->playout_max_ms = 60000;
 	cfg->playout_backlog_ms = 100;
+	cfg->overload_late_pct = 20;
 	cfg->rtp_relearn_ms = 5000;
 	cfg->max_call_duration_s = 14400;
 	cfg->transfer_ringback = TL_TONE_RINGBACK_US;

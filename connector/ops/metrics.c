@@ -278,6 +278,14 @@ char *tl_metrics_render(const struct tl_metrics *m, const struct tl_ops_snapshot
 	gauge(&t, "trunkline_calls_active", "Calls in progress.", s->calls_active);
 	gauge(&t, "trunkline_draining", "1 while draining (SIGTERM): new calls are refused.",
 	      s->draining);
+	gauge(&t, "trunkline_overloaded",
+	      "1 while new calls are refused because the media workers run late "
+	      "(media.overload_late_pct).",
+	      s->overloaded);
+	gauge(&t, "trunkline_media_late_ratio",
+	      "Largest share over the media workers of the packets sent to callers a ptime or more "
+	      "after their slot, in the last second.",
+	      s->media_late_permille / 1000.0);
 	gauge(&t, "trunkline_agents_reachable",
 	      "Agents of the rules whose last connection attempt succeeded (or not tried yet).",
 	      s->agents_reachable);

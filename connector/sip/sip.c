@@ -34,10 +34,6 @@ extern su_log_t tport_log[]; /* Sofia's transport log (libsofia-sip-ua exports i
 
 /* Every 503 (INVITE or OPTIONS) says when to try again. */
 #define TL_RETRY_AFTER "30"
-/* Why new calls cannot be served now; OPTIONS then answers 503 so a dispatcher moves on. */
-#define TL_SIP_BUSY_FDS    1u
-#define TL_SIP_BUSY_PORTS  2u
-#define TL_SIP_BUSY_MEMORY 4u
 /* Descriptors kept free: Sofia's connections and transactions, logs, plus one call (RTP, RTCP,
  * the agent's socket, a TCP connection from the PBX). */
 #define TL_SIP_FD_RESERVE (32 + 4)
@@ -156,13 +152,35 @@ static unsigned busy_now(const struct tl_sip *sip)
 		busy |= TL_SIP_BUSY_PORTS;
 	if (now < sip->nomem_until)
 		busy |= TL_SIP_BUSY_MEMORY;
+	if (now < sip->overload_until)
+		busy |= TL_SIP_BUSY_LOAD;
 	return busy;
+}
+
+/* A worker that sent media.overload_late_pct of its packets a ptime late or later in its last
+ * second is overloaded: new calls would make every call on it worse. The state holds
+ * TL_SIP_BUSY_HOLD_MS after the last such second, so it does not flap. */
+static void check_load(struct tl_sip *sip)
+{
+	int pct = sip->cfg->overload_late_pct;
+	unsigned late;
+
+	if (pct <= 0 || !sip->media)
+		return;
+	late = tl_media_late_permille(sip->media);
+	if (late >= (unsigned)pct * 10) {
+		sip->overload_until = now_ms() + TL_SIP_BUSY_HOLD_MS;
+		sip->late_permille = late;
+	}
 }
 
 /* The busy reasons, logged when they change. */
 static unsigned update_busy(struct tl_sip *sip)
 {
-	unsigned busy = busy_now(sip);
+	unsigned busy;
+
+	check_load(sip);
+	busy = busy_now(sip);
 
 	if (busy == sip->busy)
 		return busy;
@@ -172,22 +190,34 @@ static unsigned update_busy(struct tl_sip *sip)
 		return busy;
 	}
 	tl_log_warn(NULL,
-	            "cannot take new calls: %s%s%s%s%s (%lu of %lu descriptors free, %u of %u "
-	            "media port pairs); OPTIONS answers 503",
+	            "cannot take new calls: %s%s%s%s%s%s%s (%lu of %lu descriptors free, %u of %u "
+	            "media port pairs, %u.%u%% of a media worker's packets a ptime late); OPTIONS "
+	            "answers 503",
 	            busy & TL_SIP_BUSY_FDS ? "out of descriptors" : "",
 	            (busy & TL_SIP_BUSY_FDS) && (busy & ~TL_SIP_BUSY_FDS) ? ", " : "",
 	            busy & TL_SIP_BUSY_PORTS ? "no media ports left" : "",
-	            (busy & TL_SIP_BUSY_PORTS) && (busy & TL_SIP_BUSY_MEMORY) ? ", " : "",
-	            busy & TL_SIP_BUSY_MEMORY ? "out of memory" : "", sip->fd_free, sip->fd_limit,
-	            tl_portpool_available(sip->ports), tl_portpool_capacity(sip->ports));
+	            (busy & TL_SIP_BUSY_PORTS) && (busy & ~(TL_SIP_BUSY_FDS | TL_SIP_BUSY_PORTS))
+	                ? ", "
+	                : "",
+	            busy & TL_SIP_BUSY_MEMORY ? "out of memory" : "",
+	            (busy & TL_SIP_BUSY_MEMORY) && (busy & TL_SIP_BUSY_LOAD) ? ", " : "",
+	            busy & TL_SIP_BUSY_LOAD ? "overloaded" : "", sip->fd_free, sip->fd_limit,
+	            tl_portpool_available(sip->ports), tl_portpool_capacity(sip->ports),
+	            sip->late_permille / 10, sip->late_permille % 10);
 	return busy;
+}
+
+unsigned tl_sip_busy(struct tl_sip *sip)
+{
+	return update_busy(sip);
 }
 
 static const char *busy_phrase(unsigned busy)
 {
-	return busy & TL_SIP_BUSY_FDS     ? "Out of descriptors"
-	       : busy & TL_SIP_BUSY_PORTS ? "No media ports left"
-	                                  : "Out of memory";
+	return busy & TL_SIP_BUSY_FDS      ? "Out of descriptors"
+	       : busy & TL_SIP_BUSY_PORTS  ? "No media ports left"
+	       : busy & TL_SIP_BUSY_MEMORY ? "Out of memory"
+	                                   : "Overloaded";
 }
 
 int tl_sip_note_failure(struct tl_sip *sip, int err)
@@ -300,6 +330,10 @@ static void on_new_invite(struct tl_sip *sip, nua_handle_t *nh, const sip_t *req
 	}
 	if (sip->n_calls >= (unsigned)sip->cfg->max_calls) {
 		refuse(sip, nh, 503, "Too many calls", req);
+		return;
+	}
+	if (update_busy(sip) & TL_SIP_BUSY_LOAD) { /* the calls up keep their media timely */
+		refuse(sip, nh, 503, "Overloaded", req);
 		return;
 	}
 	if (tl_access_invite(sip, nh, req)) /* authentication, the request itself, limits */

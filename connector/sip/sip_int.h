@@ -97,6 +97,14 @@ struct tl_call {
 	int bridged;              /* its target answered: the two legs talk */
 };
 
+/* Why new calls cannot be served now; OPTIONS then answers 503 so a dispatcher moves on. */
+#define TL_SIP_BUSY_FDS    1u
+#define TL_SIP_BUSY_PORTS  2u
+#define TL_SIP_BUSY_MEMORY 4u
+#define TL_SIP_BUSY_LOAD   8u /* media.overload_late_pct: the media workers run late */
+/* The busy reasons now (TL_SIP_BUSY_*), logged when they change. Sofia thread. */
+unsigned tl_sip_busy(struct tl_sip *sip);
+
 struct tl_sip {
 	const struct tl_config *cfg; /* borrowed */
 	su_home_t home[1];
@@ -132,6 +140,8 @@ struct tl_sip {
 	unsigned long fd_free;  /* descriptors free at the last scan */
 	int64_t fd_fail_until, ports_fail_until, nomem_until; /* CLOCK_MONOTONIC ms */
 	unsigned busy;                                        /* TL_SIP_BUSY_* as last logged */
+	int64_t overload_until; /* media.overload_late_pct: refuse new calls until then */
+	unsigned late_permille; /* the media workers' late share that set it */
 	struct tl_sip_ops *ops; /* sip_ops.c: metrics, call records, the HTTP endpoint's queue */
 	struct tl_access_state *access;       /* access.c: nonce key, rate buckets */
 	struct tl_reg_client *regs;           /* register.c: our registrations, NULL when none */

@@ -209,6 +209,8 @@ static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 	memset(s, 0, sizeof(*s));
 	s->calls_active = sip->n_calls;
 	s->draining = sip->draining != 0;
+	s->overloaded = (tl_sip_busy(sip) & TL_SIP_BUSY_LOAD) != 0;
+	s->media_late_permille = sip->media ? tl_media_late_permille(sip->media) : 0;
 	for (size_t i = 0; sip->rules && i < sip->rules->n_agents; i++) {
 		json_t *ok = json_object_get(sip->ops->agents, sip->rules->agents[i].name);
 		s->agents_total++;

@@ -94,8 +94,10 @@ struct tl_config {
 	                             * the default: 1 unless agent.threads is set */
 	int playout_max_ms;         /* agent audio queued ahead, default 60000 */
 	int playout_backlog_ms;     /* standing queue cut to this at 1x; default 100, 0 = off */
-	int rtp_strict;             /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
-	int rtp_relearn_ms;         /* learn the RTP source again after this much silence, 5000 */
+	int overload_late_pct; /* new calls 503 while a worker sends this % of packets a ptime late
+	                        */
+	int rtp_strict;        /* media.symmetric_rtp: 0 "learn" (default), 1 "strict" */
+	int rtp_relearn_ms;    /* learn the RTP source again after this much silence, 5000 */
 	/* media.codecs: preference, best first, TL_CODEC_NONE after the last; all NONE: by the
 	 * agent (wideband first for a 16/24 kHz native agent, G.711 first otherwise). */
 	enum tl_codec codecs[TL_CONFIG_CODECS];

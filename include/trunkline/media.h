@@ -126,6 +126,12 @@ int tl_media_stream_dtmf(struct tl_media_stream *s, char digit);
  * Returns 0, -EINVAL (bad kind), -EBUSY (another kind was started before) or -ENOMEM. */
 int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback kind);
 
+/* How late the media workers run: the largest share, over the workers, of the packets a worker
+ * sent to callers in its last one-second window that went a whole ptime (20 ms) or more after
+ * their slot, in permille (0..1000). 0 when no window closed in the last two seconds (an idle
+ * worker) or a window had fewer than 50 packets. Any thread; no system call. */
+unsigned tl_media_late_permille(const struct tl_media *m);
+
 /* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
 unsigned tl_media_workers(const struct tl_media *m);
 /* A host's poller: watch reports fd readable by calling tl_media_worker_event(m, worker, tag)

@@ -111,6 +111,8 @@ const char *tl_ops_refusal_name(enum tl_ops_refusal r);
 struct tl_ops_snapshot {
 	unsigned calls_active;
 	int draining;
+	int overloaded;                     /* new calls refused: media.overload_late_pct */
+	unsigned media_late_permille;       /* tl_media_late_permille */
 	int agents_total, agents_reachable; /* agents of the rules in force */
 	/* live calls' media, added to the ended calls' counters */
 	uint64_t rtp_rx, rtp_tx, rtp_lost, rtp_late, rtp_tx_silence;

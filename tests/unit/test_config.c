@@ -55,6 +55,7 @@ static void test_defaults(void)
 	TL_CHECK_INT(cfg->port_max, 29999);
 	TL_CHECK_INT(cfg->reorder_ms, 40);
 	TL_CHECK_INT(cfg->playout_backlog_ms, 100);
+	TL_CHECK_INT(cfg->overload_late_pct, 20);
 	TL_CHECK_INT(cfg->shutdown_timeout_ms, 30000);
 	TL_CHECK(cfg->rules != NULL);
 	if (cfg->rules) {
@@ -202,6 +203,8 @@ static void test_config_errors(void)
 	expect_err("{\"rules\": \"rules.json\", \"media\": {\"playout_max_ms\": 1000, "
 	           "\"playout_backlog_ms\": 1000}}",
 	           NULL, c, 1, 81, "playout_backlog_ms (1000) must be below playout_max_ms (1000)");
+	expect_err("{\"rules\": \"rules.json\", \"media\": {\"overload_late_pct\": 101}}", NULL, c,
+	           1, 56, "\"overload_late_pct\" must be an integer between 0 and 100");
 	expect_err("{\"rules\": \"rules.json\", \"media\": {\"playout_backlog_ms\": 70000}}", NULL,
 	           c, 1, 57, "playout_backlog_ms (70000) must be below playout_max_ms (60000)");
 	expect_err("{\"rules\": \"rules.json\",\n \"media\": {\"port_min\": 30000,\n"

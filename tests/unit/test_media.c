@@ -1004,6 +1004,7 @@ struct host {
 	size_t len;
 	double t_play; /* realtime ms of the last play, written by the host thread */
 	atomic_int plays, watched;
+	atomic_int stall_ms; /* the host sleeps this long before each flush: a busy host */
 	pthread_t th;
 };
 
@@ -1039,6 +1040,8 @@ static void *host_main(void *arg)
 		                       {.fd = h->play_fd, .events = POLLIN},
 		                       {.fd = h->stop_fd, .events = POLLIN}};
 		struct epoll_event evs[16];
+		if (atomic_load(&h->stall_ms))
+			sleep_ms(atomic_load(&h->stall_ms));
 		int64_t due = tl_media_worker_flush(h->m, 0);
 		double left = due ? (double)due - mono_ms() : 1000;
 		if (poll(pf, 3, left > 0 ? (int)left + 1 : 0) < 0 || pf[2].revents)
@@ -1120,6 +1123,63 @@ static void test_hosted_spurt(void)
 		TL_CHECK(!"cannot stop the host thread");
 	pthread_join(h.th, NULL);
 	tl_media_worker_host(h.m, 0, NULL, NULL); /* the host is gone */
+	tl_media_destroy(h.m);
+	close(h.epfd);
+	close(h.play_fd);
+	close(h.stop_fd);
+}
+
+/* tl_media_late_permille: about 0 while the host keeps up; most packets late while the host
+ * stalls 60 ms before each flush (a worker with more work than time); 0 again once the calls
+ * are gone and no window has closed for two seconds. */
+static void test_late_share(void)
+{
+	struct tl_media_config cfg = {
+	    .workers = 1, .reorder_ms = 40, .playout_max_ms = 60000, .hosted = 1};
+	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
+	struct call *c[2] = {NULL, NULL};
+	unsigned calm = 0, busy = 0, after = 0;
+	double t;
+	uint64_t one = 1;
+
+	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
+	if (!h.m)
+		return;
+	h.epfd = epoll_create1(EPOLL_CLOEXEC);
+	TL_CHECK_INT(tl_media_worker_host(h.m, 0, &host_ops, &h), 0);
+	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
+	c[0] = call_open(h.m, &pcmu);
+	c[1] = call_open(h.m, &pcmu);
+	for (t = mono_ms(); mono_ms() - t < 2500;) { /* two windows: silence on the grid */
+		for (int i = 0; i < 2; i++)
+			if (c[i])
+				pbx_drain(c[i]->pbx.rtp, NULL);
+		sleep_ms(10);
+	}
+	calm = tl_media_late_permille(h.m);
+	atomic_store(&h.stall_ms, 60);
+	for (t = mono_ms(); mono_ms() - t < 2500;) {
+		for (int i = 0; i < 2; i++)
+			if (c[i])
+				pbx_drain(c[i]->pbx.rtp, NULL);
+		sleep_ms(10);
+	}
+	busy = tl_media_late_permille(h.m);
+	atomic_store(&h.stall_ms, 0);
+	for (int i = 0; i < 2; i++)
+		if (c[i])
+			call_close(c[i]);
+	sleep_ms(2600);
+	after = tl_media_late_permille(h.m);
+	fprintf(stderr, "  late permille: %u calm, %u stalled, %u after\n", calm, busy, after);
+	TL_CHECK(c[0] && c[1]);
+	TL_CHECK(calm <= 100);
+	TL_CHECK(busy >= 500);
+	TL_CHECK_INT(after, 0);
+	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
+		TL_CHECK(!"cannot stop the host thread");
+	pthread_join(h.th, NULL);
+	tl_media_worker_host(h.m, 0, NULL, NULL);
 	tl_media_destroy(h.m);
 	close(h.epfd);
 	close(h.play_fd);
@@ -1663,6 +1723,7 @@ int main(void)
 	TL_TEST_RUN(test_playout_max);
 	TL_TEST_RUN(test_spurt_on_arrival);
 	TL_TEST_RUN(test_hosted_spurt);
+	TL_TEST_RUN(test_late_share);
 	TL_TEST_RUN(test_playout_backlog);
 	TL_TEST_RUN(test_playout_standing);
 	TL_TEST_RUN(test_dtmf_in);
