@@ -44,7 +44,7 @@ def two_calls(tl):
 
 
 def test_overload_refuses(binary):
-    tl = Trunkline(binary).start()  # the default, media.overload_late_pct 20
+    tl = Trunkline(binary, media={"overload_late_pct": 20}).start()  # the default
     try:
         bg = two_calls(tl)
         time.sleep(1.2)  # a second of timely packets first
