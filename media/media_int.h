@@ -20,7 +20,7 @@
 #define TL_UP_SLOTS      16 /* uplink events: 320 ms of agent-loop stall before audio drops */
 #define TL_MARK_SLOTS    64
 #define TL_DTMF_SLOTS    32
-#define TL_CHUNK_FRAMES  6 /* downlink chunk payload: 120 ms in the agent's format */
+#define TL_CHUNK_FRAMES  3 /* downlink chunk payload: 60 ms in the agent's format (two per call) */
 #define TL_PKT_MAX       1500
 #define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
@@ -161,7 +161,7 @@ struct tl_media_stream {
 	atomic_uint_fast64_t dl_read_pub;   /* published dl_read, for the producer's bound */
 	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
 	size_t dl_max;                      /* bound in bytes */
-	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (960 for µ-law) */
+	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (480 for µ-law) */
 	/* TL_MARK_SLOTS, allocated by the producer at the call's first mark (most agents send
 	 * none) before it publishes mark_head; the worker reads it only once mark_head says it
 	 * holds a mark. */
