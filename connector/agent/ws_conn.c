@@ -300,6 +300,11 @@ static int conn_writeable(struct tl_ws_conn *c)
 		c->sent_start = 1;
 		if (tl_wsc_send(c, TL_WSC_MSG_START, NULL) < 0)
 			return -1;
+		/* Once per connection: the call's metadata and the handshake's headers are not
+		 * needed again (about 1 KiB a call). */
+		tl_wsd_started(&c->d);
+		json_decref(c->headers);
+		c->headers = NULL;
 		c->opened = 1;
 		tl_wsc_emit(c, TL_WS_EV_OPEN, NULL);
 		lws_callback_on_writable(c->wsi);
