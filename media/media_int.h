@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include <speex/speex_resampler.h>
 
@@ -19,7 +20,7 @@
 #define TL_UP_SLOTS      16 /* uplink events: 320 ms of agent-loop stall before audio drops */
 #define TL_MARK_SLOTS    64
 #define TL_DTMF_SLOTS    32
-#define TL_CHUNK_FRAMES  6 /* downlink chunk payload: 120 ms in the agent's format */
+#define TL_CHUNK_FRAMES  3 /* downlink chunk payload: 60 ms in the agent's format (two per call) */
 #define TL_PKT_MAX       1500
 #define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
@@ -49,29 +50,36 @@ struct tl_mark {
 	uint32_t id;
 };
 
+/* An IPv4 or IPv6 address with its port: 28 bytes where a sockaddr_storage takes 128. */
+union tl_rtp_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
 /* Where a call's RTP may come from and where ours goes (rtp_source.c). Worker-owned, except the
  * counters and foreign_from (written once, then have_foreign), which any thread may read. */
 struct tl_rtp_source {
-	int strict;     /* the SDP address only, never learn */
-	int relearn_ms; /* learn again after the source is silent this long; 0 = never */
-	int have_sdp;   /* tl_rtp_source_set_sdp was called */
-	struct sockaddr_storage sdp; /* the address the SDP names */
-	socklen_t sdp_len;           /* 0: none (delayed offer, hold with 0.0.0.0) */
-	struct sockaddr_storage src; /* the accepted RTP source, once learned */
+	int strict;            /* the SDP address only, never learn */
+	int relearn_ms;        /* learn again after the source is silent this long; 0 = never */
+	int have_sdp;          /* tl_rtp_source_set_sdp was called */
+	union tl_rtp_addr sdp; /* the address the SDP names */
+	socklen_t sdp_len;     /* 0: none (delayed offer, hold with 0.0.0.0) */
+	union tl_rtp_addr src; /* the accepted RTP source, once learned */
 	socklen_t src_len;
 	int locked; /* src is in force; 0 while learning */
 	int64_t last_rx;
-	struct sockaddr_storage cand; /* learning: the run of packets being watched */
+	union tl_rtp_addr cand; /* learning: the run of packets being watched */
 	socklen_t cand_len;
 	uint32_t cand_ssrc;
 	uint16_t cand_seq;
 	unsigned cand_n;
-	struct sockaddr_storage rtp_to, rtcp_to; /* where ours go */
+	union tl_rtp_addr rtp_to, rtcp_to; /* where ours go */
 	socklen_t rtp_to_len, rtcp_to_len;
 	int rtcp_latched; /* rtcp_to is where the peer's RTCP comes from */
 	_Atomic uint64_t rx_foreign, rx_learning, rtcp_dropped;
 	atomic_int have_foreign;
-	struct sockaddr_storage foreign_from;
+	union tl_rtp_addr foreign_from;
 	socklen_t foreign_from_len;
 };
 
@@ -153,7 +161,7 @@ struct tl_media_stream {
 	atomic_uint_fast64_t dl_read_pub;   /* published dl_read, for the producer's bound */
 	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
 	size_t dl_max;                      /* bound in bytes */
-	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (960 for µ-law) */
+	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (480 for µ-law) */
 	/* TL_MARK_SLOTS, allocated by the producer at the call's first mark (most agents send
 	 * none) before it publishes mark_head; the worker reads it only once mark_head says it
 	 * holds a mark. */

@@ -300,6 +300,11 @@ static int conn_writeable(struct tl_ws_conn *c)
 		c->sent_start = 1;
 		if (tl_wsc_send(c, TL_WSC_MSG_START, NULL) < 0)
 			return -1;
+		/* Once per connection: the call's metadata and the handshake's headers are not
+		 * needed again (about 1 KiB a call). */
+		tl_wsd_started(&c->d);
+		json_decref(c->headers);
+		c->headers = NULL;
 		c->opened = 1;
 		tl_wsc_emit(c, TL_WS_EV_OPEN, NULL);
 		lws_callback_on_writable(c->wsi);
@@ -610,38 +615,37 @@ static void turn_count(struct tl_ws_conn *c, size_t len)
 }
 
 /* Keeps a whole message that came in while the playout queue is full, in order. */
-static int backlog(struct tl_ws_conn *c)
+static int backlog(struct tl_ws_conn *c, const unsigned char *data, size_t len)
 {
-	uint32_t n = (uint32_t)c->rx_len;
+	uint32_t n = (uint32_t)len;
 
-	if (c->bl_len + c->rx_len + 5 > TL_WSC_RX_MAX ||
-	    tl_wsc_grow(&c->bl, &c->bl_cap, c->bl_len + c->rx_len + 5, 0) < 0)
+	if (c->bl_len + len + 5 > TL_WSC_RX_MAX ||
+	    tl_wsc_grow(&c->bl, &c->bl_cap, c->bl_len + len + 5, 0) < 0)
 		return -1;
 	memcpy(c->bl + c->bl_len, &n, sizeof(n));
 	c->bl[c->bl_len + 4] = (unsigned char)c->rx_binary;
-	memcpy(c->bl + c->bl_len + 5, c->rx, c->rx_len);
-	c->bl_len += c->rx_len + 5;
+	memcpy(c->bl + c->bl_len + 5, data, len);
+	c->bl_len += len + 5;
 	return 0;
 }
 
-/* One whole message in c->rx. */
-static void conn_deliver(struct tl_ws_conn *c)
+/* One whole message: in c->rx, or (borrowed until return) lws's buffer when it came in one
+ * piece, so that c->rx is allocated only by agents whose messages come in fragments. */
+static void conn_deliver(struct tl_ws_conn *c, const unsigned char *data, size_t len)
 {
-	size_t len = c->rx_len;
-
-	if (!c->rx_binary && !tl_wsd_utf8_valid(c->rx, len)) {
+	if (!c->rx_binary && !tl_wsd_utf8_valid(data, len)) {
 		conn_refuse(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "text message is not UTF-8",
 		            "agent text message is not UTF-8", 0);
 		return;
 	}
 	if (c->blocked) {
 		/* lws stops reading once paused, but keep order if it hands us more. */
-		if (backlog(c) < 0)
+		if (backlog(c, data, len) < 0)
 			conn_refuse(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "too much data",
 			            "agent sent more while its audio queue was full than",
 			            TL_WSC_RX_MAX);
 	} else {
-		conn_msg(c, c->rx_binary, c->rx, len);
+		conn_msg(c, c->rx_binary, data, len);
 	}
 	c->rx_len = 0;
 	if (c->state == TL_WSC_OPEN)
@@ -668,6 +672,10 @@ static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
 		            "agent message over", TL_WSC_RX_MAX);
 		return 0;
 	}
+	if (c->rx_len == 0 && len > 0 && lws_is_final_fragment(wsi) && more == 0) {
+		conn_deliver(c, in, len);
+		return 0;
+	}
 	/* + 1: never NULL, even for an empty message (memcpy, Jansson). */
 	if (tl_wsc_grow(&c->rx, &c->rx_cap, c->rx_len + len + 1, 0) < 0) {
 		conn_refuse(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory",
@@ -677,7 +685,7 @@ static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
 	memcpy(c->rx + c->rx_len, in, len);
 	c->rx_len += len;
 	if (lws_is_final_fragment(wsi) && more == 0)
-		conn_deliver(c);
+		conn_deliver(c, c->rx, c->rx_len);
 	return 0;
 }
 

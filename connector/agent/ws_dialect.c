@@ -55,6 +55,12 @@ void tl_wsd_fini(struct tl_wsd *d)
 	memset(d, 0, sizeof(*d));
 }
 
+void tl_wsd_started(struct tl_wsd *d)
+{
+	json_decref(d->meta);
+	d->meta = NULL;
+}
+
 /* Dumps and releases o; consumes a sequenceNumber when counted and it fitted. */
 static ssize_t dump(struct tl_wsd *d, json_t *o, char *buf, size_t cap, int counted)
 {

@@ -36,6 +36,8 @@ struct tl_wsd {
 int tl_wsd_init(struct tl_wsd *d, enum tl_dialect dialect, int sample_rate, const char *call_sid,
                 const char *stream_sid, const char *meta_json);
 void tl_wsd_fini(struct tl_wsd *d);
+/* The start message went: frees the metadata only it carries (tl_wsd_start fails after). */
+void tl_wsd_started(struct tl_wsd *d);
 
 /* Formatters: write one message into buf (cap bytes, borrowed until return) and return the
  * length it needs, excluding a NUL. The message was written, and the sequenceNumber consumed,

@@ -387,7 +387,7 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 static const char *const sip_keys[] = {
     "listen", "public_address", "user_agent",      "tcp_idle_timeout_ms", "session_expires",
     "min_se", "max_calls",      "answer_delay_ms", "max_call_duration_s", "transfer_ringback",
-    "bridge_answer_timeout_s", "tls",
+    "bridge_answer_timeout_s", "tls", "timer_t4_ms",
     /* config_access.c */
     "allow_sources", "silent_reject", "drop_user_agents", "auth", "max_calls_per_source",
     "max_call_rate", "max_call_rate_per_source", "max_tcp_connections",
@@ -436,6 +436,8 @@ static int load_sip(const struct tl_config_doc *doc, struct tl_config *cfg)
 	    (rc = load_ringback(doc, cfg, sip)) < 0 ||
 	    (rc = tl_config_doc_int(doc, sip, "/sip", "bridge_answer_timeout_s", 1, 600,
 	                            &cfg->bridge_answer_timeout_s)) < 0 ||
+	    (rc = tl_config_doc_int(doc, sip, "/sip", "timer_t4_ms", 100, 5000,
+	                            &cfg->timer_t4_ms)) < 0 ||
 	    (rc = tl_config_access_load(doc, sip, cfg->access)) < 0)
 		return rc;
 	if (cfg->min_se > cfg->session_expires)
@@ -609,6 +611,7 @@ static int set_defaults(struct tl_config *cfg, const char *path)
 	memcpy(cfg->listen, listen, sizeof(listen));
 	cfg->n_listen = 2;
 	cfg->tcp_idle_timeout_ms = 60000;
+	cfg->timer_t4_ms = 200;
 	cfg->session_expires = 1800;
 	cfg->min_se = 90;
 	cfg->max_calls = 1000;

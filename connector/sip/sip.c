@@ -19,6 +19,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tag_io.h>
+#include <sofia-sip/nta_tag.h>
 #include <sofia-sip/tport_tag.h>
 
 extern su_log_t tport_log[]; /* Sofia's transport log (libsofia-sip-ua exports it) */
@@ -513,6 +514,12 @@ static int create_nua(struct tl_sip *sip)
 	    NUTAG_MIN_SE((unsigned)cfg->min_se), NUTAG_SESSION_REFRESHER(nua_any_refresher),
 	    NUTAG_UPDATE_REFRESH(1), SIPTAG_USER_AGENT_STR(ua), SIPTAG_ACCEPT_STR(TL_ACCEPT),
 	    TPTAG_IDLE((unsigned)cfg->tcp_idle_timeout_ms),
+	    /* How long a UDP INVITE transaction lingers after its ACK (Timer I) and a non-INVITE
+	     * client one after its answer (Timer K): a retransmission arrives within a round
+	     * trip, and each lingering INVITE keeps its request and answer (about 11 KiB), which
+	     * after a burst of calls stay behind as heap fragments. One held up longer still finds
+	     * the call: Sofia-SIP takes it as a re-INVITE of the dialog (docs/CONFIGURATION.md). */
+	    NTATAG_SIP_T4((unsigned)cfg->timer_t4_ms),
 	    /* A stream connection that sent half a message is closed too, not left deaf. */
 	    TPTAG_TIMEOUT((unsigned)cfg->tcp_idle_timeout_ms),
 	    TAG_IF(tlsdir[0], TPTAG_CERTIFICATE(tlsdir)), TAG_IF(tlsdir[0], TPTAG_TLS_VERSION(0)),

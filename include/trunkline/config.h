@@ -78,6 +78,7 @@ struct tl_config {
 	char *public_address;    /* host or host:port put in Contact/SDP; NULL = derive */
 	char *user_agent;        /* default "trunkline/<version>" */
 	int tcp_idle_timeout_ms; /* default 60000 */
+	int timer_t4_ms;         /* SIP T4: a finished UDP transaction's linger, default 200 */
 	int session_expires;     /* seconds, default 1800 */
 	int min_se;              /* seconds, default 90 */
 	int max_calls;           /* default 1000 */

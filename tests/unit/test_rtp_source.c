@@ -42,17 +42,18 @@ static struct sockaddr_storage sa6(const char *ip, uint16_t port)
 	return ss;
 }
 
-static uint16_t port_of(const struct sockaddr_storage *ss)
+/* ss: a sockaddr_storage or the source's union tl_rtp_addr. */
+static uint16_t port_of(const void *ss)
 {
 	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
 }
 
-static int is_addr(const struct sockaddr_storage *ss, const char *ip, uint16_t port)
+static int is_addr(const void *ss, const char *ip, uint16_t port)
 {
 	const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
 	char buf[INET_ADDRSTRLEN];
 
-	return ss->ss_family == AF_INET && inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf)) &&
+	return in->sin_family == AF_INET && inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf)) &&
 	       strcmp(buf, ip) == 0 && ntohs(in->sin_port) == port;
 }
 
@@ -304,7 +305,7 @@ static void test_mapped(void)
 	tl_rtp_source_set_sdp(&r, &v6);
 	TL_CHECK_INT(tl_rtp_source_rtp(&r, &v6, 1, 1, 0), 1);
 	TL_CHECK_INT(port_of(&r.rtp_to), 4000);
-	TL_CHECK_INT(r.rtp_to.ss_family, AF_INET6);
+	TL_CHECK_INT(r.rtp_to.sa.sa_family, AF_INET6);
 }
 
 /* ---- a stream over UDP: the engine drops what the rules refuse ---- */
