@@ -96,6 +96,8 @@ static void on_readyz(struct tl_ops *ops, struct tl_ops_sess *s)
 		reply_text(s, 503, "not ready: the SIP thread did not answer\n");
 	else if (snap.draining)
 		reply_text(s, 503, "not ready: draining\n");
+	else if (snap.overloaded)
+		reply_text(s, 503, "not ready: overloaded\n");
 	else if (snap.agents_total > 0 && snap.agents_reachable == 0)
 		reply_text(s, 503, "not ready: no agent of the rules is reachable\n");
 	else

@@ -1,6 +1,6 @@
-"""Overload (media.overload_late_pct): while a media worker sends a fifth or more of its packets a
-ptime late, new calls get 503 "Overloaded" with Retry-After, OPTIONS answers 503 and /metrics says
-trunkline_overloaded 1; the calls up go on. The workers are made late from outside: trunkline is
+"""Overload (media.overload_late_pct): while a media worker sends a fifth or more of its packets
+a ptime late, new calls get 503 "Overloaded" with Retry-After, OPTIONS and /readyz answer 503
+and /metrics says trunkline_overloaded 1; the calls up go on. The workers are made late from outside: trunkline is
 stopped (SIGSTOP) for 150 ms every 200 ms while two calls are up, so each of their packets waits
 up to 150 ms. Once that ends, the state clears after its 5 s hold and a new call is answered.
 With media.overload_late_pct 0 the same stalls refuse nothing."""
@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +23,14 @@ def metric(tl, name):
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return None
+
+
+def readyz(tl):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{tl.ops_port}/readyz", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def stall(tl, seconds):
@@ -50,12 +59,14 @@ def test_overload_refuses(binary):
         time.sleep(1.2)  # a second of timely packets first
         assert options_status(tl.port) == 200
         assert metric(tl, "trunkline_overloaded") == 0
+        assert readyz(tl) == (200, "ready\n")
         stall(tl, 2.2)
         ratio = metric(tl, "trunkline_media_late_ratio")  # the window that closed last
         assert ratio is not None and ratio >= 0.2, ratio
         tl.wait_log("cannot take new calls: overloaded", timeout=3)
         assert options_status(tl.port) == 503
         assert metric(tl, "trunkline_overloaded") == 1
+        assert readyz(tl) == (503, "not ready: overloaded\n")
         sipp(tl, "invite_503.xml", keys={"service": "400"}, timeout=10)
         assert "INVITE refused: 503 Overloaded" in tl.log(), tl.log()[-3000:]
         # The calls up were not touched by it.
