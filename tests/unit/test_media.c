@@ -1129,6 +1129,17 @@ static void test_hosted_spurt(void)
 	close(h.stop_fd);
 }
 
+/* Reads what the n calls' PBX sockets get, for ms. */
+static void drain_calls(struct call **c, int n, double ms)
+{
+	for (double t = mono_ms(); mono_ms() - t < ms;) {
+		for (int i = 0; i < n; i++)
+			if (c[i])
+				pbx_drain(c[i]->pbx.rtp, NULL);
+		sleep_ms(10);
+	}
+}
+
 /* tl_media_late_permille: about 0 while the host keeps up; most packets late while the host
  * stalls 60 ms before each flush (a worker with more work than time); 0 again once the calls
  * are gone and no window has closed for two seconds. */
@@ -1139,7 +1150,6 @@ static void test_late_share(void)
 	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
 	struct call *c[2] = {NULL, NULL};
 	unsigned calm = 0, busy = 0, after = 0;
-	double t;
 	uint64_t one = 1;
 
 	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
@@ -1150,20 +1160,10 @@ static void test_late_share(void)
 	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
 	c[0] = call_open(h.m, &pcmu);
 	c[1] = call_open(h.m, &pcmu);
-	for (t = mono_ms(); mono_ms() - t < 2500;) { /* two windows: silence on the grid */
-		for (int i = 0; i < 2; i++)
-			if (c[i])
-				pbx_drain(c[i]->pbx.rtp, NULL);
-		sleep_ms(10);
-	}
+	drain_calls(c, 2, 2500); /* two windows: silence on the grid */
 	calm = tl_media_late_permille(h.m);
 	atomic_store(&h.stall_ms, 60);
-	for (t = mono_ms(); mono_ms() - t < 2500;) {
-		for (int i = 0; i < 2; i++)
-			if (c[i])
-				pbx_drain(c[i]->pbx.rtp, NULL);
-		sleep_ms(10);
-	}
+	drain_calls(c, 2, 2500);
 	busy = tl_media_late_permille(h.m);
 	atomic_store(&h.stall_ms, 0);
 	for (int i = 0; i < 2; i++)
