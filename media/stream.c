@@ -608,7 +608,11 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->notify_arg = p->notify_arg;
 	s->notify_release = p->notify_release;
 	s->dl_max = (size_t)m->cfg.playout_max_ms * (s->agent_frame / 20);
-	s->dl_backlog = (size_t)m->cfg.playout_backlog_ms * (s->agent_frame / 20);
+	s->dl_backlog =
+	    (size_t)(p->playout_backlog_ms == TL_MEDIA_BACKLOG_DEFAULT ? m->cfg.playout_backlog_ms
+	             : p->playout_backlog_ms > 0                       ? p->playout_backlog_ms
+	                                                               : 0) *
+	    (s->agent_frame / 20);
 	s->wh_slot = -1;
 	s->ssrc = random32();
 	s->tx_seq = (uint16_t)random32();
@@ -696,6 +700,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->tx_rephased = atomic_load_explicit(&s->st_tx_rephased, memory_order_relaxed);
 	st->playout_dropped_ms =
 	    atomic_load_explicit(&s->st_dl_dropped, memory_order_relaxed) / (s->agent_frame / 20);
+	st->playout_backlog_ms = (uint32_t)(s->dl_backlog / (s->agent_frame / 20));
 	uint64_t queued = atomic_load_explicit(&s->dl_pub, memory_order_relaxed) -
 	                  atomic_load_explicit(&s->dl_read_pub, memory_order_relaxed);
 	unsigned per_ms = s->fmt == TL_MEDIA_AGENT_L16 ? (unsigned)s->agent_rate / 500 : 8;

@@ -17,6 +17,7 @@ static const char *const agent_keys[] = {"url",
                                          "dialect",
                                          "connect_timeout_ms",
                                          "idle_timeout_ms",
+                                         "playout_backlog_ms",
                                          "sample_rate",
                                          "headers",
                                          "params",
@@ -141,12 +142,15 @@ static int load_agent(const struct tl_config_doc *doc, const char *name, json_t 
 	}
 	a->connect_timeout_ms = 1500;
 	a->idle_timeout_ms = 0;
+	a->playout_backlog_ms = -1;
 	if ((rc = tl_config_doc_keys(doc, obj, path, agent_keys)) < 0 ||
 	    (rc = load_url(doc, obj, path, a)) < 0 || (rc = load_dialect(doc, obj, path, a)) < 0 ||
 	    (rc = tl_config_doc_int(doc, obj, path, "connect_timeout_ms", 1, 60000,
 	                            &a->connect_timeout_ms)) < 0 ||
 	    (rc = tl_config_doc_int(doc, obj, path, "idle_timeout_ms", 0, 86400000,
 	                            &a->idle_timeout_ms)) < 0 ||
+	    (rc = tl_config_doc_int(doc, obj, path, "playout_backlog_ms", 0, 600000,
+	                            &a->playout_backlog_ms)) < 0 ||
 	    (rc = load_sample_rate(doc, obj, path, a)) < 0 ||
 	    (rc = tl_config_doc_strmap(doc, obj, path, "headers", &a->headers)) < 0 ||
 	    (rc = tl_config_doc_strmap(doc, obj, path, "params", &a->params)) < 0 ||

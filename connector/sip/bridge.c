@@ -80,6 +80,9 @@ static int make_stream(struct tl_call *call, void *cell)
 	    .agent_format =
 	        a && a->dialect == TL_DIALECT_NATIVE ? TL_MEDIA_AGENT_L16 : TL_MEDIA_AGENT_ULAW,
 	    .agent_rate = a ? a->sample_rate : 8000,
+	    .playout_backlog_ms = !a || a->playout_backlog_ms < 0 ? TL_MEDIA_BACKLOG_DEFAULT
+	                          : a->playout_backlog_ms == 0    ? TL_MEDIA_BACKLOG_OFF
+	                                                          : a->playout_backlog_ms,
 	    .notify = cell ? tl_ws_notify : NULL,
 	    .notify_arg = cell,
 	    .notify_release = cell ? tl_ws_notify_release : NULL,

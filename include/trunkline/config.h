@@ -62,6 +62,8 @@ struct tl_agent {
 	enum tl_dialect dialect;
 	int connect_timeout_ms; /* default 1500 */
 	int idle_timeout_ms;    /* default 0 = off */
+	int playout_backlog_ms; /* the backlog bound for its calls; -1 (default) = media's, 0 = off
+	                         */
 	int sample_rate;        /* native dialect: 8000, 16000 or 24000; default 8000 */
 	json_t *headers;        /* object name -> string value, never NULL (may be empty) */
 	json_t *params;         /* object name -> string value, never NULL (may be empty) */

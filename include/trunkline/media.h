@@ -53,6 +53,9 @@ enum tl_media_rtp_source {
 	TL_MEDIA_RTP_STRICT, /* the SDP address and port only */
 };
 
+#define TL_MEDIA_BACKLOG_DEFAULT 0
+#define TL_MEDIA_BACKLOG_OFF     (-1)
+
 struct tl_media_stream_params {
 	int rtp_fd, rtcp_fd; /* ownership passes to the stream (closed when it is freed) */
 	struct sockaddr_storage remote; /* from SDP (AF_UNSPEC: none yet); ours go there */
@@ -61,6 +64,9 @@ struct tl_media_stream_params {
 	int rtp_relearn_ms; /* learn: learn again after the source is silent this long; 0 = never */
 	enum tl_media_agent_format agent_format;
 	int agent_rate; /* L16 only: 8000, 16000 or 24000 */
+	/* The backlog bound of this stream (the agent's playout_backlog_ms), ms: 0
+	 * (TL_MEDIA_BACKLOG_DEFAULT) takes media.playout_backlog_ms, TL_MEDIA_BACKLOG_OFF none. */
+	int playout_backlog_ms;
 	/* Called on a media worker when the uplink goes from empty to non-empty or a played mark
 	 * is due. It must not block: set a flag and wake the consumer (lws_cancel_service). */
 	void (*notify)(void *arg);
@@ -193,6 +199,7 @@ struct tl_media_stats {
 	uint64_t relayed, relay_dropped; /* bridged: frames sent from the peer, frames dropped */
 	uint64_t tx_on_arrival;          /* talk spurts whose first frame went as soon as it came */
 	uint64_t playout_dropped_ms;     /* agent audio dropped by the backlog bound */
+	uint32_t playout_backlog_ms;     /* that bound (the agent's or media's), 0 = off */
 	uint64_t tx_rephased; /* a packet that stood in the queue for a second sent early */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);

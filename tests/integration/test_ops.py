@@ -3,7 +3,8 @@ agent is reachable), /metrics parsed by prometheus_client's own parser with coun
 against the calls made, the admin API (list, hang up with a BYE sipp sees, transfer by REFER),
 Twilio's REST hang-up in the exact shape Pipecat's TwilioFrameSerializer sends it (aiohttp
 BasicAuth + form data {"Status": "completed"}) and a TwiML <Dial> transfer, bearer and basic
-auth (401), and one call record line per call with the right outcome."""
+auth (401), one call record line per call with the right outcome, and each call's backlog
+bound (an agent's playout_backlog_ms)."""
 import base64
 import json
 import os
@@ -305,7 +306,34 @@ def test_config(binary):
         tl.agent.stop()
 
 
+def test_agent_backlog_bound(binary):
+    """An agent's playout_backlog_ms is its calls' backlog bound (GET /calls/{id} shows it and
+    the call record keeps it): 0 turns it off, a value replaces media.playout_backlog_ms, and an
+    agent without the key takes media's (200 here)."""
+    agent = EchoAgent(echo_agent_binary(binary))
+    rules = {"agents": {"echo": {"url": agent.url},
+                        "tts": {"url": agent.url, "playout_backlog_ms": 0},
+                        "bounded": {"url": agent.url, "playout_backlog_ms": 300}},
+             "routes": [{"name": "tts", "match": {"to": "^tts$"}, "agent": "tts"},
+                        {"name": "bounded", "match": {"to": "^bounded$"}, "agent": "bounded"},
+                        {"name": "ai", "agent": "echo"}]}
+    tl = Trunkline(binary, rules=rules, media={"playout_backlog_ms": 200}).start()
+    try:
+        for n, (service, bound) in enumerate((("tts", 0), ("bounded", 300), ("100", 200))):
+            bg = SippBg(tl, "simple_call.xml", keys={"service": service}, extra=["-d", "1500"],
+                        timeout=20)
+            call = wait_call(tl)
+            assert call["route"] == ("ai" if service == "100" else service), call
+            assert call["playout_backlog_ms"] == bound, call
+            bg.join(30)
+            assert records(tl, n + 1)[n]["playout_backlog_ms"] == bound
+    finally:
+        assert tl.stop() == 0
+        agent.stop()
+        tl.check_clean()
+
+
 if __name__ == "__main__":
     run([test_metrics_and_records, test_admin_list_hangup_transfer, test_admin_before_answer,
          test_twilio_rest,
-         test_readyz, test_config])
+         test_readyz, test_config, test_agent_backlog_bound])

@@ -301,6 +301,9 @@ static void test_agent_errors(void)
 	           r, 1, 47, "\"dialect\" must be \"twilio\" or \"native\"");
 	expect_err(rc_ok, "{\"agents\": {\"a\": {\"url\": \"ws://h\", \"sample_rate\": 44100}}}", r,
 	           1, 51, "\"sample_rate\" must be 8000, 16000 or 24000");
+	expect_err(rc_ok,
+	           "{\"agents\": {\"a\": {\"url\": \"ws://h\", \"playout_backlog_ms\": -1}}}", r, 1,
+	           58, "\"playout_backlog_ms\" must be an integer between 0 and 600000");
 	expect_err(rc_ok, "{\"agents\": {\"a\": {\"url\": \"ws://h\", \"connect_timeout_ms\": 0}}}",
 	           r, 1, 58, "\"connect_timeout_ms\" must be an integer between 1 and 60000");
 	expect_err(rc_ok,
@@ -400,6 +403,7 @@ static const char agents_rules[] =
     "{\"agents\": {\n"
     "  \"zeta\": {\"url\": \"wss://agent.example.com:8443/v1?x=1\", \"dialect\": \"native\",\n"
     "           \"sample_rate\": 24000, \"connect_timeout_ms\": 60000, \"idle_timeout_ms\": 5000,\n"
+    "           \"playout_backlog_ms\": 0,\n"
     "           \"headers\": {\"Authorization\": \"Bearer x\"}, \"params\": {\"k\": \"v\"}},\n"
     "  \"a/b~c\": {\"url\": \"ws://127.0.0.1:8090/\", \"dialect\": \"twilio\"}},\n"
     " \"routes\": [{\"name\": \"sales/eu\", \"match\": {\"to\": \"^\\\\+4930\"}, \"agent\": "
@@ -428,6 +432,7 @@ static void test_rules_load(void)
 	TL_CHECK_INT(a->sample_rate, 24000);
 	TL_CHECK_INT(a->connect_timeout_ms, 60000);
 	TL_CHECK_INT(a->idle_timeout_ms, 5000);
+	TL_CHECK_INT(a->playout_backlog_ms, 0); /* off for this agent's calls */
 	TL_CHECK_STR(json_string_value(json_object_get(a->headers, "Authorization")), "Bearer x");
 	TL_CHECK_STR(json_string_value(json_object_get(a->params, "k")), "v");
 	a = tl_rules_agent(rules, "a/b~c");
@@ -436,6 +441,7 @@ static void test_rules_load(void)
 	TL_CHECK_INT(a->sample_rate, 8000);
 	TL_CHECK_INT(a->connect_timeout_ms, 1500);
 	TL_CHECK_INT(a->idle_timeout_ms, 0);
+	TL_CHECK_INT(a->playout_backlog_ms, -1); /* media.playout_backlog_ms */
 	TL_CHECK(json_is_object(a->headers) && json_object_size(a->headers) == 0);
 	TL_CHECK(json_is_object(a->params) && json_object_size(a->params) == 0);
 	TL_CHECK(tl_rules_agent(rules, "nobody") == NULL);

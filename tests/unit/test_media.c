@@ -177,6 +177,7 @@ struct opts {
 	int rate;
 	int ptime;            /* 0: 20 */
 	uint16_t remote_port; /* 0: the PBX's */
+	int backlog;          /* the stream's playout_backlog_ms (0: the engine's) */
 };
 
 static const struct opts pcmu = {.codec = TL_CODEC_PCMU, .pt = 0, .te_pt = 101};
@@ -217,6 +218,7 @@ static struct call *call_open(struct tl_media *m, const struct opts *o)
 	p.sdp = c->sdp;
 	p.agent_format = o->fmt;
 	p.agent_rate = o->rate;
+	p.playout_backlog_ms = o->backlog;
 	p.notify = on_notify;
 	p.notify_arg = &c->sink;
 	p.notify_release = on_release;
@@ -1189,7 +1191,8 @@ static void test_late_share(void)
 /* burst bytes of agent audio queued at once, then 20 ms of it every 20 ms by the clock for
  * ms, on an engine of its own with media.playout_backlog_ms = backlog_ms. *st: the stream's
  * figures at the end; returns the least queued ms seen over the last 1.5 s. */
-static int playout_run(int backlog_ms, size_t burst, int ms, struct tl_media_stats *st)
+static int playout_run_on(int backlog_ms, int stream_backlog, size_t burst, int ms,
+                          struct tl_media_stats *st)
 {
 	struct tl_media_config cfg = {.workers = 1,
 	                              .reorder_ms = 40,
@@ -1201,11 +1204,14 @@ static int playout_run(int backlog_ms, size_t burst, int ms, struct tl_media_sta
 	double t0;
 	int sent = (int)(burst / 160), least = 1 << 30;
 
+	struct opts o = pcmu;
+
+	o.backlog = stream_backlog;
 	memset(st, 0, sizeof(*st));
 	TL_CHECK_INT(tl_media_create(&m, &cfg), 0);
 	if (!m)
 		return least;
-	c = call_open(m, &pcmu);
+	c = call_open(m, &o);
 	if (c) {
 		tone_ulaw(tone, sizeof(tone));
 		TL_CHECK_INT(tl_media_stream_play(c->s, tone, burst), (int)burst);
@@ -1228,15 +1234,20 @@ static int playout_run(int backlog_ms, size_t burst, int ms, struct tl_media_sta
 		}
 		tl_media_stream_stats(c->s, st);
 		fprintf(stderr,
-		        "  backlog %d ms, burst %zu B: queued %u ms (least %d at the end), dropped "
-		        "%llu ms, rephased %llu\n",
-		        backlog_ms, burst, st->playout_ms, least,
+		        "  backlog %u ms (engine %d), burst %zu B: queued %u ms (least %d at the "
+		        "end), dropped %llu ms, rephased %llu\n",
+		        st->playout_backlog_ms, backlog_ms, burst, st->playout_ms, least,
 		        (unsigned long long)st->playout_dropped_ms,
 		        (unsigned long long)st->tx_rephased);
 		call_close(c);
 	}
 	tl_media_destroy(m);
 	return least;
+}
+
+static int playout_run(int backlog_ms, size_t burst, int ms, struct tl_media_stats *st)
+{
+	return playout_run_on(backlog_ms, TL_MEDIA_BACKLOG_DEFAULT, burst, ms, st);
 }
 
 /* Three frames at once, then one every 20 ms: one frame stands in the queue and waits a whole
@@ -1255,7 +1266,8 @@ static void test_playout_standing(void)
 }
 
 /* 2 s queued at once, then played at real time: with playout_backlog_ms the queue is cut to
- * about the bound and the drop counted; with 0 the 2 s stay. */
+ * about the bound and the drop counted; with 0 the 2 s stay. The same with the stream's own
+ * bound (an agent's) over the engine's. */
 static void test_playout_backlog(void)
 {
 	struct tl_media_stats st;
@@ -1266,6 +1278,13 @@ static void test_playout_backlog(void)
 	playout_run(0, 16000, 3200, &st);
 	TL_CHECK_INT(st.playout_dropped_ms, 0);
 	TL_CHECK(st.playout_ms >= 1500);
+	/* A stream's own bound (an agent's playout_backlog_ms) over the engine's: off, and on. */
+	playout_run_on(200, TL_MEDIA_BACKLOG_OFF, 16000, 3200, &st);
+	TL_CHECK_INT(st.playout_dropped_ms, 0);
+	TL_CHECK(st.playout_ms >= 1500);
+	playout_run_on(0, 200, 16000, 3200, &st);
+	TL_CHECK(st.playout_dropped_ms >= 1000);
+	TL_CHECK(st.playout_ms <= 500);
 }
 
 /* ---- RFC 4733 ---- */
