@@ -239,7 +239,9 @@ def step(label, n, args, tap=False):
 
 
 def derive(r):
-    n = r["calls"]
+    # Per call: over the calls that were up (N unless the DUT refused some, e.g. trunkline's
+    # 503 Overloaded).
+    n = r.get("established") or r["calls"]
     w = r["window_s"] or 1
     dut = r["procs"]["dut"]
     pps = (r["sent_window"] + r["received_window"]) / w
