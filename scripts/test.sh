@@ -29,7 +29,7 @@ echo "== test (RelWithDebInfo)"
 (cd build && ctest --output-on-failure -j"$test_jobs")
 echo "== test (RelWithDebInfo, agent loops on threads of their own: agent.on_media_workers false)"
 (cd build && TL_IT_AGENT_LOOPS=threads ctest --output-on-failure -j"$test_jobs" \
-	-R 'integration[.]test_(audio|agent_hostile|fallback|transfer|bridge|wideband|drain)$')
+	-R 'integration[.]test_(audio|agent_hostile|fallback|transfer|bridge|wideband|drain)([.]serial)?$')
 
 echo "== build (ASan+UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTL_TESTS=ON -DTL_SANITIZE=ON >/dev/null

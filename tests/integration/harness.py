@@ -365,16 +365,20 @@ class SippBg:
 
 def run(tests):
     """Runs test functions (each takes the trunkline binary path); prints the summary line.
-    TL_IT_ONLY=name1,name2 in the environment runs only those (scripts/mutants.sh uses it); a
-    name that is not in the file fails the run."""
+    TL_IT_ONLY=name1,name2 in the environment runs only those (scripts/mutants.sh uses it);
+    TL_IT_SKIP=name1,... all but those (tests/CMakeLists.txt runs a file's timing-sensitive
+    tests as a ctest entry of their own). A name that is not in the file fails the run."""
     binary = os.path.abspath(sys.argv[1])
-    only = [n for n in os.environ.get("TL_IT_ONLY", "").split(",") if n]
-    if only:
-        missing = set(only) - {t.__name__ for t in tests}
+    names = {t.__name__ for t in tests}
+    for var in ("TL_IT_ONLY", "TL_IT_SKIP"):
+        listed = [n for n in os.environ.get(var, "").split(",") if n]
+        missing = set(listed) - names
         if missing:
-            print(f"TL_IT_ONLY: no test named {', '.join(sorted(missing))}", flush=True)
+            print(f"{var}: no test named {', '.join(sorted(missing))}", flush=True)
             sys.exit(1)
-        tests = [t for t in tests if t.__name__ in only]
+        if listed:
+            keep = var == "TL_IT_ONLY"
+            tests = [t for t in tests if (t.__name__ in listed) == keep]
     passed = failed = 0
     for t in tests:
         start = time.time()
