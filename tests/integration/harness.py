@@ -1,6 +1,7 @@
 """Integration-test harness: starts trunkline and real peers (sipp) on 127.0.0.1, with bounded
 waits, and ends every process it started by PID. Each test file is a script that ctest runs with
 the trunkline binary as its argument; it prints 'N passed, M failed' and exits non-zero on failure."""
+import fcntl
 import json
 import os
 import random
@@ -20,11 +21,48 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "SUMMARY: UndefinedBehaviorSanitizer")
 
 
-def free_port(udp_and_tcp=True, lo=21000, hi=60000, host="127.0.0.1"):
-    """An even port free for both UDP and TCP on host (and its neighbour, for RTP/RTCP pairs)."""
+# Port regions, so that tests running side by side (ctest -j) do not take each other's ports:
+# free_port() picks single ports (SIP, agent, ops, sipp, peers) from PORTS; each trunkline's media
+# range (MEDIA_SPAN ports) starts in MEDIA. Media ranges may overlap one another (the port pool
+# skips a pair another process holds), but no single port is picked inside one. Both regions are
+# below the kernel's ephemeral range (32768-60999 by default), where connect() and bind(port 0)
+# take their ports.
+PORTS = (20000, 30000)
+MEDIA = (30000, 32368)
+MEDIA_SPAN = 400
+
+
+PORT_LOCKS = os.path.join(tempfile.gettempdir(), "tl-it-ports")
+_held_ports = {}  # port -> open lock file: held until this process ends
+
+
+def _reserve(port):
+    """Takes port for this process (and its neighbour): an exclusive flock on a file named after
+    it, which the kernel drops when the process ends, however it ends. A port is free between
+    free_port() and the bind of whoever uses it; without this, another test running at the same
+    time (or this one) could pick it in that window."""
+    if port in _held_ports:
+        return False
+    os.makedirs(PORT_LOCKS, exist_ok=True)
+    f = open(os.path.join(PORT_LOCKS, str(port)), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _held_ports[port] = f
+    return True
+
+
+def free_port(udp_and_tcp=True, lo=PORTS[0], hi=PORTS[1], host="127.0.0.1"):
+    """An even port free for both UDP and TCP on host (and its neighbour, for RTP/RTCP pairs),
+    reserved for this process: no other free_port() call, here or in another test running at the
+    same time, returns it again."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = random.randrange(lo, hi, 2)
+        if not _reserve(port):
+            continue
         socks = []
         try:
             for p in (port, port + 1):
@@ -146,17 +184,17 @@ class Trunkline:
         self.agent = None
         self.dir = tempfile.mkdtemp(prefix="tl-it-")
         self.port = free_port()
-        mport = free_port(udp_and_tcp=False, lo=30000, hi=50000) & ~1
+        mport = free_port(udp_and_tcp=False, lo=MEDIA[0], hi=MEDIA[1]) & ~1
         # The operations endpoint on a free port (its default, 9090, would be shared by every
         # instance of a parallel test run); call records to a file of their own.
-        self.ops_port = free_port(lo=50000, hi=60000)
+        self.ops_port = free_port()
         self.cdr_path = os.path.join(self.dir, "cdr.jsonl")
         cfg = {
             "sip": {"listen": [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}"]},
             # No refusals for a busy test machine (media.overload_late_pct; test_overload
             # turns it on): a test's calls must not depend on what runs beside it.
-            "media": {"address": "127.0.0.1", "port_min": mport, "port_max": mport + 399,
-                      "overload_late_pct": 0},
+            "media": {"address": "127.0.0.1", "port_min": mport,
+                      "port_max": mport + MEDIA_SPAN - 1, "overload_late_pct": 0},
             "rules": "rules.json",
             "ops": {"listen": f"127.0.0.1:{self.ops_port}"},
             "cdr": {"path": self.cdr_path},
@@ -329,16 +367,20 @@ class SippBg:
 
 def run(tests):
     """Runs test functions (each takes the trunkline binary path); prints the summary line.
-    TL_IT_ONLY=name1,name2 in the environment runs only those (scripts/mutants.sh uses it); a
-    name that is not in the file fails the run."""
+    TL_IT_ONLY=name1,name2 in the environment runs only those (scripts/mutants.sh uses it);
+    TL_IT_SKIP=name1,... all but those (tests/CMakeLists.txt runs a file's timing-sensitive
+    tests as a ctest entry of their own). A name that is not in the file fails the run."""
     binary = os.path.abspath(sys.argv[1])
-    only = [n for n in os.environ.get("TL_IT_ONLY", "").split(",") if n]
-    if only:
-        missing = set(only) - {t.__name__ for t in tests}
+    names = {t.__name__ for t in tests}
+    for var in ("TL_IT_ONLY", "TL_IT_SKIP"):
+        listed = [n for n in os.environ.get(var, "").split(",") if n]
+        missing = set(listed) - names
         if missing:
-            print(f"TL_IT_ONLY: no test named {', '.join(sorted(missing))}", flush=True)
+            print(f"{var}: no test named {', '.join(sorted(missing))}", flush=True)
             sys.exit(1)
-        tests = [t for t in tests if t.__name__ in only]
+        if listed:
+            keep = var == "TL_IT_ONLY"
+            tests = [t for t in tests if (t.__name__ in listed) == keep]
     passed = failed = 0
     for t in tests:
         start = time.time()

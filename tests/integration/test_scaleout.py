@@ -37,7 +37,10 @@ class Kamailio(LoggedProcess):
         cfg = sub(cfg, "listen=tcp:10.20.0.2:5060", f"listen=tcp:127.0.0.1:{self.port}")
         cfg = re.sub(r'#!define PBX_NETS "[^"]*"', '#!define PBX_NETS "127.0.0.1/32"', cfg)
         cfg = sub(cfg, "log_stderror=no", "log_stderror=yes")
-        cfg = sub(cfg, "children=8", "children=2")
+        # One UDP worker: with two, a 180 and the 200 after it can leave Kamailio in the
+        # wrong order when the worker holding the 180 is descheduled (seen with other tests
+        # running beside this one), and sipp aborts the call on a 180 during its pause.
+        cfg = sub(cfg, "children=8", "children=1")
         cfg = sub(cfg, '"list_file", "/etc/kamailio/dispatcher.list"',
                   f'"list_file", "{self.dir}/dispatcher.list"')
         cfg = sub(cfg, '"ds_ping_interval", 5', '"ds_ping_interval", 1')
