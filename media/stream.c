@@ -20,16 +20,22 @@ static const char dtmf_chars[] = "0123456789*#ABCD";
  * One scratch a thread, not a stream: a slot is always committed before the next is taken. */
 static _Thread_local struct tl_media_event up_scratch;
 
-struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
+/* The slot, or NULL when the ring is full (nothing counted). */
+static struct tl_media_event *up_room(struct tl_media_stream *s)
 {
 	unsigned h = atomic_load_explicit(&s->up_head, memory_order_relaxed);
 	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_acquire);
 
-	if (h - t >= TL_UP_SLOTS) {
+	return h - t >= TL_UP_SLOTS ? NULL : &up_scratch;
+}
+
+struct tl_media_event *tl_stream_up_slot(struct tl_media_stream *s)
+{
+	struct tl_media_event *ev = up_room(s);
+
+	if (!ev)
 		atomic_fetch_add_explicit(&s->st_up_drops, 1, memory_order_relaxed);
-		return NULL;
-	}
-	return &up_scratch;
+	return ev;
 }
 
 void tl_stream_up_commit(struct tl_media_stream *s)
@@ -336,14 +342,9 @@ static void report_marks(struct tl_media_stream *s)
 	unsigned h = atomic_load_explicit(&s->mark_head, memory_order_acquire);
 
 	while (t != h && s->marks[t % TL_MARK_SLOTS].pos <= s->dl_read) {
-		struct tl_media_event *ev;
 		/* A full ring (the agent's side stalled): the mark waits for a later tick, which
 		 * is not a drop (tl_stream_up_slot would count one each tick). */
-		if (atomic_load_explicit(&s->up_head, memory_order_relaxed) -
-		        atomic_load_explicit(&s->up_tail, memory_order_acquire) >=
-		    TL_UP_SLOTS)
-			break;
-		ev = tl_stream_up_slot(s);
+		struct tl_media_event *ev = up_room(s);
 		if (!ev)
 			break;
 		ev->kind = TL_MEDIA_EV_MARK;

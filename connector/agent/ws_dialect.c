@@ -171,29 +171,15 @@ size_t tl_wsd_media_max(const struct tl_wsd *d, size_t n)
 	return 160 + TL_B64_ENC_LEN(n) + d->sid_json_len;
 }
 
-static size_t digits(uint64_t v)
+/* v in decimal at the end of buf[20]; returns where it starts (its length: buf + 20 - it). */
+static char *fmt_u64(char buf[20], uint64_t v)
 {
-	size_t n = 1;
-
-	while (v >= 10) {
-		v /= 10;
-		n++;
-	}
-	return n;
-}
-
-/* Appends v in decimal at p; returns the end. */
-static char *put_u64(char *p, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0;
+	char *p = buf + 20;
 
 	do {
-		tmp[n++] = (char)('0' + v % 10);
+		*--p = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	while (n)
-		*p++ = tmp[--n];
 	return p;
 }
 
@@ -210,9 +196,9 @@ static char *put(char *p, const char *s, size_t n)
 ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *buf, size_t cap,
                      int *binary)
 {
+	char seq_buf[20], chunk_buf[20], ts_buf[20], *seq, *chunk, *ts, *p;
 	size_t need;
 	ssize_t enc;
-	char *p;
 
 	if (d->dialect == TL_DIALECT_NATIVE) {
 		*binary = 1;
@@ -221,17 +207,21 @@ ssize_t tl_wsd_media(struct tl_wsd *d, const struct tl_media_event *ev, char *bu
 		return ev->len;
 	}
 	*binary = 0;
-	need = sizeof(media_head) - 1 + digits(d->seq + 1) + sizeof(media_chunk) - 1 +
-	       digits(ev->seq) + sizeof(media_ts) - 1 + digits(ev->ts_ms) + sizeof(media_payload) -
-	       1 + TL_B64_ENC_LEN(ev->len) + sizeof(media_tail) - 1 + d->sid_json_len + 1;
+	seq = fmt_u64(seq_buf, d->seq + 1);
+	chunk = fmt_u64(chunk_buf, ev->seq);
+	ts = fmt_u64(ts_buf, ev->ts_ms);
+	need = sizeof(media_head) - 1 + (size_t)(seq_buf + 20 - seq) + sizeof(media_chunk) - 1 +
+	       (size_t)(chunk_buf + 20 - chunk) + sizeof(media_ts) - 1 +
+	       (size_t)(ts_buf + 20 - ts) + sizeof(media_payload) - 1 + TL_B64_ENC_LEN(ev->len) +
+	       sizeof(media_tail) - 1 + d->sid_json_len + 1;
 	if (need >= cap)
 		return (ssize_t)need;
 	p = PUT_LIT(buf, media_head);
-	p = put_u64(p, d->seq + 1);
+	p = put(p, seq, (size_t)(seq_buf + 20 - seq));
 	p = PUT_LIT(p, media_chunk);
-	p = put_u64(p, ev->seq);
+	p = put(p, chunk, (size_t)(chunk_buf + 20 - chunk));
 	p = PUT_LIT(p, media_ts);
-	p = put_u64(p, ev->ts_ms);
+	p = put(p, ts, (size_t)(ts_buf + 20 - ts));
 	p = PUT_LIT(p, media_payload);
 	enc = tl_b64_encode(p, cap - (size_t)(p - buf), ev->data, ev->len);
 	if (enc < 0)
