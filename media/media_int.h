@@ -206,8 +206,9 @@ struct tl_media_stream {
 
 	/* Playout schedule (playout.c), worker only: the next packet is due at tx_next; its
 	 * timestamp belongs at home_next on the call's own grid (set at start, ptime apart).
-	 * tx_next < home_next while a talk spurt runs on the phase of its first frame. */
-	int64_t tx_next, home_next;
+	 * tx_next < home_next while a talk spurt runs on the phase of its first frame. tx_last:
+	 * when the last packet went (0 before the first). */
+	int64_t tx_next, home_next, tx_last;
 	struct tl_media_stream *wh_next, *wh_prev; /* the worker's wheel slot list */
 	int wh_slot;                               /* -1: not in the wheel */
 	/* Spurt wake-up: the producer pushes the stream once on its worker's kick stack. */
@@ -222,6 +223,8 @@ struct tl_media_stream {
 	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
 	int standing;                    /* sends in a row over a small standing queue */
 	_Atomic uint64_t st_tx_rephased; /* standing packets sent early (playout.c) */
+	_Atomic uint64_t st_tx_ahead_ms; /* ms packets went under a ptime after the one before,
+	                                  * on arrival or rephased, in all (playout.c) */
 };
 
 struct tl_media_cmd {

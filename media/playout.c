@@ -142,6 +142,7 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	w->sends++;
 	w->late_sends += late >= TL_LATE_MS;
 	tl_stream_tx(s, now);
+	s->tx_last = now;
 	/* Audio went on this slot while a kick was pending: the spurt has started, the kick is
 	 * stale (acted on, it would send the next frame in the same ms). */
 	if (s->talking && atomic_load_explicit(&s->kicked, memory_order_acquire))
@@ -152,6 +153,8 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		int64_t early = s->tx_next - (now + 1);
 		s->tx_next -= early;
 		s->home_next -= early;
+		atomic_fetch_add_explicit(&s->st_tx_ahead_ms, (uint64_t)early,
+		                          memory_order_relaxed);
 	}
 	wheel_link(w, s);
 }
@@ -199,6 +202,11 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		    tl_stream_dl_queued(s) > 0) {
 			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
 				atomic_fetch_add_explicit(&s->st_tx_on_arrival, 1,
+				                          memory_order_relaxed);
+			/* what the caller sees: this packet under a ptime after the one before */
+			if (s->tx_last && s->tx_last + p > now)
+				atomic_fetch_add_explicit(&s->st_tx_ahead_ms,
+				                          (uint64_t)(s->tx_last + p - now),
 				                          memory_order_relaxed);
 			wheel_unlink(w, s);
 			s->tx_next = now;

@@ -129,6 +129,41 @@ def digits(ds, gap=10, fill="tone"):
     return plan
 
 
+GRID_TOL_MS = 5.0  # a packet this much ahead of the grid in force moves it (or is a burst)
+GRID_RUN = 10  # packets in a row this much behind it move the grid later
+
+
+def grid_pacing(ts, ks, markers):
+    """Walks trunkline's packets (arrival times ts in s, sequence offsets ks, marker bits)
+    against the packet grid in force (see RtpPeer.pacing). The period is the stream's own,
+    the median slope over 5-packet spans: few of them hold a move of the grid (rephased
+    packets come ten apart or more), so the moves do not bend it.
+    A packet more than GRID_TOL_MS ahead of the grid starts a new grid there (an early move:
+    on a marker, a talk spurt starting on arrival; otherwise a rephase or a burst); GRID_RUN
+    packets in a row all more than GRID_TOL_MS behind it move it later, to the earliest of
+    them. Returns grid_period, early_moves (packet index, ms ahead of the grid in force
+    before it, marker bit), early_max (the largest of them) and early_sum (their total)."""
+    span = 5 if len(ts) > 10 else 1
+    slopes = sorted((ts[i + span] - ts[i]) * 1000.0 / (ks[i + span] - ks[i])
+                    for i in range(len(ts) - span) if ks[i + span] > ks[i])
+    period = slopes[len(slopes) // 2] if slopes else 20.0
+    off = [(t - ts[0]) * 1000.0 - period * k for t, k in zip(ts, ks)]
+    grid = min(off[:GRID_RUN])
+    moves = []
+    i = 0
+    while i < len(off):
+        if off[i] < grid - GRID_TOL_MS:
+            moves.append((i, grid - off[i], bool(markers[i])))
+            grid = off[i]
+        elif off[i] > grid + GRID_TOL_MS and i + GRID_RUN <= len(off) and \
+                min(off[i:i + GRID_RUN]) > grid + GRID_TOL_MS:
+            grid = min(off[i:i + GRID_RUN])
+        i += 1
+    return {"grid_period": period, "early_moves": moves,
+            "early_max": max([m[1] for m in moves], default=0.0),
+            "early_sum": sum(m[1] for m in moves)}
+
+
 class RtpPeer:
     def __init__(self, codec="PCMU", plan=(), max_s=10.0, te_pt=101, idle_end_s=0.6,
                  tone_hz=TONE_HZ, loss_every=0, opus_fec=False, rx_ptime=20, tone_steps=False):
@@ -386,7 +421,7 @@ class RtpPeer:
 
     def pacing(self, skip=5):
         """Pacing of trunkline's packets from their kernel arrival times, excluding the first
-        `skip`, in ms. Two views:
+        `skip`, in ms. Three views:
         - intervals: |interval - 20 ms| between consecutive packets (p50/p95/p99/max); one late
           packet counts twice here (the late interval and the short one after it);
         - slots: how far each packet is from its slot (slot k = sequence offset k at the
@@ -395,10 +430,14 @@ class RtpPeer:
           20 ms, because the kernel's arrival times are CLOCK_REALTIME, which a time daemon
           may slew against trunkline's CLOCK_MONOTONIC (0.5 % was seen: 20.1 ms a packet);
           the mean interval check catches a wrong period;
-        - what holds on any machine: the mean interval over the whole stream, and how far the
-          earliest packet is ahead of its slot (early_max): a load-delayed sender is late and
-          then catches up to its slots, only a sender that bursts gets ahead of them. Also
-          the intervals under 5 ms (catch-ups) and the most packets within any 20 ms.
+        - the grid in force (grid_pacing): trunkline's packet grid is not one grid for the
+          whole call. It moves earlier where agent audio goes on arrival (a talk spurt's
+          first packet, with the marker bit, or mid-spurt) and where a frame that kept
+          standing in the queue goes at once (rephased), each time by up to a ptime (trunkline
+          counts the total as tx_ahead_ms), and later where a spurt runs dry and the stream
+          goes back to the call's own grid. Each packet is held against the grid in force:
+          early_moves, early_max (the largest move) and early_sum (all of them, in ms).
+        Also the intervals under 5 ms (catch-ups) and the most packets within any 20 ms.
         Returns None with fewer than 3 packets."""
         pkts = self.received[skip:]
         if len(pkts) < 3:
@@ -422,12 +461,13 @@ class RtpPeer:
             while ts[i] - ts[j] >= 0.020:
                 j += 1
             most = max(most, i - j + 1)
-        return {"n": len(iv), "median_iv": pct(iv, 0.5),
-                "mean_iv": (ts[-1] - ts[0]) * 1000.0 / len(iv),
-                "short_iv": sum(1 for x in iv if x < 5.0), "most_in_20ms": most,
-                "early_max": max(base - o for o in off),
-                "p50": pct(dev, 0.5),
-                "p95": pct(dev, 0.95), "p99": pct(dev, 0.99), "max": max(dev),
-                "slot_p50": pct(slot, 0.5), "slot_p95": pct(slot, 0.95),
-                "slot_p99": pct(slot, 0.99), "slot_max": max(slot),
-                "span_ms": (ts[-1] - ts[0]) * 1000.0, "period": period}
+        out = {"n": len(iv), "median_iv": pct(iv, 0.5),
+               "mean_iv": (ts[-1] - ts[0]) * 1000.0 / len(iv),
+               "short_iv": sum(1 for x in iv if x < 5.0), "most_in_20ms": most,
+               "p50": pct(dev, 0.5),
+               "p95": pct(dev, 0.95), "p99": pct(dev, 0.99), "max": max(dev),
+               "slot_p50": pct(slot, 0.5), "slot_p95": pct(slot, 0.95),
+               "slot_p99": pct(slot, 0.99), "slot_max": max(slot),
+               "span_ms": (ts[-1] - ts[0]) * 1000.0, "period": period}
+        out.update(grid_pacing(ts, ks, [p["marker"] for p in pkts]))
+        return out

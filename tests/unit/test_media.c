@@ -987,10 +987,15 @@ static void test_spurt_on_arrival(void)
 		checked++;
 	}
 	tl_media_stream_stats(c->s, &st);
-	fprintf(stderr, "  %d of %d spurts within 30 ms; tx_on_arrival %llu\n", quick, checked,
-	        (unsigned long long)st.tx_on_arrival);
-	/* One may meet its slot in the same ms (then the slot sends it, not counted). */
+	fprintf(stderr, "  %d of %d spurts within 30 ms; tx_on_arrival %llu, ahead %llu ms\n",
+	        quick, checked, (unsigned long long)st.tx_on_arrival,
+	        (unsigned long long)st.tx_ahead_ms);
+	/* One may meet its slot in the same ms (then the slot sends it, not counted). Each went
+	 * just after a silence packet: ahead of the 60 ms grid by most of a ptime, at most all of
+	 * it. */
 	TL_CHECK(st.tx_on_arrival >= 2 && st.tx_on_arrival <= 3);
+	TL_CHECK(st.tx_ahead_ms >= 20 * st.tx_on_arrival &&
+	         st.tx_ahead_ms <= 60 * st.tx_on_arrival);
 	TL_CHECK(quick >= 2);
 	call_close(c);
 }
@@ -1259,6 +1264,8 @@ static void test_playout_standing(void)
 	int least = playout_run(100, 480, 3400, &st);
 
 	TL_CHECK(st.tx_rephased >= 1);
+	/* each waited a whole ptime (19-20 ms) and went at once: the grid moved that much */
+	TL_CHECK(st.tx_ahead_ms >= 15 * st.tx_rephased);
 	TL_CHECK_INT(st.playout_dropped_ms, 0);
 	TL_CHECK_INT(least, 0);
 	playout_run(0, 480, 3400, &st);
