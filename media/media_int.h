@@ -222,6 +222,7 @@ struct tl_media_stream {
 	int64_t bl_until;
 	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
 	int standing;                    /* sends in a row over a small standing queue */
+	int spurt_wait;                  /* this slot already waited for a talk spurt's frame */
 	_Atomic uint64_t st_tx_rephased; /* standing packets sent early (playout.c) */
 	_Atomic uint64_t st_tx_ahead_ms; /* ms packets went under a ptime after the one before,
 	                                  * on arrival or rephased, in all (playout.c) */

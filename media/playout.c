@@ -17,6 +17,7 @@
 #define TL_BACKLOG_LOW_N  3
 #define TL_STANDING       10   /* sends in a row over a small standing queue: catch up */
 #define TL_LATE_MS        20   /* a packet sent this much after its slot counts as late */
+#define TL_SPURT_GRACE_MS 10   /* at most: a talk spurt's late frame is waited for this long */
 #define TL_LOAD_WINDOW_MS 1000 /* lateness is measured over windows of this */
 #define TL_LOAD_MIN_SENDS 50   /* fewer packets in a window say nothing */
 
@@ -112,10 +113,29 @@ static int standing(struct tl_media_stream *s)
 	return 1;
 }
 
+/* Mid-spurt, the agent's next frame is not there yet: wait a little for it (its kick sends it)
+ * rather than fill its slot with silence and then send it a moment later too (two packets at
+ * once, a hole in the speech, and the grid a ptime ahead of the timestamps, which holds the
+ * frames after it back). Half a ptime, at most TL_SPURT_GRACE_MS, once a slot. */
+static int spurt_grace(struct tl_media_stream *s, int64_t late)
+{
+	int64_t grace = (s->tx_ms ? s->tx_ms : 20) / 2;
+
+	if (grace > TL_SPURT_GRACE_MS)
+		grace = TL_SPURT_GRACE_MS;
+	if (!s->talking || s->spurt_wait || late >= grace || s->dtmf_digit || s->relay.peer ||
+	    atomic_load_explicit(&s->ring_on, memory_order_relaxed) || tl_stream_dl_queued(s) > 0)
+		return 0;
+	s->spurt_wait = 1;
+	s->tx_next += grace;
+	return 1;
+}
+
 /* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
 static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t now)
 {
 	int64_t late = now - s->tx_next;
+	int64_t p = s->tx_ms ? s->tx_ms : 20;
 	int rephase = 0;
 
 	if (s->dl_backlog) {
@@ -127,6 +147,10 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		/* No more audio: silence goes on the grid, where the timestamps are. Audio that
 		 * comes before then goes when it arrives (a kick). */
 		s->tx_next = s->home_next;
+		wheel_link(w, s);
+		return;
+	}
+	if (spurt_grace(s, late)) {
 		wheel_link(w, s);
 		return;
 	}
@@ -143,12 +167,18 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	w->late_sends += late >= TL_LATE_MS;
 	tl_stream_tx(s, now);
 	s->tx_last = now;
+	s->spurt_wait = 0;
 	/* Audio went on this slot while a kick was pending: the spurt has started, the kick is
 	 * stale (acted on, it would send the next frame in the same ms). */
 	if (s->talking && atomic_load_explicit(&s->kicked, memory_order_acquire))
 		s->kick_stale = 1;
-	s->tx_next += s->tx_ms ? s->tx_ms : 20;
-	s->home_next += s->tx_ms ? s->tx_ms : 20;
+	s->tx_next += p;
+	s->home_next += p;
+	if (!s->talking && !s->dtmf_digit && s->tx_next > s->home_next) {
+		/* silence after a spurt that ran late: back to the call's grid, half a ptime at a
+		 * time at most */
+		s->tx_next = s->home_next > now + p / 2 ? s->home_next : now + p / 2;
+	}
 	if (rephase && s->tx_next > now + 1) { /* the grid moves: the waiting packet goes next ms */
 		int64_t early = s->tx_next - (now + 1);
 		s->tx_next -= early;
