@@ -6,6 +6,8 @@
  * a kernel timestamp and reports:
  *   up   = DUT's WS frame to the agent - RTP into the DUT      (RTP-in -> WS-out)
  *   down = DUT's RTP to loadgen       - agent's WS frame in     (WS-in -> RTP-out)
+ *   down_empty = down, of the frames that came when the call's previous frame had already gone
+ *          out as RTP (the DUT's playout queue was empty: issue 14's p99 goal is about these)
  *   agent = echo out - media in at the agent
  * Costs a few µs of CPU per packet, so it runs in its own short pass, not during the CPU figures.
  *
@@ -44,7 +46,7 @@ static int8_t b64d[256];
 struct vec {
 	uint32_t *v;
 	size_t n, cap;
-} up, down, agentv;
+} up, down, down_empty, agentv;
 
 static void push(struct vec *v, int64_t ns)
 {
@@ -73,8 +75,12 @@ static void mark(uint32_t call, uint32_t seq, int which, int64_t t)
 	s->t[which] = t;
 	if (which == 1 && s->t[0])
 		push(&up, s->t[1] - s->t[0]);
-	if (which == 3 && s->t[2])
+	if (which == 3 && s->t[2]) {
+		const struct slot *prev = &slots[call * RING + (seq - 1) % RING];
 		push(&down, s->t[3] - s->t[2]);
+		if (prev->seq == seq - 1 && prev->t[3] && prev->t[3] <= s->t[2])
+			push(&down_empty, s->t[3] - s->t[2]);
+	}
 	if (which == 2 && s->t[1])
 		push(&agentv, s->t[2] - s->t[1]);
 }
@@ -298,6 +304,7 @@ int main(int argc, char **argv)
 	fprintf(f, "{\"packets\":%llu,\"tap_drops\":%u,", (unsigned long long)pkts, st.tp_drops);
 	dist(f, "rtp_in_to_ws_out_us", &up, 0);
 	dist(f, "ws_in_to_rtp_out_us", &down, 0);
+	dist(f, "ws_in_to_rtp_out_empty_us", &down_empty, 0);
 	dist(f, "agent_us", &agentv, 1);
 	fprintf(f, "}\n");
 	return 0;
