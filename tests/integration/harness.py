@@ -242,15 +242,19 @@ class Trunkline:
         with open(self.log_path) as f:
             return f.read()
 
+    def records_now(self):
+        """The call records written so far (cdr.path, one JSON line per ended call)."""
+        if not os.path.exists(self.cdr_path):
+            return []
+        with open(self.cdr_path) as f:
+            return [json.loads(x) for x in f if x.strip()]
+
     def records(self, n, timeout=5.0):
-        """The call records (cdr.path, one JSON line per ended call) once there are n of them;
-        fails when there are not exactly n in time."""
+        """The call records once there are n of them; fails when there are not exactly n in
+        time."""
         deadline = time.time() + timeout
         while True:
-            lines = []
-            if os.path.exists(self.cdr_path):
-                with open(self.cdr_path) as f:
-                    lines = [json.loads(x) for x in f if x.strip()]
+            lines = self.records_now()
             if len(lines) >= n or time.time() > deadline:
                 assert len(lines) == n, f"{len(lines)} call record(s), want {n}: {lines}"
                 return lines

@@ -9,7 +9,6 @@ has no echo path in a bridge: the agent is gone). The caller hears ringback (440
 while the person's phone rings. A target that rejects or never answers ends the caller's call
 with a BYE that says why. Also: a 405 in the NOTIFY after a 202, the caller hanging up while
 the target rings, a tel: target called back through the PBX, the target's UPDATE."""
-import json
 import os
 import random
 import socket
@@ -221,10 +220,7 @@ def outcome_of(tl, to, timeout=5.0):
     """The outcome in the call record (cdr.path) of the call to `to`, once written."""
     deadline = time.time() + timeout
     while True:
-        recs = []
-        if os.path.exists(tl.cdr_path):
-            with open(tl.cdr_path) as f:
-                recs = [json.loads(x) for x in f if x.strip()]
+        recs = tl.records_now()
         mine = [r["outcome"] for r in recs if r.get("to") == to]
         if mine or time.time() > deadline:
             assert len(mine) == 1, recs
