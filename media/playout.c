@@ -176,8 +176,10 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	s->home_next += p;
 	if (!s->talking && !s->dtmf_digit && s->tx_next > s->home_next) {
 		/* silence after a spurt that ran late: back to the call's grid, half a ptime at a
-		 * time at most */
+		 * time at most (the next packet goes that much under a ptime after this one) */
 		s->tx_next = s->home_next > now + p / 2 ? s->home_next : now + p / 2;
+		atomic_fetch_add_explicit(&s->st_tx_ahead_ms, (uint64_t)(now + p - s->tx_next),
+		                          memory_order_relaxed);
 	}
 	if (rephase && s->tx_next > now + 1) { /* the grid moves: the waiting packet goes next ms */
 		int64_t early = s->tx_next - (now + 1);
