@@ -35,6 +35,12 @@ void tl_wsf_mask(unsigned char *p, size_t len, const uint8_t key[4])
 
 unsigned char *tl_wsf_frame(unsigned char *payload, size_t len, int binary, const uint8_t key[4])
 {
+	return tl_wsf_frame_op(payload, len, binary ? 0x2 : 0x1, key);
+}
+
+unsigned char *tl_wsf_frame_op(unsigned char *payload, size_t len, unsigned opcode,
+                               const uint8_t key[4])
+{
 	unsigned char *h;
 	size_t n = 2 + 4;
 
@@ -43,7 +49,7 @@ unsigned char *tl_wsf_frame(unsigned char *payload, size_t len, int binary, cons
 	else if (len >= 126)
 		n += 2;
 	h = payload - n;
-	h[0] = 0x80 | (binary ? 0x2 : 0x1); /* FIN, opcode */
+	h[0] = (unsigned char)(0x80 | (opcode & 0x0f)); /* FIN, opcode */
 	if (len < 126) {
 		h[1] = 0x80 | (unsigned char)len; /* MASK, length */
 	} else if (len < 65536) {
@@ -161,4 +167,156 @@ int tl_wsc_send(struct tl_ws_conn *c, enum tl_wsc_msg m, const void *arg)
 		return -1;
 	atomic_fetch_add_explicit(&c->loop->tx_bytes, (uint_fast64_t)n, memory_order_relaxed);
 	return 0;
+}
+
+/* ---- what the agent sends: server frames read by us (RFC 6455 5.2, 5.4, 5.5) ---- */
+
+static int wsr_fail(struct tl_wsr *r, const char **err, const char *why)
+{
+	r->dead = 1;
+	*err = why;
+	return -EPROTO;
+}
+
+/* The frame header in r->hdr is whole: checks it and sets up the payload. */
+static int wsr_header(struct tl_wsr *r, const char **err)
+{
+	unsigned len7 = r->hdr[1] & 0x7f, k = 2;
+	uint64_t len = len7;
+
+	if (len7 == 126) {
+		len = (uint64_t)r->hdr[2] << 8 | r->hdr[3];
+		k = 4;
+	} else if (len7 == 127) {
+		len = 0;
+		for (int i = 0; i < 8; i++)
+			len = len << 8 | r->hdr[2 + i];
+		k = 10;
+		if (len >> 63)
+			return wsr_fail(r, err, "frame length over 2^63");
+	}
+	if (r->masked) /* a server must not mask (5.1); lws 4.1 unmasks such frames: so do we */
+		memcpy(r->key, r->hdr + k, 4);
+	r->left = len;
+	r->kpos = 0;
+	r->ctl_len = 0;
+	return 0;
+}
+
+/* The first two header bytes: what the frame is and how long its header is. */
+static int wsr_start(struct tl_wsr *r, const char **err)
+{
+	uint8_t b0 = r->hdr[0], b1 = r->hdr[1];
+	unsigned op = b0 & 0x0f, len7 = b1 & 0x7f;
+
+	if (b0 & 0x70)
+		return wsr_fail(r, err, "reserved bits set (no extension was agreed)");
+	r->fin = (b0 & 0x80) != 0;
+	r->masked = (b1 & 0x80) != 0;
+	r->opcode = (uint8_t)op;
+	switch (op) {
+	case 0x0:
+		if (!r->in_msg)
+			return wsr_fail(r, err, "continuation frame without a message");
+		break;
+	case 0x1:
+	case 0x2:
+		if (r->in_msg)
+			return wsr_fail(r, err, "new message before the last one ended");
+		r->in_msg = 1;
+		r->msg_first = 1;
+		r->msg_binary = op == 0x2;
+		break;
+	case 0x8:
+	case 0x9:
+	case 0xa:
+		if (!r->fin)
+			return wsr_fail(r, err, "fragmented control frame");
+		if (len7 > 125)
+			return wsr_fail(r, err, "control frame over 125 bytes");
+		break;
+	default:
+		return wsr_fail(r, err, "unknown opcode");
+	}
+	r->hdr_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (r->masked ? 4 : 0);
+	return 0;
+}
+
+/* XORs p[0..n) with the frame's key from payload position r->kpos on. */
+static void wsr_unmask(struct tl_wsr *r, uint8_t *p, size_t n)
+{
+	uint8_t key[4];
+
+	if (!r->masked)
+		return;
+	for (unsigned i = 0; i < 4; i++)
+		key[i] = r->key[(r->kpos + i) & 3];
+	tl_wsf_mask(p, n, key);
+	r->kpos = (unsigned)((r->kpos + n) & 3);
+}
+
+/* The payload bytes at p (n of them, the frame's left included): one piece to cb. */
+static int wsr_payload(struct tl_wsr *r, uint8_t *p, size_t n, tl_wsr_cb cb, void *arg)
+{
+	struct tl_wsr_piece pc = {0};
+
+	wsr_unmask(r, p, n);
+	r->left -= n;
+	if (r->opcode & 0x8) { /* control: gathered whole (at most 125 bytes) */
+		memcpy(r->ctl + r->ctl_len, p, n);
+		r->ctl_len += (unsigned)n;
+		if (r->left)
+			return 0;
+		r->hdr_len = 0;
+		pc.kind = r->opcode == 0x8   ? TL_WSR_CLOSE
+		          : r->opcode == 0x9 ? TL_WSR_PING
+		                             : TL_WSR_PONG;
+		pc.data = r->ctl;
+		pc.len = r->ctl_len;
+		return cb(arg, &pc);
+	}
+	pc.kind = TL_WSR_DATA;
+	pc.binary = r->msg_binary;
+	pc.first = r->msg_first;
+	pc.more = r->left;
+	pc.final = r->fin && r->left == 0;
+	pc.data = p;
+	pc.len = n;
+	r->msg_first = 0;
+	if (r->left == 0) {
+		r->hdr_len = 0;
+		if (r->fin)
+			r->in_msg = 0;
+	}
+	return cb(arg, &pc);
+}
+
+ssize_t tl_wsr_feed(struct tl_wsr *r, uint8_t *p, size_t n, tl_wsr_cb cb, void *arg,
+                    const char **err)
+{
+	size_t i = 0;
+
+	*err = NULL;
+	if (r->dead)
+		return wsr_fail(r, err, "framing already broken");
+	while (i < n) {
+		if (r->hdr_len < 2 || r->hdr_len < r->hdr_need) { /* in the header */
+			r->hdr[r->hdr_len++] = p[i++];
+			if (r->hdr_len == 2 && wsr_start(r, err) < 0)
+				return -EPROTO;
+			if (r->hdr_len < 2 || r->hdr_len < r->hdr_need)
+				continue;
+			if (wsr_header(r, err) < 0)
+				return -EPROTO;
+			if (r->left == 0 && wsr_payload(r, p + i, 0, cb, arg))
+				return (ssize_t)i; /* an empty frame; stop asked for */
+			continue;
+		}
+		size_t m = n - i < r->left ? n - i : (size_t)r->left;
+
+		i += m;
+		if (wsr_payload(r, p + i - m, m, cb, arg))
+			return (ssize_t)i;
+	}
+	return (ssize_t)i;
 }

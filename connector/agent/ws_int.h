@@ -166,6 +166,49 @@ struct tl_wsf_keys {
 /* The next unused key into key. 0, or -EIO when the CSPRNG failed (no key given). */
 int tl_wsf_key(struct tl_wsf_keys *ks, uint8_t key[4]);
 
+/* Server frames read by us (ws_frame.c; RFC 6455 5.2): an incremental, allocation-free reader
+ * for plain ws:// connections, whose bytes we read from the socket ourselves (ws_read.c)
+ * instead of through lws 4.1's client parser, which takes a function call per byte. */
+enum tl_wsr_kind { TL_WSR_DATA = 1, TL_WSR_PING, TL_WSR_PONG, TL_WSR_CLOSE };
+
+/* What the reader found. DATA: a piece of a message's payload (binary: the message's opcode;
+ * first: the message's first piece; more: payload bytes of this frame still to come; final:
+ * the message ends with this piece). PING, PONG, CLOSE: a whole control frame's payload. data
+ * points into the buffer given to tl_wsr_feed (DATA, unmasked in place) or into the reader
+ * (control), valid until the callback returns. */
+struct tl_wsr_piece {
+	enum tl_wsr_kind kind;
+	int binary, first, final;
+	uint64_t more;
+	uint8_t *data;
+	size_t len;
+};
+
+/* Returns 0 to read on, nonzero to stop after this piece (tl_wsr_feed returns at once). */
+typedef int (*tl_wsr_cb)(void *arg, const struct tl_wsr_piece *pc);
+
+/* Zeroed = at a frame boundary, no message open. */
+struct tl_wsr {
+	uint8_t hdr[14];
+	unsigned hdr_len, hdr_need; /* header bytes so far / in all */
+	uint64_t left;              /* payload bytes of the current frame still to come */
+	uint8_t opcode, key[4];
+	unsigned kpos;
+	unsigned fin : 1, masked : 1, in_msg : 1, msg_first : 1, msg_binary : 1, dead : 1;
+	uint8_t ctl[125];
+	unsigned ctl_len;
+};
+
+/* Reads p[0..n), unmasking in place, and calls cb for each piece. Returns the bytes consumed:
+ * n, or fewer when cb asked to stop (feed the rest again later), or -EPROTO when the framing
+ * is broken (*err says how, a string literal; the reader refuses everything after). */
+ssize_t tl_wsr_feed(struct tl_wsr *r, uint8_t *p, size_t n, tl_wsr_cb cb, void *arg,
+                    const char **err);
+/* Frames payload[0..len) as one whole client frame with the given opcode (tl_wsf_frame, for
+ * control frames: close 0x8, pong 0xa). */
+unsigned char *tl_wsf_frame_op(unsigned char *payload, size_t len, unsigned opcode,
+                               const uint8_t key[4]);
+
 /* ---- The socket side (ws.c, ws_conn.c): shared between those two files only. ---- */
 
 #include <pthread.h>
