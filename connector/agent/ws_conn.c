@@ -175,6 +175,7 @@ static void conn_failed(struct tl_ws_conn *c, struct lws *wsi, const char *why)
 	}
 	if (c->state != TL_WSC_CLOSING)
 		conn_end(c, c->reason);
+	tl_wsc_rd_release(c, 0);
 	c->wsi = wsi; /* so that it is detached */
 	tl_wsc_free(c);
 }
@@ -193,8 +194,18 @@ static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 	}
 	if (c->state != TL_WSC_CLOSING)
 		conn_end(c, c->reason[0] ? c->reason : "connection lost");
+	tl_wsc_rd_release(c, 0);
 	c->wsi = wsi;
 	tl_wsc_free(c);
+}
+
+/* A turn after ESTABLISHED: our reader takes the socket over when it can (ws_read.c). */
+static void on_own(lws_sorted_usec_list_t *sul)
+{
+	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_own);
+
+	if (tl_wsc_rd_try(c) == -EAGAIN && ++c->own_tries < 50)
+		lws_sul_schedule(c->loop->ctx, 0, &c->sul_own, on_own, LWS_US_PER_MS);
 }
 
 static int conn_established(struct tl_ws_conn *c)
@@ -206,6 +217,8 @@ static int conn_established(struct tl_ws_conn *c)
 	if (c->idle_timeout_ms > 0)
 		lws_sul_schedule(c->loop->ctx, 0, &c->sul_idle, on_idle,
 		                 (lws_usec_t)c->idle_timeout_ms * LWS_US_PER_MS);
+	if (c->loop->evl && !c->loop->lws_rx_only)
+		lws_sul_schedule(c->loop->ctx, 0, &c->sul_own, on_own, 0);
 	lws_callback_on_writable(c->wsi);
 	return 0;
 }
@@ -379,7 +392,10 @@ static void rx_flow(struct tl_ws_conn *c)
 	if (pause == (int)c->rx_paused)
 		return;
 	c->rx_paused = (unsigned)pause;
-	lws_rx_flow_control(c->wsi, !pause);
+	if (c->rd)
+		tl_wsc_rd_pause(c->rd, pause);
+	else
+		lws_rx_flow_control(c->wsi, !pause);
 }
 
 /* Plays c->dec; on a full playout queue keeps it, pauses rx and retries. 1 when blocked. */
@@ -587,12 +603,15 @@ static void conn_refuse(struct tl_ws_conn *c, enum lws_close_status code, const 
 	lws_callback_on_writable(c->wsi);
 }
 
-static void on_next_turn(lws_sorted_usec_list_t *sul)
+void tl_wsc_turn_resume(struct tl_ws_conn *c)
 {
-	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_turn);
-
 	c->turn_paused = 0;
 	rx_flow(c);
+}
+
+static void on_next_turn(lws_sorted_usec_list_t *sul)
+{
+	tl_wsc_turn_resume(lws_container_of(sul, struct tl_ws_conn, sul_turn));
 }
 
 /* Counts a message against this loop turn's share; past it, rx pauses until the next turn (a
@@ -611,7 +630,10 @@ static void turn_count(struct tl_ws_conn *c, size_t len)
 		return;
 	c->turn_paused = 1;
 	rx_flow(c);
-	lws_sul_schedule(c->loop->ctx, 0, &c->sul_turn, on_next_turn, 0);
+	if (c->rd)
+		tl_wsc_rd_next_turn(c->rd);
+	else
+		lws_sul_schedule(c->loop->ctx, 0, &c->sul_turn, on_next_turn, 0);
 }
 
 /* Keeps a whole message that came in while the playout queue is full, in order. */
@@ -652,41 +674,66 @@ static void conn_deliver(struct tl_ws_conn *c, const unsigned char *data, size_t
 		turn_count(c, len);
 }
 
-/* Never returns nonzero, and never closes here: lws 4.1 closing a connection from inside
- * RECEIVE in the middle of a frame keeps writing the frame's rest past its rx buffer. */
-static int conn_receive(struct tl_ws_conn *c, const void *in, size_t len)
+/* One piece of an agent message: from lws's RECEIVE, or from our reader (ws_read.c). Never
+ * closes here: lws 4.1 closing a connection from inside RECEIVE in the middle of a frame keeps
+ * writing the frame's rest past its rx buffer. */
+void tl_wsc_rx(struct tl_ws_conn *c, const void *in, size_t len, int binary, size_t more, int final)
 {
-	struct lws *wsi = c->wsi;
-	size_t more;
-
 	c->last_rx_ms = now_ms();
 	if (c->state != TL_WSC_OPEN)
-		return 0; /* refusing (or not open): dropped */
+		return; /* refusing (or not open): dropped */
+	atomic_fetch_add_explicit(&c->loop->rx_bytes, len, memory_order_relaxed);
 	if (c->rx_len == 0)
-		c->rx_binary = lws_frame_is_binary(wsi);
+		c->rx_binary = binary;
 	/* The frame's announced rest counts at once: a 20 MB frame is refused at its first
 	 * bytes, not after 4 MiB of copying. */
-	more = lws_remaining_packet_payload(wsi);
 	if (c->rx_len + len + more > TL_WSC_RX_MAX) {
 		conn_refuse(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big",
 		            "agent message over", TL_WSC_RX_MAX);
-		return 0;
+		return;
 	}
-	if (c->rx_len == 0 && len > 0 && lws_is_final_fragment(wsi) && more == 0) {
+	if (c->rx_len == 0 && len > 0 && final) {
 		conn_deliver(c, in, len);
-		return 0;
+		return;
 	}
 	/* + 1: never NULL, even for an empty message (memcpy, Jansson). */
 	if (tl_wsc_grow(&c->rx, &c->rx_cap, c->rx_len + len + 1, 0) < 0) {
 		conn_refuse(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory",
 		            "no memory for the agent's message", 0);
-		return 0;
+		return;
 	}
 	memcpy(c->rx + c->rx_len, in, len);
 	c->rx_len += len;
-	if (lws_is_final_fragment(wsi) && more == 0)
+	if (final)
 		conn_deliver(c, c->rx, c->rx_len);
-	return 0;
+}
+
+void tl_wsc_peer_closed(struct tl_ws_conn *c, const uint8_t *payload, size_t len)
+{
+	if (len >= 2) {
+		char text[sizeof(c->reason) - 16];
+
+		tl_wsd_close_text(text, sizeof(text), payload, len);
+		snprintf(c->reason, sizeof(c->reason), "agent closed (%s)", text);
+	} else {
+		snprintf(c->reason, sizeof(c->reason), "agent closed");
+	}
+}
+
+void tl_wsc_framing_error(struct tl_ws_conn *c, const char *why)
+{
+	char what[96];
+
+	if (c->state != TL_WSC_OPEN)
+		return;
+	snprintf(what, sizeof(what), "agent's WebSocket framing is broken: %s", why);
+	conn_refuse(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "protocol error", what, 0);
+}
+
+void tl_wsc_lost(struct tl_ws_conn *c, const char *why)
+{
+	if (why && !c->reason[0])
+		snprintf(c->reason, sizeof(c->reason), "connection error: %s", why);
 }
 
 /* ---- lws ---- */
@@ -723,25 +770,27 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		return c ? conn_established(c) : -1;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
-		/* A detached wsi may be mid-frame: drop, never -1 here (see conn_receive). */
-		if (c)
-			atomic_fetch_add_explicit(&c->loop->rx_bytes, len, memory_order_relaxed);
-		return c ? conn_receive(c, in, len) : 0;
+		/* A detached wsi may be mid-frame: drop, never -1 here (see tl_wsc_rx). */
+		if (c) {
+			size_t more = lws_remaining_packet_payload(wsi);
+
+			c->rx_via_lws = 1;
+			tl_wsc_rx(c, in, len, lws_frame_is_binary(wsi), more,
+			          lws_is_final_fragment(wsi) && more == 0);
+		}
+		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return c ? conn_writeable(c) : close_started(wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		if (c && len >= 2) {
-			char text[sizeof(c->reason) - 16];
-			tl_wsd_close_text(text, sizeof(text), in, len);
-			snprintf(c->reason, sizeof(c->reason), "agent closed (%s)", text);
-		} else if (c) {
-			snprintf(c->reason, sizeof(c->reason), "agent closed");
-		}
+		if (c)
+			tl_wsc_peer_closed(c, in, len);
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (c)
 			conn_gone(c, wsi);
+		else /* before lws closes the descriptor: our reader's watcher goes first */
+			tl_wsc_rd_wsi_gone(lws_context_user(lws_get_context(wsi)), wsi);
 		return 0;
 	default:
 		break;

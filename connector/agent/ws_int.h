@@ -257,6 +257,8 @@ enum tl_wsc_state {
 	TL_WSC_REFUSING,
 };
 
+struct tl_wsc_rd; /* ws_read.c */
+
 struct tl_ws_conn {
 	struct tl_ws_loop *loop;
 	struct tl_ws_conn *prev, *next; /* loop->conns, the loop's thread */
@@ -306,7 +308,39 @@ struct tl_ws_conn {
 	uint64_t st_bad, st_marks_refused, st_audio_dropped, st_ctl_dropped;
 	char info_dtmf[16]; /* digits from SIP INFO waiting to be sent */
 	unsigned n_info_dtmf;
+	/* Our own reader of the socket (ws_read.c), NULL while lws reads it. */
+	struct tl_wsc_rd *rd;
+	lws_sorted_usec_list_t sul_own; /* the take-over check, a turn after ESTABLISHED */
+	unsigned own_tries;
+	unsigned rx_via_lws : 1; /* lws delivered agent data: it keeps reading this socket */
 };
+
+/* ws_conn.c, for the reader (ws_read.c): one piece of an agent message, as lws's RECEIVE gave
+ * it (more: bytes of the frame still to come; final: the message ends here); the agent's close
+ * frame (payload, for the call's reason); the framing broke (the agent gets 1002, the call goes
+ * to its fallback); the stream ended or failed (why: NULL at its end). */
+void tl_wsc_rx(struct tl_ws_conn *c, const void *in, size_t len, int binary, size_t more,
+               int final);
+void tl_wsc_peer_closed(struct tl_ws_conn *c, const uint8_t *payload, size_t len);
+void tl_wsc_framing_error(struct tl_ws_conn *c, const char *why);
+void tl_wsc_lost(struct tl_ws_conn *c, const char *why);
+
+/* ws_read.c. Takes the socket's reading over from lws when it is safe (see there): 1 done, 0
+ * not (lws keeps it), -EAGAIN not yet (try again). */
+int tl_wsc_rd_try(struct tl_ws_conn *c);
+/* rx paused (1) or resumed (0), as lws_rx_flow_control does for lws's reading. */
+void tl_wsc_rd_pause(struct tl_wsc_rd *rd, int pause);
+/* The connection is being freed: socket_stays 1 when the socket closes politely afterwards
+ * (the reader reads on for the agent's close), 0 when lws closes it now. */
+void tl_wsc_rd_release(struct tl_ws_conn *c, int socket_stays);
+/* lws is closing wsi (CLIENT_CLOSED, WSI_DESTROY): frees its detached reader, if any. */
+void tl_wsc_rd_wsi_gone(struct tl_ws_loop *loop, struct lws *wsi);
+/* c's share of this turn is used up: rx resumes next turn (tl_wsc_turn_resume). */
+void tl_wsc_rd_next_turn(struct tl_wsc_rd *rd);
+/* ws_conn.c: the next turn began for c (its reader's or lws's timer). */
+void tl_wsc_turn_resume(struct tl_ws_conn *c);
+/* The loop stops: frees what is left of its readers (before its libev loop goes). */
+void tl_wsc_rd_free_all(struct tl_ws_loop *loop);
 
 /* Messages one WRITEABLE callback may send before yielding to other connections. */
 #define TL_WSC_WRITES_PER_CALLBACK 16
@@ -365,6 +399,17 @@ struct tl_ws_loop {
 	ev_timer media_timer;            /* the worker's next deadline (tl_media_worker_flush) */
 	int64_t media_due;               /* that deadline, CLOCK_MONOTONIC ms; 0: none */
 	lws_sorted_usec_list_t sul_tick; /* see TL_WSC_TICK_US */
+	/* Our own readers (ws_read.c): the one receive buffer, the readers of sockets whose
+	 * connection is gone but whose close is still under way; TL_WS_LWS_RX=1 leaves all
+	 * reading to lws (to compare the two). */
+	uint8_t *rdbuf;
+	struct tl_wsc_rd *rd_detached;
+	int lws_rx_only;
+	/* Readers paused for the rest of this turn (TL_WSC_TURN_MSGS), resumed by a 0 s libev
+	 * timer: next turn, after its poll (lws's 0 us timer can wait for its armed later one). */
+	struct tl_wsc_rd *rd_turn_list;
+	ev_timer rd_turn;
+	int rd_turn_init;
 };
 
 struct tl_ws {

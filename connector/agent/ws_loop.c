@@ -297,6 +297,8 @@ int tl_wsc_loop_start(struct tl_ws_loop *loop)
 	info.user = loop;
 	info.uid = -1;
 	info.gid = -1;
+	/* TL_WS_LWS_RX=1: lws reads every agent socket (see ws_read.c; for comparing the two). */
+	loop->lws_rx_only = getenv("TL_WS_LWS_RX") && getenv("TL_WS_LWS_RX")[0] == '1';
 	if (loop->ws->media) {
 		/* epoll through libev: lws's own loop poll()s every connection per wake-up */
 		loop->evl = ev_loop_new(EVBACKEND_EPOLL);
@@ -368,6 +370,7 @@ void tl_wsc_loop_stop(struct tl_ws_loop *loop)
 	if (loop->ctx)
 		lws_context_destroy(loop->ctx);
 	loop->ctx = NULL;
+	tl_wsc_rd_free_all(loop); /* lws's WSI_DESTROY freed them; any left over, before the loop */
 	/* The media worker's watchers; streams freed later (tl_media_destroy, after every loop
 	 * has stopped) unwatch nothing, and this struct may be gone by then. */
 	if (loop->evl)
