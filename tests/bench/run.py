@@ -59,11 +59,12 @@ def build():
 
 
 class Proc:
-    def __init__(self, name, argv, cwd, ready=None, timeout=15):
+    def __init__(self, name, argv, cwd, ready=None, timeout=15, env=None):
         self.name = name
         self.log_path = os.path.join(cwd, name + ".log")
         self.logf = open(self.log_path, "w")
-        self.p = subprocess.Popen(argv, cwd=cwd, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.p = subprocess.Popen(argv, cwd=cwd, stdout=self.logf, stderr=subprocess.STDOUT,
+                                  env=env)
         if ready:
             deadline = time.time() + timeout
             while time.time() < deadline:
@@ -126,8 +127,9 @@ def start_dut(kind, d, workers, max_calls, args):
             cfg["agent"] = {"threads": args.agent_threads}
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f)
+        env = dict(os.environ, TL_WS_LWS_RX="1") if args.lws_rx else None
         return Proc("trunkline", pin + [os.path.join(BUILD, "trunkline"), "--config",
-                                        "config.json"], d, ready=" ready")
+                                        "config.json"], d, ready=" ready", env=env)
     return Proc("floor", pin + [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
                                 "--agent-port", str(AGENT_PORT), "--max-calls", str(max_calls)],
                 d, ready="ready")
@@ -377,6 +379,9 @@ def main():
                     help="measure each N this many times, the DUTs taking turns (trunkline, "
                     "floor, trunkline, ...), and add a table of the medians and of the "
                     "trunkline/floor CPU ratio of each turn")
+    ap.add_argument("--lws-rx", action="store_true",
+                    help="trunkline with TL_WS_LWS_RX=1: libwebsockets reads the agent "
+                    "sockets, not trunkline's own frame reader (to compare the two)")
     ap.add_argument("--dut-cpus", default="",
                     help="run the DUT (trunkline, floor) under taskset -c LIST, e.g. 0 or 0,1")
     args = ap.parse_args()
@@ -402,7 +407,8 @@ def main():
             "uname": os.uname().release, "loss_limit": LOSS_LIMIT,
             "mark_flood": args.mark_flood, "agent_threads": args.agent_threads or "default",
             "agent_loops": "threads" if args.agent_threads else "media workers",
-            "dut_cpus": args.dut_cpus or "all", "repeat": args.repeat}
+            "dut_cpus": args.dut_cpus or "all", "repeat": args.repeat,
+            "agent_rx": "libwebsockets" if args.lws_rx else "own reader"}
     n = ladder[0]
     i = 0
     while True:
