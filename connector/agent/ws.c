@@ -214,7 +214,7 @@ void tl_wsc_free(struct tl_ws_conn *c)
 	if (c->wsi)
 		lws_set_opaque_user_data(c->wsi, NULL);
 	tl_wsc_rd_release(c, c->wsi != NULL); /* polite close: it reads on for the agent's close */
-	lws_sul_cancel(&c->sul_own);
+	tl_wsc_rd_unlist(c);
 	lws_sul_cancel(&c->sul_connect);
 	lws_sul_cancel(&c->sul_idle);
 	lws_sul_cancel(&c->sul_play);

@@ -199,15 +199,6 @@ static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 	tl_wsc_free(c);
 }
 
-/* A turn after ESTABLISHED: our reader takes the socket over when it can (ws_read.c). */
-static void on_own(lws_sorted_usec_list_t *sul)
-{
-	struct tl_ws_conn *c = lws_container_of(sul, struct tl_ws_conn, sul_own);
-
-	if (tl_wsc_rd_try(c) == -EAGAIN && ++c->own_tries < 50)
-		lws_sul_schedule(c->loop->ctx, 0, &c->sul_own, on_own, LWS_US_PER_MS);
-}
-
 static int conn_established(struct tl_ws_conn *c)
 {
 	lws_sul_cancel(&c->sul_connect);
@@ -218,7 +209,7 @@ static int conn_established(struct tl_ws_conn *c)
 		lws_sul_schedule(c->loop->ctx, 0, &c->sul_idle, on_idle,
 		                 (lws_usec_t)c->idle_timeout_ms * LWS_US_PER_MS);
 	if (c->loop->evl && !c->loop->lws_rx_only)
-		lws_sul_schedule(c->loop->ctx, 0, &c->sul_own, on_own, 0);
+		tl_wsc_rd_schedule(c); /* our reader takes the socket over next turn, if it can */
 	lws_callback_on_writable(c->wsi);
 	return 0;
 }

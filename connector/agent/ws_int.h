@@ -310,8 +310,8 @@ struct tl_ws_conn {
 	unsigned n_info_dtmf;
 	/* Our own reader of the socket (ws_read.c), NULL while lws reads it. */
 	struct tl_wsc_rd *rd;
-	lws_sorted_usec_list_t sul_own; /* the take-over check, a turn after ESTABLISHED */
-	unsigned own_tries;
+	struct tl_ws_conn *own_next; /* loop->own_list: the take-over check is due next turn */
+	unsigned own_tries, own_listed;
 	unsigned rx_via_lws : 1; /* lws delivered agent data: it keeps reading this socket */
 };
 
@@ -325,9 +325,6 @@ void tl_wsc_peer_closed(struct tl_ws_conn *c, const uint8_t *payload, size_t len
 void tl_wsc_framing_error(struct tl_ws_conn *c, const char *why);
 void tl_wsc_lost(struct tl_ws_conn *c, const char *why);
 
-/* ws_read.c. Takes the socket's reading over from lws when it is safe (see there): 1 done, 0
- * not (lws keeps it), -EAGAIN not yet (try again). */
-int tl_wsc_rd_try(struct tl_ws_conn *c);
 /* rx paused (1) or resumed (0), as lws_rx_flow_control does for lws's reading. */
 void tl_wsc_rd_pause(struct tl_wsc_rd *rd, int pause);
 /* The connection is being freed: socket_stays 1 when the socket closes politely afterwards
@@ -335,6 +332,10 @@ void tl_wsc_rd_pause(struct tl_wsc_rd *rd, int pause);
 void tl_wsc_rd_release(struct tl_ws_conn *c, int socket_stays);
 /* lws is closing wsi (CLIENT_CLOSED, WSI_DESTROY): frees its detached reader, if any. */
 void tl_wsc_rd_wsi_gone(struct tl_ws_loop *loop, struct lws *wsi);
+/* c's handshake is done: the take-over is checked next turn (again while lws has rx buffered
+ * somewhere on the loop, 50 turns at most). tl_wsc_rd_unlist takes c off that list. */
+void tl_wsc_rd_schedule(struct tl_ws_conn *c);
+void tl_wsc_rd_unlist(struct tl_ws_conn *c);
 /* c's share of this turn is used up: rx resumes next turn (tl_wsc_turn_resume). */
 void tl_wsc_rd_next_turn(struct tl_wsc_rd *rd);
 /* ws_conn.c: the next turn began for c (its reader's or lws's timer). */
@@ -408,6 +409,7 @@ struct tl_ws_loop {
 	/* Readers paused for the rest of this turn (TL_WSC_TURN_MSGS), resumed by a 0 s libev
 	 * timer: next turn, after its poll (lws's 0 us timer can wait for its armed later one). */
 	struct tl_wsc_rd *rd_turn_list;
+	struct tl_ws_conn *own_list; /* connections whose take-over is checked next turn */
 	ev_timer rd_turn;
 	int rd_turn_init;
 };

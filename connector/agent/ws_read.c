@@ -191,18 +191,22 @@ static void rd_on_io(struct ev_loop *evl, ev_io *w, int revents)
 	rd_feed(rd, rd->loop->rdbuf, (size_t)n);
 }
 
-int tl_wsc_rd_try(struct tl_ws_conn *c)
+/* Takes the socket's reading over from lws when it is safe (see the top): 1 done, 0 not (lws
+ * keeps it), -EAGAIN not yet (try again next turn). */
+static int rd_try(struct tl_ws_conn *c)
 {
 	struct tl_ws_loop *loop = c->loop;
 	struct tl_wsc_rd *rd;
 	int fd;
 
 	if (!loop->evl || loop->lws_rx_only || c->rd || c->state != TL_WSC_OPEN || c->rx_via_lws ||
-	    c->rx_paused || lws_is_ssl(c->wsi) || lws_get_network_wsi(c->wsi) != c->wsi ||
+	    lws_is_ssl(c->wsi) || lws_get_network_wsi(c->wsi) != c->wsi ||
 	    lws_remaining_packet_payload(c->wsi))
 		return 0;
-	if (!lws_service_adjust_timeout(loop->ctx, 1, 0))
-		return -EAGAIN; /* lws has rx buffered somewhere on this loop: try again */
+	/* lws may hold rx of a paused socket (not seen by the check below), or of another of the
+	 * loop's sockets: try again next turn. */
+	if (c->rx_paused || !lws_service_adjust_timeout(loop->ctx, 1, 0))
+		return -EAGAIN;
 	fd = (int)lws_get_socket_fd(c->wsi);
 	if (fd < 0)
 		return 0;
@@ -233,13 +237,45 @@ void tl_wsc_rd_pause(struct tl_wsc_rd *rd, int pause)
 		ev_feed_event(rd->loop->evl, &rd->io, EV_READ);
 }
 
+static int rd_try(struct tl_ws_conn *c);
+static void on_turn(struct ev_loop *evl, ev_timer *t, int revents);
+
+/* A 0 s timer: runs next turn, after that turn's poll (which it makes not wait). */
+static void turn_timer(struct tl_ws_loop *loop)
+{
+	if (!loop->rd_turn_init) {
+		ev_timer_init(&loop->rd_turn, on_turn, 0, 0);
+		loop->rd_turn.data = loop;
+		loop->rd_turn_init = 1;
+	}
+	if (!ev_is_active(&loop->rd_turn))
+		ev_timer_start(loop->evl, &loop->rd_turn);
+}
+
+/* The next turn: take-overs due, then readers whose share of the last turn was used up. */
 static void on_turn(struct ev_loop *evl, ev_timer *t, int revents)
 {
 	struct tl_ws_loop *loop = t->data;
 	struct tl_wsc_rd *rd = loop->rd_turn_list;
+	struct tl_ws_conn *again = NULL;
 
 	(void)evl;
 	(void)revents;
+	while (loop->own_list) { /* one at a time: the list stays whole for tl_wsc_rd_unlist */
+		struct tl_ws_conn *c = loop->own_list;
+
+		loop->own_list = c->own_next;
+		c->own_next = NULL;
+		if (rd_try(c) == -EAGAIN && ++c->own_tries < 50) {
+			c->own_next = again;
+			again = c;
+		} else {
+			c->own_listed = 0;
+		}
+	}
+	loop->own_list = again;
+	if (again)
+		turn_timer(loop);
 	loop->rd_turn_list = NULL;
 	while (rd) {
 		struct tl_wsc_rd *next = rd->next_turn;
@@ -261,13 +297,31 @@ void tl_wsc_rd_next_turn(struct tl_wsc_rd *rd)
 	rd->in_turn = 1;
 	rd->next_turn = loop->rd_turn_list;
 	loop->rd_turn_list = rd;
-	if (!loop->rd_turn_init) {
-		ev_timer_init(&loop->rd_turn, on_turn, 0, 0);
-		loop->rd_turn.data = loop;
-		loop->rd_turn_init = 1;
-	}
-	if (!ev_is_active(&loop->rd_turn))
-		ev_timer_start(loop->evl, &loop->rd_turn);
+	turn_timer(loop);
+}
+
+void tl_wsc_rd_schedule(struct tl_ws_conn *c)
+{
+	struct tl_ws_loop *loop = c->loop;
+
+	if (c->own_listed)
+		return;
+	c->own_listed = 1;
+	c->own_next = loop->own_list;
+	loop->own_list = c;
+	turn_timer(loop);
+}
+
+void tl_wsc_rd_unlist(struct tl_ws_conn *c)
+{
+	if (!c->own_listed)
+		return;
+	for (struct tl_ws_conn **p = &c->loop->own_list; *p; p = &(*p)->own_next)
+		if (*p == c) {
+			*p = c->own_next;
+			break;
+		}
+	c->own_listed = 0;
 }
 
 static void rd_free(struct tl_wsc_rd *rd)

@@ -16,11 +16,12 @@ Modes (the path, e.g. ws://127.0.0.1:PORT/big-single):
                  control characters and invalid UTF-8
   close-long     a close frame of 126 bytes (over the control-frame limit)
   trunc          a frame header for 1000 bytes, 10 of them, then silence
-  masked         a mark in a masked frame, then hangup. Servers must not mask, and lws 4.1
-                 does not refuse it: it unmasks with a mask index it shares with its own
-                 sending, so the text is garbage unless the last frame trunkline sent happened
-                 to be a multiple of 4 bytes long (then the mark comes back). Anything but a
-                 crash will do.
+  masked         a mark in a masked frame, then hangup. Servers must not mask. trunkline's
+                 own reader (plain ws://, hosted agent loops) unmasks with the frame's key, so
+                 the mark comes back; lws 4.1 does not refuse it either, but unmasks with a
+                 mask index it shares with its own sending, so the text is garbage unless the
+                 last frame trunkline sent happened to be a multiple of 4 bytes long. With lws,
+                 anything but a crash will do.
   frag-pings     a mark split into 5 fragments with pings in between, then hangup
   ping-flood     20000 pings in one burst, then a mark, then hangup
   badjson        text that is not JSON, then a mark, then hangup (warn-and-count, not fatal)
@@ -28,12 +29,15 @@ Modes (the path, e.g. ws://127.0.0.1:PORT/big-single):
   random-SEED    200 frames with random opcodes, flags, lengths, masks and payloads (seeded)
   noise-SEED     64 KiB of random bytes (seeded)
   pre-SEED       random frames (seeded) sent right behind the 101
+  early-hello    a valid message of an unknown event right behind the 101 (an agent that speaks
+                 first: trunkline's reader leaves such a socket to libwebsockets), then a mark,
+                 then hangup
   noread         stops reading after the handshake (with a small receive buffer: see rcvbuf).
                  Not in the tests: trunkline's send buffer on loopback grows to tcp_wmem's 4 MB,
                  so its "agent has not read" warning takes minutes, unless tcp_wmem is small
                  (e.g. in a network namespace of one's own: unshare -n, then sysctl).
 
-Survivor modes (masked, frag-pings, ping-flood, badjson, binary) wait for their mark to come back
+Survivor modes (masked, frag-pings, ping-flood, badjson, binary, early-hello) wait for their mark to come back
 before sending hangup; Conn.marks_back tells whether it did."""
 import base64
 import hashlib
@@ -278,12 +282,13 @@ class HostileServer:
         c = Conn(sock, hs[0])
         with self.lock:
             self.conns.append(c)
-        early = c.mode == "big-early" or c.mode.startswith("pre-")
+        early = c.mode in ("big-early", "early-hello") or c.mode.startswith("pre-")
         try:
             if early:
                 c.sent_big_at = time.monotonic()
                 first = (frame(1, big_text_prefix(BIG)[:65536], length=BIG)
-                         if c.mode == "big-early" else b"")
+                         if c.mode == "big-early" else
+                         text({"event": "hello"}) if c.mode == "early-hello" else b"")
                 sock.sendall(hs[1] + first)
             else:
                 sock.sendall(hs[1])
@@ -292,10 +297,11 @@ class HostileServer:
                 return
             t = threading.Thread(target=c.reader, daemon=True)
             t.start()
-            if not early and not c.wait(lambda: c.start is not None, 10):
+            if (not early or c.mode == "early-hello") and \
+                    not c.wait(lambda: c.start is not None, 10):
                 c.error = c.error or "no start"
                 return
-            time.sleep(0 if early else self.delay_s)
+            time.sleep(0 if early and c.mode != "early-hello" else self.delay_s)
             self._act(c)
             t.join(15)
         except OSError as e:
@@ -362,6 +368,8 @@ class HostileServer:
                           frame(1, b'{"event":7}'))
         elif m == "binary":
             self._survive(c, frame(2, b"\x00\x01" * 80))
+        elif m == "early-hello":
+            self._survive(c)
         elif m.startswith("random-") or m.startswith("pre-"):
             rng = random.Random(int(m.split("-")[1]))
             for f in random_frames(rng, 200):
