@@ -1010,7 +1010,8 @@ static void print_proc(FILE *f)
 		uint64_t exec = 0;
 		for (int t = 0; t < m->b.nthreads; t++)
 			for (int u = 0; u < m->a.nthreads; u++)
-				if (m->a.tid[u] == m->b.tid[t] && m->b.texec_ns[t] >= m->a.texec_ns[u])
+				if (m->a.tid[u] == m->b.tid[t] &&
+				    m->b.texec_ns[t] >= m->a.texec_ns[u])
 					exec += m->b.texec_ns[t] - m->a.texec_ns[u];
 		fprintf(f,
 		        "%s\"%s\":{\"pid\":%d,\"cpu_pct\":%.2f,\"cpu_exec_pct\":%.3f,"
@@ -1031,8 +1032,8 @@ static void print_proc(FILE *f)
 			        first ? "" : ",", m->b.tid[t], m->b.comm[t],
 			        (double)(m->b.tticks[t] - a) / hz / g.window_s * 100.0,
 			        ae && m->b.texec_ns[t] >= ae
-			                ? (double)(m->b.texec_ns[t] - ae) / 1e9 / g.window_s * 100.0
-			                : 0.0);
+			            ? (double)(m->b.texec_ns[t] - ae) / 1e9 / g.window_s * 100.0
+			            : 0.0);
 			first = 0;
 		}
 		fprintf(f, "]}");
