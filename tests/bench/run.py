@@ -123,6 +123,8 @@ def start_dut(kind, d, workers, max_calls, args):
                "ops": {"listen": f"127.0.0.1:{OPS_PORT}"}}
         if workers is None:
             del cfg["media"]["workers"]  # trunkline's default: the CPUs it may run on
+        if args.playout_backlog_ms is not None:
+            cfg["media"]["playout_backlog_ms"] = args.playout_backlog_ms
         if args.agent_threads:  # separate agent threads instead of the loops on the workers
             cfg["agent"] = {"threads": args.agent_threads}
         with open(os.path.join(d, "config.json"), "w") as f:
@@ -195,8 +197,9 @@ def step(label, n, args, tap=False):
                    "--calls", str(n), "--rate", str(args.rate), "--warmup", str(args.warmup),
                    "--measure", str(args.measure), "--pid", f"dut={dut.pid}",
                    "--pid", f"agent={agent.pid}", "--pid", "loadgen=self", "--out", out,
-                   "--codec", codec, "--srtp", "1" if kind.endswith("-srtp") else "0"]
-        limit = n / args.rate + args.warmup + args.measure + 60
+                   "--codec", codec, "--srtp", "1" if kind.endswith("-srtp") else "0",
+                   "--drain", str(args.drain)]
+        limit = n / args.rate + args.warmup + args.measure + args.drain + 60
         tap_out = os.path.join(d, "tap.json")
         with open(os.path.join(d, "loadgen.log"), "w") as lf:
             lg = subprocess.Popen(lg_argv, stdout=lf, stderr=subprocess.STDOUT)
@@ -354,6 +357,9 @@ def main():
                     help="trunkline's media.workers (default: trunkline's own)")
     ap.add_argument("--measure", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--drain", type=float, default=1,
+                    help="s the generator waits for echoes after the window: an echo later "
+                    "than that counts as lost")
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--ladder", default="100,500,1000")
     ap.add_argument("--step", type=int, default=200)
@@ -379,6 +385,9 @@ def main():
                     help="measure each N this many times, the DUTs taking turns (trunkline, "
                     "floor, trunkline, ...), and add a table of the medians and of the "
                     "trunkline/floor CPU ratio of each turn")
+    ap.add_argument("--playout-backlog-ms", type=int, default=None,
+                    help="trunkline's media.playout_backlog_ms (0: off, no standing backlog "
+                    "is cut, as the floor, which has none)")
     ap.add_argument("--lws-rx", action="store_true",
                     help="trunkline with TL_WS_LWS_RX=1: libwebsockets reads the agent "
                     "sockets, not trunkline's own frame reader (to compare the two)")
@@ -408,7 +417,8 @@ def main():
             "mark_flood": args.mark_flood, "agent_threads": args.agent_threads or "default",
             "agent_loops": "threads" if args.agent_threads else "media workers",
             "dut_cpus": args.dut_cpus or "all", "repeat": args.repeat,
-            "agent_rx": "libwebsockets" if args.lws_rx else "own reader"}
+            "agent_rx": "libwebsockets" if args.lws_rx else "own reader",
+            "playout_backlog_ms": args.playout_backlog_ms, "drain_s": args.drain}
     n = ladder[0]
     i = 0
     while True:
