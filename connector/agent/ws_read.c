@@ -67,7 +67,8 @@ static void rd_kill(struct tl_wsc_rd *rd)
 }
 
 /* One control frame of ours (close or pong), written now, or dropped while lws still holds
- * unsent bytes of ours (lws 4.1 drops a ping's pong while one is pending, too). */
+ * unsent bytes of ours (lws 4.1 drops a ping's pong while one is pending, too). Never queued:
+ * an agent that pings and does not read would have trunkline buffer pongs without bound. */
 static void rd_control(struct tl_wsc_rd *rd, unsigned opcode, const uint8_t *p, size_t len)
 {
 	unsigned char buf[LWS_PRE + 125], *f;

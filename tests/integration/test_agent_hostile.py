@@ -236,6 +236,12 @@ def test_hostile_frames(binary):
                     hc.close_code != code:
                 problems.append(f"{m}: agent got close {hc and hc.close_code}, want {code} "
                                 f"({hc and hc.error})")
+        # The agent's close with a code no endpoint may send is answered with 1002.
+        for m in (["close-0", "close-999", "close-1005", "close-65535"] if OWN_READER else []):
+            hc = hs.by_mode(m)[0] if hs.by_mode(m) else None
+            if hc is None or not hc.wait(lambda: hc.close_code is not None, 5) or \
+                    hc.close_code != 1002:
+                problems.append(f"{m}: agent got close {hc and hc.close_code} back, want 1002")
         for m in FRAMING if OWN_READER else []:
             hc = hs.by_mode(m)[0] if hs.by_mode(m) else None
             if hc is None or not hc.wait(lambda: hc.close_code is not None, 5) or \
