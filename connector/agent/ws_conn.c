@@ -606,8 +606,8 @@ static void on_next_turn(lws_sorted_usec_list_t *sul)
 }
 
 /* Counts a message against this loop turn's share; past it, rx pauses until the next turn (a
- * 0 us timer runs at the start of the next lws_service), so one agent's burst of small
- * messages cannot hold up the other calls for long. */
+ * 0 us lws timer, or for our reader a 0 s libev timer: ws_read.c), so one agent's burst of
+ * small messages cannot hold up the other calls for long. */
 static void turn_count(struct tl_ws_conn *c, size_t len)
 {
 	if (c->turn != c->loop->turn) {

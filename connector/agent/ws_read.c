@@ -30,6 +30,10 @@
 #include "ws_int.h"
 
 #define TL_WSC_RD_BUF 16384 /* bytes per recv(): about fifty 20 ms Twilio media messages */
+/* After our close frame, when the agent's framing is broken, its close frame cannot be found
+ * in the stream: the socket is cut this long after (read on meanwhile, so that the cut is a
+ * FIN, and the agent has time to read our close frame), not after lws's 5 s. */
+#define TL_WSC_RD_GRACE 1.0
 
 struct tl_wsc_rd {
 	ev_io io;
@@ -41,7 +45,8 @@ struct tl_wsc_rd {
 	size_t pend_len, pend_off;
 	struct tl_wsc_rd *next;      /* loop->rd_detached */
 	struct tl_wsc_rd *next_turn; /* loop->rd_turn_list */
-	unsigned paused : 1, done : 1, watching : 1, in_turn : 1;
+	ev_timer grace;              /* detached, framing broken: the cut (TL_WSC_RD_GRACE) */
+	unsigned paused : 1, done : 1, watching : 1, in_turn : 1, grace_on : 1;
 };
 
 static void rd_watch(struct tl_wsc_rd *rd, int on)
@@ -64,6 +69,24 @@ static void rd_kill(struct tl_wsc_rd *rd)
 	rd->pend = NULL;
 	rd->pend_len = rd->pend_off = 0;
 	lws_set_timeout(rd->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void rd_on_grace(struct ev_loop *evl, ev_timer *t, int revents)
+{
+	(void)evl;
+	(void)revents;
+	rd_kill(t->data);
+}
+
+/* Detached with the framing broken: the agent's close cannot be recognised, cut soon. */
+static void rd_grace(struct tl_wsc_rd *rd)
+{
+	if (rd->grace_on || rd->done)
+		return;
+	rd->grace_on = 1;
+	ev_timer_init(&rd->grace, rd_on_grace, TL_WSC_RD_GRACE, 0);
+	rd->grace.data = rd;
+	ev_timer_start(rd->loop->evl, &rd->grace);
 }
 
 /* One control frame of ours (close or pong), written now, or dropped while lws still holds
@@ -140,6 +163,8 @@ static void rd_feed(struct tl_wsc_rd *rd, uint8_t *p, size_t n)
 		/* Out of step with the stream for good: drop the rest; the agent gets 1002. */
 		if (rd->c && err)
 			tl_wsc_framing_error(rd->c, err);
+		else if (!rd->c)
+			rd_grace(rd);
 		return;
 	}
 	if (rd->pend && p == rd->pend + rd->pend_off) {
@@ -335,6 +360,8 @@ static void rd_free(struct tl_wsc_rd *rd)
 			}
 	rd_watch(rd, 0);
 	ev_clear_pending(rd->loop->evl, &rd->io);
+	if (rd->grace_on)
+		ev_timer_stop(rd->loop->evl, &rd->grace);
 	free(rd->pend);
 	free(rd);
 }
@@ -359,6 +386,8 @@ void tl_wsc_rd_release(struct tl_ws_conn *c, int socket_stays)
 	rd_watch(rd, 1);
 	rd->next = rd->loop->rd_detached;
 	rd->loop->rd_detached = rd;
+	if (rd->r.dead)
+		rd_grace(rd);
 }
 
 void tl_wsc_rd_wsi_gone(struct tl_ws_loop *loop, struct lws *wsi)

@@ -12,8 +12,8 @@ Modes (the path, e.g. ws://127.0.0.1:PORT/big-single):
   cont-orphan    a continuation frame with no message started
   fin-owed       a new text message while a fragmented one is still open
   utf8           a text message that is not UTF-8 (bytes FF FE, a surrogate, an overlong '/')
-  close-N        a close frame with code N (0, 999, 1005, 65535) and a 123-byte reason full of
-                 control characters and invalid UTF-8
+  close-N        a close frame with code N (0, 999, 1005, 65535, 4000) and a 123-byte reason
+                 full of control characters and invalid UTF-8
   close-long     a close frame of 126 bytes (over the control-frame limit)
   trunc          a frame header for 1000 bytes, 10 of them, then silence
   masked         a mark in a masked frame, then hangup. Servers must not mask. trunkline's
@@ -122,6 +122,8 @@ class Conn:
         self.close_code = None  # from trunkline's close frame
         self.close_reason = b""
         self.eof = False
+        self.close_at = None  # time.monotonic() of trunkline's close frame
+        self.eof_at = None  # and of the end of the stream after it (trunkline closed TCP)
         self.sent_close = False
         self.error = None
         self.sent_big_at = None  # time.monotonic() when a big message started going out
@@ -160,7 +162,13 @@ class Conn:
                 data = unmask(self._read(n), key)
                 self._on_frame(b0 & 0x0F, data)
                 if self.close_code is not None:
+                    self.close_at = time.monotonic()
                     break
+            # After the close handshake, trunkline should close the socket (3 s at most here).
+            self.sock.settimeout(3)
+            while self.sock.recv(65536):
+                pass
+            self.eof_at = time.monotonic()
         except (OSError, ConnectionError, ValueError) as e:
             self.error = self.error or repr(e)
         finally:

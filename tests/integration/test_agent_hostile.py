@@ -171,7 +171,7 @@ def test_big_message_with_20_calls(binary):
 # ---- hostile frames ----
 
 FORWARDED = ["big-frag", "bad-opcode", "rsv", "cont-orphan", "fin-owed", "utf8", "close-0",
-             "close-999", "close-1005", "close-65535", "close-long", "trunc"]
+             "close-999", "close-1005", "close-65535", "close-4000", "close-long", "trunc"]
 SURVIVORS = ["frag-pings", "ping-flood", "badjson", "binary", "early-hello"]
 # Framing errors: closed 1002 by trunkline's own reader (plain ws:// on the hosted agent loops,
 # the default); libwebsockets (TL_IT_AGENT_LOOPS=threads) drops the connection instead.
@@ -242,6 +242,23 @@ def test_hostile_frames(binary):
             if hc is None or not hc.wait(lambda: hc.close_code is not None, 5) or \
                     hc.close_code != 1002:
                 problems.append(f"{m}: agent got close {hc and hc.close_code} back, want 1002")
+        hc = hs.by_mode("close-4000")[0] if hs.by_mode("close-4000") else None
+        if OWN_READER and (hc is None or not hc.wait(lambda: hc.close_code is not None, 5)
+                           or hc.close_code != 4000):
+            problems.append(f"close-4000: agent got close {hc and hc.close_code} back, "
+                            "want its own 4000")
+        # trunkline closed (1007, 1002): once the agent has answered its close frame, the
+        # socket closes at once, not after lws's 5 s wait for the answer (trunkline's reader
+        # reads on for it after the connection is gone).
+        for m in ["utf8"] + (FRAMING if OWN_READER else []):
+            hc = hs.by_mode(m)[0] if hs.by_mode(m) else None
+            took = None
+            if hc is not None and hc.wait(lambda: hc.eof_at is not None, 8) and \
+                    hc.eof_at is not None and hc.close_at is not None:
+                took = hc.eof_at - hc.close_at
+            if took is None or took > 2.0:
+                problems.append(f"{m}: socket closed {took} s after trunkline's close frame "
+                                f"({hc and hc.error})")
         for m in FRAMING if OWN_READER else []:
             hc = hs.by_mode(m)[0] if hs.by_mode(m) else None
             if hc is None or not hc.wait(lambda: hc.close_code is not None, 5) or \
