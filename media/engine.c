@@ -295,6 +295,10 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	if (err < 0)
 		return err;
 	w->hosted = m->cfg.hosted != 0;
+	/* TL_PLAYOUT_SLOT_WAKE=1: a spurt's slot wakes the worker even with nothing queued, as
+	 * before early_grace (playout.c; for comparing the two). */
+	w->no_early_grace =
+	    getenv("TL_PLAYOUT_SLOT_WAKE") && getenv("TL_PLAYOUT_SLOT_WAKE")[0] == '1';
 	if (w->hosted)
 		return 0; /* the host watches its descriptors: tl_media_worker_host */
 	ev.data.u64 = TL_TAG_TIMER;

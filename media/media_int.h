@@ -221,11 +221,13 @@ struct tl_media_stream {
 	uint64_t bl_min, bl_in0, bl_out0;
 	int64_t bl_until;
 	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
-	int standing;                    /* sends in a row over a small standing queue */
-	int spurt_wait;                  /* this slot already waited for a talk spurt's frame */
-	_Atomic uint64_t st_tx_rephased; /* standing packets sent early (playout.c) */
-	_Atomic uint64_t st_tx_ahead_ms; /* ms packets went under a ptime after the one before,
-	                                  * on arrival or rephased, in all (playout.c) */
+	int standing;    /* sends in a row over a small standing queue */
+	int spurt_wait;  /* this slot already waited for a talk spurt's frame */
+	int spurt_early; /* ms of that wait taken when the last packet went (playout.c) */
+	_Atomic uint64_t st_tx_rephased;   /* standing packets sent early (playout.c) */
+	_Atomic uint64_t st_tx_slot_waits; /* spurt_grace's waits at the slot (playout.c) */
+	_Atomic uint64_t st_tx_ahead_ms;   /* ms packets went under a ptime after the one before,
+	                                    * on arrival or rephased, in all (playout.c) */
 };
 
 struct tl_media_cmd {
@@ -263,7 +265,8 @@ struct tl_media_worker {
 	int64_t load_until;
 	_Atomic uint32_t late_permille;
 	_Atomic int64_t late_at_ms;
-	int hosted; /* run by a host thread (tl_media_worker_host), no thread of its own */
+	int hosted;         /* run by a host thread (tl_media_worker_host), no thread of its own */
+	int no_early_grace; /* TL_PLAYOUT_SLOT_WAKE=1: wake at the slot as before (playout.c) */
 	const struct tl_media_host_ops *ops; /* hosted: the host's poller */
 	void *host;
 	int events, cmds; /* hosted: events since the last flush; commands among them */

@@ -117,18 +117,43 @@ static int standing(struct tl_media_stream *s)
  * rather than fill its slot with silence and then send it a moment later too (two packets at
  * once, a hole in the speech, and the grid a ptime ahead of the timestamps, which holds the
  * frames after it back). Half a ptime, at most TL_SPURT_GRACE_MS, once a slot. */
-static int spurt_grace(struct tl_media_stream *s, int64_t late)
+static int64_t spurt_grace_ms(const struct tl_media_stream *s)
 {
 	int64_t grace = (s->tx_ms ? s->tx_ms : 20) / 2;
 
-	if (grace > TL_SPURT_GRACE_MS)
-		grace = TL_SPURT_GRACE_MS;
+	return grace > TL_SPURT_GRACE_MS ? TL_SPURT_GRACE_MS : grace;
+}
+
+static int spurt_grace(struct tl_media_stream *s, int64_t late)
+{
+	int64_t grace = spurt_grace_ms(s);
+
 	if (!s->talking || s->spurt_wait || late >= grace || s->dtmf_digit || s->relay.peer ||
 	    atomic_load_explicit(&s->ring_on, memory_order_relaxed) || tl_stream_dl_queued(s) > 0)
 		return 0;
 	s->spurt_wait = 1;
 	s->tx_next += grace;
+	atomic_fetch_add_explicit(&s->st_tx_slot_waits, 1, memory_order_relaxed);
 	return 1;
+}
+
+/* Mid-spurt with nothing queued, the next slot would find its frame not there yet (an agent
+ * at real time sends it about a ptime after the last one, a fraction of a ms after the slot)
+ * and wait for it (spurt_grace), and the frame's kick sends it. So the wait is taken now, when
+ * the packet before it goes: the wheel holds the stream at the end of the wait, and the worker
+ * is not woken at the slot to find nothing. A frame that comes before its slot gives the wait
+ * back (tl_playout_kicks). Ringback or a digit that starts meanwhile waits for the end of the
+ * wait (half a ptime at most; its timestamps do not move). */
+static void early_grace(struct tl_media_stream *s)
+{
+	int64_t grace = spurt_grace_ms(s);
+
+	if (!s->talking || s->dtmf_digit || s->relay.peer ||
+	    atomic_load_explicit(&s->ring_on, memory_order_relaxed) || tl_stream_dl_queued(s) > 0)
+		return;
+	s->spurt_wait = 1;
+	s->spurt_early = (int)grace;
+	s->tx_next += grace;
 }
 
 /* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
@@ -138,6 +163,7 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	int64_t p = s->tx_ms ? s->tx_ms : 20;
 	int rephase = 0;
 
+	s->spurt_early = 0; /* a wait taken early is over */
 	if (s->dl_backlog) {
 		backlog_check(s, now);
 		rephase = standing(s);
@@ -147,6 +173,7 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		/* No more audio: silence goes on the grid, where the timestamps are. Audio that
 		 * comes before then goes when it arrives (a kick). */
 		s->tx_next = s->home_next;
+		atomic_fetch_add_explicit(&s->st_tx_slot_waits, 1, memory_order_relaxed);
 		wheel_link(w, s);
 		return;
 	}
@@ -188,6 +215,8 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		atomic_fetch_add_explicit(&s->st_tx_ahead_ms, (uint64_t)early,
 		                          memory_order_relaxed);
 	}
+	if (!w->no_early_grace)
+		early_grace(s);
 	wheel_link(w, s);
 }
 
@@ -226,8 +255,15 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		 * (mid-spurt) more than half a ptime ahead of its slot: the caller's jitter
 		 * buffer sees packets at least half a ptime apart. */
 		int64_t p = s->tx_ms ? s->tx_ms : 20;
-		int stale = s->kick_stale;
+		int stale = s->kick_stale, relink = 0;
 		s->kick_stale = 0;
+		if (s->spurt_early && now < s->tx_next - s->spurt_early) {
+			/* before its slot: the wait taken for it is given back (early_grace) */
+			s->tx_next -= s->spurt_early;
+			s->spurt_early = 0;
+			s->spurt_wait = 0;
+			relink = s->wh_slot >= 0;
+		}
 		if (!stale && s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
 		    !s->dtmf_digit && now < s->tx_next && now >= s->home_next - p &&
 		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
@@ -243,6 +279,9 @@ void tl_playout_kicks(struct tl_media_worker *w)
 			wheel_unlink(w, s);
 			s->tx_next = now;
 			due(w, s, now);
+		} else if (relink) {
+			wheel_unlink(w, s);
+			wheel_link(w, s);
 		}
 		s = next;
 	}

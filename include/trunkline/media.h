@@ -202,6 +202,7 @@ struct tl_media_stats {
 	uint32_t playout_backlog_ms;     /* that bound (the agent's or media's), 0 = off */
 	uint64_t tx_rephased; /* a packet that stood in the queue for a second sent early */
 	uint64_t tx_ahead_ms; /* ms packets went early, in all (on arrival, rephased, regridded) */
+	uint64_t tx_slot_waits; /* a talk spurt's slot came before its frame: it was waited for */
 };
 void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stats *st);
 
