@@ -95,6 +95,7 @@ struct procsnap {
 	uint64_t tticks[MAX_THREADS];
 	uint64_t exec_ns; /* sum over the threads alive at the snapshot of their on-CPU ns */
 	uint64_t texec_ns[MAX_THREADS];
+	uint64_t truns[MAX_THREADS]; /* times the thread was put on a CPU (schedstat's third) */
 };
 
 struct pidmon {
@@ -278,17 +279,20 @@ static uint64_t stat_ticks(const char *path, char *comm, size_t commlen)
  * scheduler's own clock (sum_exec_runtime), kept at every switch. utime+stime, by contrast, are
  * sampled at the scheduler tick (CONFIG_TICK_CPU_ACCOUNTING, 250 Hz here): a thread that runs
  * in bursts of tens of microseconds is charged a whole 4 ms tick or nothing, by where its bursts
- * fall against the tick. 0 when the file is missing (no CONFIG_SCHED_INFO). */
-static uint64_t sched_exec_ns(const char *path)
+ * fall against the tick. 0 when the file is missing (no CONFIG_SCHED_INFO). *runs: how many
+ * times the thread was put on a CPU (a wake-up, or a return after being preempted). */
+static uint64_t sched_exec_ns(const char *path, uint64_t *runs)
 {
-	unsigned long long ns = 0;
+	unsigned long long ns = 0, wait = 0, n = 0;
 	FILE *f = fopen(path, "r");
 
+	*runs = 0;
 	if (!f)
 		return 0;
-	if (fscanf(f, "%llu", &ns) != 1)
-		ns = 0;
+	if (fscanf(f, "%llu %llu %llu", &ns, &wait, &n) != 3)
+		ns = n = 0;
 	fclose(f);
+	*runs = n;
 	return ns;
 }
 
@@ -330,7 +334,7 @@ static void snap(struct pidmon *m, struct procsnap *s)
 		s->tid[s->nthreads] = tid;
 		s->tticks[s->nthreads] = stat_ticks(path, s->comm[s->nthreads], sizeof(s->comm[0]));
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", m->pid, tid);
-		s->texec_ns[s->nthreads] = sched_exec_ns(path);
+		s->texec_ns[s->nthreads] = sched_exec_ns(path, &s->truns[s->nthreads]);
 		s->exec_ns += s->texec_ns[s->nthreads];
 		s->nthreads++;
 	}
@@ -1007,17 +1011,19 @@ static void print_proc(FILE *f)
 		double cpu = (double)(m->b.ticks - m->a.ticks) / hz / g.window_s * 100.0;
 		/* Threads present at both snapshots only (a thread that came or went in the
 		 * window is left out: trunkline's do not, once its calls are up). */
-		uint64_t exec = 0;
+		uint64_t exec = 0, runs = 0;
 		for (int t = 0; t < m->b.nthreads; t++)
 			for (int u = 0; u < m->a.nthreads; u++)
 				if (m->a.tid[u] == m->b.tid[t] &&
-				    m->b.texec_ns[t] >= m->a.texec_ns[u])
+				    m->b.texec_ns[t] >= m->a.texec_ns[u]) {
 					exec += m->b.texec_ns[t] - m->a.texec_ns[u];
+					runs += m->b.truns[t] - m->a.truns[u];
+				}
 		fprintf(f,
 		        "%s\"%s\":{\"pid\":%d,\"cpu_pct\":%.2f,\"cpu_exec_pct\":%.3f,"
-		        "\"rss_kb_start\":%ld,\"rss_kb_end\":%ld,\"threads\":[",
+		        "\"runs_per_s\":%.1f,\"rss_kb_start\":%ld,\"rss_kb_end\":%ld,\"threads\":[",
 		        i ? "," : "", m->name, m->pid, cpu, (double)exec / 1e9 / g.window_s * 100.0,
-		        m->a.rss_kb, m->b.rss_kb);
+		        (double)runs / g.window_s, m->a.rss_kb, m->b.rss_kb);
 		int first = 1;
 		for (int t = 0; t < m->b.nthreads; t++) {
 			uint64_t a = 0, ae = 0;

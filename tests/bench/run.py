@@ -106,6 +106,8 @@ def rss_kb(pid):
 
 def start_dut(kind, d, workers, max_calls, args):
     pin = ["taskset", "-c", args.dut_cpus] if args.dut_cpus else []  # taskset execs: same PID
+    if args.dut_sched:  # chrt execs too; every thread the DUT starts inherits the policy
+        pin += ["chrt", "--" + args.dut_sched, "0"]
     if kind == "trunkline":
         with open(os.path.join(d, "rules.json"), "w") as f:
             # Calls to "flood" (--mark-flood) go to the flooding agent, the generator's to echo.
@@ -129,7 +131,13 @@ def start_dut(kind, d, workers, max_calls, args):
             cfg["agent"] = {"threads": args.agent_threads}
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f)
-        env = dict(os.environ, TL_WS_LWS_RX="1") if args.lws_rx else None
+        env = None
+        if args.lws_rx or args.slot_wake:
+            env = dict(os.environ)
+            if args.lws_rx:
+                env["TL_WS_LWS_RX"] = "1"
+            if args.slot_wake:
+                env["TL_PLAYOUT_SLOT_WAKE"] = "1"
         return Proc("trunkline", pin + [os.path.join(BUILD, "trunkline"), "--config",
                                         "config.json"], d, ready=" ready", env=env)
     return Proc("floor", pin + [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
@@ -263,6 +271,9 @@ def derive(r):
         "loadgen_cpu_exec_pct": r["procs"]["loadgen"].get("cpu_exec_pct"),
         "threads_exec": [(t["comm"], t.get("cpu_exec_pct", 0)) for t in dut["threads"]],
         "us_per_packet": cpu / 100 * 1e6 / pps if pps else None,
+        # times the DUT's threads were put on a CPU (schedstat), per 1,000 packets moved:
+        # wake-ups (and returns after preemption); fewer means more work per wake-up
+        "runs_per_kpkt": dut["runs_per_s"] * 1000 / pps if pps and "runs_per_s" in dut else None,
         "packets_per_s": pps,
         "rss_per_call_kib": (dut["rss_kb_end"] - r["rss_kb_idle"]) / n,
         "machine_busy_pct": r["machine_busy_pct"],
@@ -287,10 +298,10 @@ def derive(r):
 
 def table(results):
     lines = ["| DUT | N | up | loss % | CPU % (1 core) | CPU/call % | on-CPU % | on-CPU/call % | "
-             "µs/pkt | RSS/call KiB | "
+             "µs/pkt | runs/1k pkt | RSS/call KiB | "
              "busy % | other % | RTT p50/p99 ms | setup p50/p99 ms | inter-arrival p50/p99/max ms | "
              "agent % (on-CPU) | gen % (on-CPU) | threads % (on-CPU) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         x = r["derived"]
         ex = dict(x.get("threads_exec") or [])
@@ -307,7 +318,7 @@ def table(results):
             f"{'n/a' if x['loss_pct'] is None else format(x['loss_pct'], '.3f')} | "
             f"{x['cpu_pct']:.1f} | {x['cpu_per_call_pct']:.3f} | "
             f"{f3(x.get('cpu_exec_pct'))} | {f3(x.get('cpu_exec_per_call_pct'))} | "
-            f"{x['us_per_packet']:.2f} | "
+            f"{x['us_per_packet']:.2f} | {f0(x.get('runs_per_kpkt'))} | "
             f"{x['rss_per_call_kib']:.1f} | {x['machine_busy_pct']:.0f} | "
             f"{x['other_busy_pct']:.0f} | {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} | "
             f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} | "
@@ -329,8 +340,9 @@ def turns_table(results):
     for r in results:
         by.setdefault(r["calls"], {}).setdefault(r["dut"], []).append(r)
     lines = ["| N | trunkline CPU/call % (turns; median) | floor CPU/call % (turns; median) | "
-             "ratio by turn | median ratio | loss % trunkline / floor (median) |",
-             "|---|---|---|---|---|---|"]
+             "ratio by turn | median ratio | loss % trunkline / floor (median) | "
+             "runs/1k pkt trunkline / floor (median) |",
+             "|---|---|---|---|---|---|---|"]
     for n in sorted(by):
         t = sorted(by[n].get("trunkline", []), key=lambda r: r.get("turn", 0))
         f = sorted(by[n].get("floor", []), key=lambda r: r.get("turn", 0))
@@ -339,6 +351,10 @@ def turns_table(results):
         ratios = [a / b for a, b in zip(tc, fc) if b]
         tl = med([r["derived"]["loss_pct"] or 0 for r in t])
         fl = med([r["derived"]["loss_pct"] or 0 for r in f])
+        tw = med([r["derived"]["runs_per_kpkt"] for r in t
+                  if r["derived"].get("runs_per_kpkt") is not None])
+        fw = med([r["derived"]["runs_per_kpkt"] for r in f
+                  if r["derived"].get("runs_per_kpkt") is not None])
 
         def fmt(v, d=3):
             return "–" if v is None else f"{v:.{d}f}"
@@ -347,7 +363,7 @@ def turns_table(results):
                      f"{' · '.join(fmt(v) for v in fc)}; {fmt(med(fc))} | "
                      f"{' · '.join(fmt(v, 2) + '×' for v in ratios)} | "
                      f"{fmt(med(ratios), 2)}{'×' if ratios else ''} | "
-                     f"{fmt(tl)} / {fmt(fl)} |")
+                     f"{fmt(tl)} / {fmt(fl)} | {fmt(tw, 0)} / {fmt(fw, 0)} |")
     return "\n".join(lines)
 
 
@@ -388,6 +404,13 @@ def main():
     ap.add_argument("--playout-backlog-ms", type=int, default=None,
                     help="trunkline's media.playout_backlog_ms (0: off, no standing backlog "
                     "is cut, as the floor, which has none)")
+    ap.add_argument("--dut-sched", choices=("batch", "other"),
+                    help="run the DUT (trunkline, floor) under chrt --batch 0 (SCHED_BATCH: "
+                    "its threads do not preempt others when they wake) or --other 0")
+    ap.add_argument("--slot-wake", action="store_true",
+                    help="trunkline with TL_PLAYOUT_SLOT_WAKE=1: a talk spurt's slot wakes the "
+                    "media worker even when the next frame's arrival will send it (the playout "
+                    "before early_grace, to compare the two)")
     ap.add_argument("--lws-rx", action="store_true",
                     help="trunkline with TL_WS_LWS_RX=1: libwebsockets reads the agent "
                     "sockets, not trunkline's own frame reader (to compare the two)")
@@ -416,9 +439,11 @@ def main():
             "uname": os.uname().release, "loss_limit": LOSS_LIMIT,
             "mark_flood": args.mark_flood, "agent_threads": args.agent_threads or "default",
             "agent_loops": "threads" if args.agent_threads else "media workers",
-            "dut_cpus": args.dut_cpus or "all", "repeat": args.repeat,
+            "dut_cpus": args.dut_cpus or "all", "dut_sched": args.dut_sched or "other",
+            "repeat": args.repeat,
             "agent_rx": "libwebsockets" if args.lws_rx else "own reader",
-            "playout_backlog_ms": args.playout_backlog_ms, "drain_s": args.drain}
+            "playout_backlog_ms": args.playout_backlog_ms, "drain_s": args.drain,
+            "playout_slot_wake": args.slot_wake}
     n = ladder[0]
     i = 0
     while True:
