@@ -215,10 +215,11 @@ struct tl_media_stream {
 	atomic_int kicked;
 	struct tl_media_stream *kick_next;
 	int kick_stale; /* worker only: audio went on its slot since the kick (playout.c) */
-	/* Backlog bound (media.playout_backlog_ms): the queue's least over a window, and what
-	 * came in and went out during it. Worker only; dl_backlog 0 = off. */
+	/* Backlog bound (media.playout_backlog_ms): the queue's least over a window, and the
+	 * agent's count of audio when it began (it ends at bl_until). Worker only; dl_backlog 0 =
+	 * off. */
 	size_t dl_backlog;
-	uint64_t bl_min, bl_in0, bl_out0;
+	uint64_t bl_min, bl_in0;
 	int64_t bl_until;
 	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
 	int standing;    /* sends in a row over a small standing queue */

@@ -79,17 +79,21 @@ static void backlog_check(struct tl_media_stream *s, int64_t now)
 		s->bl_min = q;
 	if (now < s->bl_until)
 		return;
-	uint64_t in = pub - s->bl_in0, out = s->dl_read - s->bl_out0;
+	/* The agent's rate is judged against the clock: real time's worth of its audio over the
+	 * window. Not against what the worker played: a worker that runs late skips packets and
+	 * plays less, and an agent at real time then looked like one running ahead, so the
+	 * backlog it left grew unchecked (test_playout_backlog_late_worker). */
+	uint64_t in = pub - s->bl_in0;
+	uint64_t rt = (uint64_t)(now - (s->bl_until - TL_BACKLOG_WIN)) * s->agent_frame / 20;
 	if (s->bl_min != UINT64_MAX && s->bl_min > s->dl_backlog &&
-	    in * TL_BACKLOG_DEN <= out * TL_BACKLOG_NUM &&
-	    in * TL_BACKLOG_DEN >= out * TL_BACKLOG_LOW_N) {
+	    in * TL_BACKLOG_DEN <= rt * TL_BACKLOG_NUM &&
+	    in * TL_BACKLOG_DEN >= rt * TL_BACKLOG_LOW_N) {
 		uint64_t drop = (s->bl_min - s->dl_backlog) / s->agent_frame * s->agent_frame;
 		drop = tl_stream_dl_take(s, NULL, (size_t)drop);
 		atomic_fetch_add_explicit(&s->st_dl_dropped, drop, memory_order_relaxed);
 	}
 	s->bl_min = UINT64_MAX;
 	s->bl_in0 = pub;
-	s->bl_out0 = s->dl_read;
 	s->bl_until = now + TL_BACKLOG_WIN;
 }
 

@@ -1426,6 +1426,69 @@ static void test_playout_backlog(void)
 	TL_CHECK(st.playout_ms <= 500);
 }
 
+/* A worker with more work than time: the host stalls 230 ms before every flush, so each slot
+ * is found more than 200 ms late and the packets missed are skipped, while the agent streams at
+ * real time. The worker plays a fraction of what comes, and the bound (100 ms) must still cut
+ * the backlog that stands: the agent's rate is judged against the clock, not against what the
+ * worker played (judged against that, the agent looked like a TTS running ahead, and the
+ * backlog grew by about a second each second: callers heard the agent seconds late). */
+static void test_playout_backlog_late_worker(void)
+{
+	struct tl_media_config cfg = {.workers = 1,
+	                              .reorder_ms = 40,
+	                              .playout_max_ms = 60000,
+	                              .playout_backlog_ms = 100,
+	                              .hosted = 1};
+	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
+	static uint8_t tone[16000];
+	struct tl_media_stats st;
+	struct call *c = NULL;
+	uint64_t one = 1;
+	double t0;
+	int sent = 0;
+
+	memset(&st, 0, sizeof(st));
+	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
+	if (!h.m)
+		return;
+	h.epfd = epoll_create1(EPOLL_CLOEXEC);
+	TL_CHECK_INT(tl_media_worker_host(h.m, 0, &host_ops, &h), 0);
+	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
+	c = call_open(h.m, &pcmu);
+	tone_ulaw(tone, sizeof(tone));
+	if (c) {
+		atomic_store(&h.stall_ms, 230);
+		t0 = mono_ms();
+		while (mono_ms() - t0 < 4500) {
+			for (int due = (int)((mono_ms() - t0) / 20); sent < due; sent++)
+				TL_CHECK_INT(
+				    tl_media_stream_play(c->s, tone + (sent % 100) * 160, 160),
+				    160);
+			pbx_drain(c->pbx.rtp, NULL);
+			sleep_ms(5);
+		}
+		tl_media_stream_stats(c->s, &st);
+		atomic_store(&h.stall_ms, 0);
+		fprintf(
+		    stderr,
+		    "  host 230 ms late at every flush, agent at real time for 4.5 s: sent %llu "
+		    "packets, queued %u ms, dropped %llu ms\n",
+		    (unsigned long long)st.tx_packets, st.playout_ms,
+		    (unsigned long long)st.playout_dropped_ms);
+		TL_CHECK(st.playout_dropped_ms >= 1500);
+		TL_CHECK(st.playout_ms <= 2000); /* cut each second; before the fix, 4 s */
+		call_close(c);
+	}
+	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
+		TL_CHECK(!"cannot stop the host thread");
+	pthread_join(h.th, NULL);
+	tl_media_worker_host(h.m, 0, NULL, NULL);
+	tl_media_destroy(h.m);
+	close(h.epfd);
+	close(h.play_fd);
+	close(h.stop_fd);
+}
+
 /* ---- RFC 4733 ---- */
 
 static void send_event(struct call *c, unsigned idx, uint32_t ts, uint8_t event, int end,
@@ -1885,6 +1948,7 @@ int main(void)
 	TL_TEST_RUN(test_hosted_spurt);
 	TL_TEST_RUN(test_late_share);
 	TL_TEST_RUN(test_playout_backlog);
+	TL_TEST_RUN(test_playout_backlog_late_worker);
 	TL_TEST_RUN(test_playout_standing);
 	TL_TEST_RUN(test_dtmf_in);
 	TL_TEST_RUN(test_dtmf_out);
