@@ -1145,6 +1145,7 @@ struct host {
 	atomic_int plays, watched;
 	atomic_int stall_ms; /* the host sleeps this long before each flush: a busy host */
 	pthread_t th;
+	int started; /* th runs host_main */
 };
 
 static int host_watch(void *arg, int fd, uint64_t tag)
@@ -1199,6 +1200,40 @@ static void *host_main(void *arg)
 	return NULL;
 }
 
+/* A hosted engine of one worker, run by a host thread of the test (host_main): 0, or -1 with
+ * h->m NULL or h->th not started (host_stop copes with both). */
+static int host_start(struct host *h, const struct tl_media_config *cfg)
+{
+	h->play_fd = eventfd(0, EFD_CLOEXEC);
+	h->stop_fd = eventfd(0, EFD_CLOEXEC);
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	TL_CHECK_INT(tl_media_create(&h->m, cfg), 0);
+	if (!h->m)
+		return -1;
+	TL_CHECK_INT(tl_media_worker_host(h->m, 0, &host_ops, h), 0);
+	TL_CHECK_INT(pthread_create(&h->th, NULL, host_main, h), 0);
+	h->started = 1;
+	return 0;
+}
+
+static void host_stop(struct host *h)
+{
+	uint64_t one = 1;
+
+	if (h->started) {
+		if (write(h->stop_fd, &one, sizeof(one)) != sizeof(one))
+			TL_CHECK(!"cannot stop the host thread");
+		pthread_join(h->th, NULL);
+	}
+	if (h->m) {
+		tl_media_worker_host(h->m, 0, NULL, NULL); /* the host is gone */
+		tl_media_destroy(h->m);
+	}
+	close(h->epfd);
+	close(h->play_fd);
+	close(h->stop_fd);
+}
+
 /* Hosted: agent audio queued on the host thread (no eventfd: tl_media_worker_flush sends it
  * before the host waits) goes out at once as a talk spurt's first frame, as on a worker of its
  * own (test_spurt_on_arrival, ptime 60); without the flush it waits for its slot. Streams are
@@ -1207,7 +1242,7 @@ static void test_hosted_spurt(void)
 {
 	struct tl_media_config cfg = {
 	    .workers = 1, .reorder_ms = 40, .playout_max_ms = 60000, .hosted = 1};
-	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
+	struct host h = {0};
 	struct opts o = pcmu;
 	static uint8_t tone[960];
 	struct tl_media_stats st;
@@ -1215,14 +1250,12 @@ static void test_hosted_spurt(void)
 	int quick = 0, checked = 0;
 	uint64_t one = 1;
 
-	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
-	if (!h.m)
+	if (host_start(&h, &cfg) < 0) {
+		host_stop(&h);
 		return;
+	}
 	TL_CHECK_INT(tl_media_workers(h.m), 1);
-	h.epfd = epoll_create1(EPOLL_CLOEXEC);
-	TL_CHECK_INT(tl_media_worker_host(h.m, 0, &host_ops, &h), 0);
 	TL_CHECK_INT(atomic_load(&h.watched), 1); /* its commands (the host times deadlines) */
-	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
 	o.ptime = 60;
 	tone_ulaw(tone, sizeof(tone));
 	c = call_open(h.m, &o);
@@ -1258,14 +1291,7 @@ static void test_hosted_spurt(void)
 		TL_CHECK_INT(atomic_load(&h.watched), 1);
 	}
 	TL_CHECK(quick >= 2);
-	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
-		TL_CHECK(!"cannot stop the host thread");
-	pthread_join(h.th, NULL);
-	tl_media_worker_host(h.m, 0, NULL, NULL); /* the host is gone */
-	tl_media_destroy(h.m);
-	close(h.epfd);
-	close(h.play_fd);
-	close(h.stop_fd);
+	host_stop(&h);
 }
 
 /* Reads what the n calls' PBX sockets get, for ms. */
@@ -1286,17 +1312,14 @@ static void test_late_share(void)
 {
 	struct tl_media_config cfg = {
 	    .workers = 1, .reorder_ms = 40, .playout_max_ms = 60000, .hosted = 1};
-	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
+	struct host h = {0};
 	struct call *c[2] = {NULL, NULL};
 	unsigned calm = 0, busy = 0, after = 0;
-	uint64_t one = 1;
 
-	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
-	if (!h.m)
+	if (host_start(&h, &cfg) < 0) {
+		host_stop(&h);
 		return;
-	h.epfd = epoll_create1(EPOLL_CLOEXEC);
-	TL_CHECK_INT(tl_media_worker_host(h.m, 0, &host_ops, &h), 0);
-	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
+	}
 	c[0] = call_open(h.m, &pcmu);
 	c[1] = call_open(h.m, &pcmu);
 	drain_calls(c, 2, 2500); /* two windows: silence on the grid */
@@ -1315,14 +1338,7 @@ static void test_late_share(void)
 	TL_CHECK(calm <= 100);
 	TL_CHECK(busy >= 500);
 	TL_CHECK_INT(after, 0);
-	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
-		TL_CHECK(!"cannot stop the host thread");
-	pthread_join(h.th, NULL);
-	tl_media_worker_host(h.m, 0, NULL, NULL);
-	tl_media_destroy(h.m);
-	close(h.epfd);
-	close(h.play_fd);
-	close(h.stop_fd);
+	host_stop(&h);
 }
 
 /* burst bytes of agent audio queued at once, then 20 ms of it every 20 ms by the clock for
@@ -1439,21 +1455,18 @@ static void test_playout_backlog_late_worker(void)
 	                              .playout_max_ms = 60000,
 	                              .playout_backlog_ms = 100,
 	                              .hosted = 1};
-	struct host h = {.play_fd = eventfd(0, EFD_CLOEXEC), .stop_fd = eventfd(0, EFD_CLOEXEC)};
+	struct host h = {0};
 	static uint8_t tone[16000];
 	struct tl_media_stats st;
 	struct call *c = NULL;
-	uint64_t one = 1;
 	double t0;
 	int sent = 0;
 
 	memset(&st, 0, sizeof(st));
-	TL_CHECK_INT(tl_media_create(&h.m, &cfg), 0);
-	if (!h.m)
+	if (host_start(&h, &cfg) < 0) {
+		host_stop(&h);
 		return;
-	h.epfd = epoll_create1(EPOLL_CLOEXEC);
-	TL_CHECK_INT(tl_media_worker_host(h.m, 0, &host_ops, &h), 0);
-	TL_CHECK_INT(pthread_create(&h.th, NULL, host_main, &h), 0);
+	}
 	c = call_open(h.m, &pcmu);
 	tone_ulaw(tone, sizeof(tone));
 	if (c) {
@@ -1479,14 +1492,7 @@ static void test_playout_backlog_late_worker(void)
 		TL_CHECK(st.playout_ms <= 2000); /* cut each second; before the fix, 4 s */
 		call_close(c);
 	}
-	if (write(h.stop_fd, &one, sizeof(one)) != sizeof(one))
-		TL_CHECK(!"cannot stop the host thread");
-	pthread_join(h.th, NULL);
-	tl_media_worker_host(h.m, 0, NULL, NULL);
-	tl_media_destroy(h.m);
-	close(h.epfd);
-	close(h.play_fd);
-	close(h.stop_fd);
+	host_stop(&h);
 }
 
 /* ---- RFC 4733 ---- */
