@@ -142,22 +142,41 @@ static int spurt_grace(struct tl_media_stream *s, int64_t late)
 }
 
 /* Mid-spurt with nothing queued, the next slot would find its frame not there yet (an agent
- * at real time sends it about a ptime after the last one, a fraction of a ms after the slot)
- * and wait for it (spurt_grace), and the frame's kick sends it. So the wait is taken now, when
- * the packet before it goes: the wheel holds the stream at the end of the wait, and the worker
- * is not woken at the slot to find nothing. A frame that comes before its slot gives the wait
- * back (tl_playout_kicks). Ringback or a digit that starts meanwhile waits for the end of the
- * wait (half a ptime at most; its timestamps do not move). */
+ * at real time sends it about a ptime after the last one, a fraction of a ms after the slot):
+ * a spurt running ahead of the call's grid would go back to the grid (due), then wait for the
+ * frame (spurt_grace), and the frame's kick sends it. So all that is done now, when the packet
+ * before it goes: the wheel holds the stream at the end of the wait, and the worker is not
+ * woken at the slot to find nothing. A frame that comes before the wait would have begun gets
+ * the state it would have found (early_kick). Ringback or a digit that starts meanwhile waits
+ * for the end of the wait (half a ptime after the slot or the grid at most; its timestamps do
+ * not move). */
 static void early_grace(struct tl_media_stream *s)
 {
 	int64_t grace = spurt_grace_ms(s);
+	int64_t from = s->tx_next < s->home_next ? s->home_next : s->tx_next;
 
 	if (!s->talking || s->dtmf_digit || s->relay.peer ||
 	    atomic_load_explicit(&s->ring_on, memory_order_relaxed) || tl_stream_dl_queued(s) > 0)
 		return;
 	s->spurt_wait = 1;
-	s->spurt_early = (int)grace;
-	s->tx_next += grace;
+	s->spurt_early = (int)(from + grace - s->tx_next);
+	s->tx_next = from + grace;
+}
+
+/* A frame's kick while early_grace's wait is set: the state as the slot's wake-up would have
+ * left it by now. Before the slot, the slot is back; after it but before the grid (a spurt
+ * ahead of it), the grid; after that, the wait is on. Returns 1 when the stream must move in
+ * the wheel. */
+static int early_kick(struct tl_media_stream *s, int64_t now)
+{
+	int64_t slot = s->tx_next - s->spurt_early;
+
+	if (now >= slot && (slot >= s->home_next || now >= s->home_next))
+		return 0; /* the wait is on, as taken */
+	s->tx_next = now < slot ? slot : s->home_next;
+	s->spurt_early = 0;
+	s->spurt_wait = 0;
+	return 1;
 }
 
 /* s is due: its packet goes (or, a spurt having run dry, it goes back to its grid). */
@@ -261,13 +280,8 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		int64_t p = s->tx_ms ? s->tx_ms : 20;
 		int stale = s->kick_stale, relink = 0;
 		s->kick_stale = 0;
-		if (s->spurt_early && now < s->tx_next - s->spurt_early) {
-			/* before its slot: the wait taken for it is given back (early_grace) */
-			s->tx_next -= s->spurt_early;
-			s->spurt_early = 0;
-			s->spurt_wait = 0;
+		if (s->spurt_early && early_kick(s, now))
 			relink = s->wh_slot >= 0;
-		}
 		if (!stale && s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
 		    !s->dtmf_digit && now < s->tx_next && now >= s->home_next - p &&
 		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
