@@ -23,9 +23,12 @@
 /* The worker whose host thread this is (tl_media_worker_attach), else NULL. */
 _Thread_local struct tl_media_worker *tl_media_self;
 
-int64_t tl_media_now_ms(void)
+int64_t tl_media_now_ms(const struct tl_media *m)
 {
 	struct timespec ts;
+
+	if (m && m->cfg.clock_ms)
+		return m->cfg.clock_ms(m->cfg.clock_arg);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
@@ -78,7 +81,7 @@ static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 	s->registered = 1;
 	s->index = (int)w->n_streams;
 	w->streams[w->n_streams++] = s;
-	tl_playout_add(w, s, tl_media_now_ms());
+	tl_playout_add(w, s, tl_media_now_ms(w->m));
 	return 0;
 }
 
@@ -175,7 +178,7 @@ static void worker_turn(struct tl_media_worker *w, int timeout_ms)
 {
 	struct epoll_event evs[256];
 	int n = epoll_wait(w->epfd, evs, 256, timeout_ms), cmds = 0;
-	int64_t now = tl_media_now_ms();
+	int64_t now = tl_media_now_ms(w->m);
 
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;
@@ -245,7 +248,7 @@ void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag)
 		w->cmds = 1;
 	else
 		on_readable(w, (struct tl_media_stream *)(uintptr_t)(tag & ~(uint64_t)TL_TAG_RTCP),
-		            (int)(tag & TL_TAG_RTCP), tl_media_now_ms());
+		            (int)(tag & TL_TAG_RTCP), tl_media_now_ms(m));
 }
 
 void tl_media_worker_timer(struct tl_media *m, unsigned worker)

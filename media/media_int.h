@@ -283,7 +283,8 @@ struct tl_media {
 	unsigned next_worker;
 };
 
-int64_t tl_media_now_ms(void);
+/* The engine's clock (tl_media_config.clock_ms), CLOCK_MONOTONIC ms when m is NULL. */
+int64_t tl_media_now_ms(const struct tl_media *m);
 
 /* stream.c, called on the stream's worker */
 /* srtp.c hooks (worker thread): apply keys (same keys: no change; new keys: re-key), and the

@@ -266,7 +266,7 @@ void tl_playout_kick(struct tl_media_stream *s)
 void tl_playout_kicks(struct tl_media_worker *w)
 {
 	struct tl_media_stream *s = atomic_exchange_explicit(&w->kicks, NULL, memory_order_acquire);
-	int64_t now = s ? tl_media_now_ms() : 0;
+	int64_t now = s ? tl_media_now_ms(w->m) : 0;
 
 	while (s) {
 		struct tl_media_stream *next = s->kick_next;
@@ -353,7 +353,7 @@ static void load_window(struct tl_media_worker *w, int64_t now)
 
 unsigned tl_media_late_permille(const struct tl_media *m)
 {
-	int64_t now = tl_media_now_ms();
+	int64_t now = tl_media_now_ms(m);
 	unsigned worst = 0;
 
 	for (int i = 0; i < m->n_workers; i++) {
@@ -368,7 +368,7 @@ unsigned tl_media_late_permille(const struct tl_media *m)
 
 void tl_playout_run(struct tl_media_worker *w)
 {
-	int64_t now = tl_media_now_ms();
+	int64_t now = tl_media_now_ms(w->m);
 
 	if (now - w->wheel_ms > TL_WHEEL)
 		w->wheel_ms = now - TL_WHEEL; /* a long stall: every slot once */

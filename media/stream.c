@@ -618,7 +618,7 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->ssrc = random32();
 	s->tx_seq = (uint16_t)random32();
 	s->tx_ts = random32();
-	s->next_rtcp_ms = tl_media_now_ms() + TL_RTCP_INTERVAL;
+	s->next_rtcp_ms = tl_media_now_ms(m) + TL_RTCP_INTERVAL;
 	tl_rtp_source_init(&s->src, p->rtp_source == TL_MEDIA_RTP_STRICT, p->rtp_relearn_ms);
 	s->up = calloc(TL_UP_SLOTS, sizeof(*s->up));
 	s->up_data = calloc(TL_UP_SLOTS, s->agent_frame);

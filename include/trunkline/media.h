@@ -30,6 +30,12 @@ struct tl_media_config {
 	/* 1: the workers get no threads of their own; a host thread runs each one (see
 	 * tl_media_worker_host), e.g. the agent loop that carries the same calls' WebSockets. */
 	int hosted;
+	/* The engine's clock in ms (CLOCK_MONOTONIC when NULL): a test that hosts the worker on
+	 * its own thread steps it by hand, so the playout runs the same on any machine. Every
+	 * time the engine reads (the playout, arrivals, RTCP) and the deadlines
+	 * tl_media_worker_flush returns are on it. */
+	int64_t (*clock_ms)(void *arg);
+	void *clock_arg;
 };
 
 int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg);
@@ -159,9 +165,9 @@ void tl_media_worker_attach(struct tl_media *m, unsigned worker);
 void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag);
 /* On the host thread, after the events of one wake-up and before it waits again: commands,
  * audio the host queued since the last call (a talk spurt's first frame at once), every packet
- * due. Returns when the worker wants tl_media_worker_timer next, in CLOCK_MONOTONIC ms (0:
- * never); the host keeps that deadline with its own timer (a hosted worker has no timerfd).
- * No system call. */
+ * due. Returns when the worker wants tl_media_worker_timer next, in CLOCK_MONOTONIC ms (or
+ * on tl_media_config.clock_ms; 0: never); the host keeps that deadline with its own timer (a hosted
+ * worker has no timerfd). No system call. */
 int64_t tl_media_worker_flush(struct tl_media *m, unsigned worker);
 /* On the host thread: the deadline the last flush returned has come. */
 void tl_media_worker_timer(struct tl_media *m, unsigned worker);

@@ -1341,6 +1341,254 @@ static void test_late_share(void)
 	host_stop(&h);
 }
 
+/* ---- virtual time: the test's thread hosts the worker and is the engine's clock ---- */
+
+/* A hosted engine of one worker on a clock the test steps by hand (tl_media_config.clock_ms):
+ * the playout then does the same on any machine, under any sanitizer, so what it sends and in
+ * which ms can be checked exactly. The packets are real (UDP on 127.0.0.1). */
+struct vpkt {
+	int64_t at; /* the engine's ms when it went */
+	uint32_t ts;
+	uint16_t seq;
+	uint8_t marker, silence;
+};
+
+struct vh {
+	struct host h; /* epfd and the watch count (host_ops); no thread of its own */
+	int64_t now;   /* the engine's clock, ms */
+	int64_t due;   /* the worker's next deadline (tl_media_worker_flush) */
+	struct call *c;
+	uint64_t tx; /* the stream's RTP packets read so far */
+	struct vpkt out[512];
+	int n_out;
+};
+
+static int64_t vh_clock(void *arg)
+{
+	return ((const struct vh *)arg)->now;
+}
+
+/* The packets the stream has sent since the last look, stamped with the engine's ms. */
+static void vh_collect(struct vh *v)
+{
+	struct tl_media_stats st;
+	struct pkt p;
+
+	tl_media_stream_stats(v->c->s, &st);
+	for (; v->tx < st.tx_packets; v->tx++) {
+		if (pbx_recv(v->c->pbx.rtp, &p, 1000) != 1) {
+			TL_CHECK(!"a packet the stream sent did not come");
+			v->tx = st.tx_packets;
+			return;
+		}
+		if (v->n_out < (int)(sizeof(v->out) / sizeof(v->out[0])))
+			v->out[v->n_out++] =
+			    (struct vpkt){v->now, p.ts, p.seq, p.marker, (uint8_t)is_silence(&p)};
+	}
+}
+
+/* step ms on (0: the same ms again): the deadline if it came, what the descriptors say, and
+ * the flush a host makes before it waits; then what was sent. */
+static void vh_tick(struct vh *v, int step)
+{
+	struct epoll_event evs[16];
+	int n;
+
+	v->now += step;
+	if (v->due && v->now >= v->due)
+		tl_media_worker_timer(v->h.m, 0);
+	n = epoll_wait(v->h.epfd, evs, 16, 0);
+	for (int i = 0; i < n; i++)
+		tl_media_worker_event(v->h.m, 0, evs[i].data.u64);
+	v->due = tl_media_worker_flush(v->h.m, 0);
+	if (v->c)
+		vh_collect(v);
+}
+
+static void vh_run_to(struct vh *v, int64_t t)
+{
+	while (v->now < t)
+		vh_tick(v, 1);
+}
+
+/* The engine, one call on it, and its silence running on the call's grid: 0 or -1. */
+static int vh_open(struct vh *v)
+{
+	struct tl_media_config cfg = {.workers = 1,
+	                              .reorder_ms = 40,
+	                              .playout_max_ms = 60000,
+	                              .hosted = 1,
+	                              .clock_ms = vh_clock,
+	                              .clock_arg = v};
+
+	v->now = 1000000;
+	v->h.epfd = epoll_create1(EPOLL_CLOEXEC);
+	TL_CHECK_INT(tl_media_create(&v->h.m, &cfg), 0);
+	if (!v->h.m)
+		return -1;
+	TL_CHECK_INT(tl_media_worker_host(v->h.m, 0, &host_ops, &v->h), 0);
+	tl_media_worker_attach(v->h.m, 0);
+	struct call *c = call_open(v->h.m, &pcmu);
+	if (!c)
+		return -1;
+	vh_tick(v, 0); /* its add */
+	v->c = c;
+	for (int i = 0; i < 200 && v->n_out < 3; i++)
+		vh_tick(v, 1);
+	TL_CHECK(v->n_out >= 3 && v->out[v->n_out - 1].silence);
+	return v->n_out >= 3 ? 0 : -1;
+}
+
+static void vh_close(struct vh *v)
+{
+	struct call *c = v->c;
+
+	v->c = NULL;
+	if (c) {
+		tl_media_stream_unref(c->s);
+		for (int i = 0; i < 100 && !atomic_load(&c->sink.releases); i++)
+			vh_tick(v, 1);
+		TL_CHECK_INT(atomic_load(&c->sink.releases), 1);
+		if (atomic_load(&c->sink.releases)) {
+			pair_close(&c->pbx);
+			close(c->sink.efd);
+			free(c);
+		}
+	}
+	if (v->h.m) {
+		tl_media_worker_host(v->h.m, 0, NULL, NULL);
+		tl_media_destroy(v->h.m);
+	}
+	close(v->h.epfd);
+}
+
+/* One talk spurt of n frames on the virtual clock: the first played start ms after a silence
+ * packet, the others 20 ms apart from it, except frame late (1-based; 0: none), played late_ms
+ * after its time (negative: before it). Checks that the n frames went as one spurt (no silence
+ * among them, the marker on the first only, timestamps contiguous from the silence's). Returns
+ * how many of the first exact frames did not go in the ms they were played. */
+static int vh_spurt(struct vh *v, int start, int n, int late, int late_ms, int exact)
+{
+	static uint8_t tone[160];
+	int64_t play[32], t0;
+	int first = -1, audio = 0, held = 0, base, i;
+	uint32_t ts_sil;
+
+	tone_ulaw(tone, sizeof(tone));
+	/* just after a silence packet, 50 ms or more after the last spurt */
+	for (i = 0; i < 2000 &&
+	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
+	     i++)
+		vh_tick(v, 1);
+	TL_CHECK(i < 2000);
+	ts_sil = v->out[v->n_out - 1].ts;
+	base = v->n_out;
+	t0 = v->now;
+	for (int k = 0; k < n && k < 32; k++) {
+		vh_run_to(v, t0 + start + 20 * k + (k + 1 == late ? late_ms : 0));
+		play[k] = v->now;
+		TL_CHECK_INT(tl_media_stream_play(v->c->s, tone, sizeof(tone)), 160);
+		vh_tick(v, 0); /* the host's flush after it queued the audio */
+	}
+	vh_run_to(v, v->now + 60);
+	for (i = base; i < v->n_out; i++) {
+		const struct vpkt *p = &v->out[i];
+		if (p->silence) {
+			TL_CHECK(first < 0 || audio == n); /* none within the spurt */
+			continue;
+		}
+		if (first < 0) {
+			first = i;
+			TL_CHECK(p->marker == 1 && p->ts == ts_sil + 160);
+		} else {
+			TL_CHECK(p->marker == 0 && p->ts == v->out[i - 1].ts + 160);
+		}
+		if (audio < exact && audio < 32 && p->at != play[audio]) {
+			fprintf(stderr, "  frame %d, played at +%lld ms, went at +%lld\n",
+			        audio + 1, (long long)(play[audio] - t0), (long long)(p->at - t0));
+			held++;
+		}
+		audio++;
+	}
+	TL_CHECK_INT(audio, n);
+	return held;
+}
+
+struct vh_case {
+	void (*fn)(struct vh *v);
+};
+
+/* On a thread of its own: the worker is attached to it (tl_media_worker_attach), and that
+ * ends with the thread. */
+static void *vh_main(void *arg)
+{
+	const struct vh_case *vc = arg;
+	struct vh *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	if (vh_open(v) == 0)
+		vc->fn(v);
+	vh_close(v);
+	free(v);
+	return NULL;
+}
+
+static void vh_run(void (*fn)(struct vh *v))
+{
+	struct vh_case vc = {fn};
+	pthread_t th;
+
+	TL_CHECK_INT(pthread_create(&th, NULL, vh_main, &vc), 0);
+	pthread_join(th, NULL);
+}
+
+/* Issue 14's check that a talk spurt's first frame does not wait for the next tick, on the
+ * virtual clock: played 3, 9 or 15 ms after a silence packet (17, 11 and 5 ms before the next
+ * 20 ms slot), it goes in that same ms, with the marker and the next timestamp; the spurt's
+ * other frames, played a ptime apart, each in the ms it is played; no slot waits for a frame. */
+static void vclock_spurt_on_arrival(struct vh *v)
+{
+	struct tl_media_stats st;
+	int held = 0;
+
+	for (int start = 3; start <= 15; start += 6)
+		held += vh_spurt(v, start, 8, 0, 0, 8);
+	tl_media_stream_stats(v->c->s, &st);
+	fprintf(stderr, "  3 spurts: %d frame(s) held, %llu on arrival, %llu slot waits\n", held,
+	        (unsigned long long)st.tx_on_arrival, (unsigned long long)st.tx_slot_waits);
+	TL_CHECK_INT(held, 0);
+	TL_CHECK_INT(st.tx_on_arrival, 3);
+	TL_CHECK_INT(st.tx_slot_waits, 0);
+}
+
+static void test_vclock_spurt_on_arrival(void)
+{
+	vh_run(vclock_spurt_on_arrival);
+}
+
+/* A spurt begun 5 ms after a silence packet runs 15 ms ahead of the call's grid. Its sixth
+ * frame comes 3 ms early, 12 ms late, or 18 ms late (3 ms after the grid's slot): each goes in
+ * the ms it comes, with no silence before it. The wait for it runs from the grid, as the slot's
+ * wake-up made it (early_grace), and a frame that comes first gets what the slot would have
+ * left (early_kick). Measured from the spurt's own slot, the wait ended before the grid's, and
+ * the 18 ms frame found a silence packet sent ahead of it (once caught only by timing, in a
+ * TSan pass of CI). */
+static void vclock_spurt_ahead_of_grid(struct vh *v)
+{
+	static const int late_ms[] = {-3, 12, 18};
+	int held = 0;
+
+	for (int i = 0; i < 3; i++)
+		held += vh_spurt(v, 5, 8, 6, late_ms[i], 6);
+	TL_CHECK_INT(held, 0);
+}
+
+static void test_vclock_spurt_ahead_of_grid(void)
+{
+	vh_run(vclock_spurt_ahead_of_grid);
+}
+
 /* burst bytes of agent audio queued at once, then 20 ms of it every 20 ms by the clock for
  * ms, on an engine of its own with media.playout_backlog_ms = backlog_ms. *st: the stream's
  * figures at the end; returns the least queued ms seen over the last 1.5 s. */
@@ -1952,6 +2200,8 @@ int main(void)
 	TL_TEST_RUN(test_spurt_late_frame);
 	TL_TEST_RUN(test_spurt_no_slot_wake);
 	TL_TEST_RUN(test_hosted_spurt);
+	TL_TEST_RUN(test_vclock_spurt_on_arrival);
+	TL_TEST_RUN(test_vclock_spurt_ahead_of_grid);
 	TL_TEST_RUN(test_late_share);
 	TL_TEST_RUN(test_playout_backlog);
 	TL_TEST_RUN(test_playout_backlog_late_worker);

@@ -132,7 +132,7 @@ static int fix_open(struct fix *f, enum tl_sdp_dir dir)
 	worker.cmdfd = -1; /* no wake-ups to send */
 	/* The stream's first report is due TL_RTCP_INTERVAL after it was made; media time starts
 	 * here, so every tick before t0 + TL_RTCP_INTERVAL - 1000 is report-free. */
-	f->t0 = tl_media_now_ms();
+	f->t0 = tl_media_now_ms(NULL);
 	return 0;
 }
 
