@@ -5,7 +5,7 @@
  * bounded queue woken by lws_cancel_service(), the media workers' wake-ups through per-call
  * cells on that loop's lock-free stack. Events come back through one bounded event queue +
  * eventfd shared by the loops (trunkline/queue.h: many producers, one consumer).
- * Per-connection I/O is ws_conn.c, message formats ws_dialect.c. */
+ * Per-connection I/O is ws_conn.c and ws_recv.c, message formats ws_dialect.c. */
 #include "trunkline/ws.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* Private to the agent WebSocket client. First the pure half (ws_dialect.c, tl_wsd_*): formats
  * what we send and parses what the agent sends, in the Twilio Media Streams or the native
  * dialect, and maps the agent's mark names to media mark ids; no sockets, no threads. Then the
- * state shared by the socket half (ws.c, ws_conn.c, tl_wsc_*). */
+ * state shared by the socket half (ws.c, ws_conn.c, ws_recv.c, tl_wsc_*). */
 #ifndef TL_WS_INT_H
 #define TL_WS_INT_H
 
@@ -209,7 +209,7 @@ ssize_t tl_wsr_feed(struct tl_wsr *r, uint8_t *p, size_t n, tl_wsr_cb cb, void *
 unsigned char *tl_wsf_frame_op(unsigned char *payload, size_t len, unsigned opcode,
                                const uint8_t key[4]);
 
-/* ---- The socket side (ws.c, ws_conn.c): shared between those two files only. ---- */
+/* ---- The socket side (ws.c, ws_conn.c, ws_recv.c): shared between those two files only. ---- */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -315,7 +315,15 @@ struct tl_ws_conn {
 	unsigned rx_via_lws : 1; /* lws delivered agent data: it keeps reading this socket */
 };
 
-/* ws_conn.c, for the reader (ws_read.c): one piece of an agent message, as lws's RECEIVE gave
+/* ws_conn.c: CLOCK_MONOTONIC in us; the call's one terminal event (FAILED before `start`
+ * went out, CLOSED after; none after the first, or once tl_ws_close asked for the close). */
+int64_t tl_wsc_now_us(void);
+void tl_wsc_end(struct tl_ws_conn *c, const char *why);
+/* ws_recv.c: pauses or resumes the agent's rx, as the playout queue (blocked) and the turn's
+ * share (turn_paused) say. */
+void tl_wsc_rx_flow(struct tl_ws_conn *c);
+
+/* ws_recv.c, for the reader (ws_read.c): one piece of an agent message, as lws's RECEIVE gave
  * it (more: bytes of the frame still to come; final: the message ends here); the agent's close
  * frame (payload, for the call's reason); the framing broke (the agent gets 1002, the call goes
  * to its fallback); the stream ended or failed (why: NULL at its end). */
@@ -338,7 +346,7 @@ void tl_wsc_rd_schedule(struct tl_ws_conn *c);
 void tl_wsc_rd_unlist(struct tl_ws_conn *c);
 /* c's share of this turn is used up: rx resumes next turn (tl_wsc_turn_resume). */
 void tl_wsc_rd_next_turn(struct tl_wsc_rd *rd);
-/* ws_conn.c: the next turn began for c (its reader's or lws's timer). */
+/* ws_recv.c: the next turn began for c (its reader's or lws's timer). */
 void tl_wsc_turn_resume(struct tl_ws_conn *c);
 /* The loop stops: frees what is left of its readers (before its libev loop goes). */
 void tl_wsc_rd_free_all(struct tl_ws_loop *loop);

@@ -1,7 +1,8 @@
 /* One agent loop (tl_ws_loop): a client-only lws_context serviced by its own thread, with a
  * bounded command queue from the control thread woken by lws_cancel_service() and the ready
  * stack of cells the media workers push. A loop owns its connections; ws.c places each call on
- * one loop and routes everything for that call there. Per-connection I/O is ws_conn.c. */
+ * one loop and routes everything for that call there. Per-connection I/O is ws_conn.c (what we
+ * send) and ws_recv.c (what the agent sends). */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
