@@ -1351,6 +1351,7 @@ struct vpkt {
 	uint32_t ts;
 	uint16_t seq;
 	uint8_t marker, silence;
+	int frame; /* the played frame it carries (vh_frame), -1 when none */
 };
 
 struct vh {
@@ -1359,9 +1360,27 @@ struct vh {
 	int64_t due;   /* the worker's next deadline (tl_media_worker_flush) */
 	struct call *c;
 	uint64_t tx; /* the stream's RTP packets read so far */
-	struct vpkt out[512];
+	struct vpkt out[4096];
 	int n_out;
 };
+
+/* Frame k of a test's agent audio: 160 µ-law bytes, k written in the first three (never
+ * silence's 0xFF), so each packet says which frame it carries. */
+static void vh_frame(uint8_t *f, int k)
+{
+	memset(f, 0x55, 160);
+	f[0] = (uint8_t)(0x20 + k % 64);
+	f[1] = (uint8_t)(0x20 + k / 64 % 64);
+	f[2] = (uint8_t)(0x20 + k / 4096 % 64);
+}
+
+static int vh_frame_id(const struct pkt *p)
+{
+	if (p->plen != 160 || p->pl[3] != 0x55 || p->pl[0] < 0x20 || p->pl[0] >= 0x60 ||
+	    p->pl[1] < 0x20 || p->pl[1] >= 0x60 || p->pl[2] < 0x20 || p->pl[2] >= 0x60)
+		return -1;
+	return (p->pl[0] - 0x20) + 64 * (p->pl[1] - 0x20) + 4096 * (p->pl[2] - 0x20);
+}
 
 static int64_t vh_clock(void *arg)
 {
@@ -1382,8 +1401,9 @@ static void vh_collect(struct vh *v)
 			return;
 		}
 		if (v->n_out < (int)(sizeof(v->out) / sizeof(v->out[0])))
-			v->out[v->n_out++] =
-			    (struct vpkt){v->now, p.ts, p.seq, p.marker, (uint8_t)is_silence(&p)};
+			v->out[v->n_out++] = (struct vpkt){
+			    v->now,         p.ts, p.seq, p.marker, (uint8_t)is_silence(&p),
+			    vh_frame_id(&p)};
 	}
 }
 
@@ -1587,6 +1607,149 @@ static void vclock_spurt_ahead_of_grid(struct vh *v)
 static void test_vclock_spurt_ahead_of_grid(void)
 {
 	vh_run(vclock_spurt_ahead_of_grid);
+}
+
+/* ---- the playout's invariants under a random agent, on the virtual clock ---- */
+
+struct vh_agent {
+	uint32_t x; /* xorshift32 state: the run is the same for a seed */
+	int left, i, mode, jit;
+	int64_t base, next, last;
+};
+
+static int vh_between(struct vh_agent *a, int lo, int hi)
+{
+	a->x ^= a->x << 13;
+	a->x ^= a->x >> 17;
+	a->x ^= a->x << 5;
+	return lo + (int)(a->x % (uint32_t)(hi - lo + 1));
+}
+
+/* When the agent plays its next frame. Talk spurts of 3-60 frames after a pause of 0-600 ms:
+ * seven in ten at real time (a ptime apart, give or take up to 12 ms, and now and then a stall
+ * of 30-120 ms within), two as one burst (text to speech), one five frames every 100 ms. */
+static void vh_agent_next(struct vh_agent *a, int64_t now)
+{
+	int64_t t;
+
+	if (a->left == 0) {
+		int r = vh_between(a, 0, 9);
+		a->left = vh_between(a, 3, 60);
+		a->i = 0;
+		a->mode = r < 7 ? 0 : r < 9 ? 1 : 2;
+		a->jit = vh_between(a, 0, 12);
+		a->base = now + vh_between(a, 0, 600);
+	}
+	if (a->mode == 1) {
+		t = a->base;
+	} else if (a->mode == 2) {
+		t = a->base + 100 * (a->i / 5);
+	} else {
+		if (a->i > 0 && vh_between(a, 0, 19) == 0)
+			a->base += vh_between(a, 30, 120);
+		t = a->base + 20 * a->i + vh_between(a, -a->jit, a->jit);
+	}
+	a->next = t < a->last ? a->last : t; /* in order */
+}
+
+/* What the caller must always see (docs/ARCHITECTURE.md), over every packet from first: each
+ * packet one sequence number and one ptime of timestamp after the one before; every played
+ * frame once, in order; the marker on exactly the audio packets that follow silence; no
+ * silence while a frame played before it is still unsent; timestamps never more than a ptime
+ * ahead of the clock. Returns the number of broken rules (each reported once). */
+static int vh_invariants(const struct vh *v, int first, const int64_t *played, int n_played)
+{
+	const struct vpkt *o = v->out;
+	int bad = 0, frames = 0, seen[6] = {0};
+	int64_t ahead_max = -1000000, ahead_min = 1000000;
+
+	for (int i = first; i < v->n_out; i++) {
+		int64_t ahead =
+		    (int64_t)(uint32_t)(o[i].ts - o[first].ts) / 8 - (o[i].at - o[first].at);
+		int r = -1;
+		if (ahead > ahead_max)
+			ahead_max = ahead;
+		if (ahead < ahead_min)
+			ahead_min = ahead;
+		if (i > first && (uint16_t)(o[i].seq - o[i - 1].seq) != 1)
+			r = 0;
+		else if (i > first && o[i].ts - o[i - 1].ts != 160)
+			r = 1;
+		else if (!o[i].silence && o[i].frame != frames)
+			r = 2;
+		else if (i > first && o[i].marker != (!o[i].silence && o[i - 1].silence))
+			r = 3;
+		else if (o[i].silence && frames < n_played && played[frames] <= o[i].at)
+			r = 4;
+		else if (ahead > 20)
+			r = 5;
+		if (r >= 0 && !seen[r]++ && ++bad)
+			fprintf(stderr,
+			        "  packet %d at +%lld ms (seq %u, ts +%u, marker %u, frame %d): "
+			        "rule %d "
+			        "broken (%d frames sent before it, frame %d played at +%lld)\n",
+			        i - first, (long long)(o[i].at - o[first].at), o[i].seq,
+			        (unsigned)(o[i].ts - o[first].ts), o[i].marker, o[i].frame, r,
+			        frames, frames,
+			        frames < n_played ? (long long)(played[frames] - o[first].at)
+			                          : -1LL);
+		frames += !o[i].silence && o[i].frame == frames;
+	}
+	fprintf(stderr, "  %d packets, %d of %d frames sent, timestamps %lld to %lld ms ahead\n",
+	        v->n_out - first, frames, n_played, (long long)ahead_min, (long long)ahead_max);
+	if (frames != n_played) {
+		fprintf(stderr, "  %d frame(s) played but not sent\n", n_played - frames);
+		bad++;
+	}
+	return bad;
+}
+
+/* 15 s of a random agent on the virtual clock for each of three seeds, the host stalling now
+ * and then for 5-40 ms (neither flushing nor playing; under the 200 ms after which a worker
+ * skips packets). The rules of vh_invariants hold over every packet. */
+static void vclock_playout_invariants(struct vh *v)
+{
+	static const uint32_t seeds[] = {0x2545F491u, 0x9E3779B9u, 0x1234567u};
+	static int64_t played[4096];
+	uint8_t f[160];
+
+	for (int s = 0; s < 3; s++) {
+		struct vh_agent a = {.x = seeds[s]};
+		int n = 0, first = v->n_out - 1;
+		int64_t end = v->now + 15000, stall_until = 0;
+		int64_t next_stall = v->now + vh_between(&a, 100, 900);
+
+		vh_agent_next(&a, v->now);
+		while (v->now < end && n < 4096) {
+			v->now++;
+			if (v->now >= next_stall) {
+				stall_until = v->now + vh_between(&a, 5, 40);
+				next_stall = stall_until + vh_between(&a, 100, 900);
+			}
+			if (v->now < stall_until)
+				continue; /* the host is busy: no flush, no play */
+			while (a.next <= v->now && n < 4096) {
+				vh_frame(f, n);
+				TL_CHECK_INT(tl_media_stream_play(v->c->s, f, sizeof(f)), 160);
+				played[n++] = v->now;
+				a.last = v->now;
+				a.i++;
+				a.left--;
+				vh_agent_next(&a, v->now);
+			}
+			vh_tick(v, 0);
+		}
+		vh_run_to(v, v->now + 1500); /* what is queued goes */
+		fprintf(stderr, "  seed %08x:\n", seeds[s]);
+		TL_CHECK_INT(vh_invariants(v, first, played, n), 0);
+		v->out[0] = v->out[v->n_out - 1]; /* the next seed goes on from the last packet */
+		v->n_out = 1;
+	}
+}
+
+static void test_vclock_playout_invariants(void)
+{
+	vh_run(vclock_playout_invariants);
 }
 
 /* burst bytes of agent audio queued at once, then 20 ms of it every 20 ms by the clock for
@@ -2202,6 +2365,7 @@ int main(void)
 	TL_TEST_RUN(test_hosted_spurt);
 	TL_TEST_RUN(test_vclock_spurt_on_arrival);
 	TL_TEST_RUN(test_vclock_spurt_ahead_of_grid);
+	TL_TEST_RUN(test_vclock_playout_invariants);
 	TL_TEST_RUN(test_late_share);
 	TL_TEST_RUN(test_playout_backlog);
 	TL_TEST_RUN(test_playout_backlog_late_worker);
