@@ -320,6 +320,12 @@ int tl_media_create(struct tl_media **out, const struct tl_media_config *cfg)
 	struct tl_media *m = calloc(1, sizeof(*m));
 	int err = 0;
 
+	/* A clock of the caller's own: only for hosted workers, whose host keeps the deadlines
+	 * (a worker's own timerfd runs on CLOCK_MONOTONIC). */
+	if (cfg->clock_ms && !cfg->hosted) {
+		free(m);
+		return -EINVAL;
+	}
 	if (!m)
 		return -ENOMEM;
 	m->cfg = *cfg;

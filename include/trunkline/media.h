@@ -30,7 +30,9 @@ struct tl_media_config {
 	/* 1: the workers get no threads of their own; a host thread runs each one (see
 	 * tl_media_worker_host), e.g. the agent loop that carries the same calls' WebSockets. */
 	int hosted;
-	/* The engine's clock in ms (CLOCK_MONOTONIC when NULL): a test that hosts the worker on
+	/* The engine's clock in ms (CLOCK_MONOTONIC when NULL; hosted only, else tl_media_create
+	 * refuses it with -EINVAL, since a worker's own timer runs on CLOCK_MONOTONIC): a test
+	 * that hosts the worker on
 	 * its own thread steps it by hand, so the playout runs the same on any machine. Every
 	 * time the engine reads (the playout, arrivals, RTCP) and the deadlines
 	 * tl_media_worker_flush returns are on it. */

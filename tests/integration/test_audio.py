@@ -246,9 +246,10 @@ def test_tone_native_16k(binary):
 
 def test_tone_agent_stalls(binary):
     """The echo agent stops for 100 ms, twice, mid-tone (SIGSTOP), and then echoes five frames
-    at once. trunkline sends what stood in the queue by moving its packet grid ahead a packet
-    at a time, ten sends apart (tx_rephased), never as a burst, and counts the moves
-    (tx_ahead_ms): check_stream holds the stream the caller got to that count.
+    at once. trunkline sends a packet that stood in the queue early, ten sends apart
+    (tx_rephased), never as a burst and never more than a ptime ahead of the call's grid, and
+    counts the moves (tx_ahead_ms): check_stream holds the stream the caller got to that
+    count.
     media.playout_backlog_ms is 400 here: with the default 100, a stall that leaves six frames
     queued has the bound drop one after a second instead of the rephasing (seen in CI on a
     busy machine), which this case is not about."""
