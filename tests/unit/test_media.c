@@ -1812,7 +1812,7 @@ static void vclock_playout_standing(struct vh *v)
 	for (int ph = 0; ph < 20; ph++) {
 		struct tl_media_stats st0, st;
 		int first, k = 0, i, least = 1 << 30;
-		int64_t t0, ahead = -1000;
+		int64_t t0, ahead = -1000, early = 0;
 
 		for (i = 0; i < 2000 && !(i > 300 && v->out[v->n_out - 1].silence &&
 		                          v->out[v->n_out - 1].at == v->now);
@@ -1842,9 +1842,14 @@ static void vclock_playout_standing(struct vh *v)
 			int64_t a = (int64_t)(uint32_t)(v->out[i].ts - v->out[first].ts) / 8 -
 			            (v->out[i].at - v->out[first].at);
 			ahead = a > ahead ? a : ahead;
+			if (i > first && v->out[i - 1].at + 20 > v->out[i].at)
+				early += v->out[i - 1].at + 20 - v->out[i].at;
 		}
 		tl_media_stream_stats(v->c->s, &st);
 		TL_CHECK(ahead <= 20);
+		/* the record's tx_ahead_ms is what the caller saw: ms under a ptime after the last
+		 */
+		TL_CHECK_INT(early, (int64_t)(st.tx_ahead_ms - st0.tx_ahead_ms));
 		TL_CHECK_INT(st.playout_dropped_ms, st0.playout_dropped_ms);
 		if (v->backlog_ms) {
 			TL_CHECK(least == 20 || least == 40);
