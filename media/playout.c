@@ -231,11 +231,11 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		                          memory_order_relaxed);
 	}
 	if (rephase && s->tx_next > now + 1) {
-		/* The waiting packet goes next ms: the spurt runs that much ahead of the call's grid,
-		 * a ptime at most, as a spurt that started on arrival. The grid, where the timestamps
-		 * belong, stays with the clock: moved, it ran a ptime further ahead of the clock with
-		 * every catch-up, and the silence after each went back to it faster than real time
-		 * (test_vclock_playout_invariants, with the bound at its default). */
+		/* The waiting packet goes next ms: the spurt runs that much ahead of the call's
+		 * grid, a ptime at most, as a spurt that started on arrival. The grid, where the
+		 * timestamps belong, stays with the clock: moved, it ran a ptime further ahead of
+		 * the clock with every catch-up, and the silence after each went back to it faster
+		 * than real time (test_vclock_playout_standing). */
 		int64_t early = s->tx_next - (now + 1), room = s->tx_next - (s->home_next - p);
 		if (early > room)
 			early = room;
