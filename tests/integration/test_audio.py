@@ -246,17 +246,17 @@ def test_tone_native_16k(binary):
 
 def test_tone_agent_stalls(binary):
     """The echo agent stops for 100 ms, twice, mid-tone (SIGSTOP), and then echoes five frames
-    at once. trunkline sends a packet that stood in the queue early, ten sends apart
-    (tx_rephased), never as a burst and never more than a ptime ahead of the call's grid, and
-    counts the moves (tx_ahead_ms): check_stream holds the stream the caller got to that
-    count.
+    at once. What stood in the queue goes out a ptime apart, never as a burst: check_stream
+    holds the stream the caller got to the moves trunkline counted (tx_ahead_ms). A catch-up
+    of what stood (tx_rephased) may or may not happen: only while the spurt is less than a
+    ptime ahead of the call's grid, which depends on where the echo lands against it
+    (unit.test_media's test_vclock_playout_standing covers every phase).
     media.playout_backlog_ms is 400 here: with the default 100, a stall that leaves six frames
     queued has the bound drop one after a second instead of the rephasing (seen in CI on a
     busy machine), which this case is not about."""
     _, _, record = tone_call(binary, "agent-stalls", "audio_early.xml", "PCMU",
                              keys={"pt": 0, "codec": "PCMU"}, agent_stalls=2,
                              tl_args={"media": {"playout_backlog_ms": 400}})
-    assert record.get("tx_rephased", 0) >= 1, f"no packet rephased after the stalls: {record}"
     assert record.get("playout_dropped_ms") == 0, record
 
 
