@@ -28,6 +28,15 @@
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
 #define TL_WHEEL         128  /* playout wheel: 1 ms slots, a power of two */
 
+/* Adds n to a counter that only the stream's worker writes (other threads only read it): a
+ * relaxed load and store, without the locked read-modify-write of atomic_fetch_add, which
+ * would cost several of those a packet. */
+static inline void tl_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+	                      memory_order_relaxed);
+}
+
 /* Downlink audio: a singly linked list of chunks written by the producer thread and read by the
  * worker; consumed chunks go back through a lock-free stack so the worker never frees. */
 struct tl_chunk {
@@ -60,22 +69,25 @@ union tl_rtp_addr {
 /* Where a call's RTP may come from and where ours goes (rtp_source.c). Worker-owned, except the
  * counters and foreign_from (written once, then have_foreign), which any thread may read. */
 struct tl_rtp_source {
-	int strict;            /* the SDP address only, never learn */
-	int relearn_ms;        /* learn again after the source is silent this long; 0 = never */
-	int have_sdp;          /* tl_rtp_source_set_sdp was called */
-	union tl_rtp_addr sdp; /* the address the SDP names */
-	socklen_t sdp_len;     /* 0: none (delayed offer, hold with 0.0.0.0) */
-	union tl_rtp_addr src; /* the accepted RTP source, once learned */
+	/* Read on every packet first (the first cache line): the check and where ours go. */
+	int locked;     /* src is in force; 0 while learning */
+	int strict;     /* the SDP address only, never learn */
+	int relearn_ms; /* learn again after the source is silent this long; 0 = never */
 	socklen_t src_len;
-	int locked; /* src is in force; 0 while learning */
 	int64_t last_rx;
-	union tl_rtp_addr cand; /* learning: the run of packets being watched */
+	union tl_rtp_addr src; /* the accepted RTP source, once learned */
+	socklen_t rtp_to_len;
+	union tl_rtp_addr rtp_to; /* where ours go */
+	int have_sdp;             /* tl_rtp_source_set_sdp was called */
+	union tl_rtp_addr sdp;    /* the address the SDP names */
+	socklen_t sdp_len;        /* 0: none (delayed offer, hold with 0.0.0.0) */
+	union tl_rtp_addr cand;   /* learning: the run of packets being watched */
 	socklen_t cand_len;
 	uint32_t cand_ssrc;
 	uint16_t cand_seq;
 	unsigned cand_n;
-	union tl_rtp_addr rtp_to, rtcp_to; /* where ours go */
-	socklen_t rtp_to_len, rtcp_to_len;
+	union tl_rtp_addr rtcp_to; /* where our RTCP goes */
+	socklen_t rtcp_to_len;
 	int rtcp_latched; /* rtcp_to is where the peer's RTCP comes from */
 	_Atomic uint64_t rx_foreign, rx_learning, rtcp_dropped;
 	atomic_int have_foreign;
@@ -107,23 +119,17 @@ struct tl_relay {
 
 struct tl_media_worker;
 
+/* The fields are grouped by when they are used, so that a packet touches few cache lines (at
+ * 1000 calls each call's state is out of the cache by its next packet): what every packet
+ * reads, then the send side, the counters, the source check, the negotiation, and what only
+ * set-up, DTMF, ringback and RTCP use. The groups start on a cache line (tl_stream_alloc
+ * allocates the struct aligned). */
 struct tl_media_stream {
-	atomic_int refs;
-	struct tl_media_worker *w;
+	/* ---- Every packet, both ways. ---- */
+	_Alignas(64) atomic_int refs;
 	int rtp_fd, rtcp_fd;
-	int registered; /* in the worker's epoll set */
-	int index;      /* in the worker's stream array */
-
-	/* Worker-owned copy of the negotiation; replaced by update commands. */
-	struct tl_rtp_source src; /* who may send to us, where we send */
-	struct tl_sdp_media sdp;
-	enum tl_media_agent_format fmt;
-	int agent_rate;
-	size_t agent_frame; /* bytes of 20 ms in the agent format */
-	void (*notify)(void *arg);
-	void *notify_arg;
-	void (*notify_release)(void *arg);
-
+	int index; /* in the worker's stream array */
+	struct tl_media_worker *w;
 	/* Uplink: worker produces, consumer thread polls. */
 	struct tl_reorder *reorder;
 	/* Codec path (stream_codec.c), set up at negotiation and when a re-INVITE changes the
@@ -131,6 +137,7 @@ struct tl_media_stream {
 	 * when they are equal), µ-law straight through to a µ-law agent. */
 	struct tl_codec_ctx *codec;
 	SpeexResamplerState *up_rs, *down_rs;
+	struct tl_srtp *srtp; /* worker-owned; NULL when the call is plain RTP (srtp.c) */
 	int passthrough;
 	int codec_fec;      /* gaps wait for the next packet, whose FEC rebuilds the last one */
 	int gaps_pending;   /* gaps reported by the reorder stage, not yet concealed */
@@ -142,18 +149,22 @@ struct tl_media_stream {
 	atomic_uint up_head, up_tail;
 	atomic_int up_notified;
 	uint32_t up_seq, up_ms;
+	enum tl_media_agent_format fmt;
+	size_t agent_frame; /* bytes of 20 ms in the agent format */
+	void (*notify)(void *arg);
+	void *notify_arg;
 	uint32_t rx_ssrc;
 	int have_rx_ssrc;
-	uint32_t dtmf_last_ts; /* RTP ts of the last digit reported */
-	int dtmf_reported;
 	struct tl_rtp_jitter jitter;
 	uint16_t rx_max_seq;
 	uint32_t rx_cycles, rx_base_seq, rx_count;
+	int registered; /* in the worker's epoll set */
 
+	/* ---- The send side: downlink queue, transmit state, playout schedule. ---- */
 	/* Downlink: producer thread plays, worker sends. */
-	struct tl_chunk *dl_tail;    /* producer */
-	uint64_t dl_written;         /* producer: bytes ever written */
-	atomic_uint_fast64_t dl_pub; /* published dl_written */
+	_Alignas(64) struct tl_chunk *dl_tail; /* producer */
+	uint64_t dl_written;                   /* producer: bytes ever written */
+	atomic_uint_fast64_t dl_pub;           /* published dl_written */
 	atomic_uint_fast64_t dl_clear_upto;
 	struct tl_chunk *dl_head;           /* worker */
 	uint32_t dl_rd;                     /* worker: offset in dl_head */
@@ -162,13 +173,9 @@ struct tl_media_stream {
 	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
 	size_t dl_max;                      /* bound in bytes */
 	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (480 for µ-law) */
-	/* TL_MARK_SLOTS, allocated by the producer at the call's first mark (most agents send
-	 * none) before it publishes mark_head; the worker reads it only once mark_head says it
-	 * holds a mark. */
-	struct tl_mark *marks;
 	atomic_uint mark_head, mark_tail;
-	char dtmf_q[TL_DTMF_SLOTS];
 	atomic_uint dtmf_head, dtmf_tail;
+	atomic_uint ring_on; /* see ring, below */
 
 	/* Transmit state, worker only. */
 	uint32_t ssrc;
@@ -176,33 +183,7 @@ struct tl_media_stream {
 	uint32_t tx_ts;
 	int talking;
 	char dtmf_digit; /* digit being sent, 0 when none */
-	uint32_t dtmf_ts;
-	unsigned dtmf_ticks, dtmf_end_sent;
 	int64_t next_rtcp_ms;
-	uint32_t last_sr_mid;
-	int64_t last_sr_at;
-	uint32_t rtcp_expected_prior, rtcp_received_prior;
-
-	/* Ringback (tl_media_stream_ringback): ring is set once by the control thread before it
-	 * publishes ring_on (0 off, else a start count: a new count restarts the cadence). */
-	struct tl_tone_cadence *ring;
-	atomic_uint ring_on;
-	unsigned ring_starts; /* control thread */
-	unsigned ring_seen;   /* worker: the start count being played */
-	uint32_t ring_pos;    /* worker: samples into the cadence */
-
-	/* Counters: written by the worker, read anywhere (relaxed). */
-	_Atomic uint64_t st_rx_packets, st_rx_bytes, st_rx_bad, st_tx_packets, st_tx_bytes,
-	    st_tx_silence, st_up_drops, st_rx_srtp_fail;
-	struct tl_srtp *srtp; /* worker-owned; NULL when the call is plain RTP (srtp.c) */
-	_Atomic uint64_t st_rx_fec;
-	/* Worker-owned figures (reorder counters, jitter) published once a tick, so that other
-	 * threads never read the worker's plain fields. */
-	_Atomic uint64_t st_rx_late, st_rx_dup, st_rx_lost;
-	_Atomic uint32_t st_jitter; /* ms */
-	/* sdp.te_pt as the agent thread may read it (tl_media_stream_dtmf): set with s->sdp. */
-	atomic_int te_pt_pub;
-	struct tl_relay relay; /* relay.c */
 
 	/* Playout schedule (playout.c), worker only: the next packet is due at tx_next; its
 	 * timestamp belongs at home_next on the call's own grid (set at start, ptime apart).
@@ -214,21 +195,59 @@ struct tl_media_stream {
 	/* Spurt wake-up: the producer pushes the stream once on its worker's kick stack. */
 	atomic_int kicked;
 	struct tl_media_stream *kick_next;
-	int kick_stale; /* worker only: audio went on its slot since the kick (playout.c) */
+	int kick_stale;  /* worker only: audio went on its slot since the kick (playout.c) */
+	int standing;    /* sends in a row over a small standing queue */
+	int spurt_wait;  /* this slot already waited for a talk spurt's frame */
+	int spurt_early; /* ms of that wait taken when the last packet went (playout.c) */
 	/* Backlog bound (media.playout_backlog_ms): the queue's least over a window, and the
 	 * agent's count of audio when it began (it ends at bl_until). Worker only; dl_backlog 0 =
 	 * off. */
 	size_t dl_backlog;
 	uint64_t bl_min, bl_in0;
 	int64_t bl_until;
-	_Atomic uint64_t st_tx_on_arrival, st_dl_dropped; /* packets; bytes of agent audio */
-	int standing;    /* sends in a row over a small standing queue */
-	int spurt_wait;  /* this slot already waited for a talk spurt's frame */
-	int spurt_early; /* ms of that wait taken when the last packet went (playout.c) */
+	struct tl_relay relay; /* relay.c */
+
+	/* ---- Counters: written by the worker only (tl_stat_add), read anywhere (relaxed). ---- */
+	_Alignas(64) _Atomic uint64_t st_rx_packets, st_rx_bytes, st_tx_packets, st_tx_bytes,
+	    st_tx_silence, st_tx_on_arrival;
+	/* Worker-owned figures (reorder counters, jitter) published once a tick, so that other
+	 * threads never read the worker's plain fields. */
+	_Atomic uint64_t st_rx_late, st_rx_dup, st_rx_lost;
+	_Atomic uint32_t st_jitter; /* ms */
+	_Atomic uint64_t st_rx_bad, st_up_drops, st_rx_srtp_fail, st_rx_fec;
+	_Atomic uint64_t st_dl_dropped;    /* bytes of agent audio (the backlog bound) */
 	_Atomic uint64_t st_tx_rephased;   /* standing packets sent early (playout.c) */
 	_Atomic uint64_t st_tx_slot_waits; /* spurt_grace's waits at the slot (playout.c) */
 	_Atomic uint64_t st_tx_ahead_ms;   /* ms packets went under a ptime after the one before,
 	                                    * on arrival or rephased, in all (playout.c) */
+
+	/* ---- Worker-owned copy of the negotiation; replaced by update commands. ---- */
+	_Alignas(64) struct tl_rtp_source src; /* who may send to us, where we send */
+	struct tl_sdp_media sdp;
+	/* sdp.te_pt as the agent thread may read it (tl_media_stream_dtmf): set with s->sdp. */
+	atomic_int te_pt_pub;
+
+	/* ---- Set-up, DTMF, ringback, RTCP: not on every packet. ---- */
+	int agent_rate;
+	void (*notify_release)(void *arg);
+	uint32_t dtmf_last_ts; /* RTP ts of the last digit reported */
+	int dtmf_reported;
+	/* TL_MARK_SLOTS, allocated by the producer at the call's first mark (most agents send
+	 * none) before it publishes mark_head; the worker reads it only once mark_head says it
+	 * holds a mark. */
+	struct tl_mark *marks;
+	char dtmf_q[TL_DTMF_SLOTS];
+	uint32_t dtmf_ts;
+	unsigned dtmf_ticks, dtmf_end_sent;
+	uint32_t last_sr_mid;
+	int64_t last_sr_at;
+	uint32_t rtcp_expected_prior, rtcp_received_prior;
+	/* Ringback (tl_media_stream_ringback): ring is set once by the control thread before it
+	 * publishes ring_on (0 off, else a start count: a new count restarts the cadence). */
+	struct tl_tone_cadence *ring;
+	unsigned ring_starts; /* control thread */
+	unsigned ring_seen;   /* worker: the start count being played */
+	uint32_t ring_pos;    /* worker: samples into the cadence */
 };
 
 struct tl_media_cmd {

@@ -90,7 +90,7 @@ static void backlog_check(struct tl_media_stream *s, int64_t now)
 	    in * TL_BACKLOG_DEN >= rt * TL_BACKLOG_LOW_N) {
 		uint64_t drop = (s->bl_min - s->dl_backlog) / s->agent_frame * s->agent_frame;
 		drop = tl_stream_dl_take(s, NULL, (size_t)drop);
-		atomic_fetch_add_explicit(&s->st_dl_dropped, drop, memory_order_relaxed);
+		tl_stat_add(&s->st_dl_dropped, drop);
 	}
 	s->bl_min = UINT64_MAX;
 	s->bl_in0 = pub;
@@ -136,7 +136,7 @@ static int spurt_grace(struct tl_media_stream *s, int64_t late)
 		return 0;
 	s->spurt_wait = 1;
 	s->tx_next += grace;
-	atomic_fetch_add_explicit(&s->st_tx_slot_waits, 1, memory_order_relaxed);
+	tl_stat_add(&s->st_tx_slot_waits, 1);
 	return 1;
 }
 
@@ -195,7 +195,7 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		/* No more audio: silence goes on the grid, where the timestamps are. Audio that
 		 * comes before then goes when it arrives (a kick). */
 		s->tx_next = s->home_next;
-		atomic_fetch_add_explicit(&s->st_tx_slot_waits, 1, memory_order_relaxed);
+		tl_stat_add(&s->st_tx_slot_waits, 1);
 		wheel_link(w, s);
 		return;
 	}
@@ -227,8 +227,7 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		/* silence after a spurt that ran late: back to the call's grid, half a ptime at a
 		 * time at most (the next packet goes that much under a ptime after this one) */
 		s->tx_next = s->home_next > now + p / 2 ? s->home_next : now + p / 2;
-		atomic_fetch_add_explicit(&s->st_tx_ahead_ms, (uint64_t)(now + p - s->tx_next),
-		                          memory_order_relaxed);
+		tl_stat_add(&s->st_tx_ahead_ms, (uint64_t)(now + p - s->tx_next));
 	}
 	if (rephase && s->tx_next > now + 1) {
 		/* The waiting packet goes next ms: the spurt runs that much ahead of the call's
@@ -241,9 +240,8 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 			early = room;
 		if (early > 0) {
 			s->tx_next -= early;
-			atomic_fetch_add_explicit(&s->st_tx_rephased, 1, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s->st_tx_ahead_ms, (uint64_t)early,
-			                          memory_order_relaxed);
+			tl_stat_add(&s->st_tx_rephased, 1);
+			tl_stat_add(&s->st_tx_ahead_ms, (uint64_t)early);
 		}
 	}
 	if (!w->no_early_grace)
@@ -295,13 +293,10 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
 		    tl_stream_dl_queued(s) > 0) {
 			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
-				atomic_fetch_add_explicit(&s->st_tx_on_arrival, 1,
-				                          memory_order_relaxed);
+				tl_stat_add(&s->st_tx_on_arrival, 1);
 			/* what the caller sees: this packet under a ptime after the one before */
 			if (s->tx_last && s->tx_last + p > now)
-				atomic_fetch_add_explicit(&s->st_tx_ahead_ms,
-				                          (uint64_t)(s->tx_last + p - now),
-				                          memory_order_relaxed);
+				tl_stat_add(&s->st_tx_ahead_ms, (uint64_t)(s->tx_last + p - now));
 			wheel_unlink(w, s);
 			s->tx_next = now;
 			due(w, s, now);

@@ -54,9 +54,7 @@ static void ring_put(struct tl_relay *r, const int16_t *src, size_t n)
 	if (fill_level(r) + n > TL_RELAY_SAMPLES) {
 		size_t drop = fill_level(r) + n - TL_RELAY_SAMPLES;
 		r->rd += (uint32_t)drop;
-		atomic_fetch_add_explicit(&r->st_dropped,
-		                          (drop + TL_RELAY_FRAME - 1) / TL_RELAY_FRAME,
-		                          memory_order_relaxed);
+		tl_stat_add(&r->st_dropped, (drop + TL_RELAY_FRAME - 1) / TL_RELAY_FRAME);
 	}
 	for (size_t i = 0; i < n; i++)
 		r->buf[(r->wr + i) % TL_RELAY_SAMPLES] = src[i];
@@ -97,8 +95,7 @@ int tl_relay_take(struct tl_media_stream *s, int16_t *pcm8, size_t n)
 	for (size_t i = 0; i < n; i++)
 		pcm8[i] = r->buf[(r->rd + i) % TL_RELAY_SAMPLES];
 	r->rd += (uint32_t)n;
-	atomic_fetch_add_explicit(&r->st_relayed, (n + TL_RELAY_FRAME / 2) / TL_RELAY_FRAME,
-	                          memory_order_relaxed);
+	tl_stat_add(&r->st_relayed, (n + TL_RELAY_FRAME / 2) / TL_RELAY_FRAME);
 	return 1;
 }
 

@@ -20,15 +20,16 @@
 
 /* One connection's outbound state: who we are and the Twilio sequenceNumber. */
 struct tl_wsd {
+	/* What every `media` message uses first (one cache line), then the rest. */
 	enum tl_dialect dialect;
-	int sample_rate;   /* native: the agent's L16 rate */
+	int sample_rate; /* native: the agent's L16 rate */
+	uint64_t seq;    /* Twilio sequenceNumber of the last message sent, 0 before `start` */
+	char *sid_json;  /* stream_sid as a JSON string literal, quotes included */
+	size_t sid_json_len;
 	const char *codec; /* native: the caller's codec (static string), NULL = unknown */
 	char *call_sid, *stream_sid;
+	json_t *meta;         /* the call metadata object */
 	char account_sid[65]; /* Twilio accountSid: TL_WSD_ACCOUNT_SID unless configured */
-	char *sid_json;       /* stream_sid as a JSON string literal, quotes included */
-	size_t sid_json_len;
-	json_t *meta; /* the call metadata object */
-	uint64_t seq; /* Twilio sequenceNumber of the last message sent, 0 before `start` */
 };
 
 /* Copies the strings and parses meta_json (NULL = {}). Returns 0, -EINVAL when meta_json is not
@@ -259,18 +260,51 @@ enum tl_wsc_state {
 
 struct tl_wsc_rd; /* ws_read.c */
 
+/* The fields every message touches come first, so that a frame touches few cache lines (at
+ * 1000 calls a call's state is out of the cache by its next frame); conn_new (ws.c) aligns the
+ * struct to a cache line. */
 struct tl_ws_conn {
-	struct tl_ws_loop *loop;
-	struct tl_ws_conn *prev, *next; /* loop->conns, the loop's thread */
+	_Alignas(64) struct tl_ws_loop *loop;
 	struct tl_ws_cell *cell;
 	struct tl_media_stream *stream;
 	struct lws *wsi;
-	uint64_t call;
 	enum tl_wsc_state state;
 	unsigned linked : 1, in_connect : 1, sync_failed : 1, wsi_gone : 1, sent_connected : 1,
 	    sent_start : 1, opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1,
 	    warned_dtmf : 1, warned_binary : 1, ended : 1, rx_paused : 1, turn_paused : 1,
 	    warned_ctl : 1, warned_choked : 1, counted : 1;
+	unsigned rx_via_lws : 1; /* lws delivered agent data: it keeps reading this socket */
+	unsigned n_info_dtmf;
+	/* Our own reader of the socket (ws_read.c), NULL while lws reads it. */
+	struct tl_wsc_rd *rd;
+	int64_t last_rx_ms;
+	uint64_t turn; /* ws->turn when turn_msgs / turn_bytes were last reset */
+	unsigned turn_msgs;
+	size_t turn_bytes;
+
+	unsigned char *rx; /* the agent message being assembled */
+	size_t rx_len, rx_cap;
+	int rx_binary;
+	uint8_t *dec; /* agent audio decoded, pending while blocked */
+	size_t dec_len, dec_off, dec_cap;
+	uint8_t carry; /* native: odd trailing byte */
+	int has_carry;
+	unsigned char *bl; /* messages that came in while blocked: [u32 len][u8 binary][data] */
+	size_t bl_len, bl_off, bl_cap;
+
+	struct tl_wsd d;
+
+	/* Not on every message. */
+	struct tl_ws_conn *prev, *next; /* loop->conns, the loop's thread */
+	uint64_t call;
+	struct tl_wsd_marks marks;
+	struct tl_wsd_bucket ctl;
+	int64_t choked_since_ms;
+	uint64_t st_bad, st_marks_refused, st_audio_dropped, st_ctl_dropped;
+	char info_dtmf[16];          /* digits from SIP INFO waiting to be sent */
+	struct tl_ws_conn *own_next; /* loop->own_list: the take-over check is due next turn */
+	unsigned own_tries, own_listed;
+	lws_sorted_usec_list_t sul_connect, sul_idle, sul_play, sul_turn, sul_choked;
 	char reason[128];                 /* FAILED / CLOSED reason when lws gave one */
 	enum lws_close_status close_code; /* REFUSING */
 	const char *close_why;            /* REFUSING: a string literal, for the agent */
@@ -284,35 +318,6 @@ struct tl_ws_conn {
 	char *ca;     /* the agent's "ca": verified with a vhost of its own (tl_wsc_ca_vhost) */
 	json_t *headers;
 	int connect_timeout_ms, idle_timeout_ms;
-
-	struct tl_wsd d;
-	struct tl_wsd_marks marks;
-
-	unsigned char *rx; /* the agent message being assembled */
-	size_t rx_len, rx_cap;
-	int rx_binary;
-	uint8_t *dec; /* agent audio decoded, pending while blocked */
-	size_t dec_len, dec_off, dec_cap;
-	uint8_t carry; /* native: odd trailing byte */
-	int has_carry;
-	unsigned char *bl; /* messages that came in while blocked: [u32 len][u8 binary][data] */
-	size_t bl_len, bl_off, bl_cap;
-
-	lws_sorted_usec_list_t sul_connect, sul_idle, sul_play, sul_turn, sul_choked;
-	int64_t last_rx_ms;
-	uint64_t turn; /* ws->turn when turn_msgs / turn_bytes were last reset */
-	unsigned turn_msgs;
-	size_t turn_bytes;
-	struct tl_wsd_bucket ctl;
-	int64_t choked_since_ms;
-	uint64_t st_bad, st_marks_refused, st_audio_dropped, st_ctl_dropped;
-	char info_dtmf[16]; /* digits from SIP INFO waiting to be sent */
-	unsigned n_info_dtmf;
-	/* Our own reader of the socket (ws_read.c), NULL while lws reads it. */
-	struct tl_wsc_rd *rd;
-	struct tl_ws_conn *own_next; /* loop->own_list: the take-over check is due next turn */
-	unsigned own_tries, own_listed;
-	unsigned rx_via_lws : 1; /* lws delivered agent data: it keeps reading this socket */
 };
 
 /* ws_conn.c: CLOCK_MONOTONIC in us; the call's one terminal event (FAILED before `start`
