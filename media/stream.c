@@ -109,6 +109,19 @@ static void uplink_dtmf(struct tl_media_stream *s, const uint8_t *p, size_t len,
 	tl_stream_up_commit(s);
 }
 
+/* One packet in sequence order: its payload type and payload. */
+static void deliver(struct tl_media_stream *s, uint8_t pt, const uint8_t *p, size_t len,
+                    uint32_t ts)
+{
+	tl_stream_flush_gaps(s, pt == s->sdp.pt ? p : NULL, len);
+	if (s->sdp.te_pt >= 0 && pt == s->sdp.te_pt)
+		uplink_dtmf(s, p, len, ts);
+	else if (pt == s->sdp.pt)
+		tl_stream_uplink_audio(s, p, len);
+	else if (pt == 13)
+		tl_stream_uplink_lost(s, NULL, 0); /* comfort noise: a silent frame */
+}
+
 static void drain_reorder(struct tl_media_stream *s, int64_t now)
 {
 	struct tl_reorder_pkt pkt;
@@ -123,16 +136,8 @@ static void drain_reorder(struct tl_media_stream *s, int64_t now)
 				tl_stream_uplink_lost(s, NULL, 0);
 			continue;
 		}
-		if (pkt.len < 1)
-			continue;
-		uint8_t pt = pkt.payload[0];
-		tl_stream_flush_gaps(s, pt == s->sdp.pt ? pkt.payload + 1 : NULL, pkt.len - 1);
-		if (s->sdp.te_pt >= 0 && pt == s->sdp.te_pt)
-			uplink_dtmf(s, pkt.payload + 1, pkt.len - 1, pkt.ts);
-		else if (pt == s->sdp.pt)
-			tl_stream_uplink_audio(s, pkt.payload + 1, pkt.len - 1);
-		else if (pt == 13)
-			tl_stream_uplink_lost(s, NULL, 0); /* comfort noise: a silent frame */
+		if (pkt.len >= 1)
+			deliver(s, pkt.payload[0], pkt.payload + 1, pkt.len - 1, pkt.ts);
 	}
 	tl_stream_flush_gaps(s, NULL, 0);
 }
@@ -177,12 +182,18 @@ void tl_stream_on_rtp(struct tl_media_stream *s, const uint8_t *pkt, size_t len,
 	track_seq(s, h.seq);
 	/* Arrival in the codec's RTP clock units: 8 per ms, 48 for Opus. */
 	tl_rtp_jitter_update(&s->jitter, h.ts, (uint32_t)(now * s->clock_khz));
-	buf[0] = h.pt;
-	memcpy(buf + 1, h.payload, h.payload_len);
 	/* Longer packets than the negotiation implies (a ptime the peer did not announce): the
 	 * slots grow once to fit them; should that fail, the push drops them (counted). */
 	if (h.payload_len + 1 > tl_reorder_max_payload(s->reorder))
 		tl_reorder_resize(&s->reorder, h.payload_len + 1);
+	/* The next packet in order with none waiting (nor any gap: those go with the packet
+	 * after them, in the same drain) goes on from here, without a copy through its slot. */
+	if (tl_reorder_pass(s->reorder, h.seq, h.payload_len + 1)) {
+		deliver(s, h.pt, h.payload, h.payload_len, h.ts);
+		return;
+	}
+	buf[0] = h.pt;
+	memcpy(buf + 1, h.payload, h.payload_len);
 	if (tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now) == -ENOBUFS) {
 		drain_reorder(s, now);
 		tl_reorder_push(s->reorder, h.seq, h.ts, buf, h.payload_len + 1, now);

@@ -59,6 +59,11 @@ int tl_reorder_resize(struct tl_reorder **r, size_t max_payload);
 int tl_reorder_push(struct tl_reorder *r, uint16_t seq, uint32_t ts, const uint8_t *payload,
                     size_t len, int64_t now_ms);
 
+/* The usual case without the copy: seq is the next to hand on, nothing is buffered and len fits
+ * a slot. Then it is counted as pushed and popped (forwarded), and 1 is returned: the caller
+ * hands the packet on itself, now. Otherwise 0, nothing changed: push it as usual. */
+int tl_reorder_pass(struct tl_reorder *r, uint16_t seq, size_t len);
+
 /* Next in-sequence packet or gap into *out. Returns 0, or -EAGAIN when there is nothing to hand
  * on yet. A missing packet is reported as a gap once reorder_ms have passed since the earliest
  * arrival of any packet buffered behind it; nothing is reported while nothing later arrived.

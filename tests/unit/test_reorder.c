@@ -1,6 +1,7 @@
 /* Reorder stage tests: in-order pass-through, swapped pair, gap concealed exactly at reorder_ms,
  * burst loss, late and duplicate drops, sequence wrap, big-jump resync both ways, -ENOBUFS on a
- * busy slot (also across the wrap), reset, argument checks, and the stats invariant. */
+ * busy slot (also across the wrap), reset, argument checks, the stats invariant, and the
+ * copy-free pass (tl_reorder_pass) against push and pop. */
 #include "trunkline/reorder.h"
 #include "tl_test.h"
 
@@ -376,6 +377,118 @@ static void test_resize(void)
 	tl_reorder_destroy(r);
 }
 
+/* tl_reorder_pass is push + pop for the packet it takes: two stages fed the same random stream
+ * (in order, swapped, lost, duplicated, late, jumps, around the wrap), one through push and pop
+ * only and one through pass first, hand on the same packets and gaps at the same times and end
+ * with the same counters. */
+static void test_pass_equivalence(void)
+{
+	uint32_t rnd = 12345;
+	unsigned passed = 0, pushed = 0;
+
+	for (int round = 0; round < 20; round++) {
+		struct tl_reorder *a = mk(8), *b = mk(8);
+		struct tl_reorder_stats sa, sb;
+		uint16_t seq = (uint16_t)(65500 + round * 7);
+		int64_t now = 0;
+
+		for (int i = 0; i < 400; i++) {
+			rnd = rnd * 1103515245u + 12345u;
+			unsigned r = (rnd >> 16) % 100;
+			uint16_t s = seq;
+			if (r < 70)
+				seq++; /* in order */
+			else if (r < 78)
+				s = (uint16_t)(seq +
+				               1); /* ahead: seq itself comes next time, swapped */
+			else if (r < 84)
+				seq = (uint16_t)(seq + 2), s = seq; /* one lost */
+			else if (r < 90)
+				s = (uint16_t)(seq - 1 - (rnd >> 8) % 3); /* duplicate or late */
+			else if (r < 92)
+				seq = (uint16_t)(seq + 500), s = seq; /* a jump: resync */
+			else
+				seq++, now += 40; /* in order, after a pause */
+			now += (int64_t)((rnd >> 4) % 25);
+
+			/* a: push (again after draining on -ENOBUFS), then drain; b: the same, but
+			 * pass first, as tl_stream_on_rtp does. Both hand-ons are listed in order.
+			 */
+			long la[40], lb[40];
+			int na = 0, nb = 0, ra, rb = 0;
+			ra = push(a, s, now);
+			if (ra == -ENOBUFS) {
+				while (na < 39 && (la[na] = pop(a, now)) != -1)
+					na++;
+				ra = push(a, s, now);
+			}
+			while (na < 39 && (la[na] = pop(a, now)) != -1)
+				na++;
+			if (tl_reorder_pass(b, s, 4)) {
+				passed++;
+				lb[nb++] = s;
+			} else {
+				pushed++;
+				rb = push(b, s, now);
+				if (rb == -ENOBUFS) {
+					while (nb < 39 && (lb[nb] = pop(b, now)) != -1)
+						nb++;
+					rb = push(b, s, now);
+				}
+				TL_CHECK_INT(rb, ra);
+			}
+			while (nb < 39 && (lb[nb] = pop(b, now)) != -1)
+				nb++;
+			TL_CHECK_INT(nb, na);
+			for (int k = 0; k < na && k < nb; k++)
+				TL_CHECK_INT(lb[k], la[k]);
+			TL_CHECK_INT(tl_reorder_next_deadline(b), tl_reorder_next_deadline(a));
+		}
+		tl_reorder_stats_get(a, &sa);
+		tl_reorder_stats_get(b, &sb);
+		TL_CHECK_INT(sb.received, sa.received);
+		TL_CHECK_INT(sb.forwarded, sa.forwarded);
+		TL_CHECK_INT(sb.lost, sa.lost);
+		TL_CHECK_INT(sb.late, sa.late);
+		TL_CHECK_INT(sb.duplicate, sa.duplicate);
+		TL_CHECK_INT(sb.resync, sa.resync);
+		TL_CHECK_INT(sb.overflow, sa.overflow);
+		TL_CHECK_INT(sb.flushed, sa.flushed);
+		tl_reorder_destroy(a);
+		tl_reorder_destroy(b);
+	}
+	/* Both ways were taken, the pass most of the time. */
+	TL_CHECK(passed > 2000);
+	TL_CHECK(pushed > 500);
+}
+
+/* pass refuses what it must not take: before the first packet, a packet out of order, while
+ * one is buffered, and one longer than the slots; and then changes nothing. */
+static void test_pass_refuses(void)
+{
+	struct tl_reorder *r = mk(16);
+	struct tl_reorder_stats s;
+
+	TL_CHECK_INT(tl_reorder_pass(r, 100, 4), 0); /* not started */
+	TL_CHECK_INT(push(r, 100, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 100);
+	TL_CHECK_INT(tl_reorder_pass(r, 101, 4), 1);
+	TL_CHECK_INT(tl_reorder_pass(r, 103, 4), 0); /* 102 missing */
+	TL_CHECK_INT(push(r, 103, 0), 0);
+	TL_CHECK_INT(tl_reorder_pass(r, 102, 4), 0); /* 103 is buffered */
+	TL_CHECK_INT(push(r, 102, 0), 0);
+	TL_CHECK_INT(pop(r, 0), 102);
+	TL_CHECK_INT(pop(r, 0), 103);
+	TL_CHECK_INT(tl_reorder_pass(r, 104, 161), 0); /* longer than a slot */
+	TL_CHECK_INT(tl_reorder_pass(r, 103, 4), 0);   /* a duplicate */
+	TL_CHECK_INT(tl_reorder_pass(r, 104, 160), 1);
+	tl_reorder_stats_get(r, &s);
+	TL_CHECK_INT(s.received, 5);
+	TL_CHECK_INT(s.forwarded, 5);
+	check_invariant(r, 0);
+	tl_reorder_destroy(r);
+}
+
 int main(void)
 {
 	TL_TEST_RUN(test_in_order);
@@ -389,5 +502,7 @@ int main(void)
 	TL_TEST_RUN(test_busy_slot_wrap);
 	TL_TEST_RUN(test_reset_and_args);
 	TL_TEST_RUN(test_resize);
+	TL_TEST_RUN(test_pass_equivalence);
+	TL_TEST_RUN(test_pass_refuses);
 	return TL_TEST_END();
 }
