@@ -139,11 +139,13 @@ struct tl_media_stream {
 	SpeexResamplerState *up_rs, *down_rs;
 	struct tl_srtp *srtp; /* worker-owned; NULL when the call is plain RTP (srtp.c) */
 	int passthrough;
-	int codec_fec;      /* gaps wait for the next packet, whose FEC rebuilds the last one */
-	int gaps_pending;   /* gaps reported by the reorder stage, not yet concealed */
-	unsigned tx_ms;     /* packet length we send: the answered ptime */
-	unsigned tx_due;    /* ms since the last packet went */
-	unsigned clock_khz; /* RTP clock of the codec, per ms: 8, or 48 for Opus */
+	int codec_fec;       /* gaps wait for the next packet, whose FEC rebuilds the last one */
+	int gaps_pending;    /* gaps reported by the reorder stage, not yet concealed */
+	unsigned tx_ms;      /* packet length we send: the answered ptime */
+	unsigned tx_due;     /* ms since the last packet went */
+	unsigned clock_khz;  /* RTP clock of the codec, per ms: 8, or 48 for Opus */
+	unsigned codec_rate; /* the codec's PCM rate (tl_codec_rate), read per packet */
+	int srtp_on;         /* sdp.srtp.suite is not TL_SRTP_NONE (set by tl_stream_srtp_apply) */
 	struct tl_up_hdr *up;
 	uint8_t *up_data;
 	atomic_uint up_head, up_tail;

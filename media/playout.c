@@ -208,7 +208,7 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 		int64_t k = (now - s->tx_next) / s->tx_ms;
 		w->sends += (uint32_t)k; /* skipped: as late as can be */
 		w->late_sends += (uint32_t)k;
-		s->tx_ts += (uint32_t)k * tl_codec_rtp_ticks(s->codec, s->tx_ms);
+		s->tx_ts += (uint32_t)k * s->clock_khz * s->tx_ms;
 		s->tx_next += k * s->tx_ms;
 		s->home_next += k * s->tx_ms;
 	}

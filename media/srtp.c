@@ -212,6 +212,7 @@ int tl_srtcp_unprotect(struct tl_srtp *ctx, uint8_t *pkt, size_t *len)
 
 void tl_stream_srtp_apply(struct tl_media_stream *s, const struct tl_srtp_keys *keys)
 {
+	s->srtp_on = keys->suite != TL_SRTP_NONE; /* with s->sdp, which the caller sets next */
 	if (memcmp(&s->sdp.srtp, keys, sizeof(*keys)) == 0 && (s->srtp || !keys->suite))
 		return;
 	tl_srtp_destroy(s->srtp);
@@ -225,7 +226,7 @@ int tl_stream_srtp_in(struct tl_media_stream *s, uint8_t *pkt, size_t *len, int 
 {
 	int err;
 
-	if (s->sdp.srtp.suite == TL_SRTP_NONE)
+	if (!s->srtp_on) /* the hot copy of s->sdp.srtp.suite */
 		return 0;
 	err = !s->srtp ? -EIO
 	      : rtcp   ? tl_srtcp_unprotect(s->srtp, pkt, len)
@@ -237,7 +238,7 @@ int tl_stream_srtp_in(struct tl_media_stream *s, uint8_t *pkt, size_t *len, int 
 
 int tl_stream_srtp_out(struct tl_media_stream *s, uint8_t *pkt, size_t *len, size_t cap, int rtcp)
 {
-	if (s->sdp.srtp.suite == TL_SRTP_NONE)
+	if (!s->srtp_on) /* the hot copy of s->sdp.srtp.suite */
 		return 0;
 	if (!s->srtp)
 		return -EIO;

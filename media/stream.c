@@ -542,7 +542,7 @@ int tl_stream_tx(struct tl_media_stream *s, int64_t now)
 			tl_stat_add(&s->st_tx_silence, 1);
 		s->talking = audio > 0;
 	}
-	s->tx_ts += tl_codec_rtp_ticks(s->codec, s->tx_ms);
+	s->tx_ts += s->clock_khz * s->tx_ms;
 	report_marks(s);
 	publish_stats(s);
 	if (now >= s->next_rtcp_ms) {

@@ -79,6 +79,7 @@ int tl_stream_codec_setup(struct tl_media_stream *s)
 		return -ENOMEM; /* audio stops rather than being misdecoded */
 	s->codec = c;
 	s->clock_khz = tl_codec_rtp_ticks(c, 1);
+	s->codec_rate = (unsigned)tl_codec_rate(c);
 	s->codec_fec = tl_codec_has_fec(c);
 	rate = tl_codec_rate(c);
 	s->passthrough = s->fmt == TL_MEDIA_AGENT_ULAW && s->sdp.codec == TL_CODEC_PCMU;
@@ -103,7 +104,7 @@ int tl_stream_codec_setup(struct tl_media_stream *s)
 static void up_frame(struct tl_media_stream *s, const int16_t *pcm, size_t n)
 {
 	int16_t tmp[TL_MEDIA_FRAME_MAX / 2];
-	uint32_t ms = (uint32_t)(n * 1000 / (size_t)tl_codec_rate(s->codec));
+	uint32_t ms = (uint32_t)(n * 1000 / (size_t)s->codec_rate);
 	struct tl_media_event *ev = tl_stream_up_slot(s);
 
 	s->up_ms += ms;
@@ -130,10 +131,10 @@ static void up_frame(struct tl_media_stream *s, const int16_t *pcm, size_t n)
 
 static void up_pcm(struct tl_media_stream *s, const int16_t *pcm, size_t n)
 {
-	size_t frame = (size_t)tl_codec_rate(s->codec) / 50;
+	size_t frame = (size_t)s->codec_rate / 50;
 
 	if (s->relay.peer) { /* bridged (relay.c): the audio is the peer's to send */
-		tl_relay_push(s, pcm, n, (unsigned)tl_codec_rate(s->codec));
+		tl_relay_push(s, pcm, n, s->codec_rate);
 		return;
 	}
 
@@ -229,7 +230,7 @@ static size_t ring_pcm(struct tl_media_stream *s, unsigned ms, int16_t *pcm)
 {
 	unsigned on = atomic_load_explicit(&s->ring_on, memory_order_acquire);
 	int16_t pcm8[480];
-	unsigned k = (unsigned)tl_codec_rate(s->codec) / 8000;
+	unsigned k = s->codec_rate / 8000;
 
 	if (!on)
 		return 0;
@@ -275,7 +276,7 @@ static size_t agent_to_pcm(struct tl_media_stream *s, const uint8_t *agent, size
 static int relay_payload(struct tl_media_stream *s, uint8_t *payload, size_t max, size_t *len)
 {
 	int16_t pcm8[TL_PCM_MAX], pcm[TL_PCM_MAX];
-	unsigned k = (unsigned)tl_codec_rate(s->codec) / 8000;
+	unsigned k = s->codec_rate / 8000;
 	size_t n8 = (size_t)s->tx_ms * 8;
 	int audio, r;
 
@@ -296,7 +297,7 @@ int tl_stream_next_payload(struct tl_media_stream *s, uint8_t *payload, size_t m
 	uint8_t agent[TL_PCM_MAX];
 	int16_t pcm[TL_PCM_MAX];
 	size_t want = s->agent_frame * s->tx_ms / 20, got, n;
-	size_t need = (size_t)tl_codec_rate(s->codec) / 1000 * s->tx_ms;
+	size_t need = (size_t)s->codec_rate / 1000 * s->tx_ms;
 	int audio = 1, r;
 
 	if (s->relay.peer) /* bridged: the peer's audio, instead of agent audio or ringback */
