@@ -163,18 +163,22 @@ struct tl_media_stream {
 	int registered; /* in the worker's epoll set */
 
 	/* ---- The send side: downlink queue, transmit state, playout schedule. ---- */
-	/* Downlink: producer thread plays, worker sends. */
+	/* Downlink: producer thread plays, worker sends. What the producer uses first, on one
+	 * cache line (tl_media_stream_play, tl_playout_kick). */
 	_Alignas(64) struct tl_chunk *dl_tail; /* producer */
 	uint64_t dl_written;                   /* producer: bytes ever written */
 	atomic_uint_fast64_t dl_pub;           /* published dl_written */
-	atomic_uint_fast64_t dl_clear_upto;
-	struct tl_chunk *dl_head;           /* worker */
-	uint32_t dl_rd;                     /* worker: offset in dl_head */
-	uint64_t dl_read;                   /* worker: bytes ever consumed */
-	atomic_uint_fast64_t dl_read_pub;   /* published dl_read, for the producer's bound */
-	_Atomic(struct tl_chunk *) dl_free; /* consumed chunks, worker -> producer */
-	size_t dl_max;                      /* bound in bytes */
+	atomic_uint_fast64_t dl_read_pub;      /* published dl_read, for the producer's bound */
+	_Atomic(struct tl_chunk *) dl_free;    /* consumed chunks, worker -> producer */
+	size_t dl_max;                         /* bound in bytes */
 	size_t dl_chunk; /* bytes a chunk holds: TL_CHUNK_FRAMES agent frames (480 for µ-law) */
+	/* Spurt wake-up: the producer pushes the stream once on its worker's kick stack. */
+	atomic_int kicked;
+	/* The worker's side. */
+	struct tl_chunk *dl_head; /* worker */
+	uint32_t dl_rd;           /* worker: offset in dl_head */
+	uint64_t dl_read;         /* worker: bytes ever consumed */
+	atomic_uint_fast64_t dl_clear_upto;
 	atomic_uint mark_head, mark_tail;
 	atomic_uint dtmf_head, dtmf_tail;
 	atomic_uint ring_on; /* see ring, below */
@@ -194,9 +198,7 @@ struct tl_media_stream {
 	int64_t tx_next, home_next, tx_last;
 	struct tl_media_stream *wh_next, *wh_prev; /* the worker's wheel slot list */
 	int wh_slot;                               /* -1: not in the wheel */
-	/* Spurt wake-up: the producer pushes the stream once on its worker's kick stack. */
-	atomic_int kicked;
-	struct tl_media_stream *kick_next;
+	struct tl_media_stream *kick_next;         /* the worker's kick stack (kicked, above) */
 	int kick_stale;  /* worker only: audio went on its slot since the kick (playout.c) */
 	int standing;    /* sends in a row over a small standing queue */
 	int spurt_wait;  /* this slot already waited for a talk spurt's frame */
