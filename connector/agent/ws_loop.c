@@ -155,6 +155,17 @@ static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 	(void)evl;
 	(void)revents;
 	tl_media_worker_event(m->loop->ws->media, m->loop->index, m->tag);
+	/* The caller's audio goes to its agent now, not after every other event of this
+	 * wake-up: the agent's answer then tends to come while this loop is still at work and
+	 * is taken in the same wake-up, instead of waking it once for each call. */
+	flush_ready(m->loop);
+}
+
+void tl_wsc_loop_kick(struct tl_ws_loop *loop)
+{
+	/* The same for the agent's audio: it goes to the caller now (hosted loops only). */
+	if (loop->evl)
+		tl_media_worker_kick(loop->ws->media, loop->index);
 }
 
 static int media_watch(void *host, int fd, uint64_t tag)
