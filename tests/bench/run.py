@@ -108,7 +108,7 @@ def start_dut(kind, d, workers, max_calls, args):
     pin = ["taskset", "-c", args.dut_cpus] if args.dut_cpus else []  # taskset execs: same PID
     if args.dut_sched:  # chrt execs too; every thread the DUT starts inherits the policy
         pin += ["chrt", "--" + args.dut_sched, "0"]
-    if kind == "trunkline":
+    if kind in ("trunkline", "trunkline-base"):
         with open(os.path.join(d, "rules.json"), "w") as f:
             # Calls to "flood" (--mark-flood) go to the flooding agent, the generator's to echo.
             json.dump({"agents": {"echo": {"url": f"ws://127.0.0.1:{AGENT_PORT}/",
@@ -138,8 +138,10 @@ def start_dut(kind, d, workers, max_calls, args):
                 env["TL_WS_LWS_RX"] = "1"
             if args.slot_wake:
                 env["TL_PLAYOUT_SLOT_WAKE"] = "1"
-        return Proc("trunkline", pin + [os.path.join(BUILD, "trunkline"), "--config",
-                                        "config.json"], d, ready=" ready", env=env)
+        # "trunkline-base" (--baseline): the same set-up, another build's binary.
+        binary = args.baseline if kind == "trunkline-base" else os.path.join(BUILD, "trunkline")
+        return Proc("trunkline", pin + [binary, "--config", "config.json"], d, ready=" ready",
+                    env=env)
     return Proc("floor", pin + [os.path.join(BUILD, "floor"), "--sip-port", str(SIP_PORT),
                                 "--agent-port", str(AGENT_PORT), "--max-calls", str(max_calls)],
                 d, ready="ready")
@@ -328,10 +330,10 @@ def table(results):
     return "\n".join(lines)
 
 
-def turns_table(results):
+def turns_table(results, a="trunkline", b="floor"):
     """--repeat: per N, each DUT's median CPU/call and loss over its turns, and the
-    trunkline/floor CPU ratio of each turn (trunkline's turn k against the floor's turn k,
-    run one after the other), with their median."""
+    a/b CPU ratio of each turn (a's turn k against b's turn k, run one after the other), with
+    their median. a, b: trunkline and the floor, or (--baseline) trunkline and trunkline-base."""
     def med(v):
         v = sorted(v)
         return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2 if v else None
@@ -339,13 +341,13 @@ def turns_table(results):
     by = {}
     for r in results:
         by.setdefault(r["calls"], {}).setdefault(r["dut"], []).append(r)
-    lines = ["| N | trunkline CPU/call % (turns; median) | floor CPU/call % (turns; median) | "
-             "ratio by turn | median ratio | loss % trunkline / floor (median) | "
-             "runs/1k pkt trunkline / floor (median) |",
+    lines = [f"| N | {a} CPU/call % (turns; median) | {b} CPU/call % (turns; median) | "
+             f"ratio by turn | median ratio | loss % {a} / {b} (median) | "
+             f"runs/1k pkt {a} / {b} (median) |",
              "|---|---|---|---|---|---|---|"]
     for n in sorted(by):
-        t = sorted(by[n].get("trunkline", []), key=lambda r: r.get("turn", 0))
-        f = sorted(by[n].get("floor", []), key=lambda r: r.get("turn", 0))
+        t = sorted(by[n].get(a, []), key=lambda r: r.get("turn", 0))
+        f = sorted(by[n].get(b, []), key=lambda r: r.get("turn", 0))
         tc = [r["derived"]["cpu_per_call_pct"] for r in t]
         fc = [r["derived"]["cpu_per_call_pct"] for r in f]
         ratios = [a / b for a, b in zip(tc, fc) if b]
@@ -384,6 +386,11 @@ def main():
     ap.add_argument("--budget-s", type=float, default=840)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--baseline", metavar="BINARY",
+                    help="a trunkline binary built from another revision, run in the floor's "
+                    "place (the same configuration, turns alternating): the ratio is this "
+                    "build's CPU over that one's, for changes too small to see against the "
+                    "floor")
     ap.add_argument("--srtp", action="store_true",
                     help="trunkline with plain calls and with SRTP calls (SDES, "
                     "AES_CM_128_HMAC_SHA1_80) at each N, instead of trunkline and floor")
@@ -425,6 +432,8 @@ def main():
     kinds = [args.only] if args.only else ["trunkline", "floor"]
     if args.srtp:  # plain and SRTP calls on trunkline, alternating, in one run
         kinds = ["trunkline", "trunkline-srtp"]
+    elif args.baseline:  # this build against another, alternating, in one run
+        kinds = ["trunkline", "trunkline-base"]
     elif "trunkline" in kinds:  # trunkline first with each codec, then the floor
         extra = [f"trunkline:{c}" for c in args.codecs.split(",") if c and c != "pcmu"]
         kinds = kinds[:1] + extra + kinds[1:] if kinds[0] == "trunkline" else kinds + extra
@@ -443,7 +452,7 @@ def main():
             "repeat": args.repeat,
             "agent_rx": "libwebsockets" if args.lws_rx else "own reader",
             "playout_backlog_ms": args.playout_backlog_ms, "drain_s": args.drain,
-            "playout_slot_wake": args.slot_wake}
+            "playout_slot_wake": args.slot_wake, "baseline": args.baseline}
     n = ladder[0]
     i = 0
     while True:
@@ -508,7 +517,7 @@ def main():
         json.dump({"meta": meta, "results": results, "tap_pass": taps}, f, indent=1)
     md = f"# trunkline bench {stamp}\n\n{json.dumps(meta)}\n\n" + table(ok) + "\n"
     if args.repeat > 1:
-        md += "\n" + turns_table(ok) + "\n"
+        md += "\n" + turns_table(ok, *(kinds[:2] if args.baseline else [])) + "\n"
     for r in results:
         if "error" in r:
             md += f"\n- {r['dut']} N={r['calls']}: error: {r['error']}\n"
