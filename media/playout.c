@@ -20,6 +20,8 @@
 #define TL_SPURT_GRACE_MS 10   /* at most: a talk spurt's late frame is waited for this long */
 #define TL_LOAD_WINDOW_MS 1000 /* lateness is measured over windows of this */
 #define TL_LOAD_MIN_SENDS 50   /* fewer packets in a window say nothing */
+#define TL_PIN_FRAMES     10   /* frames in a row held at the grid's limit as long: re-anchor */
+#define TL_PIN_JITTER_MS  2    /* ... as long give or take this */
 
 static void wheel_unlink(struct tl_media_worker *w, struct tl_media_stream *s)
 {
@@ -249,6 +251,39 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	wheel_link(w, s);
 }
 
+/* A kick refused because its frame would run more than a ptime ahead of the call's grid. An
+ * agent at real time then waits the same few ms every frame until its spurt ends: the spurt's
+ * timestamps run more than a ptime ahead of the frames (its first frame came late, just after
+ * a silence packet, or a late frame's slot went as silence). With the backlog bound on, after
+ * TL_PIN_FRAMES such frames in a row, held p/4 or more and as long give or take
+ * TL_PIN_JITTER_MS (an agent at real time; one that runs ahead waits longer each frame), the
+ * waiting audio is dropped and counted as the bound's: the next frame takes its timestamp and
+ * goes when it comes, a ptime less ahead. Returns 1 when it dropped. */
+static int pinned(struct tl_media_stream *s, int64_t now, int64_t p)
+{
+	int64_t wait = s->home_next - p - now;
+	uint64_t q = tl_stream_dl_queued(s);
+
+	if (!s->dl_backlog || !s->talking || wait < p / 4 ||
+	    q > s->agent_frame * (uint64_t)p / 20) {
+		s->pin_n = 0;
+		return 0;
+	}
+	if (!s->pin_n || now - s->pin_at > 2 * p || wait > s->pin_wait + TL_PIN_JITTER_MS ||
+	    wait < s->pin_wait - TL_PIN_JITTER_MS) {
+		s->pin_n = 1; /* the first of a run */
+		s->pin_wait = (int)wait;
+		s->pin_at = now;
+		return 0;
+	}
+	s->pin_at = now;
+	if (++s->pin_n < TL_PIN_FRAMES)
+		return 0;
+	s->pin_n = 0;
+	tl_stat_add(&s->st_dl_dropped, tl_stream_dl_take(s, NULL, (size_t)q));
+	return 1;
+}
+
 void tl_playout_kick(struct tl_media_stream *s)
 {
 	struct tl_media_worker *w = s->w;
@@ -297,12 +332,19 @@ void tl_playout_kicks(struct tl_media_worker *w)
 			/* what the caller sees: this packet under a ptime after the one before */
 			if (s->tx_last && s->tx_last + p > now)
 				tl_stat_add(&s->st_tx_ahead_ms, (uint64_t)(s->tx_last + p - now));
+			s->pin_n = 0;
 			wheel_unlink(w, s);
 			s->tx_next = now;
 			due(w, s, now);
-		} else if (relink) {
-			wheel_unlink(w, s);
-			wheel_link(w, s);
+		} else {
+			if (!stale && s->registered && s->wh_slot >= 0 && s->codec &&
+			    !s->relay.peer && !s->dtmf_digit && now < s->tx_next &&
+			    now < s->home_next - p)
+				pinned(s, now, p);
+			if (relink) {
+				wheel_unlink(w, s);
+				wheel_link(w, s);
+			}
 		}
 		s = next;
 	}

@@ -1642,6 +1642,92 @@ static void test_vclock_spurt_ahead_of_grid(void)
 	vh_run(vclock_spurt_ahead_of_grid);
 }
 
+/* A spurt pinned to the grid's limit: its first frame comes in the ms of a silence packet (the
+ * spurt runs a whole ptime ahead of the call's grid) and the agent's next frames come 12 ms
+ * earlier in its phase (frame k at -12 + 20k ms), so each would run more than a ptime ahead
+ * and waits 12 ms. With the backlog bound on, the tenth such frame's audio is dropped (20 ms,
+ * counted), and from the next on every frame goes in the ms it comes; timestamps stay
+ * contiguous and no silence goes within the spurt. With the bound off, nothing is dropped and
+ * every frame waits. An agent that runs ahead (a frame every 19 ms: each waits 1 ms longer than
+ * the one before, 5-14 ms for ten in a row) loses nothing either way. */
+static void vh_pinned_spurt(struct vh *v, int step, int first_late)
+{
+	static uint8_t tone[160];
+	struct tl_media_stats st0, st;
+	int64_t play[40], t0;
+	int n = 40, base, i, audio = 0, first = -1, seen[40] = {0};
+	int on = v->backlog_ms > 0, held_early = 0, held_late = 0, missing = 0;
+
+	tone_ulaw(tone, sizeof(tone));
+	for (i = 0; i < 2000 &&
+	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
+	     i++)
+		vh_tick(v, 1);
+	TL_CHECK(i < 2000);
+	tl_media_stream_stats(v->c->s, &st0);
+	base = v->n_out;
+	t0 = v->now;
+	for (int k = 0; k < n; k++) {
+		vh_run_to(v, k ? t0 - first_late + step * k : t0);
+		play[k] = v->now;
+		vh_frame(tone, k);
+		TL_CHECK_INT(tl_media_stream_play(v->c->s, tone, sizeof(tone)), 160);
+		vh_tick(v, 0);
+	}
+	vh_run_to(v, v->now + 200);
+	tl_media_stream_stats(v->c->s, &st);
+	for (i = base; i < v->n_out; i++) {
+		const struct vpkt *p = &v->out[i];
+		if (p->silence) {
+			TL_CHECK(first < 0 || audio + 1 >= n); /* none within the spurt */
+			continue;
+		}
+		TL_CHECK(p->frame >= 0 && p->frame < n);
+		if (p->frame < 0 || p->frame >= n)
+			continue;
+		TL_CHECK(first < 0 ? p->marker == 1
+		                   : p->marker == 0 && p->ts == v->out[i - 1].ts + 160);
+		if (first < 0)
+			first = i;
+		seen[p->frame]++;
+		audio = p->frame;
+		if (step == 20 && p->frame >= 1 && p->frame < 9)
+			held_early += p->at - play[p->frame] == first_late;
+		if (step == 20 && p->frame >= 11)
+			held_late += p->at != play[p->frame];
+	}
+	for (int k = 0; k < n; k++)
+		missing += !seen[k];
+	fprintf(stderr,
+	        "  step %d, bound %s: %d frame(s) missing, frames 1-8 held %d ms: %d, later ones "
+	        "held: %d, dropped %llu ms\n",
+	        step, on ? "on" : "off", missing, first_late, held_early, held_late,
+	        (unsigned long long)(st.playout_dropped_ms - st0.playout_dropped_ms));
+	if (step != 20 || !on) {
+		TL_CHECK_INT(missing, 0);
+		TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, 0);
+	} else {
+		TL_CHECK_INT(missing, 1);
+		TL_CHECK_INT(seen[10], 0); /* the tenth held frame */
+		TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, 20);
+		TL_CHECK_INT(held_late, 0);
+	}
+	if (step == 20)
+		TL_CHECK_INT(held_early, 8);
+}
+
+static void vclock_spurt_pinned(struct vh *v)
+{
+	vh_pinned_spurt(v, 20, 12);
+	vh_pinned_spurt(v, 19, 0);
+}
+
+static void test_vclock_spurt_pinned(void)
+{
+	vh_run_on(vclock_spurt_pinned, 100, 20);
+	vh_run_on(vclock_spurt_pinned, 0, 20);
+}
+
 /* ---- the playout's invariants under a random agent, on the virtual clock ---- */
 
 struct vh_agent {
@@ -2515,6 +2601,7 @@ int main(void)
 	TL_TEST_RUN(test_hosted_spurt);
 	TL_TEST_RUN(test_vclock_spurt_on_arrival);
 	TL_TEST_RUN(test_vclock_spurt_ahead_of_grid);
+	TL_TEST_RUN(test_vclock_spurt_pinned);
 	TL_TEST_RUN(test_vclock_playout_invariants);
 	TL_TEST_RUN(test_vclock_playout_standing);
 	TL_TEST_RUN(test_late_share);
