@@ -278,6 +278,19 @@ int64_t tl_media_worker_flush(struct tl_media *m, unsigned worker)
 	return w->armed_ms;
 }
 
+void tl_media_worker_kick(struct tl_media *m, unsigned worker)
+{
+	struct tl_media_worker *w = &m->workers[worker];
+
+	if (!atomic_load_explicit(&w->kicks, memory_order_relaxed))
+		return;
+	/* Not the commands: a release among them would free a stream that an event still
+	 * pending in this wake-up names. Counted as an event, so that the flush runs the
+	 * playout and returns the deadline the kicks may have moved. */
+	tl_playout_kicks(w);
+	w->events++;
+}
+
 static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 {
 	struct epoll_event ev = {.events = EPOLLIN};

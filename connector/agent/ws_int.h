@@ -324,6 +324,9 @@ struct tl_ws_conn {
  * went out, CLOSED after; none after the first, or once tl_ws_close asked for the close). */
 int64_t tl_wsc_now_us(void);
 void tl_wsc_end(struct tl_ws_conn *c, const char *why);
+/* ws_loop.c: the agent audio queued while handling one event goes to the caller now (hosted
+ * loops: tl_media_worker_kick), not after the wake-up's other events. */
+void tl_wsc_loop_kick(struct tl_ws_loop *loop);
 /* ws_recv.c: pauses or resumes the agent's rx, as the playout queue (blocked) and the turn's
  * share (turn_paused) say. */
 void tl_wsc_rx_flow(struct tl_ws_conn *c);

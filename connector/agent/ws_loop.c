@@ -161,6 +161,13 @@ static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 	flush_ready(m->loop);
 }
 
+void tl_wsc_loop_kick(struct tl_ws_loop *loop)
+{
+	/* The same for the agent's audio: it goes to the caller now (hosted loops only). */
+	if (loop->evl)
+		tl_media_worker_kick(loop->ws->media, loop->index);
+}
+
 static int media_watch(void *host, int fd, uint64_t tag)
 {
 	struct tl_ws_loop *loop = host;

@@ -191,6 +191,7 @@ static void rd_feed(struct tl_wsc_rd *rd, uint8_t *p, size_t n)
 static void rd_on_io(struct ev_loop *evl, ev_io *w, int revents)
 {
 	struct tl_wsc_rd *rd = w->data;
+	struct tl_ws_loop *loop;
 	ssize_t n;
 
 	(void)evl;
@@ -214,7 +215,9 @@ static void rd_on_io(struct ev_loop *evl, ev_io *w, int revents)
 		rd_kill(rd);
 		return;
 	}
-	rd_feed(rd, rd->loop->rdbuf, (size_t)n);
+	loop = rd->loop; /* rd may be gone after rd_feed; the loop is not */
+	rd_feed(rd, loop->rdbuf, (size_t)n);
+	tl_wsc_loop_kick(loop);
 }
 
 /* Takes the socket's reading over from lws when it is safe (see the top): 1 done, 0 not (lws

@@ -171,6 +171,12 @@ void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag);
  * on tl_media_config.clock_ms; 0: never); the host keeps that deadline with its own timer (a hosted
  * worker has no timerfd). No system call. */
 int64_t tl_media_worker_flush(struct tl_media *m, unsigned worker);
+/* On the host thread, between two events of one wake-up (after an agent's audio was queued):
+ * audio the host queued since the last call goes out now, as it would at the flush (a talk
+ * spurt's first frame, a real-time agent's next one), without waiting for the wake-up's other
+ * events. Commands and the packets due still wait for tl_media_worker_flush, which must follow
+ * before the host waits. */
+void tl_media_worker_kick(struct tl_media *m, unsigned worker);
 /* On the host thread: the deadline the last flush returned has come. */
 void tl_media_worker_timer(struct tl_media *m, unsigned worker);
 /* As tl_media_stream_create, on a given worker (worker < tl_media_workers). */

@@ -1615,6 +1615,58 @@ static void vclock_spurt_on_arrival(struct vh *v)
 	TL_CHECK_INT(st.tx_slot_waits, 0);
 }
 
+/* tl_media_worker_kick, between two events of a host's wake-up: the agent's frame goes out
+ * then, before the flush, with the marker and the next timestamp; the flush sends nothing more
+ * for it. A command delivered in the same wake-up (here the call's release) is not run by the
+ * kick, only by the flush: an event still pending could name the stream it frees. */
+static void vclock_kick_between_events(struct vh *v)
+{
+	static uint8_t tone[160];
+	struct epoll_event evs[16];
+	struct call *c = v->c;
+	uint32_t ts_sil;
+	int i, n, base;
+
+	tone_ulaw(tone, sizeof(tone));
+	for (i = 0; i < 2000 &&
+	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
+	     i++)
+		vh_tick(v, 1);
+	TL_CHECK(i < 2000);
+	ts_sil = v->out[v->n_out - 1].ts;
+	base = v->n_out;
+	vh_run_to(v, v->now + 5);
+	TL_CHECK_INT(v->n_out, base);
+	TL_CHECK_INT(tl_media_stream_play(c->s, tone, sizeof(tone)), 160);
+	tl_media_stream_unref(c->s); /* the release command, pending with the audio */
+	n = epoll_wait(v->h.epfd, evs, 16, 0);
+	TL_CHECK(n >= 1);
+	for (int k = 0; k < n; k++)
+		tl_media_worker_event(v->h.m, 0, evs[k].data.u64);
+	tl_media_worker_kick(v->h.m, 0);
+	vh_collect(v);
+	TL_CHECK_INT(v->n_out, base + 1); /* before any flush */
+	if (v->n_out == base + 1) {
+		TL_CHECK(!v->out[base].silence && v->out[base].marker == 1);
+		TL_CHECK(v->out[base].ts == ts_sil + 160);
+	}
+	TL_CHECK_INT(atomic_load(&c->sink.releases), 0); /* the kick ran no command */
+	v->c = NULL; /* released: vh_tick no longer reads its stats */
+	v->due = tl_media_worker_flush(v->h.m, 0);
+	TL_CHECK_INT(atomic_load(&c->sink.releases), 1);
+	if (atomic_load(&c->sink.releases)) {
+		TL_CHECK_INT(pbx_recv(c->pbx.rtp, &(struct pkt){0}, 50), 0); /* nothing more went */
+		pair_close(&c->pbx);
+		close(c->sink.efd);
+		free(c);
+	}
+}
+
+static void test_vclock_kick_between_events(void)
+{
+	vh_run(vclock_kick_between_events);
+}
+
 static void test_vclock_spurt_on_arrival(void)
 {
 	vh_run(vclock_spurt_on_arrival);
@@ -2600,6 +2652,7 @@ int main(void)
 	TL_TEST_RUN(test_spurt_no_slot_wake);
 	TL_TEST_RUN(test_hosted_spurt);
 	TL_TEST_RUN(test_vclock_spurt_on_arrival);
+	TL_TEST_RUN(test_vclock_kick_between_events);
 	TL_TEST_RUN(test_vclock_spurt_ahead_of_grid);
 	TL_TEST_RUN(test_vclock_spurt_pinned);
 	TL_TEST_RUN(test_vclock_playout_invariants);
