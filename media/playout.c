@@ -251,17 +251,20 @@ static void due(struct tl_media_worker *w, struct tl_media_stream *s, int64_t no
 	wheel_link(w, s);
 }
 
-/* A kick refused because its frame would run more than a ptime ahead of the call's grid. An
- * agent at real time then waits the same few ms every frame until its spurt ends: the spurt's
- * timestamps run more than a ptime ahead of the frames (its first frame came late, just after
- * a silence packet, or a late frame's slot went as silence). With the backlog bound on, after
- * TL_PIN_FRAMES such frames in a row, held p/4 or more and as long give or take
- * TL_PIN_JITTER_MS (an agent at real time; one that runs ahead waits longer each frame), the
- * waiting audio is dropped and counted as the bound's: the next frame takes its timestamp and
- * goes when it comes, a ptime less ahead. Returns 1 when it dropped. */
+/* A kick refused, its frame to wait until the stream's slot. An agent at real time whose frames
+ * all come the same few ms before they may go waits that long every frame until its spurt
+ * ends: a late frame began the spurt again (after silence went in its slot) on a later phase
+ * than the frames after it, or the spurt's timestamps run more than a ptime ahead of its frames
+ * (its first frame came late, in the ms of a silence packet, say). With the backlog bound on,
+ * after TL_PIN_FRAMES such frames in a row, held p/4 or more and as long give or take
+ * TL_PIN_JITTER_MS (an agent at real time; one that runs ahead waits longer each frame):
+ * returns 1 when the frame may go now without running more than a ptime ahead of the call's
+ * grid (the spurt moves to the agent's phase, as a standing queue's catch-up), else drops the
+ * waiting audio, counted as the bound's, and returns 2 (the next frame takes its timestamp and
+ * goes when it comes, a ptime less ahead). 0: it waits. */
 static int pinned(struct tl_media_stream *s, int64_t now, int64_t p)
 {
-	int64_t wait = s->home_next - p - now;
+	int64_t wait = s->tx_next - now;
 	uint64_t q = tl_stream_dl_queued(s);
 
 	if (!s->dl_backlog || !s->talking || wait < p / 4 ||
@@ -280,8 +283,12 @@ static int pinned(struct tl_media_stream *s, int64_t now, int64_t p)
 	if (++s->pin_n < TL_PIN_FRAMES)
 		return 0;
 	s->pin_n = 0;
+	if (now >= s->home_next - p) {
+		tl_stat_add(&s->st_tx_rephased, 1);
+		return 1;
+	}
 	tl_stat_add(&s->st_dl_dropped, tl_stream_dl_take(s, NULL, (size_t)q));
-	return 1;
+	return 2;
 }
 
 void tl_playout_kick(struct tl_media_stream *s)
@@ -323,10 +330,12 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		s->kick_stale = 0;
 		if (s->spurt_early && early_kick(s, now))
 			relink = s->wh_slot >= 0;
-		if (!stale && s->registered && s->wh_slot >= 0 && s->codec && !s->relay.peer &&
-		    !s->dtmf_digit && now < s->tx_next && now >= s->home_next - p &&
-		    (s->tx_next == s->home_next || now >= s->tx_next - p / 2) &&
-		    tl_stream_dl_queued(s) > 0) {
+		int can = !stale && s->registered && s->wh_slot >= 0 && s->codec &&
+		          !s->relay.peer && !s->dtmf_digit && now < s->tx_next &&
+		          tl_stream_dl_queued(s) > 0;
+		if ((can && now >= s->home_next - p &&
+		     (s->tx_next == s->home_next || now >= s->tx_next - p / 2)) ||
+		    (can && pinned(s, now, p) == 1)) {
 			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
 				tl_stat_add(&s->st_tx_on_arrival, 1);
 			/* what the caller sees: this packet under a ptime after the one before */
@@ -336,15 +345,9 @@ void tl_playout_kicks(struct tl_media_worker *w)
 			wheel_unlink(w, s);
 			s->tx_next = now;
 			due(w, s, now);
-		} else {
-			if (!stale && s->registered && s->wh_slot >= 0 && s->codec &&
-			    !s->relay.peer && !s->dtmf_digit && now < s->tx_next &&
-			    now < s->home_next - p)
-				pinned(s, now, p);
-			if (relink) {
-				wheel_unlink(w, s);
-				wheel_link(w, s);
-			}
+		} else if (relink) {
+			wheel_unlink(w, s);
+			wheel_link(w, s);
 		}
 		s = next;
 	}

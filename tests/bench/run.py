@@ -525,7 +525,8 @@ def main():
         md += ("\n## Per-direction latency (packet tap on lo, separate pass; µs)\n\n"
                "| DUT | N | loss % | RTP-in->WS-out p50/p99 | WS-in->RTP-out p50/p99 | "
                "WS-in->RTP-out, queue empty: p50/p99 (n) | "
-               "agent p50/p99 | RTT p50/p99 ms | tap drops |\n|---|---|---|---|---|---|---|---|---|\n")
+               "agent p50/p99 | RTT p50/p99 ms | calls held | tap drops |\n"
+               "|---|---|---|---|---|---|---|---|---|---|\n")
         for r in taps:
             t = r.get("tap", {})
             u, dn, de, a = (t.get(k, {}) for k in ("rtp_in_to_ws_out_us", "ws_in_to_rtp_out_us",
@@ -534,7 +535,8 @@ def main():
                    f"{u.get('p50')}/{u.get('p99')} | {dn.get('p50')}/{dn.get('p99')} | "
                    f"{de.get('p50')}/{de.get('p99')} ({de.get('n')}) | "
                    f"{a.get('p50')}/{a.get('p99')} | {r['derived']['rtt_p50_ms']:.2f}/"
-                   f"{r['derived']['rtt_p99_ms']:.2f} | {t.get('tap_drops')} |\n")
+                   f"{r['derived']['rtt_p99_ms']:.2f} | {t.get('calls_held')} | "
+                   f"{t.get('tap_drops')} |\n")
     with open(os.path.join(RESULTS, stamp + ".md"), "w") as f:
         f.write(md)
     shutil.copy(os.path.join(RESULTS, stamp + ".json"), os.path.join(RESULTS, "latest.json"))

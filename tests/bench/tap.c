@@ -9,6 +9,10 @@
  *   down_empty = down, of the frames that came when the call's previous frame had already gone
  *          out as RTP (the DUT's playout queue was empty: issue 14's p99 goal is about these)
  *   agent = echo out - media in at the agent
+ *   calls_held = calls with 20 or more down_empty frames over 5 ms (a talk spurt pinned on a
+ *          phase its frames do not come on: each waits the same few ms; issue 14, run N)
+ * With TAP_DUMP=FILE in the environment, each down_empty frame is also written there: call, seq,
+ * the four times (ns) and the call's previous RTP out.
  * Costs a few µs of CPU per packet, so it runs in its own short pass, not during the CPU figures.
  *
  * usage: tap --agent-port P --loadgen-ports LO-HI --seconds S [--out FILE]   (needs CAP_NET_RAW) */
@@ -42,6 +46,8 @@ struct slot {
 static struct slot *slots; /* [call][RING] */
 static int agent_port, lg_lo, lg_hi;
 static int8_t b64d[256];
+static FILE *dumpf;
+static uint16_t *held5; /* [call]: down_empty frames over 5 ms */
 
 struct vec {
 	uint32_t *v;
@@ -78,8 +84,15 @@ static void mark(uint32_t call, uint32_t seq, int which, int64_t t)
 	if (which == 3 && s->t[2]) {
 		const struct slot *prev = &slots[call * RING + (seq - 1) % RING];
 		push(&down, s->t[3] - s->t[2]);
-		if (prev->seq == seq - 1 && prev->t[3] && prev->t[3] <= s->t[2])
+		if (prev->seq == seq - 1 && prev->t[3] && prev->t[3] <= s->t[2]) {
 			push(&down_empty, s->t[3] - s->t[2]);
+			if (s->t[3] - s->t[2] > 5000000 && held5[call] < UINT16_MAX)
+				held5[call]++;
+			if (dumpf)
+				fprintf(dumpf, "%u %u %lld %lld %lld %lld %lld\n", call, seq,
+				        (long long)s->t[0], (long long)s->t[1], (long long)s->t[2],
+				        (long long)s->t[3], (long long)prev->t[3]);
+		}
 	}
 	if (which == 2 && s->t[1])
 		push(&agentv, s->t[2] - s->t[1]);
@@ -235,13 +248,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: tap --agent-port P --loadgen-ports LO-HI --seconds S\n");
 		return 2;
 	}
+	if (getenv("TAP_DUMP"))
+		dumpf = fopen(getenv("TAP_DUMP"), "w");
 	memset(b64d, -1, sizeof(b64d));
 	const char *e = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	for (int i = 0; i < 64; i++)
 		b64d[(uint8_t)e[i]] = (int8_t)i;
 	slots = calloc((size_t)MAXCALLS * RING, sizeof(*slots));
+	held5 = calloc(MAXCALLS, sizeof(*held5));
 	int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
-	if (fd < 0 || !slots) {
+	if (fd < 0 || !slots || !held5) {
 		perror("tap: socket");
 		return 1;
 	}
@@ -301,7 +317,11 @@ int main(int argc, char **argv)
 	FILE *f = out ? fopen(out, "w") : stdout;
 	if (!f)
 		return 1;
-	fprintf(f, "{\"packets\":%llu,\"tap_drops\":%u,", (unsigned long long)pkts, st.tp_drops);
+	unsigned calls_held = 0;
+	for (int c = 0; c < MAXCALLS; c++)
+		calls_held += held5[c] >= 20;
+	fprintf(f, "{\"packets\":%llu,\"tap_drops\":%u,\"calls_held\":%u,",
+	        (unsigned long long)pkts, st.tp_drops, calls_held);
 	dist(f, "rtp_in_to_ws_out_us", &up, 0);
 	dist(f, "ws_in_to_rtp_out_us", &down, 0);
 	dist(f, "ws_in_to_rtp_out_empty_us", &down_empty, 0);

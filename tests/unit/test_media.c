@@ -1694,21 +1694,24 @@ static void test_vclock_spurt_ahead_of_grid(void)
 	vh_run(vclock_spurt_ahead_of_grid);
 }
 
-/* A spurt pinned to the grid's limit: its first frame comes in the ms of a silence packet (the
- * spurt runs a whole ptime ahead of the call's grid) and the agent's next frames come 12 ms
- * earlier in its phase (frame k at -12 + 20k ms), so each would run more than a ptime ahead
- * and waits 12 ms. With the backlog bound on, the tenth such frame's audio is dropped (20 ms,
- * counted), and from the next on every frame goes in the ms it comes; timestamps stay
- * contiguous and no silence goes within the spurt. With the bound off, nothing is dropped and
- * every frame waits. An agent that runs ahead (a frame every 19 ms: each waits 1 ms longer than
- * the one before, 5-14 ms for ten in a row) loses nothing either way. */
-static void vh_pinned_spurt(struct vh *v, int step, int first_late)
+/* A spurt whose every frame would wait the same 12 ms. (a) Its first frame comes in the ms of a
+ * silence packet (the spurt runs a whole ptime ahead of the call's grid) and the agent's next
+ * frames 12 ms earlier in its phase (frame k at -12 + 20k ms): each would run more than a
+ * ptime ahead. (b) Its first frame comes 15 ms after a silence packet and the next ones at
+ * 3 + 20k ms, 8 ms after the one before: each would go less than half a ptime after it. With
+ * the backlog bound on, the tenth such frame ends it: in (a) its audio is dropped (20 ms,
+ * counted), in (b) it goes at once (counted as rephased, nothing dropped); from there every
+ * frame goes in the ms it comes, with contiguous timestamps and no silence within the spurt.
+ * With the bound off, every frame waits. An agent that runs ahead (a frame every 19 ms: each
+ * waits 1 ms longer than the one before, 5-14 ms for ten in a row) loses nothing either way. */
+static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int hold)
 {
 	static uint8_t tone[160];
 	struct tl_media_stats st0, st;
 	int64_t play[40], t0;
-	int n = 40, base, i, audio = 0, first = -1, seen[40] = {0};
+	int n = 40, base, i, first = -1, seen[40] = {0};
 	int on = v->backlog_ms > 0, held_early = 0, held_late = 0, missing = 0;
+	int drop = hold && first_at == 0; /* (a): the timestamps must come back a ptime */
 
 	tone_ulaw(tone, sizeof(tone));
 	for (i = 0; i < 2000 &&
@@ -1720,7 +1723,7 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_late)
 	base = v->n_out;
 	t0 = v->now;
 	for (int k = 0; k < n; k++) {
-		vh_run_to(v, k ? t0 - first_late + step * k : t0);
+		vh_run_to(v, t0 + (k ? phase + step * k : first_at));
 		play[k] = v->now;
 		vh_frame(tone, k);
 		TL_CHECK_INT(tl_media_stream_play(v->c->s, tone, sizeof(tone)), 160);
@@ -1731,7 +1734,7 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_late)
 	for (i = base; i < v->n_out; i++) {
 		const struct vpkt *p = &v->out[i];
 		if (p->silence) {
-			TL_CHECK(first < 0 || audio + 1 >= n); /* none within the spurt */
+			TL_CHECK(first < 0 || seen[n - 1]); /* none within the spurt */
 			continue;
 		}
 		TL_CHECK(p->frame >= 0 && p->frame < n);
@@ -1742,36 +1745,37 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_late)
 		if (first < 0)
 			first = i;
 		seen[p->frame]++;
-		audio = p->frame;
-		if (step == 20 && p->frame >= 1 && p->frame < 9)
-			held_early += p->at - play[p->frame] == first_late;
-		if (step == 20 && p->frame >= 11)
+		if (p->frame >= 1 && p->frame < 9)
+			held_early += p->at - play[p->frame] == hold;
+		if (p->frame >= 11)
 			held_late += p->at != play[p->frame];
 	}
 	for (int k = 0; k < n; k++)
 		missing += !seen[k];
 	fprintf(stderr,
-	        "  step %d, bound %s: %d frame(s) missing, frames 1-8 held %d ms: %d, later ones "
-	        "held: %d, dropped %llu ms\n",
-	        step, on ? "on" : "off", missing, first_late, held_early, held_late,
-	        (unsigned long long)(st.playout_dropped_ms - st0.playout_dropped_ms));
-	if (step != 20 || !on) {
-		TL_CHECK_INT(missing, 0);
-		TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, 0);
-	} else {
-		TL_CHECK_INT(missing, 1);
-		TL_CHECK_INT(seen[10], 0); /* the tenth held frame */
-		TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, 20);
-		TL_CHECK_INT(held_late, 0);
-	}
-	if (step == 20)
+	        "  first at %d, then %d + %dk, bound %s: %d missing, frames 1-8 held %d ms: %d, "
+	        "later ones held: %d, dropped %llu ms, rephased %llu\n",
+	        first_at, phase, step, on ? "on" : "off", missing, hold, held_early, held_late,
+	        (unsigned long long)(st.playout_dropped_ms - st0.playout_dropped_ms),
+	        (unsigned long long)(st.tx_rephased - st0.tx_rephased));
+	if (hold)
 		TL_CHECK_INT(held_early, 8);
+	TL_CHECK_INT(missing, on && drop);
+	TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, on && drop ? 20 : 0);
+	TL_CHECK_INT(st.tx_rephased - st0.tx_rephased, on && hold && !drop);
+	if (on && hold)
+		TL_CHECK_INT(held_late, 0);
+	if (on && drop)
+		TL_CHECK_INT(seen[10], 0); /* the tenth held frame */
+	if (!on && hold)
+		TL_CHECK_INT(held_late, n - 11);
 }
 
 static void vclock_spurt_pinned(struct vh *v)
 {
-	vh_pinned_spurt(v, 20, 12);
-	vh_pinned_spurt(v, 19, 0);
+	vh_pinned_spurt(v, 20, 0, -12, 12); /* (a) */
+	vh_pinned_spurt(v, 20, 15, 3, 12);  /* (b) */
+	vh_pinned_spurt(v, 19, 0, 0, 0);    /* an agent that runs ahead */
 }
 
 static void test_vclock_spurt_pinned(void)
