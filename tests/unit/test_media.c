@@ -1503,6 +1503,18 @@ static void vh_close(struct vh *v)
 	close(v->h.epfd);
 }
 
+/* The clock run on to just after a silence packet, 50 ms or more after the last spurt. */
+static void vh_after_silence(struct vh *v)
+{
+	int i;
+
+	for (i = 0; i < 2000 &&
+	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
+	     i++)
+		vh_tick(v, 1);
+	TL_CHECK(i < 2000);
+}
+
 /* One talk spurt of n frames on the virtual clock: the first played start ms after a silence
  * packet, the others 20 ms apart from it, except frame late (1-based; 0: none), played late_ms
  * after its time (negative: before it). Checks that the n frames went as one spurt (no silence
@@ -1516,12 +1528,7 @@ static int vh_spurt(struct vh *v, int start, int n, int late, int late_ms, int e
 	uint32_t ts_sil;
 
 	tone_ulaw(tone, sizeof(tone));
-	/* just after a silence packet, 50 ms or more after the last spurt */
-	for (i = 0; i < 2000 &&
-	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
-	     i++)
-		vh_tick(v, 1);
-	TL_CHECK(i < 2000);
+	vh_after_silence(v);
 	ts_sil = v->out[v->n_out - 1].ts;
 	base = v->n_out;
 	t0 = v->now;
@@ -1625,14 +1632,10 @@ static void vclock_kick_between_events(struct vh *v)
 	struct epoll_event evs[16];
 	struct call *c = v->c;
 	uint32_t ts_sil;
-	int i, n, base;
+	int n, base;
 
 	tone_ulaw(tone, sizeof(tone));
-	for (i = 0; i < 2000 &&
-	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
-	     i++)
-		vh_tick(v, 1);
-	TL_CHECK(i < 2000);
+	vh_after_silence(v);
 	ts_sil = v->out[v->n_out - 1].ts;
 	base = v->n_out;
 	vh_run_to(v, v->now + 5);
@@ -1714,11 +1717,7 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int
 	int drop = hold && first_at == 0; /* (a): the timestamps must come back a ptime */
 
 	tone_ulaw(tone, sizeof(tone));
-	for (i = 0; i < 2000 &&
-	            !(i > 50 && v->out[v->n_out - 1].silence && v->out[v->n_out - 1].at == v->now);
-	     i++)
-		vh_tick(v, 1);
-	TL_CHECK(i < 2000);
+	vh_after_silence(v);
 	tl_media_stream_stats(v->c->s, &st0);
 	base = v->n_out;
 	t0 = v->now;
