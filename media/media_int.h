@@ -203,8 +203,9 @@ struct tl_media_stream {
 	int standing;    /* sends in a row over a small standing queue */
 	int spurt_wait;  /* this slot already waited for a talk spurt's frame */
 	int spurt_early; /* ms of that wait taken when the last packet went (playout.c) */
-	/* A spurt pinned to the grid's limit (playout.c, pinned): frames in a row that waited for
-	 * it, how long the first waited, when the last came. */
+	/* A pinned talk spurt (playout.c, pinned): frames in a row whose kick was refused and
+	 * that waited about as long for their slot, how long the first waited, when the last came.
+	 */
 	int pin_n, pin_wait;
 	int64_t pin_at;
 	/* Backlog bound (media.playout_backlog_ms): the queue's least over a window, and the

@@ -324,7 +324,8 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		 * and what follows it a ptime apart from here. Not when bridged or sending a
 		 * digit, nor when it would run more than a ptime ahead of the call's grid, nor
 		 * (mid-spurt) more than half a ptime ahead of its slot: the caller's jitter
-		 * buffer sees packets at least half a ptime apart. */
+		 * buffer sees packets at least half a ptime apart. Except a pinned spurt's
+		 * frame (pinned, above), once. */
 		int64_t p = s->tx_ms ? s->tx_ms : 20;
 		int stale = s->kick_stale, relink = 0;
 		s->kick_stale = 0;
@@ -333,9 +334,9 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		int can = !stale && s->registered && s->wh_slot >= 0 && s->codec &&
 		          !s->relay.peer && !s->dtmf_digit && now < s->tx_next &&
 		          tl_stream_dl_queued(s) > 0;
-		if ((can && now >= s->home_next - p &&
-		     (s->tx_next == s->home_next || now >= s->tx_next - p / 2)) ||
-		    (can && pinned(s, now, p) == 1)) {
+		if (can && ((now >= s->home_next - p &&
+		             (s->tx_next == s->home_next || now >= s->tx_next - p / 2)) ||
+		            pinned(s, now, p) == 1)) {
 			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
 				tl_stat_add(&s->st_tx_on_arrival, 1);
 			/* what the caller sees: this packet under a ptime after the one before */
