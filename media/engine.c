@@ -94,6 +94,9 @@ static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 		w->streams[s->index] = w->streams[--w->n_streams];
 		w->streams[s->index]->index = s->index;
 	}
+	/* A packet queued for this stream names its socket: out before the socket closes. */
+	if (tl_txring_pending(w->tx))
+		tl_txring_flush(w->tx);
 	tl_stream_free(s);
 }
 
@@ -196,6 +199,7 @@ static void worker_turn(struct tl_media_worker *w, int timeout_ms)
 		run_commands(w);
 	/* Every packet due by now, all streams in one pass; then the timer re-armed. */
 	tl_playout_run(w);
+	tl_txring_flush(w->tx); /* the wake-up's packets: one system call */
 }
 
 static void *worker_main(void *arg)
@@ -208,6 +212,14 @@ static void *worker_main(void *arg)
 	while (!w->stop)
 		worker_turn(w, -1);
 	return NULL;
+}
+
+int tl_media_tx_batched(const struct tl_media *m)
+{
+	for (int i = 0; i < m->n_workers; i++)
+		if (!m->workers[i].tx)
+			return m->workers[i].tx_err < 0 ? m->workers[i].tx_err : -ENOSYS;
+	return m->n_workers > 0;
 }
 
 unsigned tl_media_workers(const struct tl_media *m)
@@ -275,6 +287,7 @@ int64_t tl_media_worker_flush(struct tl_media *m, unsigned worker)
 	}
 	w->events = 0;
 	tl_playout_run(w);
+	tl_txring_flush(w->tx); /* the wake-up's packets: one system call */
 	return w->armed_ms;
 }
 
@@ -305,6 +318,10 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	w->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->epfd < 0 || w->timerfd < 0 || w->cmdfd < 0)
 		return -errno;
+	/* Refused (seccomp, an old kernel, TL_NO_IO_URING=1): each packet goes with sendto. */
+	w->tx_err = tl_txring_create(&w->tx, TL_TXRING_SLOTS);
+	if (w->tx_err < 0)
+		w->tx = NULL;
 	/* Per stream: an add, a release (urgent, in the reserve) and now and then an update. */
 	err = tl_queue_create(&w->cmdq, sizeof(struct tl_media_cmd), 2 * max + 256, max + 16,
 	                      tl_queue_eventfd_wake, &w->cmdfd);
@@ -400,6 +417,7 @@ void tl_media_destroy(struct tl_media *m)
 		if (w->cmdfd >= 0)
 			close(w->cmdfd);
 		tl_queue_destroy(w->cmdq);
+		tl_txring_destroy(w->tx);
 	}
 	free(m->workers);
 	free(m);

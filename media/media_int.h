@@ -27,6 +27,8 @@
 #define TL_RTCP_INTERVAL 5000 /* ms */
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
 #define TL_WHEEL         128  /* playout wheel: 1 ms slots, a power of two */
+#define TL_TXRING_SLOTS  64   /* a worker's RTP packets queued for one io_uring submit */
+#define TL_TXRING_BATCH  32   /* queued packets that make a submit before the wake-up ends */
 
 /* Adds n to a counter that only the stream's worker writes (other threads only read it): a
  * relaxed load and store, without the locked read-modify-write of atomic_fetch_add, which
@@ -277,6 +279,8 @@ struct tl_media_worker {
 	atomic_int stop; /* set by tl_media_destroy on its thread */
 	uint8_t
 	    out_buf[TL_PKT_MAX]; /* one outgoing packet at a time: each call has its own socket */
+	struct tl_txring *tx;    /* batched sends (txring.c), NULL: sendto each packet */
+	int tx_err;              /* why tx is NULL (tl_txring_create) */
 	/* recvmmsg batch */
 	struct mmsghdr in_msgs[TL_BATCH];
 	struct iovec in_iov[TL_BATCH];
@@ -303,6 +307,27 @@ struct tl_media_worker {
 };
 
 extern _Thread_local struct tl_media_worker *tl_media_self;
+
+/* txring.c: a worker's RTP sends batched on an io_uring (one system call a wake-up instead of
+ * one a packet). Owned and used by one worker thread. */
+struct tl_txring;
+struct tl_txring_stats {
+	uint64_t sent, failed; /* completions: sent, or refused (a full socket: EAGAIN) */
+	uint64_t batches;      /* submits */
+};
+/* 0, or -errno when io_uring is unavailable (-ENOSYS with TL_NO_IO_URING=1 in the
+ * environment): then the worker sends with sendto. */
+int tl_txring_create(struct tl_txring **out, unsigned slots);
+void tl_txring_destroy(struct tl_txring *r); /* flushes first; NULL is fine */
+/* Copies the packet and its address: 0 queued, -ENOBUFS no slot (send it yourself),
+ * -EMSGSIZE too large. Sent by tl_txring_flush, or when TL_TXRING_BATCH are queued. */
+int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
+                   const struct sockaddr *to, socklen_t tolen);
+/* Submits what is queued (one system call) and collects completions. Before a socket a queued
+ * packet names is closed, and at the end of every wake-up. NULL is fine. */
+void tl_txring_flush(struct tl_txring *r);
+int tl_txring_pending(const struct tl_txring *r);
+void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st);
 
 struct tl_media {
 	struct tl_media_config cfg;

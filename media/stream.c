@@ -358,6 +358,10 @@ static void report_marks(struct tl_media_stream *s)
 		struct tl_media_event *ev = up_room(s);
 		if (!ev)
 			break;
+		/* The audio before the mark leaves before the agent can hear of it (an agent loop
+		 * on another thread reads the event at once): marks are rare, a submit is cheap. */
+		if (tl_txring_pending(s->w->tx))
+			tl_txring_flush(s->w->tx);
 		ev->kind = TL_MEDIA_EV_MARK;
 		ev->mark = s->marks[t % TL_MARK_SLOTS].id;
 		ev->ts_ms = s->up_ms;
@@ -386,7 +390,12 @@ static int send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t 
 	tl_rtp_write(pkt, TL_RTP_HDR_LEN, &h);
 	if (tl_stream_srtp_out(s, pkt, &len, sizeof(s->w->out_buf), 0) < 0)
 		return 0;
-	if (sendto(s->rtp_fd, pkt, len, MSG_DONTWAIT, (const struct sockaddr *)&s->src.rtp_to,
+	/* Queued for the wake-up's one submit (counted now: a queued packet is refused only by
+	 * a full socket, which the ring counts), else sent now. */
+	if ((s->w->tx &&
+	     tl_txring_send(s->w->tx, s->rtp_fd, pkt, len, (const struct sockaddr *)&s->src.rtp_to,
+	                    s->src.rtp_to_len) == 0) ||
+	    sendto(s->rtp_fd, pkt, len, MSG_DONTWAIT, (const struct sockaddr *)&s->src.rtp_to,
 	           s->src.rtp_to_len) > 0) {
 		tl_stat_add(&s->st_tx_packets, 1);
 		tl_stat_add(&s->st_tx_bytes, TL_RTP_HDR_LEN + payload_len);

@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates
       libsofia-sip-ua-dev libwebsockets-dev libjansson-dev libopus-dev libsrtp2-dev libspeexdsp-dev libssl-dev
       sip-tester python3 clang-format tzdata
       libspandsp-dev kamailio python3-prometheus-client baresip-core openssl libssl-dev
-      libev-dev libwebsockets-evlib-ev)
+      libev-dev libwebsockets-evlib-ev liburing-dev)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -597,6 +597,12 @@ static int start_media_and_agents(struct tl_sip *sip)
 		tl_log_error(NULL, "cannot start media workers: %s", strerror(-err));
 		return err;
 	}
+	err = tl_media_tx_batched(sip->media);
+	if (err > 0)
+		tl_log_info(NULL, "media: RTP sends batched (io_uring)");
+	else
+		tl_log_info(NULL, "media: io_uring unavailable (%s): one sendto per RTP packet",
+		            strerror(-err));
 	unsigned threads = sip->cfg->agent_threads > 0
 	                       ? (unsigned)sip->cfg->agent_threads
 	                       : tl_ws_default_threads((unsigned)mc.workers);

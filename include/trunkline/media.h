@@ -146,6 +146,11 @@ int tl_media_stream_ringback(struct tl_media_stream *s, enum tl_tone_ringback ki
  * worker) or a window had fewer than 50 packets. Any thread; no system call. */
 unsigned tl_media_late_permille(const struct tl_media *m);
 
+/* 1 when every worker sends its RTP in batches, one io_uring submit a wake-up; else the
+ * negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 in the environment, -EPERM
+ * under a seccomp profile that denies io_uring): each packet then goes with its own sendto. */
+int tl_media_tx_batched(const struct tl_media *m);
+
 /* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
 unsigned tl_media_workers(const struct tl_media *m);
 /* A host's poller: watch reports fd readable by calling tl_media_worker_event(m, worker, tag)

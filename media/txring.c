@@ -1,0 +1,181 @@
+/* A media worker's outgoing RTP in batches: a packet is copied into a slot and queued, and the
+ * queue goes to the kernel with one io_uring submit at the end of the worker's wake-up (or when
+ * TL_TXRING_BATCH are queued); a queue of one goes with sendmsg, which costs less than a
+ * submit. Each call has its own socket, so sendmmsg cannot batch them; on the benchmark's
+ * machine a system call costs about 1 µs, a third of a send (BENCHMARKS.md run O). Where
+ * io_uring is refused (a container's seccomp profile), create fails and the worker sends with
+ * sendto as before. Used only by the ring's worker thread. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <liburing.h>
+
+#include "media_int.h"
+
+struct tl_txslot {
+	int fd;
+	struct msghdr mh;
+	struct iovec iov;
+	struct sockaddr_storage to;
+	uint8_t buf[TL_PKT_MAX];
+};
+
+struct tl_txring {
+	struct io_uring ring;
+	struct tl_txslot *slots;
+	unsigned *free;  /* a stack of free slot indexes */
+	unsigned *queue; /* slots queued, in order, not yet submitted */
+	unsigned n_free, n_slots;
+	unsigned queued;
+	struct tl_txring_stats st;
+};
+
+int tl_txring_create(struct tl_txring **out, unsigned slots)
+{
+	struct tl_txring *r;
+	int err;
+
+	if (getenv("TL_NO_IO_URING") && getenv("TL_NO_IO_URING")[0] == '1')
+		return -ENOSYS; /* the sendto path, for tests and to compare the two */
+	if (slots == 0)
+		return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->slots = calloc(slots, sizeof(*r->slots));
+	r->free = calloc(slots, sizeof(*r->free));
+	r->queue = calloc(slots, sizeof(*r->queue));
+	if (!r->slots || !r->free || !r->queue) {
+		free(r->slots);
+		free(r->free);
+		free(r->queue);
+		free(r);
+		return -ENOMEM;
+	}
+	/* Task work at our next system call, not by an interrupt (5.19); older kernels refuse the
+	 * flag, and get none. The completion queue has room for every slot. */
+	err = io_uring_queue_init(slots, &r->ring, IORING_SETUP_COOP_TASKRUN);
+	if (err == -EINVAL)
+		err = io_uring_queue_init(slots, &r->ring, 0);
+	if (err < 0) {
+		free(r->slots);
+		free(r->free);
+		free(r->queue);
+		free(r);
+		return err;
+	}
+	for (unsigned i = 0; i < slots; i++) {
+		struct tl_txslot *t = &r->slots[i];
+		t->iov.iov_base = t->buf;
+		t->mh.msg_iov = &t->iov;
+		t->mh.msg_iovlen = 1;
+		t->mh.msg_name = &t->to;
+		r->free[i] = slots - 1 - i;
+	}
+	r->n_slots = r->n_free = slots;
+	*out = r;
+	return 0;
+}
+
+/* Completions back to the free stack, without a system call. */
+static void reap(struct tl_txring *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&r->ring, head, cqe)
+	{
+		if (cqe->res < 0)
+			r->st.failed++;
+		else
+			r->st.sent++;
+		r->free[r->n_free++] = (unsigned)cqe->user_data;
+		n++;
+	}
+	io_uring_cq_advance(&r->ring, n);
+}
+
+void tl_txring_flush(struct tl_txring *r)
+{
+	unsigned n;
+
+	if (!r)
+		return;
+	n = r->queued;
+	r->queued = 0;
+	if (n == 1) {
+		/* One packet: a submit would cost more than the sendto it saves. */
+		struct tl_txslot *t = &r->slots[r->queue[0]];
+		if (sendmsg(t->fd, &t->mh, MSG_DONTWAIT) < 0)
+			r->st.failed++;
+		else
+			r->st.sent++;
+		r->free[r->n_free++] = r->queue[0];
+	} else if (n > 1) {
+		for (unsigned i = 0; i < n; i++) {
+			/* The ring has room for every slot: a queued slot always gets an entry. */
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+			struct tl_txslot *t = &r->slots[r->queue[i]];
+			io_uring_prep_sendmsg(sqe, t->fd, &t->mh, MSG_DONTWAIT);
+			io_uring_sqe_set_data64(sqe, r->queue[i]);
+		}
+		/* Each send is tried at once, in this call, and (MSG_DONTWAIT) completes in it:
+		 * sent, or refused as sendto would refuse it; none is left waiting for room. */
+		if (io_uring_submit(&r->ring) >= 0)
+			r->st.batches++;
+	}
+	reap(r);
+}
+
+int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
+                   const struct sockaddr *to, socklen_t tolen)
+{
+	struct tl_txslot *t;
+	unsigned i;
+
+	if (len > TL_PKT_MAX || tolen > sizeof(t->to))
+		return -EMSGSIZE;
+	if (r->n_free == 0) {
+		tl_txring_flush(r);
+		if (r->n_free == 0)
+			return -ENOBUFS; /* all still in flight: the caller sends itself */
+	}
+	i = r->free[--r->n_free];
+	t = &r->slots[i];
+	memcpy(t->buf, pkt, len);
+	memcpy(&t->to, to, tolen);
+	t->fd = fd;
+	t->iov.iov_len = len;
+	t->mh.msg_namelen = tolen;
+	r->queue[r->queued++] = i;
+	if (r->queued >= TL_TXRING_BATCH)
+		tl_txring_flush(r);
+	return 0;
+}
+
+int tl_txring_pending(const struct tl_txring *r)
+{
+	return r ? (int)r->queued : 0;
+}
+
+void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (r)
+		*st = r->st;
+}
+
+void tl_txring_destroy(struct tl_txring *r)
+{
+	if (!r)
+		return;
+	tl_txring_flush(r);
+	/* What is still in flight (a full socket) is cancelled with the ring: io_uring holds its
+	 * own reference to each file and buffer until then. */
+	io_uring_queue_exit(&r->ring);
+	free(r->slots);
+	free(r->free);
+	free(r->queue);
+	free(r);
+}
