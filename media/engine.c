@@ -222,6 +222,21 @@ int tl_media_tx_batched(const struct tl_media *m)
 	return m->n_workers > 0;
 }
 
+int tl_media_worker_send(struct tl_media *m, unsigned worker, int fd, const void *buf, size_t len,
+                         tl_media_sent_fn done, void *arg)
+{
+	struct tl_media_worker *w = &m->workers[worker];
+
+	if (!w->tx)
+		return -ENOSYS;
+	return tl_txring_send_cb(w->tx, fd, buf, len, NULL, 0, done, arg);
+}
+
+void tl_media_worker_send_flush(struct tl_media *m, unsigned worker)
+{
+	tl_txring_flush(m->workers[worker].tx);
+}
+
 unsigned tl_media_workers(const struct tl_media *m)
 {
 	return (unsigned)m->n_workers;

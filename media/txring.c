@@ -15,6 +15,8 @@
 
 struct tl_txslot {
 	int fd;
+	tl_txring_done_fn done; /* NULL for RTP: the ring counts the result */
+	void *arg;
 	struct msghdr mh;
 	struct iovec iov;
 	struct sockaddr_storage to;
@@ -78,22 +80,31 @@ int tl_txring_create(struct tl_txring **out, unsigned slots)
 	return 0;
 }
 
-/* Completions back to the free stack, without a system call. */
+/* One slot's result: counted, told to its sender, and the slot back on the free stack. */
+static void complete(struct tl_txring *r, unsigned i, int res)
+{
+	struct tl_txslot *t = &r->slots[i];
+
+	if (res < 0)
+		r->st.failed++;
+	else
+		r->st.sent++;
+	if (t->done)
+		t->done(t->arg, res, t->buf, t->iov.iov_len);
+	r->free[r->n_free++] = i;
+}
+
+/* Completions, without a system call. One at a time: a sender's done may queue again. */
 static void reap(struct tl_txring *r)
 {
 	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&r->ring, head, cqe)
-	{
-		if (cqe->res < 0)
-			r->st.failed++;
-		else
-			r->st.sent++;
-		r->free[r->n_free++] = (unsigned)cqe->user_data;
-		n++;
+	while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+		unsigned i = (unsigned)cqe->user_data;
+		int res = cqe->res;
+		io_uring_cqe_seen(&r->ring, cqe);
+		complete(r, i, res);
 	}
-	io_uring_cq_advance(&r->ring, n);
 }
 
 void tl_txring_flush(struct tl_txring *r)
@@ -107,17 +118,14 @@ void tl_txring_flush(struct tl_txring *r)
 	if (n == 1) {
 		/* One packet: a submit would cost more than the sendto it saves. */
 		struct tl_txslot *t = &r->slots[r->queue[0]];
-		if (sendmsg(t->fd, &t->mh, MSG_DONTWAIT) < 0)
-			r->st.failed++;
-		else
-			r->st.sent++;
-		r->free[r->n_free++] = r->queue[0];
+		ssize_t res = sendmsg(t->fd, &t->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		complete(r, r->queue[0], res < 0 ? -errno : (int)res);
 	} else if (n > 1) {
 		for (unsigned i = 0; i < n; i++) {
 			/* The ring has room for every slot: a queued slot always gets an entry. */
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 			struct tl_txslot *t = &r->slots[r->queue[i]];
-			io_uring_prep_sendmsg(sqe, t->fd, &t->mh, MSG_DONTWAIT);
+			io_uring_prep_sendmsg(sqe, t->fd, &t->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 			io_uring_sqe_set_data64(sqe, r->queue[i]);
 		}
 		/* Each send is tried at once, in this call, and (MSG_DONTWAIT) completes in it:
@@ -130,6 +138,12 @@ void tl_txring_flush(struct tl_txring *r)
 
 int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
                    const struct sockaddr *to, socklen_t tolen)
+{
+	return tl_txring_send_cb(r, fd, pkt, len, to, tolen, NULL, NULL);
+}
+
+int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
+                      const struct sockaddr *to, socklen_t tolen, tl_txring_done_fn done, void *arg)
 {
 	struct tl_txslot *t;
 	unsigned i;
@@ -144,10 +158,14 @@ int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
 	i = r->free[--r->n_free];
 	t = &r->slots[i];
 	memcpy(t->buf, pkt, len);
-	memcpy(&t->to, to, tolen);
+	if (to)
+		memcpy(&t->to, to, tolen);
 	t->fd = fd;
+	t->done = done;
+	t->arg = arg;
 	t->iov.iov_len = len;
-	t->mh.msg_namelen = tolen;
+	t->mh.msg_name = to ? &t->to : NULL; /* none: a connected socket */
+	t->mh.msg_namelen = to ? tolen : 0;
 	r->queue[r->queued++] = i;
 	if (r->queued >= TL_TXRING_BATCH)
 		tl_txring_flush(r);

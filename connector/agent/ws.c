@@ -211,6 +211,8 @@ void tl_wsc_free(struct tl_ws_conn *c)
 {
 	struct tl_ws_loop *ws = c->loop;
 
+	if (c->ring_pending) /* before the socket closes and before c is gone */
+		tl_wsc_ring_flush(c->loop);
 	if (c->wsi)
 		lws_set_opaque_user_data(c->wsi, NULL);
 	tl_wsc_rd_release(c, c->wsi != NULL); /* polite close: it reads on for the agent's close */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/x509.h>
@@ -199,9 +200,17 @@ static void conn_gone(struct tl_ws_conn *c, struct lws *wsi)
 
 static int conn_established(struct tl_ws_conn *c)
 {
+	const char *sndbuf = getenv("TL_WS_SNDBUF");
+
 	lws_sul_cancel(&c->sul_connect);
 	c->state = TL_WSC_OPEN;
 	c->last_rx_ms = now_ms();
+	/* Tests: a send buffer this small (bytes) fills within a second of an agent that stops
+	 * reading, instead of after tcp_wmem's 4 MB (test_agent_hostile's slow reader). */
+	if (sndbuf && atoi(sndbuf) > 0) {
+		int v = atoi(sndbuf);
+		setsockopt(lws_get_socket_fd(c->wsi), SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	}
 	tl_wsd_bucket_init(&c->ctl, TL_WSC_CTL_RATE, TL_WSC_CTL_BURST, tl_wsc_now_us());
 	if (c->idle_timeout_ms > 0)
 		lws_sul_schedule(c->loop->ctx, 0, &c->sul_idle, on_idle,
@@ -288,6 +297,12 @@ static int conn_finish(struct tl_ws_conn *c)
 
 static int conn_writeable(struct tl_ws_conn *c)
 {
+	/* lws calls this once what it held has gone; a frame of ours still on the worker's batch
+	 * may leave it holding some again: then the next WRITEABLE. */
+	if (tl_wsc_buffered(c)) {
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
 	if (c->state == TL_WSC_CLOSING || c->state == TL_WSC_REFUSING)
 		return conn_finish(c);
 	set_choked(c, 0);
@@ -335,7 +350,7 @@ int tl_wsc_send_uplink(struct tl_ws_conn *c)
 		struct tl_media_event mev; /* sent before the next is taken: not kept a call */
 		int err;
 
-		if (lws_partial_buffered(c->wsi)) {
+		if (tl_wsc_buffered(c)) {
 			set_choked(c, 1);
 			lws_callback_on_writable(c->wsi);
 			return 0;
@@ -416,6 +431,9 @@ int tl_wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 	case LWS_CALLBACK_WSI_DESTROY:
+		/* A frame of ours still queued names this socket: out before lws closes it. */
+		if (c && c->ring_pending)
+			tl_wsc_ring_flush(c->loop);
 		if (c)
 			conn_gone(c, wsi);
 		else /* before lws closes the descriptor: our reader's watcher goes first */

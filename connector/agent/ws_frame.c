@@ -6,6 +6,7 @@
  * lws's own control frames (pong, close) still go through lws's framing. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -80,6 +81,42 @@ int tl_wsf_key(struct tl_wsf_keys *ks, uint8_t key[4])
 	return 0;
 }
 
+void tl_wsc_ring_flush(struct tl_ws_loop *loop)
+{
+	if (loop->evl)
+		tl_media_worker_send_flush(loop->ws->media, loop->index);
+}
+
+/* A frame sent from the worker's batch: whole, or (MSG_DONTWAIT) part or none of it when the
+ * socket was full: the rest to lws, which sends it before anything else and calls WRITEABLE
+ * once it has (what lws_write would have done with it). An error: as a failed lws_write, the
+ * next write (in WRITEABLE) fails and closes the connection. */
+static void ring_sent(void *arg, int res, const uint8_t *buf, size_t len)
+{
+	struct tl_ws_conn *c = arg;
+	unsigned char tmp[LWS_PRE + TL_MEDIA_SEND_MAX];
+	size_t off = res > 0 ? (size_t)res : 0;
+
+	c->ring_pending = 0;
+	if (res >= 0 && off == len)
+		return;
+	if (!c->wsi || c->wsi_gone)
+		return;
+	if (res == -EAGAIN || res >= 0) {
+		memcpy(tmp + LWS_PRE, buf + off, len - off);
+		if (lws_write(c->wsi, tmp + LWS_PRE, len - off, LWS_WRITE_RAW) >= (int)(len - off))
+			return;
+	}
+	lws_callback_on_writable(c->wsi);
+}
+
+int tl_wsc_buffered(struct tl_ws_conn *c)
+{
+	if (c->ring_pending)
+		tl_wsc_ring_flush(c->loop);
+	return lws_partial_buffered(c->wsi);
+}
+
 int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int binary)
 {
 	uint8_t key[4];
@@ -96,6 +133,18 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 		           : 0;
 	f = tl_wsf_frame(payload, len, binary, key);
 	flen = (size_t)(payload + len - f);
+	/* Our frame before this one goes first; callers asked tl_wsc_buffered, so lws holds
+	 * none of it (lws_write refuses a write while it holds some: -1). */
+	if (c->ring_pending)
+		tl_wsc_ring_flush(c->loop);
+	/* Hosted, plain TCP, nothing buffered: in the media worker's batch, one system call for
+	 * the wake-up's frames and packets (media/txring.c); ring_sent takes the result. */
+	if (c->loop->evl && !lws_is_ssl(c->wsi) && !lws_partial_buffered(c->wsi) &&
+	    tl_media_worker_send(c->loop->ws->media, c->loop->index, lws_get_socket_fd(c->wsi), f,
+	                         flen, ring_sent, c) == 0) {
+		c->ring_pending = 1;
+		return 0;
+	}
 	/* LWS_WRITE_RAW on a ws wsi goes straight to lws_issue_raw (lws 4.1.6 ops-ws.c
 	 * rops_write_role_protocol_ws: LWS_WRITE_RAW is LWS_WRITE_HTTP, sent as is): what the
 	 * socket does not take is kept on lws's buflist_out and sent, in order, before anything

@@ -273,7 +273,8 @@ struct tl_ws_conn {
 	    sent_start : 1, opened : 1, blocked : 1, warned_bad : 1, warned_mark : 1,
 	    warned_dtmf : 1, warned_binary : 1, ended : 1, rx_paused : 1, turn_paused : 1,
 	    warned_ctl : 1, warned_choked : 1, counted : 1;
-	unsigned rx_via_lws : 1; /* lws delivered agent data: it keeps reading this socket */
+	unsigned rx_via_lws : 1;   /* lws delivered agent data: it keeps reading this socket */
+	unsigned ring_pending : 1; /* a frame of ours queued on the worker's batch (ws_frame.c) */
 	unsigned n_info_dtmf;
 	/* Our own reader of the socket (ws_read.c), NULL while lws reads it. */
 	struct tl_wsc_rd *rd;
@@ -470,6 +471,12 @@ int tl_wsc_on_loop(const struct tl_ws_loop *loop); /* this thread is loop's own 
  * before it, masked in place) as one text or binary message. 0, or -1 when the connection is
  * broken. */
 int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int binary);
+/* Hosted loops: what the loop queued on its media worker's batch (tl_media_worker_send) goes
+ * now. Before anything else is written to, or closes, a socket of the loop. */
+void tl_wsc_ring_flush(struct tl_ws_loop *loop);
+/* Whether lws holds unsent bytes of c's (a write must wait for WRITEABLE), once c's frame on
+ * the worker's batch has gone (what it left is then lws's). Ask before tl_wsc_write. */
+int tl_wsc_buffered(struct tl_ws_conn *c);
 enum tl_wsc_msg {
 	TL_WSC_MSG_CONNECTED,
 	TL_WSC_MSG_START,

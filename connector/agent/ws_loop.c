@@ -218,6 +218,7 @@ static void on_prepare(struct ev_loop *evl, ev_prepare *w, int revents)
 
 	(void)revents;
 	flush_ready(loop);
+	tl_wsc_ring_flush(loop); /* the frames flush_ready queued: nothing waits past this wait */
 	/* The worker's next deadline on a libev timer: no timerfd_settime and no read of a
 	 * timerfd per deadline (libev folds it into epoll_wait's timeout). */
 	if (due == loop->media_due)

@@ -97,6 +97,7 @@ static void rd_control(struct tl_wsc_rd *rd, unsigned opcode, const uint8_t *p, 
 	unsigned char buf[LWS_PRE + 125], *f;
 	uint8_t key[4];
 
+	tl_wsc_ring_flush(rd->loop); /* our frames queued before it go first */
 	if (len > 125 || lws_partial_buffered(rd->wsi) || tl_wsf_key(&rd->loop->keys, key) < 0)
 		return;
 	memcpy(buf + LWS_PRE, p, len);

@@ -151,6 +151,20 @@ unsigned tl_media_late_permille(const struct tl_media *m);
  * under a seccomp profile that denies io_uring): each packet then goes with its own sendto. */
 int tl_media_tx_batched(const struct tl_media *m);
 
+/* A hosted worker's host may send on its own sockets in the worker's batch: len bytes (at most
+ * TL_MEDIA_SEND_MAX) on the connected socket fd, copied and queued; they go at the worker's
+ * next flush (tl_media_worker_flush, or tl_media_worker_send_flush), in queue order, each
+ * with MSG_DONTWAIT. done(arg, res, buf, len) is then called once on the host thread with the
+ * bytes sent or -errno (a stream socket may take part: the rest is the caller's, from buf,
+ * which is valid during the call only). Returns 0 when queued, else a negative errno and
+ * nothing was sent (-ENOSYS: no batching, tl_media_tx_batched; -ENOBUFS; -EMSGSIZE). Before
+ * anything else is written to fd, or fd is closed, flush. */
+#define TL_MEDIA_SEND_MAX 1500
+typedef void (*tl_media_sent_fn)(void *arg, int res, const uint8_t *buf, size_t len);
+int tl_media_worker_send(struct tl_media *m, unsigned worker, int fd, const void *buf, size_t len,
+                         tl_media_sent_fn done, void *arg);
+void tl_media_worker_send_flush(struct tl_media *m, unsigned worker);
+
 /* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
 unsigned tl_media_workers(const struct tl_media *m);
 /* A host's poller: watch reports fd readable by calling tl_media_worker_event(m, worker, tag)

@@ -32,6 +32,9 @@ Modes (the path, e.g. ws://127.0.0.1:PORT/big-single):
   early-hello    a valid message of an unknown event right behind the 101 (an agent that speaks
                  first: trunkline's reader leaves such a socket to libwebsockets), then a mark,
                  then hangup
+  slowread       reads nothing for 2.5 s after the handshake (with a small receive buffer, and
+                 trunkline's send buffer made small by TL_WS_SNDBUF, its sends fill both and
+                 come back short), then reads on; every message it got is checked (seqs, bad)
   noread         stops reading after the handshake (with a small receive buffer: see rcvbuf).
                  Not in the tests: trunkline's send buffer on loopback grows to tcp_wmem's 4 MB,
                  so its "agent has not read" warning takes minutes, unless tcp_wmem is small
@@ -116,6 +119,8 @@ class Conn:
         self.lock = threading.Lock()
         self.cond = threading.Condition()
         self.events = []  # trunkline's JSON events, by name
+        self.seqs = []  # their sequenceNumber (Twilio dialect), in order
+        self.bad = 0  # text frames that were not JSON
         self.start = None
         self.marks_back = []
         self.pongs = 0
@@ -183,7 +188,10 @@ class Conn:
                     ev = json.loads(data)
                 except ValueError:
                     ev = {"event": "?"}
+                    self.bad += 1
                 self.events.append(ev.get("event"))
+                if "sequenceNumber" in ev:
+                    self.seqs.append(int(ev["sequenceNumber"]))
                 if ev.get("event") == "start":
                     self.start = ev
                 elif ev.get("event") == "mark":
@@ -303,6 +311,8 @@ class HostileServer:
             if c.mode == "noread":
                 self.stopping.wait(30)
                 return
+            if c.mode == "slowread":
+                self.stopping.wait(2.5)
             t = threading.Thread(target=c.reader, daemon=True)
             t.start()
             if (not early or c.mode == "early-hello") and \
@@ -384,6 +394,8 @@ class HostileServer:
                 c.send(f)
                 if c.eof:
                     break
+        elif m == "slowread":
+            pass  # reads on until the caller hangs up
         elif m.startswith("noise-"):
             rng = random.Random(int(m[6:]))
             c.send(rng.randbytes(65536))

@@ -294,6 +294,47 @@ def test_hostile_frames(binary):
         stop_all(tl)
 
 
+# ---- an agent that stops reading, then reads on ----
+
+def test_slow_reader_stream_intact(binary):
+    """An agent that reads nothing for 2.5 s: with 4 KiB buffers on both sides, trunkline's
+    sends come back short or refused (on the hosted loops, from the media worker's batched
+    sends: media/txring.c, ws_frame.c's ring_sent), and what they left is sent first once the
+    agent reads again. Every message the agent then gets is whole JSON, their sequence numbers
+    run without a gap or a repeat, and the call ends normally."""
+    hs = HostileServer(delay_s=0.5, rcvbuf=4096)
+    agents = {"slow": {"url": hs.url("slowread"), "connect_timeout_ms": 5000}}
+    routes = [{"name": "slow", "match": {"to": "^7100$"}, "agent": "slow",
+               "fallback": FALLBACK}]
+    os.environ["TL_WS_SNDBUF"] = "4096"
+    try:
+        tl = Trunkline(binary, rules={"agents": agents, "routes": routes}).start()
+    finally:
+        del os.environ["TL_WS_SNDBUF"]
+    try:
+        c = Caller(1, tl.port, 5.0, "7100", time.monotonic() + 0.2)
+        drive([c], 15)
+        assert tl.alive(), "trunkline died:\n" + tl.log()[-6000:]
+        conns = hs.by_mode("slowread")
+        assert len(conns) == 1, describe(tl, c)
+        hc = conns[0]
+        assert hc.wait(lambda: hc.eof, 8), "the agent connection did not end"
+        seqs = hc.seqs
+        gaps = [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
+        media = hc.events.count("media")
+        print(f"     slow reader: {len(seqs)} messages ({media} media), seq "
+              f"{seqs[:1]}..{seqs[-1:]}, {hc.bad} not JSON, error {hc.error}", flush=True)
+        assert hc.bad == 0 and hc.events.count("?") == 0, hc.events[:20]
+        assert not gaps, f"sequence numbers jump: {gaps[:5]}"
+        # 5 s of audio, 2.5 of it stalled: well over a stall's worth came through whole.
+        assert media >= 150, f"{media} media messages\n" + describe(tl, c)
+        assert hc.events[-1] == "stop", hc.events[-5:]
+        assert c.outcome == "completed", describe(tl, c)
+    finally:
+        hs.stop()
+        stop_all(tl)
+
+
 # ---- mark/clear flood ----
 
 def test_mark_flood_fairness(binary):
@@ -348,4 +389,5 @@ def test_mark_flood_fairness(binary):
 
 
 if __name__ == "__main__":
-    run([test_big_message_with_20_calls, test_hostile_frames, test_mark_flood_fairness])
+    run([test_big_message_with_20_calls, test_hostile_frames, test_slow_reader_stream_intact,
+         test_mark_flood_fairness])
