@@ -210,15 +210,19 @@ static void media_unwatch(void *host, int fd)
 static const struct tl_media_host_ops media_host = {media_watch, media_unwatch};
 
 /* Hosted, before every wait: agent audio lws's callbacks queued goes out (a talk spurt's first
- * frame at once), and what the worker produced meanwhile goes to the agents. */
+ * frame at once), and what the worker produced meanwhile goes to the agents. The uplink's
+ * frames are queued first, so that the worker's flush submits them with its packets: one
+ * system call; what its playout produced (marks) then goes in a second. */
 static void on_prepare(struct ev_loop *evl, ev_prepare *w, int revents)
 {
 	struct tl_ws_loop *loop = w->data;
-	int64_t due = tl_media_worker_flush(loop->ws->media, loop->index);
+	int64_t due;
 
 	(void)revents;
 	flush_ready(loop);
-	tl_wsc_ring_flush(loop); /* the frames flush_ready queued: nothing waits past this wait */
+	due = tl_media_worker_flush(loop->ws->media, loop->index);
+	flush_ready(loop);
+	tl_wsc_ring_flush(loop); /* nothing queued waits past this wait */
 	/* The worker's next deadline on a libev timer: no timerfd_settime and no read of a
 	 * timerfd per deadline (libev folds it into epoll_wait's timeout). */
 	if (due == loop->media_due)
