@@ -5,6 +5,7 @@
  * - the ring is bounded: a peer that does not tick gets at most 128 ms, drops are counted;
  * - freeing one stream unlinks the other, which goes back to silence. */
 #include "media_int.h"
+#include "tl_udp.h"
 #include "trunkline/g711.h"
 #include "trunkline/rtp.h"
 #include "tl_test.h"
@@ -17,22 +18,6 @@
 
 static struct tl_media_worker worker; /* only its out_buf is used by tl_stream_tick */
 static struct tl_media media;
-
-static int udp_bind(struct sockaddr_in *a)
-{
-	socklen_t len = sizeof(*a);
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	memset(a, 0, sizeof(*a));
-	a->sin_family = AF_INET;
-	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && (bind(fd, (struct sockaddr *)a, sizeof(*a)) < 0 ||
-	                getsockname(fd, (struct sockaddr *)a, &len) < 0)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
 
 /* One side: a stream and the socket of the party it talks to (caller or person). */
 struct side {
@@ -54,9 +39,9 @@ static int side_open(struct side *d, enum tl_codec codec)
 	media.cfg.reorder_ms = 40;
 	media.cfg.playout_max_ms = 60000;
 	d->codec = codec;
-	d->peer_fd = udp_bind(&d->peer_addr);
-	p.rtp_fd = udp_bind(&a);
-	p.rtcp_fd = udp_bind(&b);
+	d->peer_fd = tl_udp_bind(&d->peer_addr);
+	p.rtp_fd = tl_udp_bind(&a);
+	p.rtcp_fd = tl_udp_bind(&b);
 	TL_CHECK(d->peer_fd >= 0 && p.rtp_fd >= 0 && p.rtcp_fd >= 0);
 	memcpy(&p.remote, &d->peer_addr, sizeof(d->peer_addr));
 	strcpy(p.sdp.remote_addr, "127.0.0.1");

@@ -4,27 +4,13 @@
  * engine says so. UDP on 127.0.0.1 only; every wait is bounded. */
 #include "media_int.h"
 #include "tl_test.h"
+#include "tl_udp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <unistd.h>
-
-/* A UDP socket on 127.0.0.1 (port 0: the kernel picks); its address in *a. */
-static int udp_open(struct sockaddr_in *a)
-{
-	socklen_t alen = sizeof(*a);
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-
-	memset(a, 0, sizeof(*a));
-	a->sin_family = AF_INET;
-	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)a, sizeof(*a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)a, &alen) < 0)
-		return -1;
-	return fd;
-}
 
 /* One datagram within timeout_ms: its length, 0 when none came; its source port in *port. */
 static size_t udp_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms, uint16_t *port)
@@ -63,12 +49,12 @@ static void test_batch_and_flush(void)
 	struct tl_txring *r = NULL;
 	struct tl_txring_stats st;
 	struct sockaddr_in ra, sa[3];
-	int rx = udp_open(&ra), tx[3], next[3] = {0, 1, 2}, got = 0;
+	int rx = tl_udp_bind(&ra), tx[3], next[3] = {0, 1, 2}, got = 0;
 	uint8_t b[TL_PKT_MAX], in[TL_PKT_MAX];
 
 	TL_CHECK(rx >= 0);
 	for (int i = 0; i < 3; i++)
-		TL_CHECK((tx[i] = udp_open(&sa[i])) >= 0);
+		TL_CHECK((tx[i] = tl_udp_bind(&sa[i])) >= 0);
 	TL_CHECK_INT(tl_txring_create(&r, 8), 0);
 	if (!r)
 		return;
@@ -139,7 +125,7 @@ static void test_full_batch(void)
 {
 	struct tl_txring *r = NULL;
 	struct sockaddr_in ra, sa;
-	int rx = udp_open(&ra), tx = udp_open(&sa), got = 0;
+	int rx = tl_udp_bind(&ra), tx = tl_udp_bind(&sa), got = 0;
 	uint8_t b[TL_PKT_MAX + 1], in[TL_PKT_MAX];
 
 	TL_CHECK(rx >= 0 && tx >= 0);
@@ -169,7 +155,7 @@ static void test_refused_counted(void)
 	struct tl_txring *r = NULL;
 	struct tl_txring_stats st;
 	struct sockaddr_in ra;
-	int rx = udp_open(&ra), pfd[2];
+	int rx = tl_udp_bind(&ra), pfd[2];
 	uint8_t b[64] = {0};
 
 	TL_CHECK(rx >= 0 && pipe(pfd) == 0);
