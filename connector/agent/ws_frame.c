@@ -123,6 +123,10 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 	unsigned char *f;
 	size_t flen;
 
+	/* Our frame before this one goes first; callers asked tl_wsc_buffered, so lws holds
+	 * none of it (lws_write refuses a write while it holds some: -1). */
+	if (c->ring_pending)
+		tl_wsc_ring_flush(c->loop);
 	/* lws's framing when ours cannot be used: no key (it then tries /dev/urandom itself), or
 	 * a connection carried inside another (ws over h2, which lws 4.1's ws client never asks
 	 * for: it offers ALPN http/1.1 only), where raw bytes would bypass the stream framing. */
@@ -133,17 +137,15 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 		           : 0;
 	f = tl_wsf_frame(payload, len, binary, key);
 	flen = (size_t)(payload + len - f);
-	/* Our frame before this one goes first; callers asked tl_wsc_buffered, so lws holds
-	 * none of it (lws_write refuses a write while it holds some: -1). */
-	if (c->ring_pending)
-		tl_wsc_ring_flush(c->loop);
 	/* Hosted, plain TCP, nothing buffered: in the media worker's batch, one system call for
-	 * the wake-up's frames and packets (media/txring.c); ring_sent takes the result. */
-	if (c->loop->evl && !lws_is_ssl(c->wsi) && !lws_partial_buffered(c->wsi) &&
-	    tl_media_worker_send(c->loop->ws->media, c->loop->index, lws_get_socket_fd(c->wsi), f,
-	                         flen, ring_sent, c) == 0) {
+	 * the wake-up's frames and packets (media/txring.c); ring_sent takes the result. Pending
+	 * before the call: a full batch is sent inside it, and ring_sent may come first. */
+	if (c->loop->evl && !lws_is_ssl(c->wsi) && !lws_partial_buffered(c->wsi)) {
 		c->ring_pending = 1;
-		return 0;
+		if (tl_media_worker_send(c->loop->ws->media, c->loop->index,
+		                         lws_get_socket_fd(c->wsi), f, flen, ring_sent, c) == 0)
+			return 0;
+		c->ring_pending = 0;
 	}
 	/* LWS_WRITE_RAW on a ws wsi goes straight to lws_issue_raw (lws 4.1.6 ops-ws.c
 	 * rops_write_role_protocol_ws: LWS_WRITE_RAW is LWS_WRITE_HTTP, sent as is): what the
