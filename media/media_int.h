@@ -326,10 +326,8 @@ int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
 /* The same, to NULL (a connected socket) or to; done is called once, on this thread, inside
  * the flush that sends it, with the bytes sent or -errno (a stream socket may take part),
  * the slot's copy and its length (valid during the call only). */
-typedef tl_media_sent_fn tl_txring_done_fn;
 int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
-                      const struct sockaddr *to, socklen_t tolen, tl_txring_done_fn done,
-                      void *arg);
+                      const struct sockaddr *to, socklen_t tolen, tl_media_sent_fn done, void *arg);
 /* Submits what is queued (one system call) and collects completions. Before a socket a queued
  * packet names is closed, and at the end of every wake-up. NULL is fine. */
 void tl_txring_flush(struct tl_txring *r);

@@ -15,7 +15,7 @@
 
 struct tl_txslot {
 	int fd;
-	tl_txring_done_fn done; /* NULL for RTP: the ring counts the result */
+	tl_media_sent_fn done; /* NULL for RTP: the ring counts the result */
 	void *arg;
 	struct msghdr mh;
 	struct iovec iov;
@@ -94,6 +94,15 @@ static void complete(struct tl_txring *r, unsigned i, int res)
 	r->free[r->n_free++] = i;
 }
 
+/* Slot i sent by itself, as sendto would send it. */
+static void send_one(struct tl_txring *r, unsigned i)
+{
+	struct tl_txslot *t = &r->slots[i];
+	ssize_t res = sendmsg(t->fd, &t->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	complete(r, i, res < 0 ? -errno : (int)res);
+}
+
 /* Completions, without a system call. One at a time: a sender's done may queue again. */
 static void reap(struct tl_txring *r)
 {
@@ -116,15 +125,17 @@ void tl_txring_flush(struct tl_txring *r)
 	n = r->queued;
 	r->queued = 0;
 	if (n == 1) {
-		/* One packet: a submit would cost more than the sendto it saves. */
-		struct tl_txslot *t = &r->slots[r->queue[0]];
-		ssize_t res = sendmsg(t->fd, &t->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-		complete(r, r->queue[0], res < 0 ? -errno : (int)res);
+		send_one(r, r->queue[0]); /* a submit would cost more than the sendmsg it saves */
 	} else if (n > 1) {
 		for (unsigned i = 0; i < n; i++) {
-			/* The ring has room for every slot: a queued slot always gets an entry. */
+			/* The ring has room for every slot, unless a submit failed and left entries
+			 * behind (they go with this one): then this packet goes by itself. */
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 			struct tl_txslot *t = &r->slots[r->queue[i]];
+			if (!sqe) {
+				send_one(r, r->queue[i]);
+				continue;
+			}
 			io_uring_prep_sendmsg(sqe, t->fd, &t->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 			io_uring_sqe_set_data64(sqe, r->queue[i]);
 		}
@@ -143,7 +154,7 @@ int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
 }
 
 int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
-                      const struct sockaddr *to, socklen_t tolen, tl_txring_done_fn done, void *arg)
+                      const struct sockaddr *to, socklen_t tolen, tl_media_sent_fn done, void *arg)
 {
 	struct tl_txslot *t;
 	unsigned i;

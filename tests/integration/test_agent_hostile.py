@@ -315,6 +315,8 @@ def test_slow_reader_stream_intact(binary):
         c = Caller(1, tl.port, 5.0, "7100", time.monotonic() + 0.2)
         drive([c], 15)
         assert tl.alive(), "trunkline died:\n" + tl.log()[-6000:]
+        # The batch this test is about (on a machine that refuses io_uring it cannot run).
+        assert "media: RTP sends batched (io_uring)" in tl.log(), tl.log()[:3000]
         conns = hs.by_mode("slowread")
         assert len(conns) == 1, describe(tl, c)
         hc = conns[0]
