@@ -18,7 +18,8 @@
 #define TL_TAG_RTCP  1u
 #define TL_TAG_TIMER ((uint64_t)1)
 #define TL_TAG_CMD   ((uint64_t)2)
-#define TL_RX_ROUNDS 4 /* recvmmsg batches per wake-up before others get their turn */
+#define TL_TAG_RX    ((uint64_t)3) /* the receive ring; a stream's tag is its address */
+#define TL_RX_ROUNDS 4             /* recvmmsg batches per wake-up before others get their turn */
 
 /* The worker whose host thread this is (tl_media_worker_attach), else NULL. */
 _Thread_local struct tl_media_worker *tl_media_self;
@@ -58,6 +59,53 @@ static void unwatch(struct tl_media_worker *w, int fd)
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+/* A stream's socket (rtcp 0 or 1): on the receive ring while the worker uses it, else (or
+ * when the ring refuses it) watched by the poller. */
+static int watch_stream(struct tl_media_worker *w, struct tl_media_stream *s, int rtcp)
+{
+	int fd = rtcp ? s->rtcp_fd : s->rtp_fd;
+	uint64_t tag = (uint64_t)(uintptr_t)s | (rtcp ? TL_TAG_RTCP : 0);
+
+	s->rx_id[rtcp] = w->rx_on ? tl_rxring_add(w->rx, fd, tag) : -1;
+	if (s->rx_id[rtcp] >= 0)
+		return 0;
+	s->rx_id[rtcp] = -1;
+	return watch(w, fd, tag);
+}
+
+static void unwatch_stream(struct tl_media_worker *w, struct tl_media_stream *s, int rtcp)
+{
+	if (s->rx_id[rtcp] >= 0)
+		tl_rxring_remove(w->rx, s->rx_id[rtcp]);
+	else
+		unwatch(w, rtcp ? s->rtcp_fd : s->rtp_fd);
+	s->rx_id[rtcp] = -1;
+}
+
+static void on_rx(struct tl_media_worker *w, int64_t now);
+
+/* Every stream's sockets to the receive ring (on) or back to the poller. The ring pays where
+ * a wake-up collects many packets: with a few it cost more than a recvmmsg each (the kernel
+ * runs its receives as task work, which interrupts the worker's epoll_wait; BENCHMARKS.md run
+ * P), so a worker uses it from rx_up streams and leaves it below half that. What the ring
+ * holds is delivered before its sockets leave it. */
+static void rx_switch(struct tl_media_worker *w, int on)
+{
+	if (!w->rx || on == w->rx_on || w->stop)
+		return; /* not while tl_media_destroy releases what is left */
+	if (!on)
+		on_rx(w, tl_media_now_ms(w->m));
+	for (size_t i = 0; i < w->n_streams; i++)
+		for (int rtcp = 0; rtcp < 2; rtcp++)
+			unwatch_stream(w, w->streams[i], rtcp);
+	w->rx_on = on;
+	w->rx_switches++;
+	for (size_t i = 0; i < w->n_streams; i++)
+		for (int rtcp = 0; rtcp < 2; rtcp++)
+			if (watch_stream(w, w->streams[i], rtcp) < 0)
+				w->rx_lost++; /* out of memory: silent until released */
+}
+
 static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 {
 	int err;
@@ -70,18 +118,20 @@ static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 		w->streams = a;
 		w->cap_streams = cap;
 	}
-	err = watch(w, s->rtp_fd, (uint64_t)(uintptr_t)s);
+	err = watch_stream(w, s, 0);
 	if (err < 0)
 		return err;
-	err = watch(w, s->rtcp_fd, (uint64_t)(uintptr_t)s | TL_TAG_RTCP);
+	err = watch_stream(w, s, 1);
 	if (err < 0) {
-		unwatch(w, s->rtp_fd);
+		unwatch_stream(w, s, 0);
 		return err;
 	}
 	s->registered = 1;
 	s->index = (int)w->n_streams;
 	w->streams[w->n_streams++] = s;
 	tl_playout_add(w, s, tl_media_now_ms(w->m));
+	if (w->n_streams >= w->rx_up)
+		rx_switch(w, 1);
 	return 0;
 }
 
@@ -89,10 +139,12 @@ static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 {
 	if (s->registered) {
 		tl_playout_remove(w, s);
-		unwatch(w, s->rtp_fd);
-		unwatch(w, s->rtcp_fd);
+		unwatch_stream(w, s, 0);
+		unwatch_stream(w, s, 1);
 		w->streams[s->index] = w->streams[--w->n_streams];
 		w->streams[s->index]->index = s->index;
+		if (w->n_streams < w->rx_up / 2)
+			rx_switch(w, 0);
 	}
 	/* A packet queued for this stream names its socket: out before the socket closes. */
 	if (tl_txring_pending(w->tx))
@@ -165,6 +217,36 @@ static void on_readable(struct tl_media_worker *w, struct tl_media_stream *s, in
 	}
 }
 
+/* One packet from the receive ring (tl_rxring_fn); arg is the worker. */
+static void on_rx_packet(void *arg, uint64_t tag, uint8_t *buf, size_t len,
+                         struct sockaddr_storage *from, socklen_t fromlen)
+{
+	struct tl_media_worker *w = arg;
+	struct tl_media_stream *s =
+	    (struct tl_media_stream *)(uintptr_t)(tag & ~(uint64_t)TL_TAG_RTCP);
+	int rtcp = (int)(tag & TL_TAG_RTCP);
+
+	if (!buf) {
+		/* The ring gave this socket up after errors in a row: the poller watches it. */
+		s->rx_id[rtcp] = -1;
+		if (watch(w, rtcp ? s->rtcp_fd : s->rtp_fd, tag) < 0)
+			w->rx_lost++; /* out of memory: the stream is silent until released */
+		return;
+	}
+	if (tl_stream_srtp_in(s, buf, &len, rtcp) < 0)
+		return;
+	if (rtcp)
+		tl_stream_on_rtcp(s, buf, len, from, fromlen, w->rx_now);
+	else
+		tl_stream_on_rtp(s, buf, len, from, fromlen, w->rx_now);
+}
+
+static void on_rx(struct tl_media_worker *w, int64_t now)
+{
+	w->rx_now = now;
+	tl_rxring_run(w->rx, on_rx_packet, w);
+}
+
 static void on_timer(struct tl_media_worker *w)
 {
 	uint64_t expirations;
@@ -189,6 +271,8 @@ static void worker_turn(struct tl_media_worker *w, int timeout_ms)
 			on_timer(w);
 		else if (tag == TL_TAG_CMD)
 			cmds = 1;
+		else if (tag == TL_TAG_RX)
+			on_rx(w, now);
 		else
 			on_readable(
 			    w, (struct tl_media_stream *)(uintptr_t)(tag & ~(uint64_t)TL_TAG_RTCP),
@@ -219,6 +303,14 @@ int tl_media_tx_batched(const struct tl_media *m)
 	for (int i = 0; i < m->n_workers; i++)
 		if (!m->workers[i].tx)
 			return m->workers[i].tx_err < 0 ? m->workers[i].tx_err : -ENOSYS;
+	return m->n_workers > 0;
+}
+
+int tl_media_rx_batched(const struct tl_media *m)
+{
+	for (int i = 0; i < m->n_workers; i++)
+		if (!m->workers[i].rx)
+			return m->workers[i].rx_err < 0 ? m->workers[i].rx_err : -ENOSYS;
 	return m->n_workers > 0;
 }
 
@@ -254,6 +346,11 @@ int tl_media_worker_host(struct tl_media *m, unsigned worker, const struct tl_me
 		return 0; /* the host is gone: streams freed later unwatch nothing */
 	/* Its commands; no timerfd: the host times the deadlines flush returns. */
 	err = watch(w, w->cmdfd, TL_TAG_CMD);
+	if (err == 0 && w->rx) {
+		err = watch(w, tl_rxring_fd(w->rx), TL_TAG_RX);
+		if (err < 0)
+			ops->unwatch(host, w->cmdfd);
+	}
 	if (err < 0)
 		w->ops = NULL;
 	return err;
@@ -273,6 +370,8 @@ void tl_media_worker_event(struct tl_media *m, unsigned worker, uint64_t tag)
 		on_timer(w);
 	else if (tag == TL_TAG_CMD)
 		w->cmds = 1;
+	else if (tag == TL_TAG_RX)
+		on_rx(w, tl_media_now_ms(m));
 	else
 		on_readable(w, (struct tl_media_stream *)(uintptr_t)(tag & ~(uint64_t)TL_TAG_RTCP),
 		            (int)(tag & TL_TAG_RTCP), tl_media_now_ms(m));
@@ -322,6 +421,7 @@ void tl_media_worker_kick(struct tl_media *m, unsigned worker)
 static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
+	const char *env;
 
 	unsigned max = (unsigned)m->cfg.max_streams;
 	int err;
@@ -337,6 +437,12 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	w->tx_err = tl_txring_create(&w->tx, TL_TXRING_SLOTS);
 	if (w->tx_err < 0)
 		w->tx = NULL;
+	/* Refused (as above, or a kernel before 6.0): the poller watches each socket. */
+	w->rx_err = tl_rxring_create(&w->rx, TL_RXRING_BUFS);
+	/* TL_RX_RING_STREAMS=n: the ring from n streams (0: always; tests and the benchmark). */
+	env = getenv("TL_RX_RING_STREAMS");
+	w->rx_up = env ? (unsigned)atoi(env) : TL_RX_STREAMS;
+	w->rx_on = w->rx && w->rx_up == 0;
 	/* Per stream: an add, a release (urgent, in the reserve) and now and then an update. */
 	err = tl_queue_create(&w->cmdq, sizeof(struct tl_media_cmd), 2 * max + 256, max + 16,
 	                      tl_queue_eventfd_wake, &w->cmdfd);
@@ -354,6 +460,9 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 		return -errno;
 	ev.data.u64 = TL_TAG_CMD;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->cmdfd, &ev) < 0)
+		return -errno;
+	ev.data.u64 = TL_TAG_RX;
+	if (w->rx && epoll_ctl(w->epfd, EPOLL_CTL_ADD, tl_rxring_fd(w->rx), &ev) < 0)
 		return -errno;
 	err = -pthread_create(&w->thread, NULL, worker_main, w);
 	w->started = err == 0;
@@ -433,6 +542,7 @@ void tl_media_destroy(struct tl_media *m)
 			close(w->cmdfd);
 		tl_queue_destroy(w->cmdq);
 		tl_txring_destroy(w->tx);
+		tl_rxring_destroy(w->rx);
 	}
 	free(m->workers);
 	free(m);

@@ -28,6 +28,8 @@
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
 #define TL_WHEEL         128  /* playout wheel: 1 ms slots, a power of two */
 #define TL_TXRING_SLOTS  64   /* a worker's RTP packets queued for one io_uring submit */
+#define TL_RXRING_BUFS   256  /* a worker's packets received and not yet collected */
+#define TL_RX_STREAMS    256  /* a worker's streams from which it receives on the ring */
 #define TL_TXRING_BATCH  32   /* queued packets that make a submit before the wake-up ends */
 
 /* Adds n to a counter that only the stream's worker writes (other threads only read it): a
@@ -162,7 +164,8 @@ struct tl_media_stream {
 	struct tl_rtp_jitter jitter;
 	uint16_t rx_max_seq;
 	uint32_t rx_cycles, rx_base_seq, rx_count;
-	int registered; /* in the worker's epoll set */
+	int registered; /* in the worker's epoll set, or its receive ring */
+	int rx_id[2];   /* RTP, RTCP: the receive ring's ids; -1 watched by the poller */
 
 	/* ---- The send side: downlink queue, transmit state, playout schedule. ---- */
 	/* Downlink: producer thread plays, worker sends. What the producer uses first, on one
@@ -281,6 +284,13 @@ struct tl_media_worker {
 	    out_buf[TL_PKT_MAX]; /* one outgoing packet at a time: each call has its own socket */
 	struct tl_txring *tx;    /* batched sends (txring.c), NULL: sendto each packet */
 	int tx_err;              /* why tx is NULL (tl_txring_create) */
+	struct tl_rxring *rx;    /* receives (rxring.c), NULL: recvmmsg on each readable socket */
+	int rx_err;              /* why rx is NULL (tl_rxring_create) */
+	int rx_on;               /* the streams' sockets are on rx (rx_switch) */
+	unsigned rx_up;          /* streams from which they are, and below half of which not */
+	unsigned rx_switches;    /* rx_switch calls that moved them */
+	int64_t rx_now;          /* the clock for the packets of one tl_rxring_run */
+	unsigned rx_lost;        /* sockets the ring gave up that could not be watched */
 	/* recvmmsg batch */
 	struct mmsghdr in_msgs[TL_BATCH];
 	struct iovec in_iov[TL_BATCH];
@@ -333,6 +343,37 @@ int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
 void tl_txring_flush(struct tl_txring *r);
 int tl_txring_pending(const struct tl_txring *r);
 void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st);
+
+/* rxring.c: a worker's incoming packets on an io_uring, one multishot recvmsg per socket into
+ * buffers of the ring's own (Linux 6.0). Owned and used by one worker thread. */
+struct tl_rxring;
+struct tl_rxring_stats {
+	uint64_t packets;  /* delivered */
+	uint64_t rearms;   /* requests the kernel ended and that were armed again */
+	uint64_t nobufs;   /* of those, ended because no buffer was free */
+	uint64_t given_up; /* sockets handed back to the poller after errors in a row */
+	uint64_t failed;   /* re-arms that found no submission entry */
+};
+/* A packet for the socket added with tag: the payload and its source, valid during the call
+ * only (the caller may change the bytes). buf NULL: the ring gave the socket up after errors
+ * in a row; the caller watches it itself from now on (its id is no longer valid). */
+typedef void (*tl_rxring_fn)(void *arg, uint64_t tag, uint8_t *buf, size_t len,
+                             struct sockaddr_storage *from, socklen_t fromlen);
+/* bufs: packets the kernel may hold for us before we collect them, a power of two. 0, or
+ * -errno when io_uring or multishot recvmsg is unavailable (-ENOSYS with TL_NO_IO_URING=1 or
+ * TL_NO_IO_URING_RX=1): then the worker reads each socket itself. */
+int tl_rxring_create(struct tl_rxring **out, unsigned bufs);
+void tl_rxring_destroy(struct tl_rxring *r); /* NULL is fine */
+/* Readable when packets wait for tl_rxring_run. */
+int tl_rxring_fd(const struct tl_rxring *r);
+/* Receives fd's packets from now on: an id for tl_rxring_remove, or -errno. */
+int tl_rxring_add(struct tl_rxring *r, int fd, uint64_t tag);
+/* Before the socket closes: none of its packets is delivered after this. */
+void tl_rxring_remove(struct tl_rxring *r, int id);
+/* Every packet waiting, each to fn, in the order they came (per socket); no system call unless
+ * a request must be armed again. Returns the completions seen. */
+unsigned tl_rxring_run(struct tl_rxring *r, tl_rxring_fn fn, void *arg);
+void tl_rxring_stats(const struct tl_rxring *r, struct tl_rxring_stats *st);
 
 struct tl_media {
 	struct tl_media_config cfg;

@@ -623,6 +623,7 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	atomic_init(&s->refs, 1);
 	s->rtp_fd = p->rtp_fd;
 	s->rtcp_fd = p->rtcp_fd;
+	s->rx_id[0] = s->rx_id[1] = -1;
 	s->fmt = p->agent_format;
 	s->agent_rate = rate;
 	s->agent_frame = s->fmt == TL_MEDIA_AGENT_ULAW ? 160 : (size_t)rate / 50 * 2;

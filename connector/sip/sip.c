@@ -603,6 +603,12 @@ static int start_media_and_agents(struct tl_sip *sip)
 	else
 		tl_log_info(NULL, "media: io_uring unavailable (%s): one sendto per RTP packet",
 		            strerror(-err));
+	err = tl_media_rx_batched(sip->media);
+	if (err > 0)
+		tl_log_info(NULL, "media: RTP receives collected (io_uring)");
+	else
+		tl_log_info(NULL, "media: io_uring receives unavailable (%s): recvmmsg per socket",
+		            strerror(-err));
 	unsigned threads = sip->cfg->agent_threads > 0
 	                       ? (unsigned)sip->cfg->agent_threads
 	                       : tl_ws_default_threads((unsigned)mc.workers);

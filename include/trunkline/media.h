@@ -150,6 +150,11 @@ unsigned tl_media_late_permille(const struct tl_media *m);
  * negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 in the environment, -EPERM
  * under a seccomp profile that denies io_uring): each packet then goes with its own sendto. */
 int tl_media_tx_batched(const struct tl_media *m);
+/* 1 when every worker receives its RTP and RTCP on an io_uring (a multishot recvmsg per
+ * socket, Linux 6.0): a wake-up's packets collected without a system call per socket; else
+ * the negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 or TL_NO_IO_URING_RX=1,
+ * -EINVAL from a kernel before 6.0): each readable socket is then read with recvmmsg. */
+int tl_media_rx_batched(const struct tl_media *m);
 
 /* A hosted worker's host may send on its own sockets in the worker's batch: len bytes (at most
  * TL_MEDIA_SEND_MAX) on the connected socket fd, copied and queued; they go at the worker's

@@ -1247,7 +1247,7 @@ static void test_hosted_spurt(void)
 	static uint8_t tone[960];
 	struct tl_media_stats st;
 	struct call *c = NULL;
-	int quick = 0, checked = 0;
+	int quick = 0, checked = 0, ring;
 	uint64_t one = 1;
 
 	if (host_start(&h, &cfg) < 0) {
@@ -1255,7 +1255,10 @@ static void test_hosted_spurt(void)
 		return;
 	}
 	TL_CHECK_INT(tl_media_workers(h.m), 1);
-	TL_CHECK_INT(atomic_load(&h.watched), 1); /* its commands (the host times deadlines) */
+	/* Its commands (the host times deadlines), and its receive ring where there is one (the
+	 * streams' sockets stay with the host: one stream is under TL_RXRING_STREAMS). */
+	ring = tl_media_rx_batched(h.m) > 0;
+	TL_CHECK_INT(atomic_load(&h.watched), 1 + ring);
 	o.ptime = 60;
 	tone_ulaw(tone, sizeof(tone));
 	c = call_open(h.m, &o);
@@ -1286,11 +1289,83 @@ static void test_hosted_spurt(void)
 	if (c) {
 		tl_media_stream_stats(c->s, &st);
 		TL_CHECK(st.tx_on_arrival >= 2 && st.tx_on_arrival <= 3);
-		TL_CHECK_INT(atomic_load(&h.watched), 3); /* and the stream's RTP and RTCP */
-		call_close(c);                            /* released by the host thread */
-		TL_CHECK_INT(atomic_load(&h.watched), 1);
+		TL_CHECK_INT(atomic_load(&h.watched), 3 + ring); /* and its RTP and RTCP */
+		call_close(c);                                   /* released by the host thread */
+		TL_CHECK_INT(atomic_load(&h.watched), 1 + ring);
 	}
 	TL_CHECK(quick >= 2);
+	host_stop(&h);
+}
+
+/* The host's watched count once it is want (the worker adds and releases on the host thread),
+ * or what it is after 1 s. */
+static int watched_soon(struct host *h, int want)
+{
+	for (int i = 0; i < 100 && atomic_load(&h->watched) != want; i++)
+		sleep_ms(10);
+	return atomic_load(&h->watched);
+}
+
+/* One µ-law frame from the PBX side reaches the call's consumer within 500 ms. */
+static int uplink_flows(struct call *c, unsigned i)
+{
+	static uint8_t tone[160];
+	struct tl_media_event ev;
+
+	tone_ulaw(tone, sizeof(tone));
+	pbx_audio(c, 0, i, tone);
+	for (int k = 0; k < 5; k++)
+		if (next_event(c, &ev, 100) && ev.kind == TL_MEDIA_EV_AUDIO && ev.seq == i + 1)
+			return 1;
+	return 0;
+}
+
+/* TL_RX_RING_STREAMS=4 on a hosted worker: the first three streams' sockets are watched by the
+ * host; the fourth moves all four to the receive ring (the host then watches only the commands
+ * and the ring); at one stream (under half of 4) it goes back to the host. Each call's audio
+ * arrives throughout. */
+static void test_hosted_rx_switch(void)
+{
+	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .hosted = 1};
+	struct host h = {0};
+	struct call *c[4] = {0};
+	unsigned seq[4] = {0};
+	int ok, flows = 0;
+
+	setenv("TL_RX_RING_STREAMS", "4", 1);
+	ok = host_start(&h, &cfg) == 0;
+	unsetenv("TL_RX_RING_STREAMS");
+	if (!ok || tl_media_rx_batched(h.m) <= 0) {
+		TL_CHECK(!ok || !"no receive ring here"); /* io_uring is expected on this machine */
+		host_stop(&h);
+		return;
+	}
+	TL_CHECK_INT(atomic_load(&h.watched), 2); /* commands, ring */
+	for (int i = 0; i < 4; i++) {
+		if (!(c[i] = call_open(h.m, &pcmu)))
+			goto out;
+		/* three: each one's RTP and RTCP with the host; the fourth: all on the ring */
+		TL_CHECK_INT(watched_soon(&h, i < 3 ? 2 + 2 * (i + 1) : 2),
+		             i < 3 ? 2 + 2 * (i + 1) : 2);
+		for (int k = 0; k <= i; k++)
+			flows += uplink_flows(c[k], seq[k]++);
+	}
+	TL_CHECK_INT(flows, 10);
+	call_close(c[3]);
+	call_close(c[2]);
+	c[3] = c[2] = NULL;
+	TL_CHECK_INT(watched_soon(&h, 2), 2); /* two: still on the ring */
+	TL_CHECK(uplink_flows(c[0], seq[0]++) && uplink_flows(c[1], seq[1]++));
+	call_close(c[1]);
+	c[1] = NULL;
+	TL_CHECK_INT(watched_soon(&h, 4), 4); /* one: back with the host */
+	TL_CHECK(uplink_flows(c[0], seq[0]++));
+	TL_CHECK(uplink_flows(c[0], seq[0]++));
+out:
+	for (int i = 0; i < 4; i++)
+		if (c[i])
+			call_close(c[i]);
+	TL_CHECK_INT(watched_soon(&h, 2), 2);
 	host_stop(&h);
 }
 
@@ -2639,7 +2714,10 @@ int main(void)
 	double t0 = mono_ms();
 
 	alarm(90); /* a hang fails the run instead of stalling it */
+	/* The receive ring from the first stream: every test below receives on it. */
+	setenv("TL_RX_RING_STREAMS", "0", 1);
 	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
+	unsetenv("TL_RX_RING_STREAMS");
 	if (!engine)
 		return TL_TEST_END();
 	rtcp_created = rt_ms();
@@ -2659,6 +2737,7 @@ int main(void)
 	TL_TEST_RUN(test_spurt_late_frame);
 	TL_TEST_RUN(test_spurt_no_slot_wake);
 	TL_TEST_RUN(test_hosted_spurt);
+	TL_TEST_RUN(test_hosted_rx_switch);
 	TL_TEST_RUN(test_vclock_spurt_on_arrival);
 	TL_TEST_RUN(test_vclock_kick_between_events);
 	TL_TEST_RUN(test_vclock_spurt_ahead_of_grid);
@@ -2677,6 +2756,18 @@ int main(void)
 	TL_TEST_RUN(test_ringback);
 	TL_TEST_RUN(test_codec_switch);
 	TL_TEST_RUN(test_rtcp);
+
+	/* The same receives where the kernel refuses io_uring's (recvmmsg on each socket). */
+	tl_media_destroy(engine);
+	engine = NULL;
+	setenv("TL_NO_IO_URING_RX", "1", 1);
+	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
+	unsetenv("TL_NO_IO_URING_RX");
+	if (!engine)
+		return TL_TEST_END();
+	TL_CHECK_INT(tl_media_rx_batched(engine), -ENOSYS);
+	TL_TEST_RUN(test_uplink_ulaw);
+	TL_TEST_RUN(test_symmetric);
 
 	tl_media_destroy(engine);
 	fprintf(stderr, "total %.1f s\n", (mono_ms() - t0) / 1000);
