@@ -27,18 +27,6 @@ struct got {
 	socklen_t fromlen[MAX_GOT];
 };
 
-/* Packet k: 20 + k % 150 bytes, k in the first two, then a pattern of k. */
-static size_t pkt_fill(uint8_t *b, int k)
-{
-	size_t len = 20 + (size_t)(k % 150);
-
-	b[0] = (uint8_t)(k >> 8);
-	b[1] = (uint8_t)k;
-	for (size_t i = 2; i < len; i++)
-		b[i] = (uint8_t)(k * 7 + (int)i);
-	return len;
-}
-
 static void on_packet(void *arg, uint64_t tag, uint8_t *buf, size_t len,
                       struct sockaddr_storage *from, socklen_t fromlen)
 {
@@ -112,7 +100,7 @@ static void test_delivers(void)
 	TL_CHECK_INT(tl_rxring_add(r, rx[1], 0x2001), 1);
 	TL_CHECK_INT(tl_rxring_run(r, on_packet, &g), 0);
 	for (int k = 0; k < 20; k++) {
-		size_t len = pkt_fill(b, k);
+		size_t len = tl_pkt_fill(b, k);
 		TL_CHECK(sendto(tx[k % 2], b, len, 0, (struct sockaddr *)&ra[k % 2],
 		                sizeof(ra[0])) == (ssize_t)len);
 		if (k % 4 == 3)
@@ -156,7 +144,7 @@ static void test_removed(void)
 	id = tl_rxring_add(r, rx, 0x1000);
 	TL_CHECK(id >= 0);
 	for (int k = 0; k < 3; k++) {
-		size_t len = pkt_fill(b, k);
+		size_t len = tl_pkt_fill(b, k);
 		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra, sizeof(ra)) == (ssize_t)len);
 	}
 	{
@@ -175,7 +163,7 @@ static void test_removed(void)
 	again = tl_rxring_add(r, rx, 0x3000);
 	TL_CHECK_INT(again, id); /* the same entry, a new generation */
 	for (int k = 10; k < 12; k++) {
-		size_t len = pkt_fill(b, k);
+		size_t len = tl_pkt_fill(b, k);
 		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra, sizeof(ra)) == (ssize_t)len);
 	}
 	collect(r, &g, 2, 1000);
@@ -206,7 +194,7 @@ static void test_out_of_buffers(void)
 		return;
 	TL_CHECK(tl_rxring_add(r, rx, 7) >= 0);
 	for (int k = 0; k < 40; k++) {
-		size_t len = pkt_fill(b, k);
+		size_t len = tl_pkt_fill(b, k);
 		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra, sizeof(ra)) == (ssize_t)len);
 	}
 	collect(r, &g, 40, 2000);
@@ -278,7 +266,7 @@ static void test_ipv6(void)
 	struct tl_rxring *r = NULL;
 	struct got g = {0};
 	uint8_t b[TL_PKT_MAX];
-	size_t len = pkt_fill(b, 5);
+	size_t len = tl_pkt_fill(b, 5);
 
 	s = a;
 	if (rx < 0 || tx < 0 || bind(rx, (struct sockaddr *)&a, sizeof(a)) < 0 ||

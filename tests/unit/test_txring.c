@@ -30,18 +30,6 @@ static size_t udp_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms, uint16_
 	return (size_t)n;
 }
 
-/* Packet k: 20 + k % 150 bytes, k in the first two, then a pattern of k. */
-static size_t pkt_fill(uint8_t *b, int k)
-{
-	size_t len = 20 + (size_t)(k % 150);
-
-	b[0] = (uint8_t)(k >> 8);
-	b[1] = (uint8_t)k;
-	for (size_t i = 2; i < len; i++)
-		b[i] = (uint8_t)(k * 7 + (int)i);
-	return len;
-}
-
 /* 3 senders, 30 packets queued round-robin (under one batch): none has left before the flush,
  * all arrive after it, whole, each from its own sender, in order per sender. */
 static void test_batch_and_flush(void)
@@ -59,7 +47,7 @@ static void test_batch_and_flush(void)
 	if (!r)
 		return;
 	for (int k = 0; k < 6; k++) { /* under one batch, and under the 8 slots */
-		size_t len = pkt_fill(b, k);
+		size_t len = tl_pkt_fill(b, k);
 		TL_CHECK_INT(
 		    tl_txring_send(r, tx[k % 3], b, len, (struct sockaddr *)&ra, sizeof(ra)), 0);
 	}
@@ -72,7 +60,7 @@ static void test_batch_and_flush(void)
 	TL_CHECK_INT(st.sent, 6);
 	/* More than the slots, flushed as they go: the slots come back with the completions. */
 	for (int k = 6; k < 30; k++) {
-		size_t len = pkt_fill(b, k);
+		size_t len = tl_pkt_fill(b, k);
 		TL_CHECK_INT(
 		    tl_txring_send(r, tx[k % 3], b, len, (struct sockaddr *)&ra, sizeof(ra)), 0);
 		if (k % 4 == 1)
@@ -93,7 +81,7 @@ static void test_batch_and_flush(void)
 			TL_CHECK_INT(k, next[who]); /* in order per socket */
 			next[who] = k + 3;
 		}
-		TL_CHECK_INT(n, pkt_fill(b, k));
+		TL_CHECK_INT(n, tl_pkt_fill(b, k));
 		TL_CHECK(memcmp(in, b, n) == 0);
 		got++;
 	}
@@ -104,12 +92,12 @@ static void test_batch_and_flush(void)
 	TL_CHECK_INT(st.batches, 7); /* one a flush: not one a packet */
 	/* A queue of one goes with sendmsg, no submit; a flush with nothing queued does nothing. */
 	TL_CHECK_INT(
-	    tl_txring_send(r, tx[1], b, pkt_fill(b, 31), (struct sockaddr *)&ra, sizeof(ra)), 0);
+	    tl_txring_send(r, tx[1], b, tl_pkt_fill(b, 31), (struct sockaddr *)&ra, sizeof(ra)), 0);
 	TL_CHECK_INT(udp_recv(rx, in, sizeof(in), 30, NULL), 0);
 	tl_txring_flush(r);
 	tl_txring_flush(r);
-	TL_CHECK_INT(udp_recv(rx, in, sizeof(in), 200, NULL), pkt_fill(b, 31));
-	TL_CHECK(memcmp(in, b, pkt_fill(b, 31)) == 0);
+	TL_CHECK_INT(udp_recv(rx, in, sizeof(in), 200, NULL), tl_pkt_fill(b, 31));
+	TL_CHECK(memcmp(in, b, tl_pkt_fill(b, 31)) == 0);
 	TL_CHECK_INT(udp_recv(rx, in, sizeof(in), 30, NULL), 0);
 	tl_txring_stats(r, &st);
 	TL_CHECK_INT(st.sent, 31);
@@ -136,9 +124,9 @@ static void test_full_batch(void)
 	TL_CHECK_INT(tl_txring_send(r, tx, b, sizeof(b), (struct sockaddr *)&ra, sizeof(ra)),
 	             -EMSGSIZE);
 	for (int k = 0; k < TL_TXRING_BATCH - 1; k++)
-		tl_txring_send(r, tx, b, pkt_fill(b, k), (struct sockaddr *)&ra, sizeof(ra));
+		tl_txring_send(r, tx, b, tl_pkt_fill(b, k), (struct sockaddr *)&ra, sizeof(ra));
 	TL_CHECK_INT(udp_recv(rx, in, sizeof(in), 30, NULL), 0);
-	tl_txring_send(r, tx, b, pkt_fill(b, TL_TXRING_BATCH - 1), (struct sockaddr *)&ra,
+	tl_txring_send(r, tx, b, tl_pkt_fill(b, TL_TXRING_BATCH - 1), (struct sockaddr *)&ra,
 	               sizeof(ra));
 	TL_CHECK_INT(tl_txring_pending(r), 0);
 	while (udp_recv(rx, in, sizeof(in), 200, NULL) > 0)

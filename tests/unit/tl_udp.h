@@ -1,8 +1,11 @@
-/* A UDP socket on 127.0.0.1 for the unit tests (test_relay, test_txring). */
+/* A UDP socket on 127.0.0.1 and numbered packets for the unit tests (test_relay, test_txring,
+ * test_rxring). */
 #ifndef TL_UDP_H
 #define TL_UDP_H
 
 #include <arpa/inet.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,6 +26,18 @@ static inline int tl_udp_bind(struct sockaddr_in *a)
 		fd = -1;
 	}
 	return fd;
+}
+
+/* Packet k: 20 + k % 150 bytes, k in the first two, then a pattern of k. */
+static inline size_t tl_pkt_fill(uint8_t *b, int k)
+{
+	size_t len = 20 + (size_t)(k % 150);
+
+	b[0] = (uint8_t)(k >> 8);
+	b[1] = (uint8_t)k;
+	for (size_t i = 2; i < len; i++)
+		b[i] = (uint8_t)(k * 7 + (int)i);
+	return len;
 }
 
 #endif
