@@ -438,7 +438,7 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	if (w->tx_err < 0)
 		w->tx = NULL;
 	/* Refused (as above, or a kernel before 6.0): the poller watches each socket. */
-	w->rx_err = tl_rxring_create(&w->rx, TL_RXRING_BUFS);
+	w->rx_err = tl_rxring_create(&w->rx, TL_RXRING_BUFS, 2 * max);
 	/* TL_RX_RING_STREAMS=n: the ring from n streams (0: always; tests and the benchmark). */
 	env = getenv("TL_RX_RING_STREAMS");
 	w->rx_up = env ? (unsigned)atoi(env) : TL_RX_STREAMS;

@@ -348,21 +348,23 @@ void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st);
  * buffers of the ring's own (Linux 6.0). Owned and used by one worker thread. */
 struct tl_rxring;
 struct tl_rxring_stats {
-	uint64_t packets;  /* delivered */
-	uint64_t rearms;   /* requests the kernel ended and that were armed again */
-	uint64_t nobufs;   /* of those, ended because no buffer was free */
-	uint64_t given_up; /* sockets handed back to the poller after errors in a row */
-	uint64_t failed;   /* re-arms that found no submission entry */
+	uint64_t packets;   /* delivered */
+	uint64_t rearms;    /* requests the kernel ended and that were armed again */
+	uint64_t nobufs;    /* of those, ended because no buffer was free */
+	uint64_t given_up;  /* sockets handed back to the poller after errors in a row */
+	uint64_t failed;    /* re-arms that found no submission entry */
+	uint64_t overflows; /* runs that found completions waiting in the kernel (queue full) */
 };
 /* A packet for the socket added with tag: the payload and its source, valid during the call
  * only (the caller may change the bytes). buf NULL: the ring gave the socket up after errors
  * in a row; the caller watches it itself from now on (its id is no longer valid). */
 typedef void (*tl_rxring_fn)(void *arg, uint64_t tag, uint8_t *buf, size_t len,
                              struct sockaddr_storage *from, socklen_t fromlen);
-/* bufs: packets the kernel may hold for us before we collect them, a power of two. 0, or
+/* bufs: packets the kernel may hold for us before we collect them, a power of two; sockets: how
+ * many may be added at most (the completion queue's size, not a limit). 0, or
  * -errno when io_uring or multishot recvmsg is unavailable (-ENOSYS with TL_NO_IO_URING=1 or
  * TL_NO_IO_URING_RX=1): then the worker reads each socket itself. */
-int tl_rxring_create(struct tl_rxring **out, unsigned bufs);
+int tl_rxring_create(struct tl_rxring **out, unsigned bufs, unsigned sockets);
 void tl_rxring_destroy(struct tl_rxring *r); /* NULL is fine */
 /* Readable when packets wait for tl_rxring_run. */
 int tl_rxring_fd(const struct tl_rxring *r);

@@ -27,6 +27,7 @@
 #define RX_CANCEL_UD  UINT64_MAX                               /* a cancel's own completion */
 #define RX_MAX_ERRORS 8 /* errors in a row before a socket goes back to the poller */
 #define RX_BGID       0
+#define RX_SQ_ENTRIES 64 /* re-arms beyond it submit as they go; the queue is at least this */
 
 struct tl_rxent {
 	uint64_t tag;
@@ -124,11 +125,12 @@ static void rx_free(struct tl_rxring *r)
 	free(r);
 }
 
-int tl_rxring_create(struct tl_rxring **out, unsigned bufs)
+int tl_rxring_create(struct tl_rxring **out, unsigned bufs, unsigned sockets)
 {
 	struct io_uring_params p;
 	struct io_uring_buf_reg reg;
 	struct tl_rxring *r;
+	unsigned cq;
 	int err;
 
 	*out = NULL;
@@ -149,17 +151,19 @@ int tl_rxring_create(struct tl_rxring **out, unsigned bufs)
 	}
 	memset(r->bufs, 0, (size_t)bufs * RX_BUF_SIZE);
 	memset(r->br, 0, bufs * sizeof(struct io_uring_buf));
-	/* Task work at our next system call (5.19); a completion queue for every buffer and the
-	 * requests that end together when none is free. */
+	/* Task work at our next system call (5.19). The completion queue has room for a packet in
+	 * every buffer and the end of every socket's request (they all end when no buffer is
+	 * free); should it overflow all the same, tl_rxring_run has the kernel hand over the
+	 * rest. */
+	cq = 2 * bufs + (sockets < 65536 ? sockets : 65536);
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
-	p.cq_entries = 4 * bufs > 1024 ? 4 * bufs : 1024;
-	err = io_uring_queue_init_params(256, &r->ring, &p);
+	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+	p.cq_entries = cq > 64 ? cq : 64;
+	err = io_uring_queue_init_params(RX_SQ_ENTRIES, &r->ring, &p);
 	if (err == -EINVAL) {
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = 4 * bufs > 1024 ? 4 * bufs : 1024;
-		err = io_uring_queue_init_params(256, &r->ring, &p);
+		p.flags &= ~(unsigned)IORING_SETUP_COOP_TASKRUN;
+		p.cq_entries = cq > 64 ? cq : 64;
+		err = io_uring_queue_init_params(RX_SQ_ENTRIES, &r->ring, &p);
 	}
 	if (err < 0) {
 		rx_free(r);
@@ -249,7 +253,7 @@ void tl_rxring_remove(struct tl_rxring *r, int id)
 	r->free[r->n_free++] = (unsigned)id;
 }
 
-unsigned tl_rxring_run(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
+static unsigned run_once(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0, back = 0, rearm = 0;
@@ -304,6 +308,21 @@ unsigned tl_rxring_run(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
 	io_uring_cq_advance(&r->ring, seen);
 	if (rearm)
 		io_uring_submit(&r->ring);
+	return seen;
+}
+
+unsigned tl_rxring_run(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
+{
+	unsigned seen = run_once(r, fn, arg);
+
+	/* Completions the queue had no room for wait in the kernel, and with them the ends of
+	 * requests that would never be armed again: fetched (one system call) and run, a few
+	 * times at most; what is left the next run fetches. */
+	for (int i = 0; i < 4 && io_uring_cq_has_overflow(&r->ring); i++) {
+		r->st.overflows++;
+		io_uring_get_events(&r->ring);
+		seen += run_once(r, fn, arg);
+	}
 	return seen;
 }
 
