@@ -28,7 +28,7 @@
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */
 #define TL_WHEEL         128  /* playout wheel: 1 ms slots, a power of two */
 #define TL_TXRING_SLOTS  64   /* a worker's RTP packets queued for one io_uring submit */
-#define TL_RXRING_BUFS   256  /* a worker's packets received and not yet collected */
+#define TL_RXRING_BUFS   512  /* a worker's packets received and not yet collected */
 #define TL_RX_STREAMS    256  /* a worker's streams from which it receives on the ring */
 #define TL_TXRING_BATCH  32   /* queued packets that make a submit before the wake-up ends */
 

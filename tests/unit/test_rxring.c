@@ -217,7 +217,8 @@ static void test_out_of_buffers(void)
 
 /* 80 sockets, one packet each, on a ring of 4 buffers and a completion queue of 64: the
  * requests that end for want of a buffer do not all fit in the queue. The kernel keeps the
- * rest; the run fetches them and arms those sockets again, and every packet comes. */
+ * rest and hands them over at the next submit (or tl_rxring_run fetches them); those sockets
+ * are armed again, a few at a time, and every packet comes. */
 static void test_queue_overflow(void)
 {
 	enum { N = 80 };
@@ -251,9 +252,14 @@ static void test_queue_overflow(void)
 	TL_CHECK(once);
 	tl_rxring_stats(r, &st);
 	TL_CHECK_INT((int)st.packets, N);
-	TL_CHECK(st.overflows >= 1);
-	fprintf(stderr, "  80 sockets, 4 buffers: %llu packets, %llu runs found an overflow\n",
-	        (unsigned long long)st.packets, (unsigned long long)st.overflows);
+	/* Starved sockets are armed again a few at a time: armed all at once, those beyond the
+	 * buffers end again at once, run after run (some 700 ends for 80 packets). */
+	TL_CHECK(st.nobufs >= N - 4 && st.nobufs <= 2 * N);
+	fprintf(stderr,
+	        "  80 sockets, 4 buffers: %llu packets, %llu ended without a buffer, %llu runs "
+	        "found an overflow\n",
+	        (unsigned long long)st.packets, (unsigned long long)st.nobufs,
+	        (unsigned long long)st.overflows);
 	tl_rxring_destroy(r);
 out:
 	for (int i = 0; i < N; i++)
