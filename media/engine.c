@@ -99,11 +99,11 @@ static void rx_switch(struct tl_media_worker *w, int on)
 		for (int rtcp = 0; rtcp < 2; rtcp++)
 			unwatch_stream(w, w->streams[i], rtcp);
 	w->rx_on = on;
-	w->rx_switches++;
+	/* A socket that cannot be watched (out of memory only) leaves its stream silent until
+	 * it is released. */
 	for (size_t i = 0; i < w->n_streams; i++)
 		for (int rtcp = 0; rtcp < 2; rtcp++)
-			if (watch_stream(w, w->streams[i], rtcp) < 0)
-				w->rx_lost++; /* out of memory: silent until released */
+			(void)watch_stream(w, w->streams[i], rtcp);
 }
 
 static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
@@ -227,10 +227,10 @@ static void on_rx_packet(void *arg, uint64_t tag, uint8_t *buf, size_t len,
 	int rtcp = (int)(tag & TL_TAG_RTCP);
 
 	if (!buf) {
-		/* The ring gave this socket up after errors in a row: the poller watches it. */
+		/* The ring gave this socket up after errors in a row: the poller watches it (out
+		 * of memory, nothing does: the stream is silent until released). */
 		s->rx_id[rtcp] = -1;
-		if (watch(w, rtcp ? s->rtcp_fd : s->rtp_fd, tag) < 0)
-			w->rx_lost++; /* out of memory: the stream is silent until released */
+		(void)watch(w, rtcp ? s->rtcp_fd : s->rtp_fd, tag);
 		return;
 	}
 	if (tl_stream_srtp_in(s, buf, &len, rtcp) < 0)

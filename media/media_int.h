@@ -288,9 +288,7 @@ struct tl_media_worker {
 	int rx_err;              /* why rx is NULL (tl_rxring_create) */
 	int rx_on;               /* the streams' sockets are on rx (rx_switch) */
 	unsigned rx_up;          /* streams from which they are, and below half of which not */
-	unsigned rx_switches;    /* rx_switch calls that moved them */
 	int64_t rx_now;          /* the clock for the packets of one tl_rxring_run */
-	unsigned rx_lost;        /* sockets the ring gave up that could not be watched */
 	/* recvmmsg batch */
 	struct mmsghdr in_msgs[TL_BATCH];
 	struct iovec in_iov[TL_BATCH];

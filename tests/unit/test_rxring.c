@@ -73,6 +73,18 @@ static void collect(struct tl_rxring *r, struct got *g, int want, double ms)
 	}
 }
 
+/* Packets k0..k1-1 (tl_pkt_fill) from tx to to, each sent whole. */
+static void send_pkts(int tx, const struct sockaddr_in *to, int k0, int k1)
+{
+	uint8_t b[TL_PKT_MAX];
+
+	for (int k = k0; k < k1; k++) {
+		size_t len = tl_pkt_fill(b, k);
+		TL_CHECK(sendto(tx, b, len, 0, (const struct sockaddr *)to, sizeof(*to)) ==
+		         (ssize_t)len);
+	}
+}
+
 static uint16_t port_of(const struct sockaddr_storage *a)
 {
 	return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
@@ -135,7 +147,6 @@ static void test_removed(void)
 	struct sockaddr_in ra, sa, rb;
 	int rx = tl_udp_bind(&ra), tx = tl_udp_bind(&sa), id, again;
 	struct got g = {0};
-	uint8_t b[TL_PKT_MAX];
 
 	TL_CHECK(rx >= 0 && tx >= 0);
 	TL_CHECK_INT(tl_rxring_create(&r, 8, 4), 0);
@@ -143,10 +154,7 @@ static void test_removed(void)
 		return;
 	id = tl_rxring_add(r, rx, 0x1000);
 	TL_CHECK(id >= 0);
-	for (int k = 0; k < 3; k++) {
-		size_t len = tl_pkt_fill(b, k);
-		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra, sizeof(ra)) == (ssize_t)len);
-	}
+	send_pkts(tx, &ra, 0, 3);
 	{
 		struct pollfd p = {.fd = tl_rxring_fd(r), .events = POLLIN};
 		TL_CHECK(poll(&p, 1, 1000) == 1); /* they are on the ring */
@@ -162,10 +170,7 @@ static void test_removed(void)
 	TL_CHECK_INT(bind(rx, (struct sockaddr *)&rb, sizeof(rb)), 0);
 	again = tl_rxring_add(r, rx, 0x3000);
 	TL_CHECK_INT(again, id); /* the same entry, a new generation */
-	for (int k = 10; k < 12; k++) {
-		size_t len = tl_pkt_fill(b, k);
-		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra, sizeof(ra)) == (ssize_t)len);
-	}
+	send_pkts(tx, &ra, 10, 12);
 	collect(r, &g, 2, 1000);
 	tl_rxring_run(r, on_packet, &g); /* and anything after them */
 	TL_CHECK_INT(g.n, 2);
@@ -186,17 +191,13 @@ static void test_out_of_buffers(void)
 	struct sockaddr_in ra, sa;
 	int rx = tl_udp_bind(&ra), tx = tl_udp_bind(&sa), in_order = 1, whole = 0;
 	struct got g = {0};
-	uint8_t b[TL_PKT_MAX];
 
 	TL_CHECK(rx >= 0 && tx >= 0);
 	TL_CHECK_INT(tl_rxring_create(&r, 4, 4), 0);
 	if (!r)
 		return;
 	TL_CHECK(tl_rxring_add(r, rx, 7) >= 0);
-	for (int k = 0; k < 40; k++) {
-		size_t len = tl_pkt_fill(b, k);
-		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra, sizeof(ra)) == (ssize_t)len);
-	}
+	send_pkts(tx, &ra, 0, 40);
 	collect(r, &g, 40, 2000);
 	TL_CHECK_INT(g.n, 40);
 	for (int i = 0; i < g.n; i++) {
@@ -227,7 +228,6 @@ static void test_queue_overflow(void)
 	struct sockaddr_in ra[N], sa;
 	int rx[N], tx = tl_udp_bind(&sa), per[N] = {0}, once = 1;
 	struct got g = {0};
-	uint8_t b[TL_PKT_MAX];
 
 	TL_CHECK(tx >= 0);
 	TL_CHECK_INT(tl_rxring_create(&r, 4, 8), 0);
@@ -239,11 +239,8 @@ static void test_queue_overflow(void)
 	}
 	if (!r)
 		goto out;
-	for (int i = 0; i < N; i++) {
-		size_t len = tl_pkt_fill(b, i);
-		TL_CHECK(sendto(tx, b, len, 0, (struct sockaddr *)&ra[i], sizeof(ra[i])) ==
-		         (ssize_t)len);
-	}
+	for (int i = 0; i < N; i++)
+		send_pkts(tx, &ra[i], i, i + 1);
 	collect(r, &g, N, 2000);
 	for (int i = 0; i < g.n; i++)
 		per[g.tag[i]]++;
