@@ -314,6 +314,21 @@ int tl_media_rx_batched(const struct tl_media *m)
 	return m->n_workers > 0;
 }
 
+void tl_media_send_stats(const struct tl_media *m, struct tl_media_send_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	for (int i = 0; i < m->n_workers; i++) {
+		struct tl_txring_stats t;
+		tl_txring_stats(m->workers[i].tx, &t);
+		st->sent += t.sent;
+		st->failed += t.failed;
+		st->submits += t.batches;
+		st->alone += t.alone;
+		st->host_batched += t.host_batched;
+		st->host_alone += t.host_alone;
+	}
+}
+
 int tl_media_worker_send(struct tl_media *m, unsigned worker, int fd, const void *buf, size_t len,
                          tl_media_sent_fn done, void *arg)
 {

@@ -322,6 +322,8 @@ struct tl_txring;
 struct tl_txring_stats {
 	uint64_t sent, failed; /* completions: sent, or refused (a full socket: EAGAIN) */
 	uint64_t batches;      /* submits */
+	uint64_t alone;        /* of sent + failed: sent by themselves (sendmsg), not submitted */
+	uint64_t host_batched, host_alone; /* of those: the host's sends (send_cb with done) */
 };
 /* 0, or -errno when io_uring is unavailable (-ENOSYS with TL_NO_IO_URING=1 in the
  * environment): then the worker sends with sendto. */
@@ -340,6 +342,7 @@ int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
  * packet names is closed, and at the end of every wake-up. NULL is fine. */
 void tl_txring_flush(struct tl_txring *r);
 int tl_txring_pending(const struct tl_txring *r);
+/* Any thread (the counters are the worker's, read relaxed). */
 void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st);
 
 /* rxring.c: a worker's incoming packets on an io_uring, one multishot recvmsg per socket into

@@ -58,6 +58,16 @@ void tl_stream_up_commit(struct tl_media_stream *s)
 		s->notify(s->notify_arg);
 }
 
+int tl_media_stream_ready(struct tl_media_stream *s)
+{
+	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_relaxed);
+
+	if (t != atomic_load_explicit(&s->up_head, memory_order_acquire))
+		return 1;
+	atomic_store_explicit(&s->up_notified, 0, memory_order_seq_cst);
+	return t != atomic_load_explicit(&s->up_head, memory_order_acquire);
+}
+
 int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev)
 {
 	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_relaxed);

@@ -30,7 +30,8 @@ struct tl_txring {
 	unsigned *queue; /* slots queued, in order, not yet submitted */
 	unsigned n_free, n_slots;
 	unsigned queued;
-	struct tl_txring_stats st;
+	/* written by the worker only (tl_stat_add), read by tl_txring_stats from any thread */
+	_Atomic uint64_t sent, failed, batches, alone, host_batched, host_alone;
 };
 
 int tl_txring_create(struct tl_txring **out, unsigned slots)
@@ -81,14 +82,15 @@ int tl_txring_create(struct tl_txring **out, unsigned slots)
 }
 
 /* One slot's result: counted, told to its sender, and the slot back on the free stack. */
-static void complete(struct tl_txring *r, unsigned i, int res)
+static void complete(struct tl_txring *r, unsigned i, int res, int alone)
 {
 	struct tl_txslot *t = &r->slots[i];
 
-	if (res < 0)
-		r->st.failed++;
-	else
-		r->st.sent++;
+	tl_stat_add(res < 0 ? &r->failed : &r->sent, 1);
+	if (alone)
+		tl_stat_add(&r->alone, 1);
+	if (t->done)
+		tl_stat_add(alone ? &r->host_alone : &r->host_batched, 1);
 	if (t->done)
 		t->done(t->arg, res, t->buf, t->iov.iov_len);
 	r->free[r->n_free++] = i;
@@ -100,7 +102,7 @@ static void send_one(struct tl_txring *r, unsigned i)
 	struct tl_txslot *t = &r->slots[i];
 	ssize_t res = sendmsg(t->fd, &t->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 
-	complete(r, i, res < 0 ? -errno : (int)res);
+	complete(r, i, res < 0 ? -errno : (int)res, 1);
 }
 
 /* Completions, without a system call. One at a time: a sender's done may queue again. */
@@ -112,7 +114,7 @@ static void reap(struct tl_txring *r)
 		unsigned i = (unsigned)cqe->user_data;
 		int res = cqe->res;
 		io_uring_cqe_seen(&r->ring, cqe);
-		complete(r, i, res);
+		complete(r, i, res, 0);
 	}
 }
 
@@ -142,7 +144,7 @@ void tl_txring_flush(struct tl_txring *r)
 		/* Each send is tried at once, in this call, and (MSG_DONTWAIT) completes in it:
 		 * sent, or refused as sendto would refuse it; none is left waiting for room. */
 		if (io_uring_submit(&r->ring) >= 0)
-			r->st.batches++;
+			tl_stat_add(&r->batches, 1);
 	}
 	reap(r);
 }
@@ -191,8 +193,14 @@ int tl_txring_pending(const struct tl_txring *r)
 void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (r)
-		*st = r->st;
+	if (!r)
+		return;
+	st->sent = atomic_load_explicit(&r->sent, memory_order_relaxed);
+	st->failed = atomic_load_explicit(&r->failed, memory_order_relaxed);
+	st->batches = atomic_load_explicit(&r->batches, memory_order_relaxed);
+	st->alone = atomic_load_explicit(&r->alone, memory_order_relaxed);
+	st->host_batched = atomic_load_explicit(&r->host_batched, memory_order_relaxed);
+	st->host_alone = atomic_load_explicit(&r->host_alone, memory_order_relaxed);
 }
 
 void tl_txring_destroy(struct tl_txring *r)

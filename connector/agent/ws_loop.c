@@ -157,8 +157,10 @@ static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 	tl_media_worker_event(m->loop->ws->media, m->loop->index, m->tag);
 	/* The caller's audio goes to its agent now, not after every other event of this
 	 * wake-up: the agent's answer then tends to come while this loop is still at work and
-	 * is taken in the same wake-up, instead of waking it once for each call. */
+	 * is taken in the same wake-up, instead of waking it once for each call. The frames of
+	 * all the event's calls (a receive ring's batch) in one submit. */
 	flush_ready(m->loop);
+	tl_wsc_ring_flush(m->loop);
 }
 
 void tl_wsc_loop_kick(struct tl_ws_loop *loop)

@@ -120,6 +120,9 @@ struct tl_media_event {
 
 /* Takes the next event; returns 1 when *ev was filled, 0 when there is none. */
 int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev);
+/* Whether poll would find an event, without taking it; when there is none, the next one
+ * notifies, as after a poll that found none. Same thread as poll. */
+int tl_media_stream_ready(struct tl_media_stream *s);
 
 /* ---- Downlink: agent -> caller. One producer thread. ---- */
 /* Queues audio in the agent format, any length. Returns bytes queued (all of them), or -ENOSPC
@@ -155,6 +158,15 @@ int tl_media_tx_batched(const struct tl_media *m);
  * the negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 or TL_NO_IO_URING_RX=1,
  * -EINVAL from a kernel before 6.0): each readable socket is then read with recvmmsg. */
 int tl_media_rx_batched(const struct tl_media *m);
+/* The batched sends of all workers (tl_media_tx_batched), summed; any thread, approximate
+ * while running. A batch of one goes by itself (sendmsg), not in a submit. */
+struct tl_media_send_stats {
+	uint64_t sent, failed;             /* RTP packets and host frames: sent, or refused */
+	uint64_t submits;                  /* io_uring submits that carried them */
+	uint64_t alone;                    /* of sent + failed: a batch of one, sent by itself */
+	uint64_t host_batched, host_alone; /* of those: the hosts' (tl_media_worker_send) */
+};
+void tl_media_send_stats(const struct tl_media *m, struct tl_media_send_stats *st);
 
 /* A hosted worker's host may send on its own sockets in the worker's batch: len bytes (at most
  * TL_MEDIA_SEND_MAX) on the connected socket fd, copied and queued; they go at the worker's

@@ -639,6 +639,61 @@ static void test_destroy_open(void)
 	srv_stop(&s);
 }
 
+/* ---- hosted: the agent loops on the media workers, the frames in the workers' batches ---- */
+
+/* Receives on the worker's ring from the first stream (TL_RX_RING_STREAMS=0): the uplink
+ * frames of the calls one ring event delivers go to their agents in one submit, each frame
+ * not sent by itself as soon as the next is asked for (a sendmsg a frame: BENCHMARKS.md run
+ * Q). Pairs of packets, one per call, sent back to back: at least one pair comes in one
+ * event, and its two frames go in a submit. */
+static void test_hosted_batch(void)
+{
+	struct tl_media_send_stats st0, st;
+	uint8_t frame[160];
+	struct call c1, c2;
+	struct srv s;
+	size_t from = 0;
+	int got = 0;
+
+	TL_CHECK_INT(tl_media_tx_batched(engine), 1);
+	TL_CHECK_INT(tl_media_rx_batched(engine), 1);
+	if (srv_start(&s, 0) < 0) {
+		TL_CHECK(!"cannot start the agent server");
+		return;
+	}
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d/agent/v1", s.port);
+	c1.stream = c2.stream = NULL;
+	c1.pbx = c2.pbx = -1;
+	if (call_open(&c1, 11, TL_DIALECT_TWILIO, url, 3000) < 0 ||
+	    call_open(&c2, 12, TL_DIALECT_TWILIO, url, 3000) < 0)
+		goto out;
+	TL_CHECK(wait_event(11, TL_WS_EV_OPEN, 5000) != NULL);
+	TL_CHECK(wait_event(12, TL_WS_EV_OPEN, 5000) != NULL);
+	TL_CHECK(wait_msg(&s, &from, "start", 2000) >= 0);
+	TL_CHECK(wait_msg(&s, &from, "start", 2000) >= 0);
+	memset(frame, 0x2A, sizeof(frame));
+	tl_media_send_stats(engine, &st0);
+	for (int i = 0; i < 20; i++) {
+		pbx_send(&c1, frame);
+		pbx_send(&c2, frame);
+		got += wait_msg(&s, &from, "media", 2000) >= 0;
+		got += wait_msg(&s, &from, "media", 2000) >= 0;
+		sleep_ms(25);
+	}
+	tl_media_send_stats(engine, &st);
+	fprintf(stderr, "  uplink frames: %d at the agent, %llu sent in a submit, %llu alone\n",
+	        got, (unsigned long long)(st.host_batched - st0.host_batched),
+	        (unsigned long long)(st.host_alone - st0.host_alone));
+	TL_CHECK(got >= 36); /* the reorder buffer may hold back a few */
+	TL_CHECK(st.host_batched + st.host_alone - st0.host_batched - st0.host_alone >=
+	         (uint64_t)got);
+	TL_CHECK(st.host_batched - st0.host_batched >= 2);
+out:
+	call_close(&c1);
+	call_close(&c2);
+	srv_stop(&s);
+}
+
 int main(void)
 {
 	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 60000};
@@ -654,6 +709,18 @@ int main(void)
 	TL_TEST_RUN(test_refused_upgrade);
 	TL_TEST_RUN(test_unreachable);
 	TL_TEST_RUN(test_destroy_open);
+	tl_ws_destroy(ws);
+	tl_media_destroy(engine);
+
+	/* Hosted, one worker, its receive ring on from the first stream. */
+	setenv("TL_RX_RING_STREAMS", "0", 1);
+	cfg.hosted = 1;
+	ws = NULL;
+	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
+	TL_CHECK_INT(tl_ws_create_hosted(&ws, 0, engine), 0);
+	if (!engine || !ws)
+		return TL_TEST_END();
+	TL_TEST_RUN(test_hosted_batch);
 	tl_ws_destroy(ws);
 	tl_media_destroy(engine);
 	return TL_TEST_END();
