@@ -16,6 +16,7 @@ encoded once; trunkline transcodes them for the Twilio-dialect echo agent, so lo
 trip are not measured for them: "n/a"). The floor speaks PCMU only.
 Not part of the test suite."""
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -235,6 +236,8 @@ def step(label, n, args, tap=False):
                 r["tap"] = json.load(f)
         r["rss_kb_idle"] = rss_idle
         r["workdir"] = d
+        if kind.startswith("trunkline"):
+            r["bound_cut"] = bound_cut(dut, r.get("established") or n)
         alive = dut.p.poll() is None
         r["dut_alive_after"] = alive
         if flood_call:
@@ -251,6 +254,34 @@ def step(label, n, args, tap=False):
                 rc = p.stop()
                 if p is dut and rc not in (0, None, -signal.SIGTERM):
                     print(f"!! {p.name} exited with {rc}; log in {d}", flush=True)
+
+
+def bound_cut(dut, want, wait_s=3.0):
+    """trunkline's call records (one JSON line each in its log, at the call's end): the agent
+    audio its backlog bound dropped (playout_dropped_ms) against the calls' answered time, in
+    all. The generator counts that audio as lost; the floor has no such bound."""
+    def ms(t):
+        return datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() * 1000
+
+    dropped = answered = calls = 0
+    end = time.time() + wait_s
+    while True:  # the last records are written as the last BYEs are answered
+        lines = [ln for ln in dut.log().splitlines()
+                 if ln.startswith("{") and '"playout_dropped_ms"' in ln]
+        if len(lines) >= want or time.time() >= end:
+            break
+        time.sleep(0.2)
+    for ln in lines:
+        try:
+            c = json.loads(ln)
+            if c.get("answered_at") and c.get("ended_at"):
+                answered += ms(c["ended_at"]) - ms(c["answered_at"])
+                dropped += c.get("playout_dropped_ms") or 0
+                calls += 1
+        except (ValueError, KeyError, TypeError):
+            continue
+    return {"calls": calls, "dropped_ms": dropped, "answered_ms": answered,
+            "pct": 100.0 * dropped / answered if answered else None}
 
 
 def derive(r):
@@ -283,6 +314,8 @@ def derive(r):
         "other_busy_pct": r["machine_busy_pct"] - ours / (os.cpu_count() or 1),
         # transcoded callers' echoes carry no marker: no loss or round trip for them
         "loss_pct": r["loss"] * 100 if r.get("codec", "pcmu") == "pcmu" else None,
+        # of the calls' time, the share of agent audio trunkline's backlog bound dropped
+        "bound_cut_pct": (r.get("bound_cut") or {}).get("pct"),
         "rtt_p50_ms": r["rtt_us"].get("p50", 0) / 1000,
         "rtt_p99_ms": r["rtt_us"].get("p99", 0) / 1000,
         "setup_p50_ms": r["setup_us"].get("p50", 0) / 1000,
@@ -343,8 +376,8 @@ def turns_table(results, a="trunkline", b="floor"):
         by.setdefault(r["calls"], {}).setdefault(r["dut"], []).append(r)
     lines = [f"| N | {a} CPU/call % (turns; median) | {b} CPU/call % (turns; median) | "
              f"ratio by turn | median ratio | loss % {a} / {b} (median) | "
-             f"runs/1k pkt {a} / {b} (median) |",
-             "|---|---|---|---|---|---|---|"]
+             f"runs/1k pkt {a} / {b} (median) | backlog bound's cut % {a} / {b} (median) |",
+             "|---|---|---|---|---|---|---|---|"]
     for n in sorted(by):
         t = sorted(by[n].get(a, []), key=lambda r: r.get("turn", 0))
         f = sorted(by[n].get(b, []), key=lambda r: r.get("turn", 0))
@@ -353,6 +386,10 @@ def turns_table(results, a="trunkline", b="floor"):
         ratios = [a / b for a, b in zip(tc, fc) if b]
         tl = med([r["derived"]["loss_pct"] or 0 for r in t])
         fl = med([r["derived"]["loss_pct"] or 0 for r in f])
+        tb = med([r["derived"]["bound_cut_pct"] for r in t
+                  if r["derived"].get("bound_cut_pct") is not None])
+        fb = med([r["derived"]["bound_cut_pct"] for r in f
+                  if r["derived"].get("bound_cut_pct") is not None])
         tw = med([r["derived"]["runs_per_kpkt"] for r in t
                   if r["derived"].get("runs_per_kpkt") is not None])
         fw = med([r["derived"]["runs_per_kpkt"] for r in f
@@ -365,7 +402,8 @@ def turns_table(results, a="trunkline", b="floor"):
                      f"{' · '.join(fmt(v) for v in fc)}; {fmt(med(fc))} | "
                      f"{' · '.join(fmt(v, 2) + '×' for v in ratios)} | "
                      f"{fmt(med(ratios), 2)}{'×' if ratios else ''} | "
-                     f"{fmt(tl)} / {fmt(fl)} | {fmt(tw, 0)} / {fmt(fw, 0)} |")
+                     f"{fmt(tl)} / {fmt(fl)} | {fmt(tw, 0)} / {fmt(fw, 0)} | "
+                     f"{fmt(tb)} / {fmt(fb)} |")
     return "\n".join(lines)
 
 
@@ -479,7 +517,9 @@ def main():
                 results.append(r)
                 reps[k].append(r)
                 x = r["derived"]
-                print(f"   loss {x['loss_pct']}% cpu {x['cpu_pct']:.1f}% "
+                bc = x.get("bound_cut_pct")
+                print(f"   loss {x['loss_pct']}% "
+                      f"{'' if bc is None else f'(backlog bound {bc:.4f}%) '}cpu {x['cpu_pct']:.1f}% "
                       f"us/pkt {x['us_per_packet']:.2f} rss/call {x['rss_per_call_kib']:.1f} KiB "
                       f"rtt {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} ms setup "
                       f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} ms busy "
