@@ -250,6 +250,30 @@ static void render_rtp(struct text *t, const struct tl_metrics *m, const struct 
 	      s->calls_with_media ? s->jitter_ms_sum / 1000.0 / s->calls_with_media : 0);
 }
 
+/* The media workers' io_uring batches (docs/ARCHITECTURE.md, the packet's path). */
+static void render_io(struct text *t, const struct tl_ops_snapshot *s)
+{
+	head(
+	    t, "trunkline_media_sends_total", "counter",
+	    "RTP packets and agent WebSocket frames the media workers sent: in an io_uring submit, "
+	    "or by themselves (a wake-up with one to send).");
+	put(t, "trunkline_media_sends_total{how=\"submit\"} %llu\n",
+	    (unsigned long long)s->media_sends_submitted);
+	put(t, "trunkline_media_sends_total{how=\"alone\"} %llu\n",
+	    (unsigned long long)s->media_sends_alone);
+	counter(t, "trunkline_media_send_submits_total",
+	        "io_uring submits of the media workers' sends (one system call each).",
+	        s->media_submits);
+	counter(t, "trunkline_media_ring_packets_received_total",
+	        "RTP and RTCP packets collected from the media workers' receive rings (a worker "
+	        "uses its ring from 256 calls).",
+	        s->media_ring_received);
+	counter(t, "trunkline_media_ring_starved_total",
+	        "Receive requests the kernel ended because the ring had no free buffer (the worker "
+	        "fell behind; armed again as buffers come back).",
+	        s->media_ring_starved);
+}
+
 static void render_access(struct text *t, const struct tl_ops_snapshot *s)
 {
 	head(t, "trunkline_sip_refused_total", "counter",
@@ -302,6 +326,7 @@ char *tl_metrics_render(const struct tl_metrics *m, const struct tl_ops_snapshot
 		put(&t, "trunkline_agent_connect_failures_total{reason=\"%s\"} %llu\n",
 		    fail_names[i], (unsigned long long)get(&m->connect_fail[i]));
 	render_rtp(&t, m, s);
+	render_io(&t, s);
 	counter(&t, "trunkline_websocket_sent_bytes_total",
 	        "WebSocket payload bytes sent to agents (messages, before framing).",
 	        s->ws_sent_bytes);

@@ -213,6 +213,15 @@ static void snapshot(struct tl_sip *sip, struct tl_ops_snapshot *s)
 	s->draining = sip->draining != 0;
 	s->overloaded = (tl_sip_busy(sip) & TL_SIP_BUSY_LOAD) != 0;
 	s->media_late_permille = sip->media ? tl_media_late_permille(sip->media) : 0;
+	if (sip->media) {
+		struct tl_media_io_stats io;
+		tl_media_io_stats(sip->media, &io);
+		s->media_sends_alone = io.alone;
+		s->media_sends_submitted = io.sent + io.failed - io.alone;
+		s->media_submits = io.submits;
+		s->media_ring_received = io.ring_received;
+		s->media_ring_starved = io.ring_starved;
+	}
 	for (size_t i = 0; sip->rules && i < sip->rules->n_agents; i++) {
 		json_t *ok = json_object_get(sip->ops->agents, sip->rules->agents[i].name);
 		s->agents_total++;

@@ -158,15 +158,19 @@ int tl_media_tx_batched(const struct tl_media *m);
  * the negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 or TL_NO_IO_URING_RX=1,
  * -EINVAL from a kernel before 6.0): each readable socket is then read with recvmmsg. */
 int tl_media_rx_batched(const struct tl_media *m);
-/* The batched sends of all workers (tl_media_tx_batched), summed; any thread, approximate
- * while running. A batch of one goes by itself (sendmsg), not in a submit. */
-struct tl_media_send_stats {
+/* The io_uring batches of all workers, summed; any thread, approximate while running. Sends
+ * (tl_media_tx_batched): a batch of one goes by itself (sendmsg), not in a submit. Receives
+ * (tl_media_rx_batched): packets collected from the receive rings, and requests the kernel
+ * ended for want of a free buffer (armed again as buffers come back). */
+struct tl_media_io_stats {
 	uint64_t sent, failed;             /* RTP packets and host frames: sent, or refused */
 	uint64_t submits;                  /* io_uring submits that carried them */
 	uint64_t alone;                    /* of sent + failed: a batch of one, sent by itself */
 	uint64_t host_batched, host_alone; /* of those: the hosts' (tl_media_worker_send) */
+	uint64_t ring_received, ring_starved;
+	uint64_t ring_stream_reads; /* the hosts' stream sockets' reads (tl_media_worker_read) */
 };
-void tl_media_send_stats(const struct tl_media *m, struct tl_media_send_stats *st);
+void tl_media_io_stats(const struct tl_media *m, struct tl_media_io_stats *st);
 
 /* A hosted worker's host may send on its own sockets in the worker's batch: len bytes (at most
  * TL_MEDIA_SEND_MAX) on the connected socket fd, copied and queued; they go at the worker's
@@ -181,6 +185,21 @@ typedef void (*tl_media_sent_fn)(void *arg, int res, const uint8_t *buf, size_t 
 int tl_media_worker_send(struct tl_media *m, unsigned worker, int fd, const void *buf, size_t len,
                          tl_media_sent_fn done, void *arg);
 void tl_media_worker_send_flush(struct tl_media *m, unsigned worker);
+/* A hosted worker's host may have a stream socket of its own (an agent's TCP) read on the
+ * worker's receive ring while the worker has its streams there (from 256 calls: a system call
+ * saved per read). fn(arg, buf, len, 0) gets its bytes in order (buf valid during the call
+ * only), and once, when reading ended for good, fn(arg, NULL, 0, res): 0 the peer closed,
+ * -ECANCELED after tl_media_worker_read_stop, else -errno; no byte read is lost before it. Host
+ * thread only; fn runs inside tl_media_worker_event. Returns an id, or -errno (-ENOSYS: no
+ * ring, or the worker does not use it now: read the socket yourself). */
+typedef void (*tl_media_read_fn)(void *arg, const uint8_t *buf, size_t len, int res);
+int tl_media_worker_read(struct tl_media *m, unsigned worker, int fd, tl_media_read_fn fn,
+                         void *arg);
+/* Stops reading: the bytes read before it, then the end (-ECANCELED); what comes after stays
+ * in the socket. */
+void tl_media_worker_read_stop(struct tl_media *m, unsigned worker, int id);
+/* Before the socket closes: nothing more comes, not even the end. */
+void tl_media_worker_read_remove(struct tl_media *m, unsigned worker, int id);
 
 /* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
 unsigned tl_media_workers(const struct tl_media *m);

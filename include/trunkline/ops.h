@@ -124,6 +124,9 @@ struct tl_ops_snapshot {
 	unsigned agent_loops;
 	unsigned agent_loop_connections[TL_OPS_AGENT_LOOPS_MAX];
 	uint32_t playout_ms_max, playout_ms_sum; /* agent audio queued, over live calls */
+	/* the media workers' io_uring batches (tl_media_io_stats), since start */
+	uint64_t media_sends_submitted, media_sends_alone, media_submits;
+	uint64_t media_ring_received, media_ring_starved;
 	/* who may call (include/trunkline/access.h), copied by the SIP side: requests refused or
 	 * dropped before routing, by reason (tl_ops_refusal_name), and digest challenges sent */
 	uint64_t refused[TL_OPS_REFUSAL_COUNT];

@@ -101,6 +101,12 @@ def test_metrics_and_records(binary):
         assert sample(m, "trunkline_sip_responses_total", method="INVITE", **{"class": "2xx"}) == 2
         assert sample(m, "trunkline_sip_responses_total", method="INVITE", **{"class": "4xx"}) == 1
         assert sample(m, "trunkline_rtp_packets_sent_total") >= 2 * 20, m
+        # every RTP packet and agent frame goes through the workers' batches (io_uring here)
+        sends = sample(m, "trunkline_media_sends_total", how="submit") + \
+            sample(m, "trunkline_media_sends_total", how="alone")
+        assert sends >= sample(m, "trunkline_rtp_packets_sent_total"), m
+        assert ("trunkline_media_send_submits_total", ()) in m
+        assert ("trunkline_media_ring_packets_received_total", ()) in m
         assert sample(m, "trunkline_rules_reloads_total") == 0
         # sipp sends no RTP here: the agent got connected, start and stop twice, sent nothing
         assert sample(m, "trunkline_websocket_sent_bytes_total") > 2 * 300, m

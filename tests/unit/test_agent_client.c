@@ -648,7 +648,7 @@ static void test_destroy_open(void)
  * event, and its two frames go in a submit. */
 static void test_hosted_batch(void)
 {
-	struct tl_media_send_stats st0, st;
+	struct tl_media_io_stats st0, st;
 	uint8_t frame[160];
 	struct call c1, c2;
 	struct srv s;
@@ -672,7 +672,7 @@ static void test_hosted_batch(void)
 	TL_CHECK(wait_msg(&s, &from, "start", 2000) >= 0);
 	TL_CHECK(wait_msg(&s, &from, "start", 2000) >= 0);
 	memset(frame, 0x2A, sizeof(frame));
-	tl_media_send_stats(engine, &st0);
+	tl_media_io_stats(engine, &st0);
 	for (int i = 0; i < 20; i++) {
 		pbx_send(&c1, frame);
 		pbx_send(&c2, frame);
@@ -680,7 +680,7 @@ static void test_hosted_batch(void)
 		got += wait_msg(&s, &from, "media", 2000) >= 0;
 		sleep_ms(25);
 	}
-	tl_media_send_stats(engine, &st);
+	tl_media_io_stats(engine, &st);
 	fprintf(stderr, "  uplink frames: %d at the agent, %llu sent in a submit, %llu alone\n",
 	        got, (unsigned long long)(st.host_batched - st0.host_batched),
 	        (unsigned long long)(st.host_alone - st0.host_alone));
@@ -691,6 +691,74 @@ static void test_hosted_batch(void)
 out:
 	call_close(&c1);
 	call_close(&c2);
+	srv_stop(&s);
+}
+
+/* The agent's frames read on the worker's receive ring (its streams are there from the first:
+ * TL_RX_RING_STREAMS=0), with a playout queue of 1 s: ten messages of 320 ms, 3.2 s in all,
+ * five at once and five 300 ms later. The queue fills, the reader pauses (the ring's reading
+ * stops; what it had read waits, what comes after waits in the socket) and goes on as the
+ * queue drains, reading the socket itself: the caller hears every frame of every message
+ * once, in order. Then a mark, which comes back after its audio. */
+static void test_hosted_downlink(void)
+{
+	struct tl_media_io_stats st0, st;
+	uint8_t buf[1500], want = 0x20;
+	struct tl_rtp_hdr h;
+	struct call c;
+	struct srv s;
+	size_t from = 0;
+	int frames = 0, in_order = 1, run = 0;
+	long m;
+
+	if (srv_start(&s, 0) < 0) {
+		TL_CHECK(!"cannot start the agent server");
+		return;
+	}
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d/agent/v1", s.port);
+	c.stream = NULL;
+	c.pbx = -1;
+	if (call_open(&c, 21, TL_DIALECT_TWILIO, url, 3000) < 0)
+		goto out;
+	TL_CHECK(wait_event(21, TL_WS_EV_OPEN, 5000) != NULL);
+	TL_CHECK(wait_msg(&s, &from, "start", 2000) >= 0);
+	sleep_ms(100); /* our reader takes the socket over a loop turn after the start */
+	tl_media_io_stats(engine, &st0);
+	for (int i = 0; i < 10; i++) {
+		/* the second half while the reader is paused: it waits in the socket */
+		if (i == 5)
+			sleep_ms(300);
+		agent_media(&s, "MZ21", 2560, (uint8_t)(0x20 + i));
+	}
+	/* The caller's packets: silence until the first message, then 16 frames of each. */
+	for (double end = now_ms() + 8000; frames < 160 && now_ms() < end;) {
+		if (!pbx_recv(&c, &h, buf, sizeof(buf), 200) || h.pt != 0 || h.payload_len != 160)
+			continue;
+		if (all_bytes(h.payload, 160, 0xFF) && frames == 0)
+			continue; /* silence before the agent's audio */
+		if (!all_bytes(h.payload, 160, want)) {
+			in_order = 0;
+			fprintf(stderr, "  frame %d: 0x%02x, not 0x%02x\n", frames, h.payload[0],
+			        want);
+			break;
+		}
+		frames++;
+		if (++run == 16) {
+			run = 0;
+			want++;
+		}
+	}
+	TL_CHECK_INT(frames, 160);
+	TL_CHECK(in_order);
+	srv_text(&s, "{\"event\":\"mark\",\"streamSid\":\"MZ21\",\"mark\":{\"name\":\"end\"}}");
+	m = wait_msg(&s, &from, "mark", 2000);
+	TL_CHECK_STR(msg_str(&s, m, "mark", "name"), "end");
+	tl_media_io_stats(engine, &st);
+	fprintf(stderr, "  reads of the agent's socket on the ring: %llu\n",
+	        (unsigned long long)(st.ring_stream_reads - st0.ring_stream_reads));
+	TL_CHECK(st.ring_stream_reads > st0.ring_stream_reads);
+out:
+	call_close(&c);
 	srv_stop(&s);
 }
 
@@ -715,12 +783,14 @@ int main(void)
 	/* Hosted, one worker, its receive ring on from the first stream. */
 	setenv("TL_RX_RING_STREAMS", "0", 1);
 	cfg.hosted = 1;
+	cfg.playout_max_ms = 1000; /* test_hosted_downlink fills it */
 	ws = NULL;
 	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
 	TL_CHECK_INT(tl_ws_create_hosted(&ws, 0, engine), 0);
 	if (!engine || !ws)
 		return TL_TEST_END();
 	TL_TEST_RUN(test_hosted_batch);
+	TL_TEST_RUN(test_hosted_downlink);
 	tl_ws_destroy(ws);
 	tl_media_destroy(engine);
 	return TL_TEST_END();

@@ -110,7 +110,14 @@ static void test_small_things(void)
 static void test_render(void)
 {
 	static struct tl_metrics m;
-	struct tl_ops_snapshot s = {.calls_active = 3, .rtp_rx = 5, .jitter_ms_max = 12};
+	struct tl_ops_snapshot s = {.calls_active = 3,
+	                            .rtp_rx = 5,
+	                            .jitter_ms_max = 12,
+	                            .media_sends_submitted = 70,
+	                            .media_sends_alone = 9,
+	                            .media_submits = 4,
+	                            .media_ring_received = 33,
+	                            .media_ring_starved = 2};
 	char *text;
 
 	tl_ops_histogram_observe(&m.setup, 0.04);
@@ -137,6 +144,12 @@ static void test_render(void)
 	TL_CHECK(strstr(text, "trunkline_call_setup_seconds_count 3\n"));
 	TL_CHECK(strstr(text, "trunkline_rtp_packets_received_total 15\n"));
 	TL_CHECK(strstr(text, "trunkline_rtp_jitter_seconds_max 0.012\n"));
+	TL_CHECK(strstr(text, "# TYPE trunkline_media_sends_total counter\n"
+	                      "trunkline_media_sends_total{how=\"submit\"} 70\n"
+	                      "trunkline_media_sends_total{how=\"alone\"} 9\n"));
+	TL_CHECK(strstr(text, "trunkline_media_send_submits_total 4\n"));
+	TL_CHECK(strstr(text, "trunkline_media_ring_packets_received_total 33\n"));
+	TL_CHECK(strstr(text, "trunkline_media_ring_starved_total 2\n"));
 	TL_CHECK(strstr(text, "trunkline_sip_requests_total{method=\"BYE\"} 1\n"));
 	TL_CHECK(
 	    strstr(text, "trunkline_sip_responses_total{method=\"INVITE\",class=\"4xx\"} 1\n"));

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -370,6 +371,232 @@ static void test_engine_switch(void)
 	tl_rxring_destroy(NULL);
 }
 
+/* ---- stream sockets (tl_rxring_add_stream): an agent's TCP ---- */
+
+struct sgot {
+	uint8_t buf[1 << 17];
+	size_t len;
+	int ends, end_res, after_end;
+};
+
+static void on_bytes(void *arg, const uint8_t *b, size_t n, int res)
+{
+	struct sgot *g = arg;
+
+	if (!b) {
+		g->ends++;
+		g->end_res = res;
+		return;
+	}
+	g->after_end += g->ends > 0;
+	if (n > sizeof(g->buf) - g->len)
+		n = sizeof(g->buf) - g->len;
+	memcpy(g->buf + g->len, b, n);
+	g->len += n;
+}
+
+static uint8_t pat(size_t i)
+{
+	return (uint8_t)(i * 31 + i / 251 + 7);
+}
+
+/* A connected TCP pair on 127.0.0.1: *tx writes (blocking), *rx is read. 0 or -1. */
+static int tcp_pair(int *tx, int *rx)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	*tx = *rx = -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &al) < 0 ||
+	    (*tx = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(*tx, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    (*rx = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
+		if (l >= 0)
+			close(l);
+		return -1;
+	}
+	close(l);
+	return 0;
+}
+
+/* Bytes from..to of the pattern, in writes of 1000. */
+static void send_pat(int tx, size_t from, size_t to)
+{
+	uint8_t b[1000];
+
+	while (from < to) {
+		size_t n = to - from < sizeof(b) ? to - from : sizeof(b);
+		for (size_t i = 0; i < n; i++)
+			b[i] = pat(from + i);
+		TL_CHECK(send(tx, b, n, 0) == (ssize_t)n);
+		from += n;
+	}
+}
+
+/* Runs the ring until done(g...) says so or ms passed. */
+static void run_until(struct tl_rxring *r, struct sgot *g, int gn, size_t bytes, int ends,
+                      double ms)
+{
+	double t0 = mono_ms();
+	struct got none = {0};
+
+	for (;;) {
+		size_t have = 0;
+		int ended = 0;
+		for (int k = 0; k < gn; k++) {
+			have += g[k].len;
+			ended += g[k].ends;
+		}
+		if ((have >= bytes && ended >= ends) || mono_ms() - t0 >= ms)
+			return;
+		struct pollfd p = {.fd = tl_rxring_fd(r), .events = POLLIN};
+		if (poll(&p, 1, 20) == 1)
+			tl_rxring_run(r, on_packet, &none);
+	}
+}
+
+static int is_pat(const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != pat(i))
+			return 0;
+	return 1;
+}
+
+/* 100 KB through 8 buffers of 1600 bytes (the request ends for want of a buffer many times
+ * and is armed again): every byte once, in order; then the peer's close is the end (0). */
+static void test_stream_bytes(void)
+{
+	static struct sgot g;
+	struct tl_rxring *r = NULL;
+	struct tl_rxring_stats st;
+	int tx, rx;
+
+	memset(&g, 0, sizeof(g));
+	TL_CHECK_INT(tcp_pair(&tx, &rx), 0);
+	TL_CHECK_INT(tl_rxring_create(&r, 8, 4), 0);
+	if (!r || tx < 0)
+		goto out;
+	TL_CHECK(tl_rxring_add_stream(r, rx, on_bytes, &g) >= 0);
+	send_pat(tx, 0, 100000);
+	run_until(r, &g, 1, 100000, 0, 3000);
+	TL_CHECK_INT((int)g.len, 100000);
+	TL_CHECK(is_pat(g.buf, g.len));
+	TL_CHECK_INT(g.ends, 0);
+	close(tx);
+	tx = -1;
+	run_until(r, &g, 1, 0, 1, 2000);
+	TL_CHECK_INT(g.ends, 1);
+	TL_CHECK_INT(g.end_res, 0);
+	TL_CHECK_INT(g.after_end, 0);
+	tl_rxring_stats(r, &st);
+	fprintf(stderr, "  100000 bytes: %llu reads, %llu ended without a buffer\n",
+	        (unsigned long long)st.stream_reads, (unsigned long long)st.nobufs);
+	TL_CHECK(st.stream_reads >= 100000 / 1600);
+	TL_CHECK(st.nobufs >= 1);
+out:
+	tl_rxring_destroy(r);
+	if (tx >= 0)
+		close(tx);
+	if (rx >= 0)
+		close(rx);
+}
+
+/* Two streams on a ring of 2 buffers (one may wait for a buffer when it is stopped): each
+ * stopped after its first bytes, while more comes. The bytes read before the stop come, then
+ * the end (-ECANCELED) and nothing after it; the rest is in the socket: read there, the two
+ * parts are the stream, every byte once, in order. */
+static void test_stream_stop(void)
+{
+	static struct sgot g[2];
+	struct tl_rxring *r = NULL;
+	int tx[2] = {-1, -1}, rx[2] = {-1, -1}, id[2];
+
+	memset(g, 0, sizeof(g));
+	TL_CHECK_INT(tl_rxring_create(&r, 2, 4), 0);
+	for (int k = 0; k < 2; k++)
+		TL_CHECK_INT(tcp_pair(&tx[k], &rx[k]), 0);
+	if (!r || tx[0] < 0 || tx[1] < 0)
+		goto out;
+	for (int k = 0; k < 2; k++) {
+		id[k] = tl_rxring_add_stream(r, rx[k], on_bytes, &g[k]);
+		TL_CHECK(id[k] >= 0);
+		send_pat(tx[k], 0, 20000);
+	}
+	run_until(r, g, 2, 1, 0, 2000); /* the first bytes of either */
+	for (int k = 0; k < 2; k++) {
+		tl_rxring_stop(r, id[k]);
+		send_pat(tx[k], 20000, 30000);
+	}
+	run_until(r, g, 2, 0, 2, 2000);
+	for (int k = 0; k < 2; k++) {
+		static uint8_t all[1 << 17];
+		size_t n = g[k].len;
+		ssize_t got;
+		TL_CHECK_INT(g[k].ends, 1);
+		TL_CHECK_INT(g[k].end_res, -ECANCELED);
+		TL_CHECK_INT(g[k].after_end, 0);
+		memcpy(all, g[k].buf, n);
+		for (double t0 = mono_ms(); n < 30000 && mono_ms() - t0 < 2000;) {
+			got = recv(rx[k], all + n, sizeof(all) - n, MSG_DONTWAIT);
+			if (got > 0)
+				n += (size_t)got;
+			else
+				poll(NULL, 0, 5);
+		}
+		fprintf(stderr,
+		        "  stream %d: %zu bytes before the end, %zu after it in the socket\n", k,
+		        g[k].len, n - g[k].len);
+		TL_CHECK_INT((int)n, 30000);
+		TL_CHECK(is_pat(all, n));
+	}
+out:
+	tl_rxring_destroy(r);
+	for (int k = 0; k < 2; k++) {
+		if (tx[k] >= 0)
+			close(tx[k]);
+		if (rx[k] >= 0)
+			close(rx[k]);
+	}
+}
+
+/* Removed: nothing more comes, not even the end. */
+static void test_stream_remove(void)
+{
+	static struct sgot g;
+	struct tl_rxring *r = NULL;
+	size_t had;
+	int tx, rx, id;
+
+	memset(&g, 0, sizeof(g));
+	TL_CHECK_INT(tcp_pair(&tx, &rx), 0);
+	TL_CHECK_INT(tl_rxring_create(&r, 8, 4), 0);
+	if (!r || tx < 0)
+		goto out;
+	id = tl_rxring_add_stream(r, rx, on_bytes, &g);
+	TL_CHECK(id >= 0);
+	send_pat(tx, 0, 3000);
+	run_until(r, &g, 1, 3000, 0, 2000);
+	TL_CHECK_INT((int)g.len, 3000);
+	send_pat(tx, 3000, 6000);
+	tl_rxring_remove(r, id);
+	had = g.len;
+	close(tx);
+	tx = -1;
+	run_until(r, &g, 1, 6000, 1, 300);
+	TL_CHECK_INT((int)g.len, (int)had);
+	TL_CHECK_INT(g.ends, 0);
+out:
+	tl_rxring_destroy(r);
+	if (tx >= 0)
+		close(tx);
+	if (rx >= 0)
+		close(rx);
+}
+
 int main(void)
 {
 	alarm(60); /* a hang fails the run instead of stalling it */
@@ -380,6 +607,9 @@ int main(void)
 	test_errors_hand_back();
 	test_ipv6();
 	test_engine_switch();
+	test_stream_bytes();
+	test_stream_stop();
+	test_stream_remove();
 	fprintf(stderr, "%d checks, %d failed\n", tl_test_checks, tl_test_failures);
 	return tl_test_failures != 0;
 }
