@@ -323,7 +323,6 @@ void tl_media_io_stats(const struct tl_media *m, struct tl_media_io_stats *st)
 		tl_rxring_stats(m->workers[i].rx, &r);
 		st->ring_received += r.packets;
 		st->ring_starved += r.nobufs;
-		st->ring_stream_reads += r.stream_reads;
 		tl_txring_stats(m->workers[i].tx, &t);
 		st->sent += t.sent;
 		st->failed += t.failed;
@@ -342,28 +341,6 @@ int tl_media_worker_send(struct tl_media *m, unsigned worker, int fd, const void
 	if (!w->tx)
 		return -ENOSYS;
 	return tl_txring_send_cb(w->tx, fd, buf, len, NULL, 0, done, arg);
-}
-
-int tl_media_worker_read(struct tl_media *m, unsigned worker, int fd, tl_media_read_fn fn,
-                         void *arg)
-{
-	struct tl_media_worker *w = &m->workers[worker];
-
-	if (!w->rx || !w->rx_on || !w->hosted)
-		return -ENOSYS;
-	return tl_rxring_add_stream(w->rx, fd, fn, arg);
-}
-
-void tl_media_worker_read_stop(struct tl_media *m, unsigned worker, int id)
-{
-	if (m->workers[worker].rx)
-		tl_rxring_stop(m->workers[worker].rx, id);
-}
-
-void tl_media_worker_read_remove(struct tl_media *m, unsigned worker, int id)
-{
-	if (m->workers[worker].rx)
-		tl_rxring_remove(m->workers[worker].rx, id);
 }
 
 void tl_media_worker_send_flush(struct tl_media *m, unsigned worker)

@@ -349,13 +349,12 @@ void tl_txring_stats(const struct tl_txring *r, struct tl_txring_stats *st);
  * buffers of the ring's own (Linux 6.0). Owned and used by one worker thread. */
 struct tl_rxring;
 struct tl_rxring_stats {
-	uint64_t packets;      /* delivered */
-	uint64_t rearms;       /* requests the kernel ended and that were armed again */
-	uint64_t nobufs;       /* of those, ended because no buffer was free */
-	uint64_t given_up;     /* sockets handed back to the poller after errors in a row */
-	uint64_t failed;       /* re-arms that found no submission entry */
-	uint64_t overflows;    /* runs that found completions waiting in the kernel (queue full) */
-	uint64_t stream_reads; /* stream sockets' reads delivered (tl_rxring_add_stream) */
+	uint64_t packets;   /* delivered */
+	uint64_t rearms;    /* requests the kernel ended and that were armed again */
+	uint64_t nobufs;    /* of those, ended because no buffer was free */
+	uint64_t given_up;  /* sockets handed back to the poller after errors in a row */
+	uint64_t failed;    /* re-arms that found no submission entry */
+	uint64_t overflows; /* runs that found completions waiting in the kernel (queue full) */
 };
 /* A packet for the socket added with tag: the payload and its source, valid during the call
  * only (the caller may change the bytes). buf NULL: the ring gave the socket up after errors
@@ -374,17 +373,6 @@ int tl_rxring_fd(const struct tl_rxring *r);
 int tl_rxring_add(struct tl_rxring *r, int fd, uint64_t tag);
 /* Before the socket closes: none of its packets is delivered after this. */
 void tl_rxring_remove(struct tl_rxring *r, int id);
-/* A stream socket (TCP) read on the ring: its bytes in order, fn(arg, buf, len, 0) for each
- * read (buf valid during the call only), and once, when its request ended for good,
- * fn(arg, NULL, 0, res): 0 the peer closed, -ECANCELED tl_rxring_stop, else -errno. No byte
- * is lost: what the kernel read comes before the end. The id is void from the end on (or from
- * tl_rxring_remove, after which nothing comes, not even the end). fn may add, stop and remove
- * entries. Returns the id, or -errno. */
-typedef tl_media_read_fn tl_rxring_data_fn;
-int tl_rxring_add_stream(struct tl_rxring *r, int fd, tl_rxring_data_fn fn, void *arg);
-/* Stops reading a stream socket: the bytes read before it, then the end (-ECANCELED). What
- * comes after stays in the socket. */
-void tl_rxring_stop(struct tl_rxring *r, int id);
 /* Every packet waiting, each to fn, in the order they came (per socket); no system call unless
  * a request must be armed again. Returns the completions seen. */
 unsigned tl_rxring_run(struct tl_rxring *r, tl_rxring_fn fn, void *arg);

@@ -36,11 +36,6 @@ struct tl_rxent {
 	unsigned errors; /* in a row, since its last packet */
 	int live;
 	int starved; /* ended for want of a buffer, not armed yet (tl_rxring_run) */
-	/* A stream socket (tl_rxring_add_stream): its bytes to sfn; stopping: tl_rxring_stop
-	 * asked for the end, which comes after the bytes read before it. */
-	tl_rxring_data_fn sfn;
-	void *sarg;
-	int stopping;
 };
 
 struct tl_rxring {
@@ -54,7 +49,7 @@ struct tl_rxring {
 	unsigned n_ents, n_free;
 	unsigned n_starved, starved_at; /* entries starved, where the next search starts */
 	/* written by the worker only (tl_stat_add), read by tl_rxring_stats from any thread */
-	_Atomic uint64_t packets, rearms, nobufs, given_up, failed, overflows, stream_reads;
+	_Atomic uint64_t packets, rearms, nobufs, given_up, failed, overflows;
 };
 
 static uint64_t ent_ud(const struct tl_rxring *r, unsigned i)
@@ -84,27 +79,6 @@ static int arm(struct tl_rxring *r, int fd, uint64_t ud)
 	sqe->buf_group = RX_BGID;
 	io_uring_sqe_set_data64(sqe, ud);
 	return 0;
-}
-
-/* A stream socket's request: a multishot recv (its bytes, no source). */
-static int arm_stream(struct tl_rxring *r, int fd, uint64_t ud)
-{
-	struct io_uring_sqe *sqe = get_sqe(r);
-
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = RX_BGID;
-	io_uring_sqe_set_data64(sqe, ud);
-	return 0;
-}
-
-static int arm_ent(struct tl_rxring *r, unsigned i)
-{
-	struct tl_rxent *e = &r->ents[i];
-
-	return e->sfn ? arm_stream(r, e->fd, ent_ud(r, i)) : arm(r, e->fd, ent_ud(r, i));
 }
 
 static int cancel(struct tl_rxring *r, uint64_t ud)
@@ -230,7 +204,7 @@ int tl_rxring_fd(const struct tl_rxring *r)
 	return r->ring.ring_fd;
 }
 
-static int add(struct tl_rxring *r, int fd, uint64_t tag, tl_rxring_data_fn sfn, void *sarg)
+int tl_rxring_add(struct tl_rxring *r, int fd, uint64_t tag)
 {
 	unsigned i;
 	int err;
@@ -253,69 +227,16 @@ static int add(struct tl_rxring *r, int fd, uint64_t tag, tl_rxring_data_fn sfn,
 	}
 	i = r->free[r->n_free - 1];
 	r->ents[i].gen++;
-	r->ents[i].fd = fd;
-	r->ents[i].sfn = sfn;
-	r->ents[i].sarg = sarg;
-	err = arm_ent(r, i);
+	err = arm(r, fd, ent_ud(r, i));
 	if (err < 0)
 		return err;
 	io_uring_submit(&r->ring); /* if it fails, the request goes with the next submit */
 	r->n_free--;
 	r->ents[i].tag = tag;
+	r->ents[i].fd = fd;
 	r->ents[i].errors = 0;
-	r->ents[i].stopping = 0;
 	r->ents[i].live = 1;
 	return (int)i;
-}
-
-int tl_rxring_add(struct tl_rxring *r, int fd, uint64_t tag)
-{
-	return add(r, fd, tag, NULL, NULL);
-}
-
-int tl_rxring_add_stream(struct tl_rxring *r, int fd, tl_rxring_data_fn fn, void *arg)
-{
-	return fn ? add(r, fd, 0, fn, arg) : -EINVAL;
-}
-
-/* The entry is done: its id free, its later completions (a generation gone) dropped. */
-static void ent_free(struct tl_rxring *r, unsigned i)
-{
-	struct tl_rxent *e = &r->ents[i];
-
-	if (e->starved) {
-		e->starved = 0;
-		r->n_starved--;
-	}
-	e->live = 0;
-	e->gen++;
-	r->free[r->n_free++] = i;
-}
-
-void tl_rxring_stop(struct tl_rxring *r, int id)
-{
-	struct tl_rxent *e;
-	struct io_uring_sqe *sqe;
-
-	if (id < 0 || (unsigned)id >= r->n_ents || !r->ents[id].live || !r->ents[id].sfn ||
-	    r->ents[id].stopping)
-		return;
-	e = &r->ents[id];
-	e->stopping = 1;
-	if (e->starved) {
-		/* No request in flight: a no-op under its name brings the end (tl_rxring_run);
-		 * without a submission entry now, rearm_starved queues it. */
-		sqe = get_sqe(r);
-		if (!sqe)
-			return;
-		e->starved = 0;
-		r->n_starved--;
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data64(sqe, ent_ud(r, (unsigned)id));
-	} else {
-		(void)cancel(r, ent_ud(r, (unsigned)id));
-	}
-	io_uring_submit(&r->ring);
 }
 
 void tl_rxring_remove(struct tl_rxring *r, int id)
@@ -330,8 +251,13 @@ void tl_rxring_remove(struct tl_rxring *r, int id)
 	 * generation that is gone. */
 	if (cancel(r, ent_ud(r, (unsigned)id)) == 0)
 		io_uring_submit(&r->ring);
-	(void)e;
-	ent_free(r, (unsigned)id);
+	if (e->starved) {
+		e->starved = 0;
+		r->n_starved--;
+	}
+	e->live = 0;
+	e->gen++;
+	r->free[r->n_free++] = (unsigned)id;
 }
 
 /* Sockets whose request ended for want of a buffer, armed again now that the run has given
@@ -353,42 +279,11 @@ static unsigned rearm_starved(struct tl_rxring *r)
 		r->n_starved--;
 		armed++;
 		tl_stat_add(&r->rearms, 1);
-		if (e->stopping) { /* its end instead (tl_rxring_stop) */
-			struct io_uring_sqe *sqe = get_sqe(r);
-			if (sqe) {
-				io_uring_prep_nop(sqe);
-				io_uring_sqe_set_data64(sqe, ent_ud(r, i));
-			} else {
-				tl_stat_add(&r->failed, 1);
-			}
-		} else if (arm_ent(r, i) < 0) {
+		if (arm(r, e->fd, ent_ud(r, i)) < 0)
 			tl_stat_add(&r->failed, 1);
-		}
 		r->starved_at = i + 1;
 	}
 	return armed;
-}
-
-/* A completion's res bytes in buf: a stream's bytes, or a packet with its source. */
-static void deliver(struct tl_rxring *r, struct tl_rxent *e, uint8_t *buf, int res, tl_rxring_fn fn,
-                    void *arg)
-{
-	struct io_uring_recvmsg_out *o;
-	struct sockaddr_storage from;
-
-	e->errors = 0;
-	if (e->sfn) {
-		tl_stat_add(&r->stream_reads, 1);
-		e->sfn(e->sarg, buf, (size_t)res, 0);
-		return;
-	}
-	o = io_uring_recvmsg_validate(buf, res, &r->mh);
-	if (!o || o->namelen > RX_NAME_LEN)
-		return;
-	memcpy(&from, io_uring_recvmsg_name(o), o->namelen);
-	tl_stat_add(&r->packets, 1);
-	fn(arg, e->tag, io_uring_recvmsg_payload(o, &r->mh),
-	   io_uring_recvmsg_payload_length(o, res, &r->mh), &from, (socklen_t)o->namelen);
 }
 
 static unsigned run_once(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
@@ -408,30 +303,22 @@ static unsigned run_once(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
 			unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 			uint8_t *buf = r->bufs + (size_t)bid * RX_BUF_SIZE;
-			if (live && cqe->res > 0)
-				deliver(r, e, buf, cqe->res, fn, arg);
+			struct io_uring_recvmsg_out *o =
+			    cqe->res > 0 ? io_uring_recvmsg_validate(buf, cqe->res, &r->mh) : NULL;
+			if (live && o && o->namelen <= RX_NAME_LEN) {
+				struct sockaddr_storage from;
+				memcpy(&from, io_uring_recvmsg_name(o), o->namelen);
+				e->errors = 0;
+				tl_stat_add(&r->packets, 1);
+				fn(arg, e->tag, io_uring_recvmsg_payload(o, &r->mh),
+				   io_uring_recvmsg_payload_length(o, cqe->res, &r->mh), &from,
+				   (socklen_t)o->namelen);
+			}
 			io_uring_buf_ring_add(r->br, buf, RX_BUF_SIZE, (unsigned short)bid,
 			                      (int)mask, (int)back++);
-			/* The caller may have added entries meanwhile (they move), or stopped or
-			 * removed this one. */
-			e = i < r->n_ents && ud != RX_CANCEL_UD ? &r->ents[i] : NULL;
-			live = e && e->live && e->gen == (uint32_t)(ud >> 32);
 		}
 		if (!live || (cqe->flags & IORING_CQE_F_MORE))
 			continue;
-		if (e->sfn && (e->stopping || (cqe->res <= 0 && cqe->res != -ENOBUFS))) {
-			/* A stream's end, after every byte read before it: ours (tl_rxring_stop;
-			 * a stream that ended meanwhile says so next time it is read), the peer's
-			 * (0) or an error. The entry is free before the caller hears of it. */
-			tl_rxring_data_fn sfn = e->sfn;
-			void *sarg = e->sarg;
-			int res = cqe->res;
-			if (e->stopping && (res >= 0 || res == -ENOBUFS))
-				res = -ECANCELED;
-			ent_free(r, i);
-			sfn(sarg, NULL, 0, res);
-			continue;
-		}
 		/* The kernel ended this socket's request: no buffer was free (-ENOBUFS), the
 		 * completion queue was full (a result), or an error. Armed again below. */
 		if (cqe->res == -ENOBUFS) {
@@ -440,14 +327,16 @@ static unsigned run_once(struct tl_rxring *r, tl_rxring_fn fn, void *arg)
 			r->n_starved++;
 			continue;
 		} else if (cqe->res < 0 && ++e->errors > RX_MAX_ERRORS) {
-			ent_free(r, i); /* given up: the caller watches the socket itself */
+			e->live = 0; /* given up: the caller watches the socket itself */
+			e->gen++;
+			r->free[r->n_free++] = i;
 			tl_stat_add(&r->given_up, 1);
 			fn(arg, e->tag, NULL, 0, NULL, 0);
 			continue;
 		}
 		rearm++;
 		tl_stat_add(&r->rearms, 1);
-		if (arm_ent(r, i) < 0)
+		if (arm(r, e->fd, ud) < 0)
 			tl_stat_add(&r->failed, 1);
 	}
 	/* The buffers back before the requests are armed again. */
@@ -485,7 +374,6 @@ void tl_rxring_stats(const struct tl_rxring *r, struct tl_rxring_stats *st)
 	st->given_up = atomic_load_explicit(&r->given_up, memory_order_relaxed);
 	st->failed = atomic_load_explicit(&r->failed, memory_order_relaxed);
 	st->overflows = atomic_load_explicit(&r->overflows, memory_order_relaxed);
-	st->stream_reads = atomic_load_explicit(&r->stream_reads, memory_order_relaxed);
 }
 
 void tl_rxring_destroy(struct tl_rxring *r)

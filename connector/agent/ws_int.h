@@ -429,7 +429,6 @@ struct tl_ws_loop {
 	struct tl_ws_conn *own_list; /* connections whose take-over is checked next turn */
 	ev_timer rd_turn;
 	int rd_turn_init;
-	int rd_kick; /* a reader on the worker's ring took agent audio: kick after the event */
 };
 
 struct tl_ws {

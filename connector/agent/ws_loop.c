@@ -155,10 +155,6 @@ static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 	(void)evl;
 	(void)revents;
 	tl_media_worker_event(m->loop->ws->media, m->loop->index, m->tag);
-	if (m->loop->rd_kick) { /* agent audio our readers took from the ring: to the callers */
-		m->loop->rd_kick = 0;
-		tl_wsc_loop_kick(m->loop);
-	}
 	/* The caller's audio goes to its agent now, not after every other event of this
 	 * wake-up: the agent's answer then tends to come while this loop is still at work and
 	 * is taken in the same wake-up, instead of waking it once for each call. The frames of

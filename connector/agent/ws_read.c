@@ -46,22 +46,11 @@ struct tl_wsc_rd {
 	struct tl_wsc_rd *next;      /* loop->rd_detached */
 	struct tl_wsc_rd *next_turn; /* loop->rd_turn_list */
 	ev_timer grace;              /* detached, framing broken: the cut (TL_WSC_RD_GRACE) */
-	int ring_id;                 /* read on the media worker's ring (rd_on_ring), else -1 */
-	unsigned paused : 1, done : 1, watching : 1, in_turn : 1, grace_on : 1, ring_stopping : 1;
+	unsigned paused : 1, done : 1, watching : 1, in_turn : 1, grace_on : 1;
 };
 
 static void rd_watch(struct tl_wsc_rd *rd, int on)
 {
-	if (rd->ring_id >= 0) {
-		/* On the worker's ring: off stops it. The bytes it read before come, then its end,
-		 * and from there the reader watches the socket itself (rd_on_ring). */
-		if (!on && !rd->ring_stopping) {
-			rd->ring_stopping = 1;
-			tl_media_worker_read_stop(rd->loop->ws->media, rd->loop->index,
-			                          rd->ring_id);
-		}
-		return;
-	}
 	if (on && !rd->watching)
 		ev_io_start(rd->loop->evl, &rd->io);
 	else if (!on && rd->watching)
@@ -215,11 +204,8 @@ static void rd_on_io(struct ev_loop *evl, ev_io *w, int revents)
 		free(rd->pend);
 		rd->pend = NULL;
 		rd->pend_len = rd->pend_off = 0;
-		tl_wsc_loop_kick(rd->loop);
 	}
-	/* On the ring, only the ring reads the socket (a read here would take bytes out of
-	 * order). */
-	if (rd->paused || rd->done || rd->ring_id >= 0)
+	if (rd->paused || rd->done)
 		return;
 	n = recv(w->fd, rd->loop->rdbuf, TL_WSC_RD_BUF, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -233,59 +219,6 @@ static void rd_on_io(struct ev_loop *evl, ev_io *w, int revents)
 	loop = rd->loop; /* rd may be gone after rd_feed; the loop is not */
 	rd_feed(rd, loop->rdbuf, (size_t)n);
 	tl_wsc_loop_kick(loop);
-}
-
-/* Keeps bytes behind what is kept already (paused, or not parsed yet). */
-static int rd_pend_add(struct tl_wsc_rd *rd, const uint8_t *p, size_t n)
-{
-	size_t keep = rd->pend ? rd->pend_len - rd->pend_off : 0;
-	uint8_t *b = malloc(keep + n);
-
-	if (!b)
-		return -ENOMEM;
-	if (keep)
-		memcpy(b, rd->pend + rd->pend_off, keep);
-	memcpy(b + keep, p, n);
-	free(rd->pend);
-	rd->pend = b;
-	rd->pend_len = keep + n;
-	rd->pend_off = 0;
-	return 0;
-}
-
-/* The worker's ring read the socket (a busy worker: tl_media_worker_read): its bytes, as a
- * recv() in rd_on_io would have, or the end of the ring's reading. After the end (our stop,
- * the agent's close, an error) the reader watches the socket itself: the close or the error
- * is read there again, and what came after a stop is read when the pause ends. */
-static void rd_on_ring(void *arg, const uint8_t *buf, size_t len, int res)
-{
-	struct tl_wsc_rd *rd = arg;
-	struct tl_ws_loop *loop = rd->loop;
-
-	(void)res;
-	if (!buf) {
-		rd->ring_id = -1;
-		rd->ring_stopping = 0;
-		if (!rd->done && !rd->paused) {
-			rd_watch(rd, 1);
-			ev_feed_event(loop->evl, &rd->io, EV_READ);
-		}
-		return;
-	}
-	if (rd->done)
-		return;
-	if (rd->paused || rd->pend) { /* behind what waits (a pause, stopping the ring) */
-		if (rd_pend_add(rd, buf, len) < 0) {
-			if (rd->c)
-				tl_wsc_framing_error(rd->c, "no memory to keep the agent's data");
-			rd->r.dead = 1;
-		} else if (!rd->paused) {
-			ev_feed_event(loop->evl, &rd->io, EV_READ);
-		}
-		return;
-	}
-	rd_feed(rd, (uint8_t *)buf, len); /* rd may be gone after it; the loop is not */
-	loop->rd_kick = 1;
 }
 
 /* Takes the socket's reading over from lws when it is safe (see the top): 1 done, 0 not (lws
@@ -319,14 +252,8 @@ static int rd_try(struct tl_ws_conn *c)
 	lws_rx_flow_control(c->wsi, 0); /* for good: lws reads nothing more of this socket */
 	ev_io_init(&rd->io, rd_on_io, fd, EV_READ);
 	rd->io.data = rd;
-	/* A busy worker (its streams on its receive ring) reads it there, else an ev_io. */
-	rd->ring_id = tl_media_worker_read(loop->ws->media, loop->index, fd, rd_on_ring, rd);
-	if (rd->ring_id < 0) {
-		rd->ring_id = -1;
-		rd_watch(rd, 1);
-	}
-	tl_log_debug(c->d.call_sid, "agent connection: read by trunkline's frame reader%s",
-	             rd->ring_id >= 0 ? " on the worker's receive ring" : "");
+	rd_watch(rd, 1);
+	tl_log_debug(c->d.call_sid, "agent connection: read by trunkline's frame reader");
 	return 1;
 }
 
@@ -429,9 +356,6 @@ void tl_wsc_rd_unlist(struct tl_ws_conn *c)
 
 static void rd_free(struct tl_wsc_rd *rd)
 {
-	if (rd->ring_id >= 0) /* before the socket closes; nothing more comes */
-		tl_media_worker_read_remove(rd->loop->ws->media, rd->loop->index, rd->ring_id);
-	rd->ring_id = -1;
 	if (rd->in_turn)
 		for (struct tl_wsc_rd **p = &rd->loop->rd_turn_list; *p; p = &(*p)->next_turn)
 			if (*p == rd) {

@@ -168,7 +168,6 @@ struct tl_media_io_stats {
 	uint64_t alone;                    /* of sent + failed: a batch of one, sent by itself */
 	uint64_t host_batched, host_alone; /* of those: the hosts' (tl_media_worker_send) */
 	uint64_t ring_received, ring_starved;
-	uint64_t ring_stream_reads; /* the hosts' stream sockets' reads (tl_media_worker_read) */
 };
 void tl_media_io_stats(const struct tl_media *m, struct tl_media_io_stats *st);
 
@@ -185,21 +184,6 @@ typedef void (*tl_media_sent_fn)(void *arg, int res, const uint8_t *buf, size_t 
 int tl_media_worker_send(struct tl_media *m, unsigned worker, int fd, const void *buf, size_t len,
                          tl_media_sent_fn done, void *arg);
 void tl_media_worker_send_flush(struct tl_media *m, unsigned worker);
-/* A hosted worker's host may have a stream socket of its own (an agent's TCP) read on the
- * worker's receive ring while the worker has its streams there (from 256 calls: a system call
- * saved per read). fn(arg, buf, len, 0) gets its bytes in order (buf valid during the call
- * only), and once, when reading ended for good, fn(arg, NULL, 0, res): 0 the peer closed,
- * -ECANCELED after tl_media_worker_read_stop, else -errno; no byte read is lost before it. Host
- * thread only; fn runs inside tl_media_worker_event. Returns an id, or -errno (-ENOSYS: no
- * ring, or the worker does not use it now: read the socket yourself). */
-typedef void (*tl_media_read_fn)(void *arg, const uint8_t *buf, size_t len, int res);
-int tl_media_worker_read(struct tl_media *m, unsigned worker, int fd, tl_media_read_fn fn,
-                         void *arg);
-/* Stops reading: the bytes read before it, then the end (-ECANCELED); what comes after stays
- * in the socket. */
-void tl_media_worker_read_stop(struct tl_media *m, unsigned worker, int id);
-/* Before the socket closes: nothing more comes, not even the end. */
-void tl_media_worker_read_remove(struct tl_media *m, unsigned worker, int id);
 
 /* ---- Hosted workers (tl_media_config.hosted): one host thread per worker ---- */
 unsigned tl_media_workers(const struct tl_media *m);

@@ -16,6 +16,7 @@ Modes (the path, e.g. ws://127.0.0.1:PORT/big-single):
                  full of control characters and invalid UTF-8
   close-long     a close frame of 126 bytes (over the control-frame limit)
   trunc          a frame header for 1000 bytes, 10 of them, then silence
+  fin            a mark; once it is back, the end of the stream (TCP FIN) with no close frame
   masked         a mark in a masked frame, then hangup. Servers must not mask. trunkline's
                  own reader (plain ws://, hosted agent loops) unmasks with the frame's key, so
                  the mark comes back; lws 4.1 does not refuse it either, but unmasks with a
@@ -364,6 +365,10 @@ class HostileServer:
             c.send(frame(8, struct.pack(">H", 1000) + b"r" * 124))
         elif m == "trunc":
             c.send(frame(1, b"0123456789", length=1000))
+        elif m == "fin":
+            c.send(text(c.mark_msg()))
+            if c.wait(lambda: c.mark_name() in c.marks_back, 5):
+                c.sock.shutdown(socket.SHUT_WR)
         elif m == "masked":
             c.send(frame(1, json.dumps(c.mark_msg()).encode(), mask=b"\x11\x22\x33\x44"))
             if c.wait(lambda: c.mark_name() in c.marks_back, 5):

@@ -6,13 +6,14 @@
 - Hostile frames (hostile_ws.py, one call per kind, all at once): oversized messages (one frame,
   fragments with pings, before `start`), bad opcodes, reserved bits, orphan continuations, a
   message started while another is open, invalid UTF-8 (1007), close frames with odd codes and
-  long reasons, a truncated frame then silence, masked server frames, pings between fragments,
-  a ping flood, bad JSON, binary frames on the Twilio dialect, and seeded random frames and
-  bytes, and an agent that speaks right behind the 101. Every call ends as it should
-  (forwarded, or the agent's own hangup once its mark came back, or the caller's BYE), nothing
-  forged reaches the log, and under the ASan build (ctest's second pass) no sanitizer report.
-  With trunkline's own frame reader (the default agent loops): framing errors get close 1002,
-  a masked mark comes back, and every socket but the early speaker's is read by that reader.
+  long reasons, a truncated frame then silence, the end of the stream with no close frame,
+  masked server frames, pings between fragments, a ping flood, bad JSON, binary frames on the
+  Twilio dialect, and seeded random frames and bytes, and an agent that speaks right behind
+  the 101. Every call ends as it should (forwarded, or the agent's own hangup once its mark
+  came back, or the caller's BYE), nothing forged reaches the log, and under the ASan build
+  (ctest's second pass) no sanitizer report. With trunkline's own frame reader (the default
+  agent loops): framing errors get close 1002, a masked mark comes back, and every socket but
+  the early speaker's is read by that reader.
 - A mark/clear flood (tl-echo-agent --mark-flood 70000) on one call: another call's echo round
   trip, probed by tone bursts, stays within 100 ms of what it was before the flood (figures
   printed), the excess is dropped and counted, and logged once."""
@@ -171,7 +172,8 @@ def test_big_message_with_20_calls(binary):
 # ---- hostile frames ----
 
 FORWARDED = ["big-frag", "bad-opcode", "rsv", "cont-orphan", "fin-owed", "utf8", "close-0",
-             "close-999", "close-1005", "close-65535", "close-4000", "close-long", "trunc"]
+             "close-999", "close-1005", "close-65535", "close-4000", "close-long", "trunc",
+             "fin"]
 SURVIVORS = ["frag-pings", "ping-flood", "badjson", "binary", "early-hello"]
 # Framing errors: closed 1002 by trunkline's own reader (plain ws:// on the hosted agent loops,
 # the default); libwebsockets (TL_IT_AGENT_LOOPS=threads) drops the connection instead.
@@ -271,7 +273,8 @@ def test_hostile_frames(binary):
         for m, c in zip(modes, calls):
             want = OWN_READER and m not in ("early-hello", "big-early") \
                 and not m.startswith("pre-")
-            if m in SURVIVORS + FRAMING + ["masked"] and read_by_us(tl, c.call_id) != want:
+            if m in SURVIVORS + FRAMING + ["masked", "fin"] and \
+                    read_by_us(tl, c.call_id) != want:
                 problems.append(f"{m}: read by trunkline's reader: {not want}, want {want}")
         pings = hs.by_mode("frag-pings")
         if not pings or pings[0].pongs < 1:  # lws drops a ping while one is pending
