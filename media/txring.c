@@ -89,10 +89,10 @@ static void complete(struct tl_txring *r, unsigned i, int res, int alone)
 	tl_stat_add(res < 0 ? &r->failed : &r->sent, 1);
 	if (alone)
 		tl_stat_add(&r->alone, 1);
-	if (t->done)
+	if (t->done) {
 		tl_stat_add(alone ? &r->host_alone : &r->host_batched, 1);
-	if (t->done)
 		t->done(t->arg, res, t->buf, t->iov.iov_len);
+	}
 	r->free[r->n_free++] = i;
 }
 
