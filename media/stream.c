@@ -64,6 +64,7 @@ int tl_media_stream_ready(struct tl_media_stream *s)
 
 	if (t != atomic_load_explicit(&s->up_head, memory_order_acquire))
 		return 1;
+	/* Re-arm the wake-up before the last look, so a frame pushed meanwhile notifies. */
 	atomic_store_explicit(&s->up_notified, 0, memory_order_seq_cst);
 	return t != atomic_load_explicit(&s->up_head, memory_order_acquire);
 }
@@ -71,16 +72,10 @@ int tl_media_stream_ready(struct tl_media_stream *s)
 int tl_media_stream_poll(struct tl_media_stream *s, struct tl_media_event *ev)
 {
 	unsigned t = atomic_load_explicit(&s->up_tail, memory_order_relaxed);
-	unsigned h = atomic_load_explicit(&s->up_head, memory_order_acquire);
 	const struct tl_up_hdr *slot;
 
-	if (t == h) {
-		/* Re-arm the wake-up before the last look, so a frame pushed meanwhile notifies. */
-		atomic_store_explicit(&s->up_notified, 0, memory_order_seq_cst);
-		h = atomic_load_explicit(&s->up_head, memory_order_acquire);
-		if (t == h)
-			return 0;
-	}
+	if (!tl_media_stream_ready(s))
+		return 0;
 	slot = &s->up[t % TL_UP_SLOTS];
 	ev->kind = slot->kind;
 	ev->ts_ms = slot->ts_ms;

@@ -755,36 +755,47 @@ out:
 	srv_stop(&s);
 }
 
+/* The engine and the agent client the tests use: agent loops of their own (two), or hosted on
+ * the media workers. 0, or a failed check. */
+static int start(const struct tl_media_config *cfg)
+{
+	ws = NULL;
+	TL_CHECK_INT(tl_media_create(&engine, cfg), 0);
+	if (engine)
+		TL_CHECK_INT(
+		    cfg->hosted ? tl_ws_create_hosted(&ws, 0, engine) : tl_ws_create(&ws, 0, 2), 0);
+	return engine && ws ? 0 : -1;
+}
+
+static void stop(void)
+{
+	tl_ws_destroy(ws);
+	tl_media_destroy(engine);
+}
+
 int main(void)
 {
 	struct tl_media_config cfg = {.workers = 1, .reorder_ms = 40, .playout_max_ms = 60000};
 
 	alarm(55); /* a hang fails the run instead of stalling it */
 	signal(SIGPIPE, SIG_IGN);
-	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
-	TL_CHECK_INT(tl_ws_create(&ws, 0, 2), 0); /* two agent loops */
-	if (!engine || !ws)
+	if (start(&cfg) < 0)
 		return TL_TEST_END();
 	TL_TEST_RUN(test_twilio);
 	TL_TEST_RUN(test_native);
 	TL_TEST_RUN(test_refused_upgrade);
 	TL_TEST_RUN(test_unreachable);
 	TL_TEST_RUN(test_destroy_open);
-	tl_ws_destroy(ws);
-	tl_media_destroy(engine);
+	stop();
 
 	/* Hosted, one worker, its receive ring on from the first stream. */
 	setenv("TL_RX_RING_STREAMS", "0", 1);
 	cfg.hosted = 1;
 	cfg.playout_max_ms = 1000; /* test_hosted_downlink fills it */
-	ws = NULL;
-	TL_CHECK_INT(tl_media_create(&engine, &cfg), 0);
-	TL_CHECK_INT(tl_ws_create_hosted(&ws, 0, engine), 0);
-	if (!engine || !ws)
+	if (start(&cfg) < 0)
 		return TL_TEST_END();
 	TL_TEST_RUN(test_hosted_batch);
 	TL_TEST_RUN(test_hosted_downlink);
-	tl_ws_destroy(ws);
-	tl_media_destroy(engine);
+	stop();
 	return TL_TEST_END();
 }
