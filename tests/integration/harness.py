@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal as sig_mod
 import socket
 import subprocess
@@ -34,6 +35,14 @@ MEDIA_SPAN = 400
 
 PORT_LOCKS = os.path.join(tempfile.gettempdir(), "tl-it-ports")
 _held_ports = {}  # port -> open lock file: held until this process ends
+
+# Every directory a test makes with tempfile (trunkline's, the agents', sipp's, certificates)
+# goes under one scratch directory of this test file's run: run() removes it when every test
+# passed and keeps it, printing its path, when one failed. (Set after PORT_LOCKS, which every
+# test process shares.)
+SCRATCH = tempfile.mkdtemp(prefix="tl-it-%s-" % os.path.splitext(
+    os.path.basename(sys.argv[0] or "py"))[0])
+tempfile.tempdir = SCRATCH
 
 
 def _reserve(port):
@@ -395,6 +404,7 @@ def run(tests):
         missing = set(listed) - names
         if missing:
             print(f"{var}: no test named {', '.join(sorted(missing))}", flush=True)
+            shutil.rmtree(SCRATCH, ignore_errors=True)
             sys.exit(1)
         if listed:
             keep = var == "TL_IT_ONLY"
@@ -411,4 +421,8 @@ def run(tests):
             print(f"FAIL {t.__name__}", flush=True)
             traceback.print_exc()
     print(f"{passed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed or not passed else 0)
+    if failed or not passed:
+        print(f"kept for reading: {SCRATCH}", flush=True)
+        sys.exit(1)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    sys.exit(0)
