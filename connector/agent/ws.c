@@ -302,6 +302,8 @@ static int conn_new(struct tl_ws_conn **out, struct tl_ws_loop *loop,
 		return -ENOMEM;
 	memset(c, 0, sizeof(*c));
 	c->loop = loop;
+	c->ring_fd = -1;
+	c->lws_out = 1;
 	c->call = p->call;
 	c->connect_timeout_ms = a->connect_timeout_ms > 0 ? a->connect_timeout_ms : 1500;
 	c->idle_timeout_ms = a->idle_timeout_ms;

@@ -104,17 +104,29 @@ static void ring_sent(void *arg, int res, const uint8_t *buf, size_t len)
 		return;
 	if (res == -EAGAIN || res >= 0) {
 		memcpy(tmp + LWS_PRE, buf + off, len - off);
+		c->lws_out = 1;
 		if (lws_write(c->wsi, tmp + LWS_PRE, len - off, LWS_WRITE_RAW) >= (int)(len - off))
 			return;
 	}
 	lws_callback_on_writable(c->wsi);
 }
 
+int tl_wsc_lws_held(struct tl_ws_conn *c)
+{
+	if (!c->lws_out)
+		return 0; /* not asked for every frame: a call into lws and a cold cache line */
+	if (lws_partial_buffered(c->wsi))
+		return 1;
+	/* While lws reads the socket it may write a pong of its own: asked every time. */
+	c->lws_out = !c->rd;
+	return 0;
+}
+
 int tl_wsc_buffered(struct tl_ws_conn *c)
 {
 	if (c->ring_pending)
 		tl_wsc_ring_flush(c->loop);
-	return lws_partial_buffered(c->wsi);
+	return tl_wsc_lws_held(c);
 }
 
 int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int binary)
@@ -130,20 +142,22 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 	/* lws's framing when ours cannot be used: no key (it then tries /dev/urandom itself), or
 	 * a connection carried inside another (ws over h2, which lws 4.1's ws client never asks
 	 * for: it offers ALPN http/1.1 only), where raw bytes would bypass the stream framing. */
-	if (lws_get_network_wsi(c->wsi) != c->wsi || tl_wsf_key(&c->loop->keys, key) < 0)
+	if (lws_get_network_wsi(c->wsi) != c->wsi || tl_wsf_key(&c->loop->keys, key) < 0) {
+		c->lws_out = 1;
 		return lws_write(c->wsi, payload, len, binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) <
 		               (int)len
 		           ? -1
 		           : 0;
+	}
 	f = tl_wsf_frame(payload, len, binary, key);
 	flen = (size_t)(payload + len - f);
 	/* Hosted, plain TCP, nothing buffered: in the media worker's batch, one system call for
 	 * the wake-up's frames and packets (media/txring.c); ring_sent takes the result. Pending
 	 * before the call: a full batch is sent inside it, and ring_sent may come first. */
-	if (c->loop->evl && !lws_is_ssl(c->wsi) && !lws_partial_buffered(c->wsi)) {
+	if (c->ring_fd >= 0 && !tl_wsc_lws_held(c)) {
 		c->ring_pending = 1;
-		if (tl_media_worker_send(c->loop->ws->media, c->loop->index,
-		                         lws_get_socket_fd(c->wsi), f, flen, ring_sent, c) == 0)
+		if (tl_media_worker_send(c->loop->ws->media, c->loop->index, c->ring_fd, f, flen,
+		                         ring_sent, c) == 0)
 			return 0;
 		c->ring_pending = 0;
 	}
@@ -154,6 +168,7 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 	 * inside one. Callers write only while nothing is buffered (lws_partial_buffered, or from
 	 * WRITEABLE, which lws calls only once buflist_out is drained): then lws_write returns
 	 * flen whether it sent it all or buffered the rest. */
+	c->lws_out = 1;
 	return lws_write(c->wsi, f, flen, LWS_WRITE_RAW) < (int)flen ? -1 : 0;
 }
 

@@ -275,6 +275,13 @@ struct tl_ws_conn {
 	    warned_ctl : 1, warned_choked : 1, counted : 1;
 	unsigned rx_via_lws : 1;   /* lws delivered agent data: it keeps reading this socket */
 	unsigned ring_pending : 1; /* a frame of ours queued on the worker's batch (ws_frame.c) */
+	/* lws may hold unsent bytes of ours (ws_frame.c, tl_wsc_lws_held): set by every
+	 * lws_write of ours, cleared when lws_partial_buffered says none while our reader has the
+	 * socket (lws then writes nothing on its own: no pong, no ping). */
+	unsigned lws_out : 1;
+	/* The socket our frames may go on the worker's batch by (hosted loop, plain TCP, a
+	 * connection of its own), taken at ESTABLISHED; -1: lws_write only. */
+	int ring_fd;
 	unsigned n_info_dtmf;
 	/* Our own reader of the socket (ws_read.c), NULL while lws reads it. */
 	struct tl_wsc_rd *rd;
@@ -477,6 +484,8 @@ void tl_wsc_ring_flush(struct tl_ws_loop *loop);
 /* Whether lws holds unsent bytes of c's (a write must wait for WRITEABLE), once c's frame on
  * the worker's batch has gone (what it left is then lws's). Ask before tl_wsc_write. */
 int tl_wsc_buffered(struct tl_ws_conn *c);
+/* Whether lws holds unsent bytes of c's, asking lws only when it may (c->lws_out). */
+int tl_wsc_lws_held(struct tl_ws_conn *c);
 enum tl_wsc_msg {
 	TL_WSC_MSG_CONNECTED,
 	TL_WSC_MSG_START,

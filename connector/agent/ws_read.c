@@ -102,6 +102,8 @@ static void rd_control(struct tl_wsc_rd *rd, unsigned opcode, const uint8_t *p, 
 		return;
 	memcpy(buf + LWS_PRE, p, len);
 	f = tl_wsf_frame_op(buf + LWS_PRE, len, opcode, key);
+	if (rd->c)
+		rd->c->lws_out = 1;
 	lws_write(rd->wsi, f, (size_t)(buf + LWS_PRE + len - f), LWS_WRITE_RAW);
 }
 
@@ -377,6 +379,7 @@ void tl_wsc_rd_release(struct tl_ws_conn *c, int socket_stays)
 	if (!rd)
 		return;
 	c->rd = NULL;
+	c->lws_out = 1; /* lws may write on its own again: asked every time (tl_wsc_lws_held) */
 	if (!socket_stays || rd->done) { /* the socket closes now, or is already told to */
 		rd_free(rd);
 		return;
