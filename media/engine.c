@@ -127,6 +127,7 @@ static int add_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 		return err;
 	}
 	s->registered = 1;
+	s->tx_file = tl_txring_file_add(w->tx, s->rtp_fd); /* -1 and less: sent by descriptor */
 	s->index = (int)w->n_streams;
 	w->streams[w->n_streams++] = s;
 	tl_playout_add(w, s, tl_media_now_ms(w->m));
@@ -146,9 +147,12 @@ static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 		if (w->n_streams < w->rx_up / 2)
 			rx_switch(w, 0);
 	}
-	/* A packet queued for this stream names its socket: out before the socket closes. */
+	/* A packet queued for this stream names its socket: out before the socket closes (and
+	 * the ring lets go of the socket, which else stays open, its port bound). */
 	if (tl_txring_pending(w->tx))
 		tl_txring_flush(w->tx);
+	tl_txring_file_remove(w->tx, s->tx_file);
+	s->tx_file = -1;
 	tl_stream_free(s);
 }
 
@@ -306,6 +310,14 @@ int tl_media_tx_batched(const struct tl_media *m)
 	return m->n_workers > 0;
 }
 
+int tl_media_tx_files(const struct tl_media *m)
+{
+	for (int i = 0; i < m->n_workers; i++)
+		if (!m->workers[i].tx || m->workers[i].tx_files_err < 0)
+			return m->workers[i].tx ? m->workers[i].tx_files_err : -ENOSYS;
+	return m->n_workers > 0;
+}
+
 int tl_media_rx_batched(const struct tl_media *m)
 {
 	for (int i = 0; i < m->n_workers; i++)
@@ -456,6 +468,8 @@ static int worker_init(struct tl_media_worker *w, struct tl_media *m)
 	w->tx_err = tl_txring_create(&w->tx, TL_TXRING_SLOTS);
 	if (w->tx_err < 0)
 		w->tx = NULL;
+	/* Each stream's RTP socket by index (a worker may have them all); refused, by fd. */
+	w->tx_files_err = w->tx ? tl_txring_files(w->tx, max) : 0;
 	/* Refused (as above, or a kernel before 6.0): the poller watches each socket. */
 	w->rx_err = tl_rxring_create(&w->rx, TL_RXRING_BUFS, 2 * max);
 	/* TL_RX_RING_STREAMS=n: the ring from n streams (0: always; tests and the benchmark). */

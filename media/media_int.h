@@ -166,6 +166,7 @@ struct tl_media_stream {
 	uint32_t rx_cycles, rx_base_seq, rx_count;
 	int registered; /* in the worker's epoll set, or its receive ring */
 	int rx_id[2];   /* RTP, RTCP: the receive ring's ids; -1 watched by the poller */
+	int tx_file;    /* rtp_fd's index in the worker's send ring (tl_txring_file_add), or -1 */
 
 	/* ---- The send side: downlink queue, transmit state, playout schedule. ---- */
 	/* Downlink: producer thread plays, worker sends. What the producer uses first, on one
@@ -284,6 +285,7 @@ struct tl_media_worker {
 	    out_buf[TL_PKT_MAX]; /* one outgoing packet at a time: each call has its own socket */
 	struct tl_txring *tx;    /* batched sends (txring.c), NULL: sendto each packet */
 	int tx_err;              /* why tx is NULL (tl_txring_create) */
+	int tx_files_err;        /* why tx has no registered files (tl_txring_files) */
 	struct tl_rxring *rx;    /* receives (rxring.c), NULL: recvmmsg on each readable socket */
 	int rx_err;              /* why rx is NULL (tl_rxring_create) */
 	int rx_on;               /* the streams' sockets are on rx (rx_switch) */
@@ -338,6 +340,17 @@ int tl_txring_send(struct tl_txring *r, int fd, const void *pkt, size_t len,
  * the slot's copy and its length (valid during the call only). */
 int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
                       const struct sockaddr *to, socklen_t tolen, tl_media_sent_fn done, void *arg);
+/* Registered files: a table of n on the ring (0, or -errno: refused, e.g. n over the
+ * descriptor limit; the ring then works without). A socket added gets an index (or -ENOSPC
+ * when the table is full, -EBADF); a send to it by index skips the kernel's lookup of the
+ * descriptor. Remove it before it is closed: until then the ring keeps the socket open. */
+int tl_txring_files(struct tl_txring *r, unsigned n);
+int tl_txring_file_add(struct tl_txring *r, int fd);
+void tl_txring_file_remove(struct tl_txring *r, int file); /* flushes first; -1 is fine */
+/* tl_txring_send by the index file (tl_txring_file_add of fd; -1: by fd). A packet queued
+ * alone goes with sendmsg on fd. */
+int tl_txring_send_file(struct tl_txring *r, int fd, int file, const void *pkt, size_t len,
+                        const struct sockaddr *to, socklen_t tolen);
 /* Submits what is queued (one system call) and collects completions. Before a socket a queued
  * packet names is closed, and at the end of every wake-up. NULL is fine. */
 void tl_txring_flush(struct tl_txring *r);

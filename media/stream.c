@@ -397,9 +397,9 @@ static int send_rtp(struct tl_media_stream *s, uint8_t pt, int marker, uint32_t 
 		return 0;
 	/* Queued for the wake-up's one submit (counted now: a queued packet is refused only by
 	 * a full socket, which the ring counts), else sent now. */
-	if ((s->w->tx &&
-	     tl_txring_send(s->w->tx, s->rtp_fd, pkt, len, (const struct sockaddr *)&s->src.rtp_to,
-	                    s->src.rtp_to_len) == 0) ||
+	if ((s->w->tx && tl_txring_send_file(s->w->tx, s->rtp_fd, s->tx_file, pkt, len,
+	                                     (const struct sockaddr *)&s->src.rtp_to,
+	                                     s->src.rtp_to_len) == 0) ||
 	    sendto(s->rtp_fd, pkt, len, MSG_DONTWAIT, (const struct sockaddr *)&s->src.rtp_to,
 	           s->src.rtp_to_len) > 0) {
 		tl_stat_add(&s->st_tx_packets, 1);
@@ -629,6 +629,7 @@ int tl_stream_alloc(struct tl_media_stream **out, struct tl_media *m,
 	s->rtp_fd = p->rtp_fd;
 	s->rtcp_fd = p->rtcp_fd;
 	s->rx_id[0] = s->rx_id[1] = -1;
+	s->tx_file = -1;
 	s->fmt = p->agent_format;
 	s->agent_rate = rate;
 	s->agent_frame = s->fmt == TL_MEDIA_AGENT_ULAW ? 160 : (size_t)rate / 50 * 2;

@@ -598,9 +598,15 @@ static int start_media_and_agents(struct tl_sip *sip)
 		return err;
 	}
 	err = tl_media_tx_batched(sip->media);
-	if (err > 0)
+	if (err > 0) {
+		int files = tl_media_tx_files(sip->media);
 		tl_log_info(NULL, "media: RTP sends batched (io_uring)");
-	else
+		if (files < 0)
+			tl_log_info(NULL,
+			            "media: sockets not registered with io_uring (%s): "
+			            "looked up per send",
+			            strerror(-files));
+	} else
 		tl_log_info(NULL, "media: io_uring unavailable (%s): one sendto per RTP packet",
 		            strerror(-err));
 	err = tl_media_rx_batched(sip->media);

@@ -153,6 +153,10 @@ unsigned tl_media_late_permille(const struct tl_media *m);
  * negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 in the environment, -EPERM
  * under a seccomp profile that denies io_uring): each packet then goes with its own sendto. */
 int tl_media_tx_batched(const struct tl_media *m);
+/* 1 when every worker's send ring has its streams' RTP sockets registered (sent by index,
+ * without the kernel's descriptor lookup per packet), else -errno (a kernel before 5.19, or
+ * media.max_streams over the descriptor limit: sent by descriptor). */
+int tl_media_tx_files(const struct tl_media *m);
 /* 1 when every worker receives its RTP and RTCP on an io_uring (a multishot recvmsg per
  * socket, Linux 6.0): a wake-up's packets collected without a system call per socket; else
  * the negative errno that refused it (-ENOSYS with TL_NO_IO_URING=1 or TL_NO_IO_URING_RX=1,

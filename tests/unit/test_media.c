@@ -2531,6 +2531,14 @@ static void test_lifecycle(void)
 			sleep_ms(2);
 	}
 	TL_CHECK_INT(closed, 1);
+	/* Its sockets are gone, not only their descriptors: the send ring let go of the RTP
+	 * socket it had registered (tl_txring_file_remove), so its port can be bound again. */
+	if (closed) {
+		int fd = udp_bind(c->local.port);
+		TL_CHECK(fd >= 0);
+		if (fd >= 0)
+			close(fd);
+	}
 	TL_CHECK_INT(wait_release(c, 500), 1);
 	sleep_ms(60);
 	TL_CHECK_INT(atomic_load(&c->sink.releases), 1);

@@ -163,6 +163,67 @@ static void test_refused_counted(void)
 	close(pfd[1]);
 }
 
+/* Registered files: packets sent by index leave from their own sockets, whole and in order,
+ * beside packets sent by descriptor; a full table says so (the caller sends by descriptor);
+ * a removed socket's index is free again, and once the descriptor is closed the socket is
+ * gone (its port can be bound again: the ring keeps a registered socket open). */
+static void test_files(void)
+{
+	struct tl_txring *r = NULL;
+	struct sockaddr_in ra, sa[3];
+	int rx = tl_udp_bind(&ra), tx[3], file[3], got[3] = {0, 0, 0};
+	uint8_t b[TL_PKT_MAX], in[TL_PKT_MAX];
+
+	TL_CHECK(rx >= 0);
+	for (int i = 0; i < 3; i++)
+		TL_CHECK((tx[i] = tl_udp_bind(&sa[i])) >= 0);
+	TL_CHECK_INT(tl_txring_create(&r, 8), 0);
+	if (!r)
+		return;
+	TL_CHECK_INT(tl_txring_files(r, 2), 0);
+	TL_CHECK_INT(tl_txring_files(r, 2), -EALREADY);
+	file[0] = tl_txring_file_add(r, tx[0]);
+	file[1] = tl_txring_file_add(r, tx[1]);
+	file[2] = tl_txring_file_add(r, tx[2]);
+	TL_CHECK(file[0] >= 0 && file[1] >= 0 && file[0] != file[1]);
+	TL_CHECK_INT(file[2], -ENOSPC);
+	for (int k = 0; k < 12; k++) { /* two by index, one by descriptor (-ENOSPC: -1 and less) */
+		size_t len = tl_pkt_fill(b, k);
+		TL_CHECK_INT(tl_txring_send_file(r, tx[k % 3], file[k % 3] >= 0 ? file[k % 3] : -1,
+		                                 b, len, (struct sockaddr *)&ra, sizeof(ra)),
+		             0);
+		if (k % 6 == 5)
+			tl_txring_flush(r);
+	}
+	for (;;) {
+		uint16_t port = 0;
+		size_t n = udp_recv(rx, in, sizeof(in), 200, &port);
+		int k, who = -1;
+		if (n == 0)
+			break;
+		k = in[0] << 8 | in[1];
+		for (int i = 0; i < 3; i++)
+			who = ntohs(sa[i].sin_port) == port ? i : who;
+		TL_CHECK(who >= 0 && k % 3 == who && k == who + 3 * (who >= 0 ? got[who] : 0));
+		TL_CHECK_INT(n, tl_pkt_fill(b, k));
+		if (who >= 0)
+			got[who]++;
+	}
+	for (int i = 0; i < 3; i++)
+		TL_CHECK_INT(got[i], 4);
+	/* Removed, then closed: the port is free; the index serves the next socket. */
+	tl_txring_file_remove(r, file[0]);
+	tl_txring_file_remove(r, -1); /* none: nothing happens */
+	close(tx[0]);
+	tx[0] = socket(AF_INET, SOCK_DGRAM, 0);
+	TL_CHECK(tx[0] >= 0 && bind(tx[0], (struct sockaddr *)&sa[0], sizeof(sa[0])) == 0);
+	TL_CHECK_INT(tl_txring_file_add(r, tx[0]), file[0]);
+	tl_txring_destroy(r);
+	close(rx);
+	for (int i = 0; i < 3; i++)
+		close(tx[i]);
+}
+
 /* The engine batches by default and says so; TL_NO_IO_URING=1 turns it off (sendto). */
 static void test_engine_switch(void)
 {
@@ -171,16 +232,20 @@ static void test_engine_switch(void)
 	struct tl_txring *r = (struct tl_txring *)1;
 
 	TL_CHECK_INT(tl_media_create(&m, &mc), 0);
-	if (m)
+	if (m) {
 		TL_CHECK_INT(tl_media_tx_batched(m), 1);
+		TL_CHECK_INT(tl_media_tx_files(m), 1);
+	}
 	tl_media_destroy(m);
 	setenv("TL_NO_IO_URING", "1", 1);
 	TL_CHECK_INT(tl_txring_create(&r, 4), -ENOSYS);
 	TL_CHECK(r == (struct tl_txring *)1); /* untouched */
 	m = NULL;
 	TL_CHECK_INT(tl_media_create(&m, &mc), 0);
-	if (m)
+	if (m) {
 		TL_CHECK_INT(tl_media_tx_batched(m), -ENOSYS);
+		TL_CHECK_INT(tl_media_tx_files(m), -ENOSYS);
+	}
 	tl_media_destroy(m);
 	unsetenv("TL_NO_IO_URING");
 	tl_txring_flush(NULL); /* NULL is fine: the sendto path */
@@ -193,6 +258,7 @@ int main(void)
 	test_batch_and_flush();
 	test_full_batch();
 	test_refused_counted();
+	test_files();
 	test_engine_switch();
 	fprintf(stderr, "%d checks, %d failed\n", tl_test_checks, tl_test_failures);
 	return tl_test_failures != 0;
