@@ -46,6 +46,8 @@
 #include <spandsp/g722.h>
 #include <srtp2/srtp.h>
 
+#define LATE_US 400000 /* an echo later than this is counted as late (late_window) */
+
 #define MAGIC          0x544c424eu /* "TLBN" */
 #define PAYLOAD        160
 #define RTP_HDR        12
@@ -1266,6 +1268,12 @@ int main(int argc, char **argv)
 	        g.window_s, sent_meas, rx_meas, loss, calls_with_loss, g.tx_total, rx_total, filler,
 	        dup, g.rx_unknown, g.rx_rtcp, g.tx_errors);
 	fprintf(f, "\"srtp\":%d,\"srtp_fail\":%" PRIu64 ",", g.srtp, g.srtp_fail);
+	/* Echoes that came back, but later than ITU-T G.114's 400 ms (its upper limit for the
+	 * one-way delay of network planning): too late for a caller, though not lost. */
+	uint64_t late = 0;
+	for (size_t i = 0; i < g.rtt_us.n; i++)
+		late += g.rtt_us.v[i] > LATE_US;
+	fprintf(f, "\"late_window\":%" PRIu64 ",\"late_us\":%d,", late, LATE_US);
 	print_dist(f, "rtt_us", &g.rtt_us);
 	fprintf(f, ",");
 	print_dist(f, "interarrival_us", &g.gap_us);

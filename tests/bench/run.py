@@ -316,6 +316,12 @@ def derive(r):
         "loss_pct": r["loss"] * 100 if r.get("codec", "pcmu") == "pcmu" else None,
         # of the calls' time, the share of agent audio trunkline's backlog bound dropped
         "bound_cut_pct": (r.get("bound_cut") or {}).get("pct"),
+        # lost, or echoed later than 400 ms (ITU-T G.114's one-way planning limit): audio a
+        # caller would not hear in time, whoever dropped or delayed it
+        "late_or_lost_pct": ((r["sent_window"] - r["received_window"] + r["late_window"])
+                             / r["sent_window"] * 100
+                             if r.get("codec", "pcmu") == "pcmu" and r.get("sent_window")
+                             and "late_window" in r else None),
         "rtt_p50_ms": r["rtt_us"].get("p50", 0) / 1000,
         "rtt_p99_ms": r["rtt_us"].get("p99", 0) / 1000,
         "setup_p50_ms": r["setup_us"].get("p50", 0) / 1000,
@@ -376,8 +382,9 @@ def turns_table(results, a="trunkline", b="floor"):
         by.setdefault(r["calls"], {}).setdefault(r["dut"], []).append(r)
     lines = [f"| N | {a} CPU/call % (turns; median) | {b} CPU/call % (turns; median) | "
              f"ratio by turn | median ratio | loss % {a} / {b} (median) | "
-             f"runs/1k pkt {a} / {b} (median) | backlog bound's cut % {a} / {b} (median) |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"runs/1k pkt {a} / {b} (median) | backlog bound's cut % {a} / {b} (median) | "
+             f"lost or later than 400 ms % {a} / {b} (median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for n in sorted(by):
         t = sorted(by[n].get(a, []), key=lambda r: r.get("turn", 0))
         f = sorted(by[n].get(b, []), key=lambda r: r.get("turn", 0))
@@ -390,6 +397,10 @@ def turns_table(results, a="trunkline", b="floor"):
                   if r["derived"].get("bound_cut_pct") is not None])
         fb = med([r["derived"]["bound_cut_pct"] for r in f
                   if r["derived"].get("bound_cut_pct") is not None])
+        tv = med([r["derived"]["late_or_lost_pct"] for r in t
+                  if r["derived"].get("late_or_lost_pct") is not None])
+        fv = med([r["derived"]["late_or_lost_pct"] for r in f
+                  if r["derived"].get("late_or_lost_pct") is not None])
         tw = med([r["derived"]["runs_per_kpkt"] for r in t
                   if r["derived"].get("runs_per_kpkt") is not None])
         fw = med([r["derived"]["runs_per_kpkt"] for r in f
@@ -403,7 +414,7 @@ def turns_table(results, a="trunkline", b="floor"):
                      f"{' · '.join(fmt(v, 2) + '×' for v in ratios)} | "
                      f"{fmt(med(ratios), 2)}{'×' if ratios else ''} | "
                      f"{fmt(tl)} / {fmt(fl)} | {fmt(tw, 0)} / {fmt(fw, 0)} | "
-                     f"{fmt(tb)} / {fmt(fb)} |")
+                     f"{fmt(tb)} / {fmt(fb)} | {fmt(tv)} / {fmt(fv)} |")
     return "\n".join(lines)
 
 
@@ -518,8 +529,10 @@ def main():
                 reps[k].append(r)
                 x = r["derived"]
                 bc = x.get("bound_cut_pct")
+                lv = x.get("late_or_lost_pct")
                 print(f"   loss {x['loss_pct']}% "
-                      f"{'' if bc is None else f'(backlog bound {bc:.4f}%) '}cpu {x['cpu_pct']:.1f}% "
+                      f"{'' if bc is None else f'(backlog bound {bc:.4f}%) '}"
+                      f"{'' if lv is None else f'lost or late {lv:.4f}% '}cpu {x['cpu_pct']:.1f}% "
                       f"us/pkt {x['us_per_packet']:.2f} rss/call {x['rss_per_call_kib']:.1f} KiB "
                       f"rtt {x['rtt_p50_ms']:.2f}/{x['rtt_p99_ms']:.2f} ms setup "
                       f"{x['setup_p50_ms']:.2f}/{x['setup_p99_ms']:.2f} ms busy "
