@@ -193,6 +193,18 @@ void tl_stream_uplink_lost(struct tl_media_stream *s, const uint8_t *next, size_
 
 	if (!s->codec)
 		return;
+	/* µ-law caller to a µ-law agent: G.711's concealment is silence, µ-law 0xFF, without an
+	 * encode of a silent frame (frequent when a late worker loses packets, perf at 1200
+	 * calls). */
+	if (s->passthrough && !s->relay.peer) {
+		size_t len = (size_t)(s->sdp.ptime > 0 ? s->sdp.ptime : 20) * 8;
+		uint8_t sil[TL_PCM_MAX];
+		if (len > sizeof(sil))
+			len = sizeof(sil);
+		memset(sil, 0xFF, len);
+		up_passthrough(s, sil, len);
+		return;
+	}
 	n = tl_codec_conceal(s->codec, next, next_len,
 	                     s->sdp.ptime > 0 ? (unsigned)s->sdp.ptime : 20, pcm, TL_PCM_MAX);
 	if (n > 0)

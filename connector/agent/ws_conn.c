@@ -205,9 +205,9 @@ static int conn_established(struct tl_ws_conn *c)
 	lws_sul_cancel(&c->sul_connect);
 	c->state = TL_WSC_OPEN;
 	c->lws_out = 1; /* the first check asks lws */
-	c->ring_fd = c->loop->evl && !lws_is_ssl(c->wsi) && lws_get_network_wsi(c->wsi) == c->wsi
-	                 ? (int)lws_get_socket_fd(c->wsi)
-	                 : -1;
+	c->net_own = lws_get_network_wsi(c->wsi) == c->wsi;
+	c->ring_fd =
+	    c->loop->evl && !lws_is_ssl(c->wsi) && c->net_own ? (int)lws_get_socket_fd(c->wsi) : -1;
 	c->last_rx_ms = now_ms();
 	/* Tests: a send buffer this small (bytes) fills within a second of an agent that stops
 	 * reading, instead of after tcp_wmem's 4 MB (test_agent_hostile's slow reader). */

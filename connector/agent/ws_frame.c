@@ -142,7 +142,7 @@ int tl_wsc_write(struct tl_ws_conn *c, unsigned char *payload, size_t len, int b
 	/* lws's framing when ours cannot be used: no key (it then tries /dev/urandom itself), or
 	 * a connection carried inside another (ws over h2, which lws 4.1's ws client never asks
 	 * for: it offers ALPN http/1.1 only), where raw bytes would bypass the stream framing. */
-	if (lws_get_network_wsi(c->wsi) != c->wsi || tl_wsf_key(&c->loop->keys, key) < 0) {
+	if (!c->net_own || tl_wsf_key(&c->loop->keys, key) < 0) {
 		c->lws_out = 1;
 		return lws_write(c->wsi, payload, len, binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) <
 		               (int)len

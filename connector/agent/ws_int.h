@@ -279,6 +279,9 @@ struct tl_ws_conn {
 	 * lws_write of ours, cleared when lws_partial_buffered says none while our reader has the
 	 * socket (lws then writes nothing on its own: no pong, no ping). */
 	unsigned lws_out : 1;
+	/* The connection is its own network connection (not carried inside another, as ws over
+	 * h2 would be): our framing may be used. Taken at ESTABLISHED; 0 before: lws frames. */
+	unsigned net_own : 1;
 	/* The socket our frames may go on the worker's batch by (hosted loop, plain TCP, a
 	 * connection of its own), taken at ESTABLISHED; -1: lws_write only. */
 	int ring_fd;
