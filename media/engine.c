@@ -147,8 +147,8 @@ static void remove_stream(struct tl_media_worker *w, struct tl_media_stream *s)
 		if (w->n_streams < w->rx_up / 2)
 			rx_switch(w, 0);
 	}
-	/* A packet queued for this stream names its socket: out before the socket closes (and
-	 * the ring lets go of the socket, which else stays open, its port bound). */
+	/* A packet queued for this stream names its socket: out before the socket closes, and
+	 * before the ring lets go of the socket (which else stays open, its port bound). */
 	if (tl_txring_pending(w->tx))
 		tl_txring_flush(w->tx);
 	tl_txring_file_remove(w->tx, s->tx_file);

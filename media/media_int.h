@@ -346,7 +346,8 @@ int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
  * descriptor. Remove it before it is closed: until then the ring keeps the socket open. */
 int tl_txring_files(struct tl_txring *r, unsigned n);
 int tl_txring_file_add(struct tl_txring *r, int fd);
-void tl_txring_file_remove(struct tl_txring *r, int file); /* flushes first; -1 is fine */
+/* Flush first: a packet still queued names the index, and fails once it is removed. */
+void tl_txring_file_remove(struct tl_txring *r, int file); /* -1 is fine */
 /* tl_txring_send by the index file (tl_txring_file_add of fd; -1: by fd). A packet queued
  * alone goes with sendmsg on fd. */
 int tl_txring_send_file(struct tl_txring *r, int fd, int file, const void *pkt, size_t len,

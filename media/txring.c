@@ -200,9 +200,6 @@ void tl_txring_file_remove(struct tl_txring *r, int file)
 
 	if (!r || file < 0 || (unsigned)file >= r->n_files)
 		return;
-	/* A packet queued on it goes first: it names the index, not the descriptor. */
-	if (r->queued)
-		tl_txring_flush(r);
 	/* The ring drops its reference to the socket here: it closes with the descriptor. */
 	io_uring_register_files_update(&r->ring, (unsigned)file, &none, 1);
 	r->files_free[r->n_files_free++] = file;

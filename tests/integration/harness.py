@@ -1,6 +1,7 @@
 """Integration-test harness: starts trunkline and real peers (sipp) on 127.0.0.1, with bounded
 waits, and ends every process it started by PID. Each test file is a script that ctest runs with
 the trunkline binary as its argument; it prints 'N passed, M failed' and exits non-zero on failure."""
+import atexit
 import fcntl
 import json
 import os
@@ -43,6 +44,26 @@ _held_ports = {}  # port -> open lock file: held until this process ends
 SCRATCH = tempfile.mkdtemp(prefix="tl-it-%s-" % os.path.splitext(
     os.path.basename(sys.argv[0] or "py"))[0])
 tempfile.tempdir = SCRATCH
+# Removed at exit, after a test file's own clean-up around run() (a finally that stops a shared
+# trunkline reads its log), and only when run() found every test passed and nothing failed
+# after it (an uncaught exception keeps it).
+_scratch = {"remove": False}
+
+
+def _scratch_exit():
+    if _scratch["remove"]:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+    else:
+        print(f"kept for reading: {SCRATCH}", flush=True)
+
+
+def _scratch_excepthook(kind, value, tb, _prev=sys.excepthook):
+    _scratch["remove"] = False
+    _prev(kind, value, tb)
+
+
+atexit.register(_scratch_exit)
+sys.excepthook = _scratch_excepthook
 
 
 def _reserve(port):
@@ -404,7 +425,7 @@ def run(tests):
         missing = set(listed) - names
         if missing:
             print(f"{var}: no test named {', '.join(sorted(missing))}", flush=True)
-            shutil.rmtree(SCRATCH, ignore_errors=True)
+            _scratch["remove"] = True  # nothing ran: nothing to read
             sys.exit(1)
         if listed:
             keep = var == "TL_IT_ONLY"
@@ -421,8 +442,5 @@ def run(tests):
             print(f"FAIL {t.__name__}", flush=True)
             traceback.print_exc()
     print(f"{passed} passed, {failed} failed", flush=True)
-    if failed or not passed:
-        print(f"kept for reading: {SCRATCH}", flush=True)
-        sys.exit(1)
-    shutil.rmtree(SCRATCH, ignore_errors=True)
-    sys.exit(0)
+    _scratch["remove"] = not failed and passed > 0
+    sys.exit(1 if failed or not passed else 0)
