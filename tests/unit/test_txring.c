@@ -30,6 +30,34 @@ static size_t udp_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms, uint16_
 	return (size_t)n;
 }
 
+/* Packets k = 0, 1, 2, ... sent round-robin by three senders (k % 3): each must come from
+ * its sender, whole, and in order per sender (next[i]: the k sender i's next packet must have;
+ * advanced). Returns how many came before 200 ms without one. */
+static int recv_three(int rx, const struct sockaddr_in sa[3], int next[3])
+{
+	uint8_t b[TL_PKT_MAX], in[TL_PKT_MAX];
+	int got = 0;
+
+	for (;;) {
+		uint16_t port = 0;
+		size_t n = udp_recv(rx, in, sizeof(in), 200, &port);
+		int k, who = -1;
+		if (n == 0)
+			return got;
+		k = in[0] << 8 | in[1];
+		for (int i = 0; i < 3; i++)
+			who = ntohs(sa[i].sin_port) == port ? i : who;
+		TL_CHECK(who >= 0 && k % 3 == who); /* from the socket it was queued on */
+		if (who >= 0) {
+			TL_CHECK_INT(k, next[who]); /* in order per socket */
+			next[who] = k + 3;
+		}
+		TL_CHECK_INT(n, tl_pkt_fill(b, k));
+		TL_CHECK(memcmp(in, b, n) == 0);
+		got++;
+	}
+}
+
 /* 3 senders, 30 packets queued round-robin (under one batch): none has left before the flush,
  * all arrive after it, whole, each from its own sender, in order per sender. */
 static void test_batch_and_flush(void)
@@ -37,7 +65,7 @@ static void test_batch_and_flush(void)
 	struct tl_txring *r = NULL;
 	struct tl_txring_stats st;
 	struct sockaddr_in ra, sa[3];
-	int rx = tl_udp_bind(&ra), tx[3], next[3] = {0, 1, 2}, got = 0;
+	int rx = tl_udp_bind(&ra), tx[3], next[3] = {0, 1, 2};
 	uint8_t b[TL_PKT_MAX], in[TL_PKT_MAX];
 
 	TL_CHECK(rx >= 0);
@@ -67,25 +95,7 @@ static void test_batch_and_flush(void)
 			tl_txring_flush(r);
 	}
 	tl_txring_flush(r);
-	for (;;) {
-		uint16_t port = 0;
-		size_t n = udp_recv(rx, in, sizeof(in), 200, &port);
-		int k, who = -1;
-		if (n == 0)
-			break;
-		k = in[0] << 8 | in[1];
-		for (int i = 0; i < 3; i++)
-			who = ntohs(sa[i].sin_port) == port ? i : who;
-		TL_CHECK(who >= 0 && k % 3 == who); /* from the socket it was queued on */
-		if (who >= 0) {
-			TL_CHECK_INT(k, next[who]); /* in order per socket */
-			next[who] = k + 3;
-		}
-		TL_CHECK_INT(n, tl_pkt_fill(b, k));
-		TL_CHECK(memcmp(in, b, n) == 0);
-		got++;
-	}
-	TL_CHECK_INT(got, 30);
+	TL_CHECK_INT(recv_three(rx, sa, next), 30);
 	tl_txring_stats(r, &st);
 	TL_CHECK_INT(st.sent, 30);
 	TL_CHECK_INT(st.failed, 0);
@@ -171,8 +181,8 @@ static void test_files(void)
 {
 	struct tl_txring *r = NULL;
 	struct sockaddr_in ra, sa[3];
-	int rx = tl_udp_bind(&ra), tx[3], file[3], got[3] = {0, 0, 0};
-	uint8_t b[TL_PKT_MAX], in[TL_PKT_MAX];
+	int rx = tl_udp_bind(&ra), tx[3], file[3], next[3] = {0, 1, 2};
+	uint8_t b[TL_PKT_MAX];
 
 	TL_CHECK(rx >= 0);
 	for (int i = 0; i < 3; i++)
@@ -195,22 +205,9 @@ static void test_files(void)
 		if (k % 6 == 5)
 			tl_txring_flush(r);
 	}
-	for (;;) {
-		uint16_t port = 0;
-		size_t n = udp_recv(rx, in, sizeof(in), 200, &port);
-		int k, who = -1;
-		if (n == 0)
-			break;
-		k = in[0] << 8 | in[1];
-		for (int i = 0; i < 3; i++)
-			who = ntohs(sa[i].sin_port) == port ? i : who;
-		TL_CHECK(who >= 0 && k % 3 == who && k == who + 3 * (who >= 0 ? got[who] : 0));
-		TL_CHECK_INT(n, tl_pkt_fill(b, k));
-		if (who >= 0)
-			got[who]++;
-	}
+	TL_CHECK_INT(recv_three(rx, sa, next), 12);
 	for (int i = 0; i < 3; i++)
-		TL_CHECK_INT(got[i], 4);
+		TL_CHECK_INT(next[i], 12 + i); /* four from each */
 	/* Removed, then closed: the port is free; the index serves the next socket. */
 	tl_txring_file_remove(r, file[0]);
 	tl_txring_file_remove(r, -1); /* none: nothing happens */
