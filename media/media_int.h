@@ -342,8 +342,9 @@ int tl_txring_send_cb(struct tl_txring *r, int fd, const void *pkt, size_t len,
                       const struct sockaddr *to, socklen_t tolen, tl_media_sent_fn done, void *arg);
 /* Registered files: a table of n on the ring (0, or -errno: refused, e.g. n over the
  * descriptor limit; the ring then works without). A socket added gets an index (or -ENOSPC
- * when the table is full, -EBADF); a send to it by index skips the kernel's lookup of the
- * descriptor. Remove it before it is closed: until then the ring keeps the socket open. */
+ * when the table is full, else the kernel's -errno); a send to it by index skips the kernel's
+ * lookup of the descriptor. Remove it before it is closed: until then the ring keeps the socket
+ * open. */
 int tl_txring_files(struct tl_txring *r, unsigned n);
 int tl_txring_file_add(struct tl_txring *r, int fd);
 /* Flush first: a packet still queued names the index, and fails once it is removed. */

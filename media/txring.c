@@ -32,7 +32,8 @@ struct tl_txring {
 	unsigned n_free, n_slots;
 	unsigned queued;
 	/* Registered files (tl_txring_files): a send by index skips the kernel's per-request
-	 * file lookup and reference (fget/fput, about 3 % of a worker at 1000 calls, perf). */
+	 * file lookup and reference (fget under the submits: 2.8 % of the samples at 1000 calls,
+	 * BENCHMARKS.md run S). */
 	int *files_free; /* a stack of free indexes */
 	unsigned n_files, n_files_free;
 	/* written by the worker only (tl_stat_add), read by tl_txring_stats from any thread */
@@ -182,14 +183,15 @@ int tl_txring_files(struct tl_txring *r, unsigned n)
 
 int tl_txring_file_add(struct tl_txring *r, int fd)
 {
-	int i;
+	int i, err;
 
 	if (!r || r->n_files_free == 0)
 		return -ENOSPC;
 	i = r->files_free[--r->n_files_free];
-	if (io_uring_register_files_update(&r->ring, (unsigned)i, &fd, 1) != 1) {
+	err = io_uring_register_files_update(&r->ring, (unsigned)i, &fd, 1);
+	if (err != 1) {
 		r->files_free[r->n_files_free++] = i;
-		return -EBADF;
+		return err < 0 ? err : -EIO;
 	}
 	return i;
 }

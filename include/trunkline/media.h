@@ -155,7 +155,7 @@ unsigned tl_media_late_permille(const struct tl_media *m);
 int tl_media_tx_batched(const struct tl_media *m);
 /* 1 when every worker's send ring has its streams' RTP sockets registered (sent by index,
  * without the kernel's descriptor lookup per packet), else -errno (a kernel before 5.19, or
- * media.max_streams over the descriptor limit: sent by descriptor). */
+ * tl_media_config.max_streams, sip.max_calls, over the descriptor limit: sent by descriptor). */
 int tl_media_tx_files(const struct tl_media *m);
 /* 1 when every worker receives its RTP and RTCP on an io_uring (a multishot recvmsg per
  * socket, Linux 6.0): a wake-up's packets collected without a system call per socket; else

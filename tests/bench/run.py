@@ -393,18 +393,12 @@ def turns_table(results, a="trunkline", b="floor"):
         ratios = [a / b for a, b in zip(tc, fc) if b]
         tl = med([r["derived"]["loss_pct"] or 0 for r in t])
         fl = med([r["derived"]["loss_pct"] or 0 for r in f])
-        tb = med([r["derived"]["bound_cut_pct"] for r in t
-                  if r["derived"].get("bound_cut_pct") is not None])
-        fb = med([r["derived"]["bound_cut_pct"] for r in f
-                  if r["derived"].get("bound_cut_pct") is not None])
-        tv = med([r["derived"]["late_or_lost_pct"] for r in t
-                  if r["derived"].get("late_or_lost_pct") is not None])
-        fv = med([r["derived"]["late_or_lost_pct"] for r in f
-                  if r["derived"].get("late_or_lost_pct") is not None])
-        tw = med([r["derived"]["runs_per_kpkt"] for r in t
-                  if r["derived"].get("runs_per_kpkt") is not None])
-        fw = med([r["derived"]["runs_per_kpkt"] for r in f
-                  if r["derived"].get("runs_per_kpkt") is not None])
+        def med_of(rows, key):  # the turns' median of one derived figure, where it exists
+            return med([r["derived"][key] for r in rows if r["derived"].get(key) is not None])
+
+        tb, fb = med_of(t, "bound_cut_pct"), med_of(f, "bound_cut_pct")
+        tv, fv = med_of(t, "late_or_lost_pct"), med_of(f, "late_or_lost_pct")
+        tw, fw = med_of(t, "runs_per_kpkt"), med_of(f, "runs_per_kpkt")
 
         def fmt(v, d=3):
             return "–" if v is None else f"{v:.{d}f}"

@@ -30,6 +30,20 @@ static size_t udp_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms, uint16_
 	return (size_t)n;
 }
 
+/* A receiver (rx, at ra), three senders (tx, at sa) and a ring of 8 slots; NULL after a
+ * failed check. */
+static struct tl_txring *three_senders(int *rx, struct sockaddr_in *ra, int tx[3],
+                                       struct sockaddr_in sa[3])
+{
+	struct tl_txring *r = NULL;
+
+	TL_CHECK((*rx = tl_udp_bind(ra)) >= 0);
+	for (int i = 0; i < 3; i++)
+		TL_CHECK((tx[i] = tl_udp_bind(&sa[i])) >= 0);
+	TL_CHECK_INT(tl_txring_create(&r, 8), 0);
+	return r;
+}
+
 /* Packets k = 0, 1, 2, ... sent round-robin by three senders (k % 3): each must come from
  * its sender, whole, and in order per sender (next[i]: the k sender i's next packet must have;
  * advanced). Returns how many came before 200 ms without one. */
@@ -62,16 +76,12 @@ static int recv_three(int rx, const struct sockaddr_in sa[3], int next[3])
  * all arrive after it, whole, each from its own sender, in order per sender. */
 static void test_batch_and_flush(void)
 {
-	struct tl_txring *r = NULL;
 	struct tl_txring_stats st;
 	struct sockaddr_in ra, sa[3];
-	int rx = tl_udp_bind(&ra), tx[3], next[3] = {0, 1, 2};
+	int rx, tx[3], next[3] = {0, 1, 2};
 	uint8_t b[TL_PKT_MAX], in[TL_PKT_MAX];
+	struct tl_txring *r = three_senders(&rx, &ra, tx, sa);
 
-	TL_CHECK(rx >= 0);
-	for (int i = 0; i < 3; i++)
-		TL_CHECK((tx[i] = tl_udp_bind(&sa[i])) >= 0);
-	TL_CHECK_INT(tl_txring_create(&r, 8), 0);
 	if (!r)
 		return;
 	for (int k = 0; k < 6; k++) { /* under one batch, and under the 8 slots */
@@ -179,15 +189,11 @@ static void test_refused_counted(void)
  * gone (its port can be bound again: the ring keeps a registered socket open). */
 static void test_files(void)
 {
-	struct tl_txring *r = NULL;
 	struct sockaddr_in ra, sa[3];
-	int rx = tl_udp_bind(&ra), tx[3], file[3], next[3] = {0, 1, 2};
+	int rx, tx[3], file[3], next[3] = {0, 1, 2};
 	uint8_t b[TL_PKT_MAX];
+	struct tl_txring *r = three_senders(&rx, &ra, tx, sa);
 
-	TL_CHECK(rx >= 0);
-	for (int i = 0; i < 3; i++)
-		TL_CHECK((tx[i] = tl_udp_bind(&sa[i])) >= 0);
-	TL_CHECK_INT(tl_txring_create(&r, 8), 0);
 	if (!r)
 		return;
 	TL_CHECK_INT(tl_txring_files(r, 2), 0);
