@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <ev.h>
 #include <jansson.h>
 
 #include "echo_agent.h"
@@ -157,6 +158,17 @@ static void drain_tick(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(app->ctx, 0, &app->stats_sul, drain_tick, 50 * LWS_US_PER_MS);
 }
 
+/* One turn of the loop: libev's (epoll) by default, else lws's own (TL_ECHO_POLL=1), which
+ * poll()s every connection each time it wakes. */
+static int service(struct echo_app *app)
+{
+	if (app->evl) {
+		ev_run(app->evl, EVRUN_ONCE);
+		return 0;
+	}
+	return lws_service(app->ctx, 0);
+}
+
 /* On SIGINT/SIGTERM: a close frame (1001 going away) to every peer, then up to 500 ms for the
  * closing handshakes; lws_context_destroy() drops whatever is left without a word. */
 static void drain(struct echo_app *app)
@@ -167,8 +179,8 @@ static void drain(struct echo_app *app)
 		c->stopping = 1;
 		lws_callback_on_writable(c->wsi);
 	}
-	drain_tick(&app->stats_sul); /* lws_service() wakes at least every 50 ms */
-	while (app->active && echo_now_us() < until && lws_service(app->ctx, 0) >= 0)
+	drain_tick(&app->stats_sul); /* the loop wakes at least every 50 ms */
+	while (app->active && echo_now_us() < until && service(app) >= 0)
 		;
 }
 
@@ -176,16 +188,18 @@ static void drain(struct echo_app *app)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: tl-echo-agent [--port N] [--host ADDR] [--delay-ms N] [--stats FILE]\n"
-	        "         [--hangup-after-ms N] [--close-after-ms N]\n"
-	        "         [--transfer-after-ms N [--transfer-target URI]]\n"
-	        "         [--reject] [--tone-report] [--tone-hz N] [--verbose] [--mark-flood N]\n"
-	        "WebSocket agent for trunkline tests: echoes audio in the Twilio or native\n"
-	        "dialect, marks every 50 frames, logs DTMF, answers digit 9 with DTMF 1.\n"
-	        "--port 0 picks a free port (printed at start-up).\n"
-	        "--mark-flood N: also sends N mark/clear messages a second (alternately) on\n"
-	        "every call, as fast as trunkline reads them up to that rate.\n");
+	fprintf(f, "usage: tl-echo-agent [--port N] [--host ADDR] [--delay-ms N] [--stats FILE]\n"
+	           "         [--hangup-after-ms N] [--close-after-ms N]\n"
+	           "         [--transfer-after-ms N [--transfer-target URI]]\n"
+	           "         [--reject] [--tone-report] [--tone-hz N] [--no-tone] [--verbose]\n"
+	           "         [--mark-flood N]\n"
+	           "WebSocket agent for trunkline tests: echoes audio in the Twilio or native\n"
+	           "dialect, marks every 50 frames, logs DTMF, answers digit 9 with DTMF 1.\n"
+	           "--port 0 picks a free port (printed at start-up).\n"
+	           "--mark-flood N: also sends N mark/clear messages a second (alternately) on\n"
+	           "every call, as fast as trunkline reads them up to that rate.\n"
+	           "--no-tone: no test-tone detector (the load benchmark: about 7 %% of this\n"
+	           "agent's time at 1000 calls); the stats file then reports no tone.\n");
 }
 
 static int int_arg(const char *name, const char *s, int min, int max, int *out)
@@ -217,6 +231,7 @@ enum {
 	OPT_VERBOSE,
 	OPT_FLOOD,
 	OPT_TONE_HZ,
+	OPT_NO_TONE,
 	OPT_HELP
 };
 
@@ -234,6 +249,7 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"mark-flood", required_argument, NULL, OPT_FLOOD},
     {"tone-hz", required_argument, NULL, OPT_TONE_HZ},
+    {"no-tone", no_argument, NULL, OPT_NO_TONE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -266,10 +282,12 @@ static int opt_one(struct echo_opts *o, int opt)
 		return int_arg("--tone-hz", optarg, 100, 20000, &o->tone_hz);
 	case OPT_REJECT:
 	case OPT_TONE:
+	case OPT_NO_TONE:
 	case OPT_VERBOSE:
-		*(opt == OPT_REJECT ? &o->reject
-		  : opt == OPT_TONE ? &o->tone_report
-		                    : &o->verbose) = 1;
+		*(opt == OPT_REJECT    ? &o->reject
+		  : opt == OPT_TONE    ? &o->tone_report
+		  : opt == OPT_NO_TONE ? &o->no_tone
+		                       : &o->verbose) = 1;
 		return 0;
 	case OPT_HELP:
 		usage(stdout);
@@ -308,7 +326,8 @@ static void setup_process(void)
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct rlimit rl;
 
-	/* No SA_RESTART: poll() in lws_service returns EINTR and the loop sees the flag. */
+	/* No SA_RESTART: the loop's wait (epoll_wait or poll) returns EINTR and the loop sees the
+	 * flag; the 50 ms tick would wake it anyway. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -322,13 +341,34 @@ static void setup_process(void)
 	}
 }
 
+/* Every 50 ms: the stop flag is seen, and (libev) lws 4.1.6's one libev timer, which its glue
+ * re-arms with ev_timer_set on a running watcher (ignored by libev), stays at most this late
+ * (the same as trunkline's agent loops, connector/agent/ws_loop.c). */
+static void tick(lws_sorted_usec_list_t *sul)
+{
+	struct echo_app *app = lws_container_of(sul, struct echo_app, tick_sul);
+
+	lws_sul_schedule(app->ctx, 0, &app->tick_sul, tick, 50 * LWS_US_PER_MS);
+}
+
 static struct lws_context *make_context(struct echo_app *app)
 {
 	struct lws_context_creation_info info;
 	const char *h = app->o.host;
 	int any = !strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !strcmp(h, "*");
+	const char *e = getenv("TL_ECHO_POLL");
+	void *foreign[1];
 
 	memset(&info, 0, sizeof(info));
+	/* TL_ECHO_POLL=1: lws's own poll() loop, as before (to compare the two in the benchmark) */
+	if (!(e && e[0] == '1')) {
+		app->evl = ev_loop_new(EVBACKEND_EPOLL);
+		if (!app->evl)
+			return NULL;
+		foreign[0] = app->evl;
+		info.foreign_loops = foreign;
+		info.options |= LWS_SERVER_OPTION_LIBEV;
+	}
 	info.port = app->o.port;
 	info.iface = any ? NULL : h;
 	info.protocols = protocols;
@@ -360,10 +400,13 @@ int main(int argc, char **argv)
 	        app.o.reject ? " (rejecting)" : "");
 	app.dirty = 1;
 	stats_tick(&app.stats_sul);
-	while (!stop_requested && lws_service(app.ctx, 0) >= 0)
+	tick(&app.tick_sul);
+	while (!stop_requested && service(&app) >= 0)
 		;
 	drain(&app);
 	lws_context_destroy(app.ctx); /* closes every connection: their records land in done */
+	if (app.evl)
+		ev_loop_destroy(app.evl);
 	stats_write(&app);
 	free(app.done);
 	fprintf(stderr, "tl-echo-agent: stopped after %llu connections\n",

@@ -1,6 +1,6 @@
 /* tl-echo-agent internals shared by echo_agent.c (options, lws server, timers, stats) and
  * echo_conn.c (one call's messages: dialect, echo, marks, DTMF, tone check).
- * Single-threaded: everything runs on the lws_service() thread. */
+ * Single-threaded: everything runs on the one loop's thread (libev's, or lws_service()'s). */
 #ifndef TL_ECHO_AGENT_H
 #define TL_ECHO_AGENT_H
 
@@ -32,6 +32,7 @@ struct echo_opts {
 	int verbose;
 	int mark_flood; /* mark/clear messages a second from `start` on, 0 = off */
 	int tone_hz;    /* the test tone looked for, default ECHO_TONE_HZ */
+	int no_tone;    /* --no-tone: no tone detector (the load benchmark) */
 };
 
 enum echo_dialect { ECHO_UNKNOWN = 0, ECHO_TWILIO, ECHO_NATIVE };
@@ -94,6 +95,8 @@ struct echo_app {
 	struct echo_rec *done;
 	size_t n_done, cap_done;
 	lws_sorted_usec_list_t stats_sul;
+	lws_sorted_usec_list_t tick_sul;
+	struct ev_loop *evl; /* libev's epoll loop lws runs on; NULL: lws's own (TL_ECHO_POLL=1) */
 	int dirty;
 };
 

@@ -256,7 +256,8 @@ static void twilio_media(struct echo_conn *c, const char *payload, size_t n)
 	} else {
 		count_drop(c);
 	}
-	tone_feed_b64(c, payload, n);
+	if (!c->app->o.no_tone)
+		tone_feed_b64(c, payload, n);
 	mark_tick(c);
 }
 
@@ -268,7 +269,8 @@ static void native_media(struct echo_conn *c, const uint8_t *b, size_t n)
 	}
 	count_in(c);
 	push(c, b, n, 1, 1);
-	tone_feed_l16(c, b, n);
+	if (!c->app->o.no_tone)
+		tone_feed_l16(c, b, n);
 	mark_tick(c);
 }
 
@@ -405,6 +407,35 @@ static int control(struct echo_conn *c, const char *s, size_t n)
 	return -1;
 }
 
+static int write_entry(struct echo_conn *c, struct qent *e)
+{
+	if (lws_write(c->wsi, ENT_DATA(e), e->len, e->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) <
+	    (int)e->len)
+		return -1;
+	if (e->media) {
+		c->rec.media_out++;
+		c->app->t.media_out++;
+	}
+	q_pop(c, e);
+	return 0;
+}
+
+/* What is due goes now, from the callback that queued it: no WRITEABLE round for each echo
+ * (with libev that is two epoll_ctl calls a message, with lws's own loop a poll() of every
+ * connection). lws sends what the socket does not take first, and until it has, the queue
+ * waits for WRITEABLE as before; so does a delayed echo (--delay-ms) and a --mark-flood. */
+static int write_due(struct echo_conn *c)
+{
+	struct qent *e;
+	int64_t now = echo_now_us();
+
+	while (!c->flood_t0 && !c->stopping && (e = q_head(c)) && e->due <= now &&
+	       !lws_partial_buffered(c->wsi))
+		if (write_entry(c, e) < 0)
+			return -1;
+	return 0;
+}
+
 int echo_conn_message(struct echo_conn *c, const uint8_t *msg, size_t n, int binary)
 {
 	const char *s = (const char *)msg, *v, *pl;
@@ -418,6 +449,8 @@ int echo_conn_message(struct echo_conn *c, const uint8_t *msg, size_t n, int bin
 	} else if (control(c, s, n) < 0) {
 		return -1;
 	}
+	if (write_due(c) < 0)
+		return -1;
 	echo_conn_schedule(c);
 	return 0;
 }
@@ -523,14 +556,8 @@ int echo_conn_writeable(struct echo_conn *c)
 		echo_conn_schedule(c);
 		return 0;
 	}
-	if (lws_write(c->wsi, ENT_DATA(e), e->len, e->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) <
-	    (int)e->len)
+	if (write_entry(c, e) < 0)
 		return -1;
-	if (e->media) {
-		c->rec.media_out++;
-		c->app->t.media_out++;
-	}
-	q_pop(c, e);
 	echo_conn_schedule(c);
 	return 0;
 }

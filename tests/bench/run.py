@@ -190,8 +190,10 @@ def step(label, n, args, tap=False):
     d = tempfile.mkdtemp(prefix=f"tl-bench-{kind}-{codec}-{n}-")
     agent = dut = flooder = flood_call = scraper = None
     try:
-        agent = Proc("agent", [os.path.join(BUILD, "tl-echo-agent"), "--host", "127.0.0.1",
-                               "--port", str(AGENT_PORT)], d, ready="listening")
+        # --no-tone: the test-tone detector is for the integration tests, not the load
+        agent = Proc("agent", [args.agent_binary or os.path.join(BUILD, "tl-echo-agent"),
+                               "--host", "127.0.0.1", "--port", str(AGENT_PORT)]
+                     + ([] if args.agent_binary else ["--no-tone"]), d, ready="listening")
         # "trunkline-srtp" (--srtp): trunkline, with the generator's calls in SRTP.
         dut = start_dut(kind.replace("-srtp", ""), d, args.workers, max(n + 100, 1000), args)
         scraper = Scraper() if args.scrape_metrics and kind == "trunkline" else None
@@ -466,6 +468,9 @@ def main():
                     "sockets, not trunkline's own frame reader (to compare the two)")
     ap.add_argument("--dut-cpus", default="",
                     help="run the DUT (trunkline, floor) under taskset -c LIST, e.g. 0 or 0,1")
+    ap.add_argument("--agent-binary", metavar="BINARY",
+                    help="the echo agent built from another revision, run as it is (no "
+                    "--no-tone), for both DUTs: to compare the agent's own CPU between builds")
     args = ap.parse_args()
     t0 = time.time()
     if not args.no_build:
@@ -495,7 +500,8 @@ def main():
             "repeat": args.repeat,
             "agent_rx": "libwebsockets" if args.lws_rx else "own reader",
             "playout_backlog_ms": args.playout_backlog_ms, "drain_s": args.drain,
-            "playout_slot_wake": args.slot_wake, "baseline": args.baseline}
+            "playout_slot_wake": args.slot_wake, "baseline": args.baseline,
+            "agent_binary": args.agent_binary or "this build's, --no-tone"}
     n = ladder[0]
     i = 0
     while True:
