@@ -183,6 +183,31 @@ class Scraper:
         return {"ok": self.ok, "failed": self.failed, "bytes": self.bytes}
 
 
+class Staller:
+    """--agent-stall MS: every 3 s the echo agent is stopped (SIGSTOP) for MS ms and continued,
+    as an agent's garbage-collector pause or a busy host would hold it; bounded by stop()."""
+
+    def __init__(self, pid, ms):
+        self.pid, self.ms, self.n = pid, ms, 0
+        self.done = threading.Event()
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.th.start()
+
+    def run(self):
+        while not self.done.wait(3.0):
+            try:
+                os.kill(self.pid, signal.SIGSTOP)
+                time.sleep(self.ms / 1000.0)
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                return  # the agent is gone: nothing to hold
+            self.n += 1
+
+    def stop(self):
+        self.done.set()
+        self.th.join(10)
+
+
 def step(label, n, args, tap=False):
     """label: "trunkline", "floor", or "trunkline:g722" / "trunkline:opus" (the callers' codec)."""
     kind, _, codec = label.partition(":")
@@ -216,6 +241,7 @@ def step(label, n, args, tap=False):
         tap_out = os.path.join(d, "tap.json")
         with open(os.path.join(d, "loadgen.log"), "w") as lf:
             lg = subprocess.Popen(lg_argv, stdout=lf, stderr=subprocess.STDOUT)
+            stall = Staller(agent.pid, args.agent_stall) if args.agent_stall else None
             if tap:  # over the measurement window only (ramp at args.rate, then warm-up)
                 time.sleep(n / args.rate + args.warmup + 1)
                 tp = subprocess.run([os.path.join(BUILD, "tap"), "--agent-port",
@@ -228,6 +254,9 @@ def step(label, n, args, tap=False):
                 os.kill(lg.pid, signal.SIGKILL)
                 lg.wait(5)
                 raise RuntimeError(f"loadgen did not finish in {limit:.0f} s")
+            finally:
+                if stall:
+                    stall.stop()
         with open(out) as f:
             r = json.load(f)
         r["dut"] = label
@@ -468,6 +497,9 @@ def main():
                     "sockets, not trunkline's own frame reader (to compare the two)")
     ap.add_argument("--dut-cpus", default="",
                     help="run the DUT (trunkline, floor) under taskset -c LIST, e.g. 0 or 0,1")
+    ap.add_argument("--agent-stall", type=int, default=0, metavar="MS",
+                    help="stop the echo agent for MS ms every 3 s while the generator runs "
+                    "(SIGSTOP/SIGCONT; a GC pause): how each DUT's latency recovers")
     ap.add_argument("--agent-binary", metavar="BINARY",
                     help="the echo agent built from another revision, run as it is (no "
                     "--no-tone), for both DUTs: to compare the agent's own CPU between builds")
@@ -501,7 +533,8 @@ def main():
             "agent_rx": "libwebsockets" if args.lws_rx else "own reader",
             "playout_backlog_ms": args.playout_backlog_ms, "drain_s": args.drain,
             "playout_slot_wake": args.slot_wake, "baseline": args.baseline,
-            "agent_binary": args.agent_binary or "this build's, --no-tone"}
+            "agent_binary": args.agent_binary or "this build's, --no-tone",
+            "agent_stall_ms": args.agent_stall}
     n = ladder[0]
     i = 0
     while True:
