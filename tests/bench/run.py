@@ -157,55 +157,64 @@ def start_flood_call(d, hold_s):
                                f"{int(hold_s) + 30}s", "-timeout_error"], d)
 
 
-class Scraper:
-    """--scrape-metrics: GET /metrics once a second, as Prometheus would, until stopped."""
+class Every:
+    """A daemon thread that calls tick() every period seconds until stop() (or tick() returns
+    False); stop() waits for it."""
 
-    def __init__(self):
-        self.ok = self.failed = 0
-        self.bytes = 0
+    def __init__(self, period):
+        self.period = period
         self.stop_ev = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
-        while not self.stop_ev.wait(1.0):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{OPS_PORT}/metrics",
-                                            timeout=2) as r:
-                    self.bytes += len(r.read())
-                    self.ok += 1
-            except OSError:
-                self.failed += 1
+        while not self.stop_ev.wait(self.period):
+            if self.tick() is False:
+                return
 
     def stop(self):
         self.stop_ev.set()
-        self.thread.join(5)
+        self.thread.join(10)
+
+
+class Scraper(Every):
+    """--scrape-metrics: GET /metrics once a second, as Prometheus would, until stopped."""
+
+    def __init__(self):
+        self.ok = self.failed = 0
+        self.bytes = 0
+        super().__init__(1.0)
+
+    def tick(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{OPS_PORT}/metrics",
+                                        timeout=2) as r:
+                self.bytes += len(r.read())
+                self.ok += 1
+        except OSError:
+            self.failed += 1
+
+    def stop(self):
+        super().stop()
         return {"ok": self.ok, "failed": self.failed, "bytes": self.bytes}
 
 
-class Staller:
+class Staller(Every):
     """--agent-stall MS: every 3 s the echo agent is stopped (SIGSTOP) for MS ms and continued,
-    as an agent's garbage-collector pause or a busy host would hold it; bounded by stop()."""
+    as an agent's garbage-collector pause or a busy host would hold it."""
 
     def __init__(self, pid, ms):
-        self.pid, self.ms, self.n = pid, ms, 0
-        self.done = threading.Event()
-        self.th = threading.Thread(target=self.run, daemon=True)
-        self.th.start()
+        self.pid, self.ms = pid, ms
+        super().__init__(3.0)
 
-    def run(self):
-        while not self.done.wait(3.0):
-            try:
-                os.kill(self.pid, signal.SIGSTOP)
-                time.sleep(self.ms / 1000.0)
-                os.kill(self.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                return  # the agent is gone: nothing to hold
-            self.n += 1
-
-    def stop(self):
-        self.done.set()
-        self.th.join(10)
+    def tick(self):
+        try:
+            os.kill(self.pid, signal.SIGSTOP)
+            time.sleep(self.ms / 1000.0)
+            os.kill(self.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            return False  # the agent is gone: nothing to hold
+        return True
 
 
 def step(label, n, args, tap=False):
