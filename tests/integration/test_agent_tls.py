@@ -6,6 +6,7 @@ reached with "tls_verify": false (which start-up and --check-config warn about);
 is a positioned error."""
 import json
 import os
+import select
 import socket
 import ssl
 import subprocess
@@ -60,31 +61,44 @@ class TlsFront:
             raw.close()
             return
         up = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
-        first = True
+        self._relay(s, up)
 
-        def pump(a, b, keep):
-            try:
-                while not self.stop_ev.is_set():
-                    data = a.recv(65536)
+    def _relay(self, s, up):
+        """Both directions on this one thread: an SSL socket must not be read on one thread
+        while another writes it (two pumps did, and once an echo agent answered at once a
+        call's connection broke mid-call under ctest -j2)."""
+        first = True
+        try:
+            while not self.stop_ev.is_set():
+                ready = s.pending() > 0
+                r, _, _ = select.select([s, up], [], [], 0 if ready else 0.2)
+                if ready or s in r:
+                    s.settimeout(0.05)  # a partial TLS record: the rest comes later
+                    try:
+                        data = s.recv(65536)
+                    except socket.timeout:
+                        data = None
+                    s.settimeout(10)
+                    if data == b"":
+                        break
+                    if data:
+                        if first:
+                            self.requests.append(data.decode("latin-1"))
+                            first = False
+                        up.sendall(data)
+                if up in r:
+                    data = up.recv(65536)
                     if not data:
                         break
-                    if keep[0]:
-                        self.requests.append(data.decode("latin-1"))
-                        keep[0] = False
-                    b.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for x in (a, b):
-                    try:
-                        x.close()
-                    except OSError:
-                        pass
-
-        t = threading.Thread(target=pump, args=(up, s, [False]), daemon=True)
-        t.start()
-        pump(s, up, [first])
-        t.join(15)
+                    s.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (s, up):
+                try:
+                    x.close()
+                except OSError:
+                    pass
 
     def stop(self):
         self.stop_ev.set()
