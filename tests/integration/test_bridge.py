@@ -136,8 +136,14 @@ class Person(threading.Thread):
                     data = None
                 now = time.monotonic()
                 if data and data.strip():
-                    self.tl_addr = self.tl_addr or addr
-                    self._on(Msg(data), now)
+                    m = Msg(data)
+                    # trunkline's address is the INVITE's source, not the first datagram's: a
+                    # stray one (sent to an ephemeral port this one had been) would take every
+                    # answer (the likely cause of a 408 instead of 486 in one CI run)
+                    if self.tl_addr is None and m.method == "INVITE":
+                        self.tl_addr = addr
+                    if addr == self.tl_addr:
+                        self._on(m, now)
                 self._due(now)
         except BaseException as e:  # re-raised by finish()
             self.error = e
