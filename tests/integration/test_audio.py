@@ -237,6 +237,32 @@ def test_tone_on_media_workers(binary):
     assert "loops on the media workers" in tl.log(), tl.log()[-3000:]
 
 
+def test_echo_agent_no_tone_poll_loop(binary):
+    """The benchmark's echo agent: with --no-tone it echoes the caller's tone back but judges
+    none (its record says no tone), and with TL_ECHO_POLL=1 (lws's own loop, the benchmark's
+    comparison with the default epoll loop) it echoes as the default does."""
+    os.environ["TL_ECHO_POLL"] = "1"
+    try:
+        agent = EchoAgent(echo_agent_binary(binary), args=["--no-tone"])
+    finally:
+        del os.environ["TL_ECHO_POLL"]
+    tl = Trunkline(binary, rules={"agents": {"echo": {"url": agent.url, "dialect": "twilio"}}})
+    try:
+        tl.start()
+        peer, _, rec = audio_call(tl, agent, "audio_early.xml", "PCMU", tone(TONE_FRAMES),
+                                  keys={"pt": 0, "codec": "PCMU"})
+        assert rec.get("tone") is False, rec
+        assert "tone detected" not in agent.log(), agent.log()[-2000:]
+        assert rec["media_out"] >= TONE_FRAMES, rec
+        back = peer.tone_frames()
+        assert back >= MIN_TONE_BACK, f"only {back} of {TONE_FRAMES} tone frames came back"
+        assert tl.stop() == 0
+        tl.check_clean()
+    finally:
+        tl.stop()
+        agent.stop()
+
+
 def test_tone_native_16k(binary):
     tl, _, rec = tone_call(binary, "native-16k", "audio_early.xml", "PCMU",
                            keys={"pt": 0, "codec": "PCMU"}, agent_native=16000)
@@ -369,4 +395,4 @@ if __name__ == "__main__":
     atexit.register(print_pacing)
     run([test_tone_early_offer_pcmu, test_tone_early_offer_pcma, test_tone_delayed_offer,
          test_tone_on_media_workers, test_tone_native_16k, test_tone_agent_stalls,
-         test_rfc4733_dtmf_both_ways, test_sip_info_dtmf, test_no_rtp_before_answer])
+         test_echo_agent_no_tone_poll_loop, test_rfc4733_dtmf_both_ways, test_sip_info_dtmf, test_no_rtp_before_answer])
