@@ -154,13 +154,12 @@ static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 
 	(void)evl;
 	(void)revents;
+	/* The caller's audio this makes goes to the agents with the rest of the wake-up's, in
+	 * one submit before the loop waits again (on_prepare). Sent after each event (run M,
+	 * beside an echo agent that was slow to answer), every frame woke the agent on its
+	 * own: 1.12-1.15x the CPU at 100 and 500 calls beside today's agent (BENCHMARKS.md
+	 * run U). */
 	tl_media_worker_event(m->loop->ws->media, m->loop->index, m->tag);
-	/* The caller's audio goes to its agent now, not after every other event of this
-	 * wake-up: the agent's answer then tends to come while this loop is still at work and
-	 * is taken in the same wake-up, instead of waking it once for each call. The frames of
-	 * all the event's calls (a receive ring's batch) in one submit. */
-	flush_ready(m->loop);
-	tl_wsc_ring_flush(m->loop);
 }
 
 void tl_wsc_loop_kick(struct tl_ws_loop *loop)
