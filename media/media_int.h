@@ -232,6 +232,7 @@ struct tl_media_stream {
 	_Atomic uint64_t st_rx_bad, st_up_drops, st_rx_srtp_fail, st_rx_fec;
 	_Atomic uint64_t st_dl_dropped;    /* bytes of agent audio (the backlog bound) */
 	_Atomic uint64_t st_tx_rephased;   /* standing packets sent early (playout.c) */
+	_Atomic uint64_t st_tx_pulled;     /* refused kicks sent at half a ptime (playout.c) */
 	_Atomic uint64_t st_tx_slot_waits; /* spurt_grace's waits at the slot (playout.c) */
 	_Atomic uint64_t st_tx_ahead_ms;   /* ms packets went under a ptime after the one before,
 	                                    * on arrival or rephased, in all (playout.c) */

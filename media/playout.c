@@ -291,6 +291,22 @@ static int pinned(struct tl_media_stream *s, int64_t now, int64_t p)
 	return 2;
 }
 
+/* A kick refused only because its frame would go under half a ptime after the packet before
+ * (a spurt that a late frame began again on a later phase than the agent's next frames): it
+ * goes as soon as that rule allows, not in its slot a whole ptime after, and from there the
+ * spurt is on the agent's phase again. An agent at real time that stalls longer than the
+ * spurt's grace has one frame held under half a ptime, instead of every frame for the
+ * pinned() run (BENCHMARKS.md run U). It stays within a ptime of the call's grid (the kick
+ * found it so, and it goes later than that). Once per slot: the frame now waits in the queue,
+ * and only a frame that finds the queue empty kicks (a clear empties it when the slot comes). */
+static void pull(struct tl_media_worker *w, struct tl_media_stream *s, int64_t p)
+{
+	wheel_unlink(w, s);
+	s->tx_next -= p / 2;
+	tl_stat_add(&s->st_tx_pulled, 1);
+	wheel_link(w, s);
+}
+
 void tl_playout_kick(struct tl_media_stream *s)
 {
 	struct tl_media_worker *w = s->w;
@@ -334,8 +350,8 @@ void tl_playout_kicks(struct tl_media_worker *w)
 		int can = !stale && s->registered && s->wh_slot >= 0 && s->codec &&
 		          !s->relay.peer && !s->dtmf_digit && now < s->tx_next &&
 		          tl_stream_dl_queued(s) > 0;
-		if (can && ((now >= s->home_next - p &&
-		             (s->tx_next == s->home_next || now >= s->tx_next - p / 2)) ||
+		int grid = now >= s->home_next - p;
+		if (can && ((grid && (s->tx_next == s->home_next || now >= s->tx_next - p / 2)) ||
 		            pinned(s, now, p) == 1)) {
 			if (!s->talking) /* a talk spurt starts (its packet has the marker) */
 				tl_stat_add(&s->st_tx_on_arrival, 1);
@@ -346,6 +362,8 @@ void tl_playout_kicks(struct tl_media_worker *w)
 			wheel_unlink(w, s);
 			s->tx_next = now;
 			due(w, s, now);
+		} else if (can && grid && tl_stream_dl_queued(s) > 0) {
+			pull(w, s, p);
 		} else if (relink) {
 			wheel_unlink(w, s);
 			wheel_link(w, s);

@@ -727,6 +727,7 @@ void tl_media_stream_stats(const struct tl_media_stream *s, struct tl_media_stat
 	st->relay_dropped = atomic_load_explicit(&s->relay.st_dropped, memory_order_relaxed);
 	st->tx_on_arrival = atomic_load_explicit(&s->st_tx_on_arrival, memory_order_relaxed);
 	st->tx_rephased = atomic_load_explicit(&s->st_tx_rephased, memory_order_relaxed);
+	st->tx_pulled = atomic_load_explicit(&s->st_tx_pulled, memory_order_relaxed);
 	st->tx_ahead_ms = atomic_load_explicit(&s->st_tx_ahead_ms, memory_order_relaxed);
 	st->tx_slot_waits = atomic_load_explicit(&s->st_tx_slot_waits, memory_order_relaxed);
 	st->playout_dropped_ms =

@@ -88,6 +88,7 @@ static void media_json(json_t *o, const struct tl_media_stats *st)
 	json_object_set_new(o, "tx_silence", json_integer((json_int_t)st->tx_silence));
 	json_object_set_new(o, "tx_on_arrival", json_integer((json_int_t)st->tx_on_arrival));
 	json_object_set_new(o, "tx_rephased", json_integer((json_int_t)st->tx_rephased));
+	json_object_set_new(o, "tx_pulled", json_integer((json_int_t)st->tx_pulled));
 	json_object_set_new(o, "tx_ahead_ms", json_integer((json_int_t)st->tx_ahead_ms));
 	json_object_set_new(o, "playout_dropped_ms",
 	                    json_integer((json_int_t)st->playout_dropped_ms));

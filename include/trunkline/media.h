@@ -258,6 +258,7 @@ struct tl_media_stats {
 	uint64_t playout_dropped_ms;     /* agent audio dropped by the backlog bound */
 	uint32_t playout_backlog_ms;     /* that bound (the agent's or media's), 0 = off */
 	uint64_t tx_rephased; /* a packet that stood in the queue for a second sent early */
+	uint64_t tx_pulled;   /* a frame sent half a ptime after the one before, not a ptime */
 	uint64_t tx_ahead_ms; /* ms packets went early, in all (on arrival, rephased, regridded) */
 	uint64_t tx_slot_waits; /* a talk spurt's slot came before its frame: it was waited for */
 };

@@ -1781,18 +1781,19 @@ static void test_vclock_spurt_ahead_of_grid(void)
  * silence packet (the spurt runs a whole ptime ahead of the call's grid) and the agent's next
  * frames 12 ms earlier in its phase (frame k at -12 + 20k ms): each would run more than a
  * ptime ahead. (b) Its first frame comes 15 ms after a silence packet and the next ones at
- * 3 + 20k ms, 8 ms after the one before: each would go less than half a ptime after it. With
- * the backlog bound on, the tenth such frame ends it: in (a) its audio is dropped (20 ms,
- * counted), in (b) it goes at once (counted as rephased, nothing dropped); from there every
- * frame goes in the ms it comes, with contiguous timestamps and no silence within the spurt.
- * With the bound off, every frame waits. An agent that runs ahead (a frame every 19 ms: each
+ * 3 + 20k ms, 8 ms after the one before. In (a), with the backlog bound on, the tenth such
+ * frame ends it: its audio is dropped (20 ms, counted); from there every frame goes in the ms
+ * it comes, with contiguous timestamps and no silence within the spurt. With the bound off,
+ * every frame waits. In (b), bound on or off, frame 1 goes as soon as it may, half a ptime
+ * after frame 0 (pull: 2 ms after it came, counted as tx_pulled), not a ptime after, and every
+ * later frame goes in the ms it comes. An agent that runs ahead (a frame every 19 ms: each
  * waits 1 ms longer than the one before, 5-14 ms for ten in a row) loses nothing either way. */
-static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int hold)
+static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int hold, int pull)
 {
 	static uint8_t tone[160];
 	struct tl_media_stats st0, st;
 	int64_t play[40], t0;
-	int n = 40, base, i, first = -1, seen[40] = {0};
+	int n = 40, base, i, first = -1, seen[40] = {0}, held1 = -1, held_mid = 0;
 	int on = v->backlog_ms > 0, held_early = 0, held_late = 0, missing = 0;
 	int drop = hold && first_at == 0; /* (a): the timestamps must come back a ptime */
 
@@ -1826,6 +1827,10 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int
 		seen[p->frame]++;
 		if (p->frame >= 1 && p->frame < 9)
 			held_early += p->at - play[p->frame] == hold;
+		if (p->frame == 1)
+			held1 = (int)(p->at - play[1]);
+		if (p->frame >= 2 && p->frame < 11)
+			held_mid += p->at != play[p->frame];
 		if (p->frame >= 11)
 			held_late += p->at != play[p->frame];
 	}
@@ -1833,10 +1838,16 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int
 		missing += !seen[k];
 	fprintf(stderr,
 	        "  first at %d, then %d + %dk, bound %s: %d missing, frames 1-8 held %d ms: %d, "
-	        "later ones held: %d, dropped %llu ms, rephased %llu\n",
+	        "later ones held: %d, dropped %llu ms, rephased %llu, pulled %llu\n",
 	        first_at, phase, step, on ? "on" : "off", missing, hold, held_early, held_late,
 	        (unsigned long long)(st.playout_dropped_ms - st0.playout_dropped_ms),
-	        (unsigned long long)(st.tx_rephased - st0.tx_rephased));
+	        (unsigned long long)(st.tx_rephased - st0.tx_rephased),
+	        (unsigned long long)(st.tx_pulled - st0.tx_pulled));
+	TL_CHECK_INT(st.tx_pulled - st0.tx_pulled, pull > 0);
+	if (pull) {
+		TL_CHECK_INT(held1, pull);
+		TL_CHECK_INT(held_mid + held_late, 0);
+	}
 	if (hold)
 		TL_CHECK_INT(held_early, 8);
 	TL_CHECK_INT(missing, on && drop);
@@ -1852,9 +1863,9 @@ static void vh_pinned_spurt(struct vh *v, int step, int first_at, int phase, int
 
 static void vclock_spurt_pinned(struct vh *v)
 {
-	vh_pinned_spurt(v, 20, 0, -12, 12); /* (a) */
-	vh_pinned_spurt(v, 20, 15, 3, 12);  /* (b) */
-	vh_pinned_spurt(v, 19, 0, 0, 0);    /* an agent that runs ahead */
+	vh_pinned_spurt(v, 20, 0, -12, 12, 0); /* (a) */
+	vh_pinned_spurt(v, 20, 15, 3, 0, 2);   /* (b) */
+	vh_pinned_spurt(v, 19, 0, 0, 0, 0);    /* an agent that runs ahead */
 }
 
 static void test_vclock_spurt_pinned(void)
@@ -2045,6 +2056,82 @@ static void vclock_playout_invariants(struct vh *v)
 		TL_CHECK(rephased > 0);
 	else if (!v->backlog_ms)
 		TL_CHECK(rephased == 0 && dropped == 0);
+}
+
+/* An agent at real time that stalls mid-spurt for stall ms (its frames 10 and on come that much
+ * late, then on time again; the one due in the stall comes at its end): under the spurt's
+ * 10 ms grace nothing waits; past it, frame 10 restarts the spurt where it comes and frame 11,
+ * 20 - stall ms after it, waits until half a ptime after it (held) and no more; every other
+ * frame goes in the ms it comes, none is dropped, and the caller's rules hold. Once more at
+ * 15 ms, the agent clearing frame 11 while its slot is pulled and sending it again: it still
+ * goes half a ptime after frame 10, no sooner. Bound on or off. */
+static void vclock_agent_stall(struct vh *v)
+{
+	static const int stalls[][3] = {{5, 0, 0}, {15, 5, 0}, {19, 9, 0}, {15, 3, 1}};
+	static uint8_t tone[160];
+	int64_t play[30];
+	int n = 30;
+
+	tone_ulaw(tone, sizeof(tone));
+	for (size_t c = 0; c < sizeof(stalls) / sizeof(stalls[0]); c++) {
+		int stall = stalls[c][0], held = stalls[c][1], bad = 0, held11 = -1, gap = -1;
+		struct tl_media_stats st0, st;
+		int64_t t0;
+		int base;
+
+		vh_after_silence(v);
+		tl_media_stream_stats(v->c->s, &st0);
+		base = v->n_out - 1;
+		t0 = v->now + 7;
+		for (int k = 0; k < n; k++) {
+			int64_t at = t0 + 20 * k;
+			if (at >= t0 + 200 && at < t0 + 200 + stall)
+				at = t0 + 200 + stall;
+			vh_run_to(v, at);
+			play[k] = v->now;
+			vh_frame(tone, k);
+			TL_CHECK_INT(tl_media_stream_play(v->c->s, tone, sizeof(tone)), 160);
+			vh_tick(v, 0);
+			if (k == 11 && stalls[c][2]) {
+				/* cleared while its slot is pulled, and sent again */
+				vh_run_to(v, v->now + 1);
+				TL_CHECK_INT(tl_media_stream_clear(v->c->s), 0);
+				vh_tick(v, 0);
+				vh_run_to(v, v->now + 1);
+				play[k] = v->now;
+				TL_CHECK_INT(tl_media_stream_play(v->c->s, tone, sizeof(tone)),
+				             160);
+				vh_tick(v, 0);
+			}
+		}
+		vh_run_to(v, v->now + 200);
+		tl_media_stream_stats(v->c->s, &st);
+		for (int i = base; i < v->n_out; i++) {
+			const struct vpkt *p = &v->out[i];
+			if (p->frame == 11) {
+				held11 = (int)(p->at - play[11]);
+				gap = (int)(p->at - v->out[i - 1].at);
+			} else if (p->frame >= 0 && p->frame < n)
+				bad += p->at != play[p->frame];
+		}
+		fprintf(
+		    stderr,
+		    "  stall %d ms%s, bound %d: frame 11 held %d, %d ms after the packet before, "
+		    "%d other(s) held\n",
+		    stall, stalls[c][2] ? " and a clear" : "", v->backlog_ms, held11, gap, bad);
+		TL_CHECK_INT(held11, held);
+		TL_CHECK(gap >= 10);
+		TL_CHECK_INT(bad, 0);
+		TL_CHECK_INT(st.tx_pulled - st0.tx_pulled, held > 0);
+		TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, 0);
+		TL_CHECK_INT(vh_invariants(v, base, play, n, NULL), 0);
+	}
+}
+
+static void test_vclock_agent_stall(void)
+{
+	vh_run_on(vclock_agent_stall, 100, 20);
+	vh_run_on(vclock_agent_stall, 0, 20);
 }
 
 static void test_vclock_playout_invariants(void)
@@ -2750,6 +2837,7 @@ int main(void)
 	TL_TEST_RUN(test_vclock_kick_between_events);
 	TL_TEST_RUN(test_vclock_spurt_ahead_of_grid);
 	TL_TEST_RUN(test_vclock_spurt_pinned);
+	TL_TEST_RUN(test_vclock_agent_stall);
 	TL_TEST_RUN(test_vclock_playout_invariants);
 	TL_TEST_RUN(test_vclock_playout_standing);
 	TL_TEST_RUN(test_late_share);
