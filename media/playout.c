@@ -304,6 +304,8 @@ static void pull(struct tl_media_worker *w, struct tl_media_stream *s, int64_t p
 	wheel_unlink(w, s);
 	s->tx_next -= p / 2;
 	tl_stat_add(&s->st_tx_pulled, 1);
+	if (s->tx_last + p > s->tx_next) /* what the caller sees, as for a kick's send */
+		tl_stat_add(&s->st_tx_ahead_ms, (uint64_t)(s->tx_last + p - s->tx_next));
 	wheel_link(w, s);
 }
 

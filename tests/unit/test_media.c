@@ -2064,7 +2064,9 @@ static void vclock_playout_invariants(struct vh *v)
  * 20 - stall ms after it, waits until half a ptime after it (held) and no more; every other
  * frame goes in the ms it comes, none is dropped, and the caller's rules hold. Once more at
  * 15 ms, the agent clearing frame 11 while its slot is pulled and sending it again: it still
- * goes half a ptime after frame 10, no sooner. Bound on or off. */
+ * goes half a ptime after frame 10, no sooner. Every ms a packet went under a ptime after
+ * the one before is counted in tx_ahead_ms (test_audio holds the caller's stream to it).
+ * Bound on or off. */
 static void vclock_agent_stall(struct vh *v)
 {
 	static const int stalls[][3] = {{5, 0, 0}, {15, 5, 0}, {19, 9, 0}, {15, 3, 1}};
@@ -2075,6 +2077,7 @@ static void vclock_agent_stall(struct vh *v)
 	tone_ulaw(tone, sizeof(tone));
 	for (size_t c = 0; c < sizeof(stalls) / sizeof(stalls[0]); c++) {
 		int stall = stalls[c][0], held = stalls[c][1], bad = 0, held11 = -1, gap = -1;
+		int ahead = 0;
 		struct tl_media_stats st0, st;
 		int64_t t0;
 		int base;
@@ -2108,6 +2111,8 @@ static void vclock_agent_stall(struct vh *v)
 		tl_media_stream_stats(v->c->s, &st);
 		for (int i = base; i < v->n_out; i++) {
 			const struct vpkt *p = &v->out[i];
+			if (i > base && p->at - v->out[i - 1].at < 20)
+				ahead += 20 - (int)(p->at - v->out[i - 1].at);
 			if (p->frame == 11) {
 				held11 = (int)(p->at - play[11]);
 				gap = (int)(p->at - v->out[i - 1].at);
@@ -2117,12 +2122,14 @@ static void vclock_agent_stall(struct vh *v)
 		fprintf(
 		    stderr,
 		    "  stall %d ms%s, bound %d: frame 11 held %d, %d ms after the packet before, "
-		    "%d other(s) held\n",
-		    stall, stalls[c][2] ? " and a clear" : "", v->backlog_ms, held11, gap, bad);
+		    "%d other(s) held; %d ms under a ptime apart, %d counted\n",
+		    stall, stalls[c][2] ? " and a clear" : "", v->backlog_ms, held11, gap, bad,
+		    ahead, (int)(st.tx_ahead_ms - st0.tx_ahead_ms));
 		TL_CHECK_INT(held11, held);
 		TL_CHECK(gap >= 10);
 		TL_CHECK_INT(bad, 0);
 		TL_CHECK_INT(st.tx_pulled - st0.tx_pulled, held > 0);
+		TL_CHECK_INT((int)(st.tx_ahead_ms - st0.tx_ahead_ms), ahead); /* every early ms */
 		TL_CHECK_INT(st.playout_dropped_ms - st0.playout_dropped_ms, 0);
 		TL_CHECK_INT(vh_invariants(v, base, play, n, NULL), 0);
 	}
