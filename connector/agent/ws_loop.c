@@ -156,9 +156,9 @@ static void on_media_io(struct ev_loop *evl, ev_io *io, int revents)
 	(void)revents;
 	/* The caller's audio this makes goes to the agents with the rest of the wake-up's, in
 	 * one submit before the loop waits again (on_prepare). Sent after each event (run M,
-	 * beside an echo agent that was slow to answer), every frame woke the agent on its
-	 * own: 1.12-1.15x the CPU at 100 and 500 calls beside today's agent (BENCHMARKS.md
-	 * run U). */
+	 * beside an echo agent that was slow to answer), it cost 1.15-1.31x the CPU at 500
+	 * calls beside today's agent, in three A/B runs; within the noise at 100 and 1000
+	 * (BENCHMARKS.md run U). */
 	tl_media_worker_event(m->loop->ws->media, m->loop->index, m->tag);
 }
 
