@@ -22,7 +22,7 @@
 #define TL_DTMF_SLOTS    32
 #define TL_CHUNK_FRAMES  3 /* downlink chunk payload: 60 ms in the agent's format (two per call) */
 #define TL_PKT_MAX       1500
-#define TL_RX_PAYLOAD    1280 /* G.711 80 ms, G.722 80 ms, the largest Opus frame */
+#define TL_RX_PAYLOAD    1280 /* G.711 or G.722 160 ms, the largest Opus packet */
 #define TL_BATCH         64   /* recvmmsg / sendmmsg batch */
 #define TL_RTCP_INTERVAL 5000 /* ms */
 #define TL_SRC_PROBATION 4    /* consecutive packets that make a new RTP source (NAT) */

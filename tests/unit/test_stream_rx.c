@@ -113,6 +113,16 @@ static void test_pcmu_slots_and_longer_packets(void)
 	TL_CHECK_INT(rx_bad(s), 1);
 	TL_CHECK_INT(tl_reorder_max_payload(s->reorder), 241);
 	TL_CHECK(!tl_media_stream_poll(s, &ev));
+	/* The largest: 1280 bytes, 160 ms of G.711 (README.md), passes whole in 160-byte frames. */
+	rtp_in(s, 0, 105, TL_RX_PAYLOAD, 0x66, 220);
+	TL_CHECK_INT(rx_bad(s), 1);
+	TL_CHECK_INT(tl_reorder_max_payload(s->reorder), TL_RX_PAYLOAD + 1);
+	n = 0;
+	while (tl_media_stream_poll(s, &ev)) {
+		TL_CHECK(ev.kind == TL_MEDIA_EV_AUDIO && ev.len == 160 && ev.data[0] == 0x66);
+		n += ev.len;
+	}
+	TL_CHECK_INT(n, TL_RX_PAYLOAD);
 	tl_stream_free(s);
 }
 
