@@ -56,6 +56,46 @@ int tl_log_enabled(enum tl_log_level level)
 	return level <= log_level;
 }
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0 (NUL, a stray
+ * continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (s[0] == 0 || len == 0 || s[0] > 0xf4 || len > n)
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	for (size_t i = 1; i < len; i++) {
+		if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+			return 0;
+	}
+	return len;
+}
+
+size_t tl_log_utf8_clean(char *s, size_t n)
+{
+	size_t i = 0, bad = 0;
+
+	while (i < n) {
+		size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+		if (k == 0) {
+			s[i] = '?';
+			bad++;
+			k = 1;
+		}
+		i += k;
+	}
+	return bad;
+}
+
 static void timestamp(char *buf, size_t size)
 {
 	struct timespec ts;
@@ -80,15 +120,25 @@ static void write_line(const char *line, size_t len)
 	}
 }
 
-static void log_json(const char *ts, enum tl_log_level level, const char *call_id, const char *msg)
+/* msg is ours to change: bytes that are not UTF-8 (from the network, or a multi-byte character
+ * that vsnprintf cut) become '?', as they do in call_id, or Jansson would refuse the line. */
+static void log_json(const char *ts, enum tl_log_level level, const char *call_id, char *msg)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "msg", msg);
+	json_t *o;
 	char *s;
 
+	tl_log_utf8_clean(msg, strlen(msg));
+	o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "msg", msg);
 	if (!o)
 		return;
-	if (call_id)
-		json_object_set_new(o, "call_id", json_string(call_id));
+	if (call_id) {
+		char *cid = strdup(call_id);
+		if (cid) {
+			tl_log_utf8_clean(cid, strlen(cid));
+			json_object_set_new(o, "call_id", json_string(cid));
+			free(cid);
+		}
+	}
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (!s)

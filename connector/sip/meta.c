@@ -3,6 +3,7 @@
  * It never trusts its input (fuzzed): every span is bounded, output is valid UTF-8.
  * It does not validate SIP (the SIP stack's job) and uses no SIP library, only Jansson. */
 #include "trunkline/meta.h"
+#include "trunkline/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -63,29 +64,6 @@ static const char *hdr_value(const struct tl_meta_header *h, size_t n, const cha
 	return NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid or NUL. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (s[0] == 0 || len == 0 || s[0] > 0xf4 || len > n)
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	for (size_t i = 1; i < len; i++) {
-		if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
-			return 0;
-	}
-	return len;
-}
-
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -121,21 +99,14 @@ static size_t decode(char *out, const char *s, const char *e, enum clean_mode mo
 static char *clean_dup(const char *s, const char *e, enum clean_mode mode, size_t *len)
 {
 	char *buf;
-	size_t n, i = 0;
+	size_t n;
 	const char *bs, *be;
 
 	buf = malloc((size_t)(e - s) + 1);
 	if (!buf)
 		return NULL;
 	n = decode(buf, s, e, mode);
-	while (i < n) {
-		size_t k = utf8_seq((const unsigned char *)buf + i, n - i);
-		if (k == 0) {
-			buf[i] = '?';
-			k = 1;
-		}
-		i += k;
-	}
+	tl_log_utf8_clean(buf, n);
 	bs = buf;
 	be = buf + n;
 	trim(&bs, &be);

@@ -4,6 +4,8 @@
 #ifndef TRUNKLINE_LOG_H
 #define TRUNKLINE_LOG_H
 
+#include <stddef.h>
+
 enum tl_log_level {
 	TL_LOG_ERROR = 0,
 	TL_LOG_WARN,
@@ -24,6 +26,11 @@ int tl_log_level_parse(const char *s, enum tl_log_level *out);
 int tl_log_format_parse(const char *s, enum tl_log_format *out);
 
 int tl_log_enabled(enum tl_log_level level);
+
+/* Replaces, in place, every byte of s[0..n) that is not part of valid UTF-8 (NUL included) with
+ * '?', and returns how many it replaced: text from the network (a Call-ID, a reason phrase, a
+ * header) made fit for a JSON string, here and in the call metadata (meta.c). */
+size_t tl_log_utf8_clean(char *s, size_t n);
 
 /* call_id may be NULL. All strings are borrowed until return. */
 void tl_log(enum tl_log_level level, const char *call_id, const char *fmt, ...)

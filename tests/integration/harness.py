@@ -205,12 +205,14 @@ def echo_agent_binary(trunkline_binary):
 class Trunkline:
     """One trunkline process with its own config, rules and log file. Unless rules are given,
     it routes every call to its own echo agent (started here, stopped with trunkline).
-    nofile=(soft, hard) starts it under that descriptor limit (through prlimit, same PID)."""
+    nofile=(soft, hard) starts it under that descriptor limit (through prlimit, same PID); args
+    are more command-line arguments (after --log-level debug)."""
 
     def __init__(self, binary, sip=None, media=None, rules=None, extra=None, agent_args=(),
-                 nofile=None):
+                 nofile=None, args=()):
         self.binary = binary
         self.nofile = nofile
+        self.args = list(args)
         self.agent = None
         self.dir = tempfile.mkdtemp(prefix="tl-it-")
         self.port = free_port()
@@ -255,7 +257,7 @@ class Trunkline:
 
     def start(self, timeout=15.0):
         self.logf = open(self.log_path, "w")
-        cmd = [self.binary, "--config", self.config_path, "--log-level", "debug"]
+        cmd = [self.binary, "--config", self.config_path, "--log-level", "debug"] + self.args
         if self.nofile:
             cmd = ["prlimit", f"--nofile={self.nofile[0]}:{self.nofile[1]}", "--"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT)

@@ -170,6 +170,50 @@ def test_torture_invites_metadata(binary):
         tl.check_clean()
 
 
+def test_json_log_lines(binary):
+    """--log-format json (README.md, "Running"): every line trunkline writes is one JSON object
+    with ts, level and msg, and call_id within a call, also when the Call-ID and a header carry
+    bytes that are not UTF-8 ('?' in their place) and after torture messages; no call's line is
+    lost (Jansson refuses a string that is not UTF-8: the line used to go)."""
+    tl = Trunkline(binary, args=["--log-format", "json"]).start()
+    cid = "raw-caf\udce9-\udcff@127.0.0.1"
+    try:
+        for tp in ("udp", "tcp"):
+            p = Peer(tl.port, tp)
+            try:
+                p.request("INVITE", ruri=f"sip:400@{p.remote_hostport}", call_id=cid + tp,
+                          headers=["P-Asserted-Identity: \"\udcff Bad\" <sip:1555@example.com>"],
+                          body=SDP_PCMU)
+                r = p.final(3, method="INVITE")
+                assert r is not None and r.status == 200, f"INVITE: {r}"
+                # rawsip reads responses as UTF-8 with replacement: the dialog's Call-ID is
+                # the raw one we sent
+                r.headers = [(n, cid + tp if n.lower() == "call-id" else v) for n, v in r.headers]
+                p.in_dialog("ACK", r, 1)
+                p.in_dialog("BYE", r, 2)
+                b = p.final(3, method="BYE")
+                assert b is not None and b.status == 200, f"BYE: {b}"
+                for name in ("missing Call-ID", "negative Content-Length"):
+                    p.send(fill(TORTURE[name][0], p))
+                    p.final(1)
+            finally:
+                p.close()
+            alive_and_answering(tl, tp)
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+    ended = []
+    for line in tl.log().splitlines():
+        try:
+            o = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+        assert isinstance(o, dict) and {"ts", "level", "msg"} <= set(o), line
+        if o["msg"].startswith("call ended"):
+            ended.append(o.get("call_id"))
+    assert sorted(ended) == ["raw-caf?-?@127.0.0.1tcp", "raw-caf?-?@127.0.0.1udp"], ended
+
+
 def test_tcp_idle_connection_closed(binary):
     """A TCP connection that carried one OPTIONS and then goes quiet is closed after
     sip.tcp_idle_timeout_ms."""
@@ -312,7 +356,7 @@ def test_sips_uri_without_tls_416(binary):
 
 
 if __name__ == "__main__":
-    run([test_torture_messages_udp_tcp, test_torture_invites_metadata,
+    run([test_json_log_lines, test_torture_messages_udp_tcp, test_torture_invites_metadata,
          test_tcp_idle_connection_closed, test_tcp_garbage_connection_closed,
          test_unsupported_methods_405,
          test_require_unknown_420, test_sips_uri_without_tls_416])
