@@ -293,6 +293,65 @@ def test_readyz(binary):
         tl.stop()
 
 
+def test_listen_taken_and_twilio_off(binary):
+    """An ops.listen port another process holds stops start-up with the reason (exit 1), and
+    without ops.twilio.auth_token Twilio's REST path answers 404 (docs/OPERATIONS.md)."""
+    import socket
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tl = Trunkline(binary)
+    try:
+        holder.bind(("127.0.0.1", tl.ops_port))
+        holder.listen(1)
+        r = subprocess.run([binary, "--config", tl.config_path], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+        assert f"ops.listen 127.0.0.1:{tl.ops_port}: cannot listen" in r.stderr, r.stderr[-2000:]
+    finally:
+        holder.close()
+    tl.start()
+    try:
+        status, text, _ = pipecat_hang_up(tl, SID, AUTH, "CA0123")
+        assert status == 404, (status, text)
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+
+
+def documented_metrics():
+    """The metric names of docs/OPERATIONS.md's table: "`trunkline_a_max`, `_avg`" is two."""
+    import re
+    src = os.environ.get("TL_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    names = set()
+    with open(os.path.join(src, "docs", "OPERATIONS.md")) as f:
+        for line in f:
+            m = re.match(r"\| (`trunkline_[a-z_]+`(?:, `_[a-z_]+`)*) \|", line)
+            if not m:
+                continue
+            first, *more = re.findall(r"`([a-z_]+)`", m.group(1))
+            names.add(first)
+            stem = first.rsplit("_", 1)[0]
+            names.update(stem + suffix for suffix in more)
+    return names
+
+
+def test_metrics_match_docs(binary):
+    """Every metric family /metrics exports is in docs/OPERATIONS.md's table, and every one the
+    table lists is exported, before any call (HELP and TYPE lines)."""
+    tl = Trunkline(binary).start()
+    try:
+        status, text, _ = http(tl, "GET", "/metrics")
+        assert status == 200, (status, text)
+        exported = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")}
+    finally:
+        assert tl.stop() == 0
+        tl.check_clean()
+    documented = documented_metrics()
+    assert len(documented) > 30, documented
+    assert exported == documented, (f"exported, not documented: {sorted(exported - documented)}; "
+                                    f"documented, not exported: {sorted(documented - exported)}")
+
+
 def test_config(binary):
     """A non-loopback listen address needs a token; --check-config says where."""
     tl = Trunkline(binary, extra={"ops": {"listen": "0.0.0.0:9090"}})
@@ -333,4 +392,5 @@ def test_agent_backlog_bound(binary):
 if __name__ == "__main__":
     run([test_metrics_and_records, test_admin_list_hangup_transfer, test_admin_before_answer,
          test_twilio_rest,
-         test_readyz, test_config, test_agent_backlog_bound])
+         test_readyz, test_listen_taken_and_twilio_off, test_metrics_match_docs, test_config,
+         test_agent_backlog_bound])
