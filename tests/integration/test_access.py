@@ -281,6 +281,69 @@ def test_max_tcp_connections(binary):
         tl.stop()
 
 
+def test_max_tcp_connections_per_source(binary):
+    """sip.max_tcp_connections_per_source: a source's connection past its limit is closed at
+    accept; another source still connects, and the first gets its place back once one closes."""
+    tl = Trunkline(binary, sip={"max_tcp_connections_per_source": 1}, rules=REJECT_486).start()
+    held = []
+    try:
+        def options_over(p):
+            p.request("OPTIONS", ruri=f"sip:trunkline@{p.remote_hostport}")
+            r = p.final(2.0)
+            return r.status if r else None
+        first = Peer(tl.port, "tcp")
+        held.append(first)
+        assert options_over(first) == 200, "the first connection"
+        extra = Peer(tl.port, "tcp")
+        held.append(extra)
+        try:
+            extra.request("OPTIONS", ruri=f"sip:trunkline@{extra.remote_hostport}")
+        except OSError:
+            pass
+        assert extra.recv(2.0) is None and extra.closed, "a second connection from 127.0.0.1"
+        other = Peer(tl.port, "tcp", local_host="127.0.0.2")
+        held.append(other)
+        assert options_over(other) == 200, "a connection from 127.0.0.2"
+        first.close()
+        time.sleep(0.3)
+        again = Peer(tl.port, "tcp")
+        held.append(again)
+        assert options_over(again) == 200, "127.0.0.1 again, after its connection closed"
+        tl.check_clean()
+    finally:
+        for p in held:
+            p.close()
+        tl.stop()
+
+
+def test_public_addresses_behind_nat(binary):
+    """Behind NAT: sip.public_address is the 200's Contact (with ;transport=tcp over TCP) and
+    media.public_address the SDP's c= line, not the addresses trunkline listens on."""
+    tl = Trunkline(binary, sip={"public_address": "203.0.113.7:5070"},
+                   media={"public_address": "203.0.113.9"}).start()
+    try:
+        for tp in ("udp", "tcp"):
+            p = Peer(tl.port, tp)
+            try:
+                p.request("INVITE", body=SDP_PCMU)
+                ok = p.final(10.0)
+                assert ok is not None and ok.status == 200, f"{tp}: {ok and ok.first}"
+                want = "<sip:trunkline@203.0.113.7:5070" + (";transport=tcp>" if tp == "tcp"
+                                                            else ">")
+                assert ok.get("Contact") == want, f"{tp} Contact: {ok.get('Contact')}, want {want}"
+                assert "c=IN IP4 203.0.113.9\r\n" in ok.body, ok.body
+                assert "IN IP4 127.0.0.1" not in ok.body, ok.body  # o= too
+                p.in_dialog("ACK", ok, 1)
+                p.in_dialog("BYE", ok, 2)
+                r = p.final(3.0)
+                assert r is not None and r.status == 200, f"{tp} BYE: {r and r.first}"
+            finally:
+                p.close()
+        tl.check_clean()
+    finally:
+        tl.stop()
+
+
 def test_contact_on_wildcard_listener(binary):
     """Bound to 0.0.0.0 (answering 127.0.0.0/8 only): the 200's Contact and c= name the address
     the INVITE came to, with the port, and the start-up log names every dialable address."""
@@ -316,4 +379,5 @@ if __name__ == "__main__":
     run([test_allow_sources_403, test_silent_reject_and_per_listener, test_scanner_dropped,
          test_415_and_488_before_routing, test_digest_sha256_md5_and_wrong_password,
          test_limits_503_retry_after, test_max_tcp_connections,
+         test_max_tcp_connections_per_source, test_public_addresses_behind_nat,
          test_contact_on_wildcard_listener])
