@@ -352,6 +352,22 @@ def test_metrics_match_docs(binary):
                                     f"documented, not exported: {sorted(documented - exported)}")
 
 
+def test_port_range_warning(binary):
+    """docs/CONFIGURATION.md: start-up warns when media's port range holds fewer calls (a pair
+    of ports each) than sip.max_calls, and says nothing when it holds enough."""
+    for max_calls, warned in ((300, True), (150, False)):
+        tl = Trunkline(binary, sip={"max_calls": max_calls}).start()
+        try:
+            cfg = json.load(open(tl.config_path))["media"]
+            calls = (cfg["port_max"] - cfg["port_min"] + 1) // 2
+            assert calls == 200, cfg
+            line = f"holds {calls} calls, fewer than max_calls {max_calls}"
+            assert (line in tl.log()) == warned, (max_calls, tl.log()[-2000:])
+        finally:
+            assert tl.stop() == 0
+            tl.check_clean()
+
+
 def test_config(binary):
     """A non-loopback listen address needs a token; --check-config says where."""
     tl = Trunkline(binary, extra={"ops": {"listen": "0.0.0.0:9090"}})
@@ -392,5 +408,6 @@ def test_agent_backlog_bound(binary):
 if __name__ == "__main__":
     run([test_metrics_and_records, test_admin_list_hangup_transfer, test_admin_before_answer,
          test_twilio_rest,
-         test_readyz, test_listen_taken_and_twilio_off, test_metrics_match_docs, test_config,
+         test_readyz, test_listen_taken_and_twilio_off, test_metrics_match_docs,
+         test_port_range_warning, test_config,
          test_agent_backlog_bound])

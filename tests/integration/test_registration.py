@@ -5,6 +5,7 @@ registrar sends to its registered Contact, routed by the route condition "regist
 A wrong password: the registration fails and is retried with back-off."""
 import hashlib
 import os
+import random
 import re
 import sys
 import tempfile
@@ -183,10 +184,10 @@ def test_wrong_password_retried(binary):
         kam.stop()
 
 
-def register_raw(p, tl_port, user, password):
+def register_raw(p, tl_port, user, password, expires=120):
     """REGISTER from raw peer p (its Contact is p's own socket), answering the challenge."""
     ruri = f"sip:127.0.0.1:{tl_port}"
-    hdrs = [f"Expires: 120"]
+    hdrs = [f"Expires: {expires}"]
     call_id, _ = p.request("REGISTER", ruri=ruri, headers=hdrs, call_id=None)
     r = p.final(3.0)
     assert r is not None and r.status == 401, f"REGISTER: {r and r.first}"
@@ -201,10 +202,10 @@ def register_raw(p, tl_port, user, password):
             f'cnonce="c0ffee"')
     # rawsip's From/To user is fixed ("raw", "400"): write this REGISTER by hand
     lines = [f"REGISTER {ruri} SIP/2.0",
-             f"Via: SIP/2.0/UDP {p.hostport};branch=z9hG4bK-reg2;rport",
+             f"Via: SIP/2.0/UDP {p.hostport};branch=z9hG4bK-reg{random.randrange(1 << 40)};rport",
              f"From: <sip:{user}@127.0.0.1>;tag={p.tag}", f"To: <sip:{user}@127.0.0.1>",
              f"Call-ID: {call_id}", "CSeq: 2 REGISTER",
-             f"Contact: <sip:{user}@{p.hostport}>", "Expires: 120", "Max-Forwards: 70", auth,
+             f"Contact: <sip:{user}@{p.hostport}>", f"Expires: {expires}", "Max-Forwards: 70", auth,
              "Content-Length: 0"]
     p.send("\r\n".join(lines) + "\r\n\r\n")
     return p.final(3.0)
@@ -218,7 +219,8 @@ def test_registrar_and_forward_to_reg(binary):
              "routes": [{"name": "to-pbx", "forward": "reg:pbx1"}]}
     tl = Trunkline(binary, rules=rules, sip={"allow_sources": ["192.0.2.1/32"]},
                    extra={"registrar": {"users": {"pbx1": "pbx1-pw", "other": "other-pw"},
-                                        "algorithms": ["MD5"], "min_expires": 30}}).start()
+                                        "algorithms": ["MD5"], "min_expires": 30,
+                                        "max_expires": 600}}).start()
     try:
         c = Peer(tl.port, "udp")
         c.request("INVITE", body=SDP_PCMU)
@@ -237,10 +239,15 @@ def test_registrar_and_forward_to_reg(binary):
         r = c.final(5.0)
         assert r is not None and r.status == 503, f"reg:pbx1 unbound: {r and r.first}"
         c.ack_failure(r)
-        # the raw PBX registers as pbx1, then takes the forwarded call
+        # the raw PBX registers as pbx1 (under min_expires: 423; over max_expires: granted
+        # max_expires), then takes the forwarded call
         pbx = Peer(tl.port, "udp")
-        ok = register_raw(pbx, tl.port, "pbx1", "pbx1-pw")
+        brief = register_raw(pbx, tl.port, "pbx1", "pbx1-pw", expires=10)
+        assert brief is not None and brief.status == 423, f"10 s: {brief and brief.first}"
+        assert brief.get("Min-Expires") == "30", brief.raw
+        ok = register_raw(pbx, tl.port, "pbx1", "pbx1-pw", expires=7200)
         assert ok is not None and ok.status == 200, f"REGISTER pbx1: {ok and ok.first}"
+        assert ok.get("Expires") == "600", ok.raw
         assert f"sip:pbx1@{pbx.hostport}" in ok.get("Contact", ""), ok
         c.request("INVITE", body=SDP_PCMU)
         r = c.final(5.0)
