@@ -232,7 +232,7 @@ def test_hostile_frames(binary):
             elif c.outcome not in ("transferred", "completed", "redirected",
                                    "BYE from trunkline while answered"):
                 problems.append(f"{m}: {c.outcome}\n" + describe(tl, c))
-        for m, code in (("big-frag", 1009), ("big-early", 1009), ("utf8", 1007)):
+        for m, code in (("big-frag", 1009), ("big-early", 1009), ("utf8", 1007), ("trunc", 1001)):
             hc = hs.by_mode(m)[0] if hs.by_mode(m) else None
             if hc is None or not hc.wait(lambda: hc.close_code is not None, 5) or \
                     hc.close_code != code:

@@ -143,6 +143,7 @@ def test_admin_list_hangup_transfer(binary):
         status, _, hdrs = http(tl, "GET", "/metrics", "wrong")
         assert status == 401 and hdrs["WWW-Authenticate"].startswith("Bearer"), status
         assert http(tl, "GET", "/healthz")[0] == 200  # probes need no token
+        assert http(tl, "GET", "/readyz")[:2] == (200, "ready\n")
         bg = SippBg(tl, "ops_wait_bye.xml", keys={"service": "100"}, timeout=30)
         call = wait_call(tl, TOKEN)
         assert call["route"] == "routes[0]" or call["route"], call

@@ -121,6 +121,17 @@ def test_tls_call_without_client_certificate(binary):
         contact = ok.get("Contact", "")
         print(f"     Contact: {contact}", flush=True)
         assert contact.startswith("<sips:") and "transport=tls" in contact, f"Contact {contact!r}"
+        # A scanner's User-Agent over TLS gets 403 (sip.drop_user_agents); others 200.
+        for ua, want in (("friendly-scanner", 403), ("PBX/1.0", 200)):
+            p = Peer(tl.tls_port, "tls", ssl_ctx=client_ctx())
+            try:
+                p.request("OPTIONS", ruri=f"sips:trunkline@127.0.0.1:{tl.tls_port}",
+                          headers=[f"User-Agent: {ua}"])
+                r = p.final(5)
+                assert r is not None and r.status == want, f"{ua}: {r and r.first}"
+            finally:
+                p.close()
+        tl.wait_log('request from a scanner (User-Agent "friendly-scanner"): 403')
     finally:
         assert tl.stop() == 0
         tl.check_clean()
