@@ -181,8 +181,17 @@ def auth_invite(tl, alg, user, password):
 def test_digest_sha256_md5_and_wrong_password(binary):
     os.environ["TL_TEST_DIGEST_PW"] = PASSWORD
     tl = Trunkline(binary, sip={"auth": {"realm": "tl-test", "users": {
-        "pbx": "${env:TL_TEST_DIGEST_PW}"}}}, rules=REJECT_486).start()
+        "pbx": "${env:TL_TEST_DIGEST_PW}"}, "exempt_sources": ["127.0.0.2/32"]}},
+                   rules=REJECT_486).start()
     try:
+        # auth.exempt_sources: 127.0.0.2 is not challenged, 127.0.0.1 is
+        for host, want in (("127.0.0.2", 486), ("127.0.0.1", 401)):
+            p = Peer(tl.port, "udp", local_host=host)
+            try:
+                r, _ = invite(p)
+                assert r is not None and r.status == want, f"from {host}: {r and r.first}"
+            finally:
+                p.close()
         r = auth_invite(tl, "SHA-256", "pbx", PASSWORD)
         assert r is not None and r.status == 486, f"SHA-256 credentials: {r and r.first}"
         r = auth_invite(tl, "MD5", "pbx", PASSWORD)

@@ -3,11 +3,12 @@ common codec, a body that is not SDP), and 50 calls in a row followed by a clean
 ASan build this is the leak check for the call path)."""
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Trunkline, run, sipp  # noqa: E402
-from rawsip import options_status  # noqa: E402
+from rawsip import Peer, options_status  # noqa: E402
 
 
 def test_cancel_before_answer(binary):
@@ -43,6 +44,40 @@ def test_bad_sdp_rejected_488(binary):
     finally:
         assert tl.stop() == 0
         tl.check_clean()
+
+
+G729_ANSWER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\na=sendrecv\r\n")
+
+
+def test_ack_without_usable_answer_hangs_up(binary):
+    """Delayed offer: our offer goes in the 200; an ACK with no answer, or one with no codec of
+    ours, ends the call at once: BYE with Reason cause=488 (docs/CONFIGURATION.md)."""
+    tl = Trunkline(binary).start()
+    try:
+        for name, body in (("no SDP", ""), ("G.729 only", G729_ANSWER)):
+            p = Peer(tl.port, "udp")
+            try:
+                p.request("INVITE", ruri=f"sip:400@{p.remote_hostport}")
+                ok = p.final(8, "INVITE")
+                assert ok is not None and ok.status == 200 and "m=audio" in ok.body, \
+                    f"{name}: {ok}"
+                p.in_dialog("ACK", ok, 1, body=body)
+                bye = None
+                deadline = time.time() + 5
+                while bye is None and time.time() < deadline:
+                    m = p.recv(max(0.0, deadline - time.time()))
+                    if m is not None and m.method == "BYE":
+                        bye = m
+                assert bye is not None, f"{name}: no BYE\n" + tl.log()[-2000:]
+                assert "cause=488" in (bye.get("Reason") or ""), bye.raw
+                p.respond(bye, 200, "OK")
+            finally:
+                p.close()
+        assert tl.log().count("ACK carries no usable answer to our offer: hanging up") == 2
+        tl.check_clean()
+    finally:
+        assert tl.stop() == 0
 
 
 def test_fifty_calls_then_clean_stop(binary):
@@ -86,4 +121,4 @@ def test_repeated_start_stop(binary):
 
 if __name__ == "__main__":
     run([test_repeated_start_stop, test_cancel_before_answer, test_bad_sdp_rejected_488,
-         test_fifty_calls_then_clean_stop])
+         test_ack_without_usable_answer_hangs_up, test_fifty_calls_then_clean_stop])
