@@ -221,7 +221,9 @@ void tl_call_agent_ready(struct tl_call *call)
 
 /* ---- forwarding: the decisions; forward.c builds and sends ---- */
 
-#define TL_REFER_TIMEOUT_MS 32000
+/* How long a REFER's outcome is waited for (docs/ROUTING.md: 32 s). Written only by
+ * tests/unit/test_call.c (a test seam, before its calls), read on the SIP thread. */
+int tl_call_refer_timeout_ms = 32000;
 
 static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
@@ -230,8 +232,8 @@ static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 	if (call->state == TL_CALL_ENDING || call->bridging)
 		return; /* ended meanwhile (maximum duration, BYE), or bridged: nothing to time out
 		         */
-	tl_log_warn(call->call_id, "transfer to %s not confirmed within %d s: ending the call",
-	            call->refer_target ? call->refer_target : "?", TL_REFER_TIMEOUT_MS / 1000);
+	tl_log_warn(call->call_id, "transfer to %s not confirmed within %d ms: ending the call",
+	            call->refer_target ? call->refer_target : "?", tl_call_refer_timeout_ms);
 	tl_call_hangup(call, 480, "SIP;cause=480;text=\"Transfer not confirmed\"");
 }
 
@@ -247,7 +249,7 @@ static void send_refer(struct tl_call *call)
 	tl_bridge_stop_agent(call);
 	tl_forward_refer(call, call->refer_target);
 	tl_bridge_ringback(call);
-	start_timer(call, &call->refer_timer, on_refer_timeout, TL_REFER_TIMEOUT_MS);
+	start_timer(call, &call->refer_timer, on_refer_timeout, tl_call_refer_timeout_ms);
 }
 
 /* ---- the bridge: trunkline calls the target itself (leg.c), the media engine relays ---- */

@@ -329,6 +329,10 @@ const char *tl_sip_listen_disarm(void);
  * calling thread, which must be the thread that created the endpoint. */
 int tl_sip_step(struct tl_sip *sip, int ms);
 
+/* call.c, test seam only (tests/unit/test_call.c): how long a REFER's outcome is waited for
+ * before the call ends (32000 ms). */
+extern int tl_call_refer_timeout_ms;
+
 /* The next definition of name after ours (libc's, libssl's, Sofia's): gate.c, tls_ctx.c and
  * listen.c interpose functions the Sofia library calls. Aborts when there is none (a broken
  * install), at start-up, from their constructors. */

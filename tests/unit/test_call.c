@@ -3,7 +3,7 @@
  * (tl_sip_step, a test seam), a fake PBX on a plain UDP socket sending hand-written SIP, and the
  * in-process agent server of tl_agent_server.h. Each case checks the wire (what trunkline
  * answers or sends) and the states the call went through, read from sip->calls after every
- * step: answer and ACK, 302 to the fallback, REFER after the agent leaves (NOTIFY 200, 400),
+ * step: answer and ACK, 302 to the fallback, REFER after the agent leaves (NOTIFY 200, 400, none),
  * the agent's hangup, CANCEL, max_call_duration_s during a pending REFER, and a re-INVITE
  * without a common codec. One loop turn can hold several events, so a state that lasts only
  * until another thread reports would be missed: the agent server holds each upgrade until the
@@ -729,6 +729,36 @@ static void test_agent_closes_refer_refused_6xx(void)
 	refer_refused(600, "Busy Everywhere");
 }
 
+/* 3c. The PBX accepts the REFER (202) and never reports its outcome: the call ends when the
+ * REFER's timer runs out (docs/ROUTING.md: 32 s; 700 ms here, tl_call_refer_timeout_ms), with
+ * BYE (Transfer not confirmed), not before. */
+static void test_refer_not_confirmed(void)
+{
+	struct pcall p;
+	const char *m;
+	double t202 = 0, tbye = 0;
+	char v[256];
+
+	tl_call_refer_timeout_ms = 700;
+	if (call_answer(&p, NULL) == 0 && (m = agent_leaves(&p)) != NULL) {
+		respond(m, 202, "Accepted");
+		t202 = now_ms();
+		m = wait_msg(&p, 0, "BYE", 5000, &tbye);
+		TL_CHECK(m != NULL);
+		if (m) {
+			fprintf(stderr, "  BYE %.0f ms after the 202\n", tbye - t202);
+			TL_CHECK(tbye - t202 >= 600 && tbye - t202 <= 3000);
+			hdr(m, "Reason", v, sizeof(v));
+			TL_CHECK(strstr(v, "Transfer not confirmed") != NULL);
+			TL_CHECK_STR(p.hist, "NACE");
+			respond(m, 200, "OK");
+		}
+	}
+	call_end(&p);
+	TL_CHECK_STR(p.hist, "NACEx");
+	tl_call_refer_timeout_ms = 32000;
+}
+
 /* 4. The agent sends {"event":"hangup"} (docs/PROTOCOL.md): BYE (Agent hung up). */
 static void test_agent_hangup(void)
 {
@@ -845,6 +875,7 @@ int main(void)
 		TL_TEST_RUN(test_agent_closes_refer_notify);
 		TL_TEST_RUN(test_agent_closes_refer_refused);
 		TL_TEST_RUN(test_agent_closes_refer_refused_6xx);
+		TL_TEST_RUN(test_refer_not_confirmed);
 		TL_TEST_RUN(test_agent_hangup);
 		TL_TEST_RUN(test_cancel);
 		TL_TEST_RUN(test_reinvite_no_codec);
