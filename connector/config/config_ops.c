@@ -2,8 +2,11 @@
  * config.json: checked with positioned errors, defaults filled in. docs/OPERATIONS.md. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "trunkline/config_doc.h"
 
@@ -114,6 +117,39 @@ static int load_ops(const struct tl_config_doc *doc, struct tl_config *cfg)
 	return 0;
 }
 
+/* What start-up's open for appending (ops/cdr.c) needs, checked without creating the file, so
+ * that --check-config refuses what start-up would: the file, when there, is not a directory and
+ * may be written; else its directory exists and a file may be created in it. */
+static int cdr_path_check(const struct tl_config_doc *doc, const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return tl_config_doc_fail(doc, "/cdr/path", 0, "cdr.path %s is a directory",
+			                          path);
+		if (access(path, W_OK) < 0)
+			return tl_config_doc_fail(doc, "/cdr/path", 0,
+			                          "cdr.path %s cannot be written: %s", path,
+			                          strerror(errno));
+		return 0;
+	}
+	if (errno != ENOENT)
+		return tl_config_doc_fail(doc, "/cdr/path", 0, "cdr.path %s: %s", path,
+		                          strerror(errno));
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (access(dir, W_OK | X_OK) < 0)
+		return tl_config_doc_fail(doc, "/cdr/path", 0,
+		                          "cdr.path %s cannot be created: its directory %s: %s",
+		                          path, dir, strerror(errno));
+	return 0;
+}
+
 static int load_cdr(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
 	json_t *cdr = json_object_get(doc->root, "cdr"), *path;
@@ -128,9 +164,10 @@ static int load_cdr(const struct tl_config_doc *doc, struct tl_config *cfg)
 		cfg->cdr_off = 1;
 		return 0;
 	}
-	if ((rc = tl_config_doc_str(doc, cdr, "/cdr", "path", &cfg->cdr_path)) < 0)
+	if ((rc = tl_config_doc_str(doc, cdr, "/cdr", "path", &cfg->cdr_path)) < 0 ||
+	    (rc = tl_config_doc_resolve(doc, &cfg->cdr_path)) < 0)
 		return rc;
-	return tl_config_doc_resolve(doc, &cfg->cdr_path);
+	return cfg->cdr_path ? cdr_path_check(doc, cfg->cdr_path) : 0;
 }
 
 int tl_config_load_ops(const struct tl_config_doc *doc, struct tl_config *cfg)

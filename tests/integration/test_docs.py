@@ -18,8 +18,10 @@ come between; the comment is invisible on GitHub):
                                       (in `rules` blocks and fragments). With `into NAME`, the
                                       doc's fragments for NAME are put together, in doc order,
                                       into ONE file: {<rules members>, "routes": [<routes>]}
-  <!-- check: config-fragment [sip|media] -->
-                                      members of config.json's top object, or of its sip/media
+  <!-- check: config-fragment [sip|media] [DOCDIR=. ...] -->
+                                      members of config.json's top object, or of its sip/media;
+                                      DOCDIR=.: a directory of the deployment (where cdr.path
+                                      writes, say) is the check's own directory
   <!-- check: transcript -->           a shell session, run in a directory holding the doc's
                                       NAMEd files: `$ ` lines are commands (only trunkline and
                                       `echo $?`, `\\` continues a line), the lines after one are its
@@ -321,14 +323,19 @@ class DocCheck:
         return check_rules_ok(self.binary, text)
 
     def check_config_fragment(self, b):
-        if len(b.args) > 1 or (b.args and b.args[0] not in ("sip", "media")):
-            return "config-fragment [sip|media]"
+        args = [a for a in b.args if not a.endswith("=.")]
+        if len(args) > 1 or (args and args[0] not in ("sip", "media")):
+            return "config-fragment [sip|media] [DOCDIR=. ...]"
+        text = b.text
+        for a in b.args:
+            if a.endswith("=.") and a.startswith("/"):
+                text = text.replace(a[:-2] + "/", "./")
         rules = '{"agents": {"a": {"url": "ws://127.0.0.1/"}}}'
-        if b.args:
-            config = '{"rules": "rules.json", "' + b.args[0] + '": {\n' + b.text + "}}"
+        if args:
+            config = '{"rules": "rules.json", "' + args[0] + '": {\n' + text + "}}"
         else:
-            has_rules = "rules" in as_json("{" + b.text + "}", "{fragment}")
-            config = "{" + ("" if has_rules else '"rules": "rules.json",\n') + b.text + "}"
+            has_rules = "rules" in as_json("{" + text + "}", "{fragment}")
+            config = "{" + ("" if has_rules else '"rules": "rules.json",\n') + text + "}"
         return check_config_ok(self.binary, {"rules.json": rules, "config.json": config})
 
     def check_json(self, b):

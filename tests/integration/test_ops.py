@@ -353,6 +353,42 @@ def test_metrics_match_docs(binary):
                                     f"documented, not exported: {sorted(documented - exported)}")
 
 
+def test_cdr_destinations(binary):
+    """docs/CONFIGURATION.md's cdr.path: without cdr the records go to stderr (a line that starts
+    with '{', among the log's), null turns them off, and a file that cannot be opened stops
+    start-up with the reason."""
+    def one_call(cdr):
+        tl = Trunkline(binary)
+        cfg = json.load(open(tl.config_path))
+        if cdr is None:
+            del cfg["cdr"]
+        else:
+            cfg["cdr"] = cdr
+        json.dump(cfg, open(tl.config_path, "w"))
+        tl.start()
+        try:
+            sipp(tl, "simple_call.xml", keys={"service": "100"}, extra=["-d", "200"])
+            tl.wait_log("call ended")
+        finally:
+            assert tl.stop() == 0
+        return [json.loads(x) for x in tl.log().splitlines() if x.startswith("{")], tl
+
+    recs, tl = one_call(None)
+    assert len(recs) == 1 and recs[0]["outcome"] == "caller_hangup", tl.log()[-2000:]
+    assert not os.path.exists(tl.cdr_path)
+    recs, tl = one_call({"path": None})
+    assert recs == [] and not os.path.exists(tl.cdr_path), tl.log()[-2000:]
+    # A directory that does not exist: refused by --check-config as by start-up, positioned.
+    tl = Trunkline(binary, extra={"cdr": {"path": "no-such-dir/calls.jsonl"}})
+    if tl.agent:
+        tl.agent.stop()
+    want = "cannot be created: its directory " + os.path.join(tl.dir, "no-such-dir")
+    for args in (["--check-config", tl.config_path], ["--config", tl.config_path]):
+        r = subprocess.run([binary] + args, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "config.json:" in r.stderr and want in r.stderr, \
+            (args, r.returncode, r.stderr[-2000:])
+
+
 def test_port_range_warning(binary):
     """docs/CONFIGURATION.md: start-up warns when media's port range holds fewer calls (a pair
     of ports each) than sip.max_calls, and says nothing when it holds enough."""
@@ -410,5 +446,5 @@ if __name__ == "__main__":
     run([test_metrics_and_records, test_admin_list_hangup_transfer, test_admin_before_answer,
          test_twilio_rest,
          test_readyz, test_listen_taken_and_twilio_off, test_metrics_match_docs,
-         test_port_range_warning, test_config,
+         test_cdr_destinations, test_port_range_warning, test_config,
          test_agent_backlog_bound])
