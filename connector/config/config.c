@@ -6,6 +6,7 @@
 #include "config_access.h"
 #include "trunkline/registration.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -516,6 +517,15 @@ static int load_srtp(const struct tl_config_doc *doc, struct tl_config *cfg, jso
 	         : 0;
 }
 
+/* What the media port pool binds (media/portpool.c): start-up refused anything else. */
+static int ip_literal(const char *s)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1;
+}
+
 static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 {
 	json_t *media = json_object_get(doc->root, "media");
@@ -549,6 +559,11 @@ static int load_media(const struct tl_config_doc *doc, struct tl_config *cfg)
 		return rc;
 	cfg->port_min = (uint16_t)port_min;
 	cfg->port_max = (uint16_t)port_max;
+	if (cfg->media_address && !ip_literal(cfg->media_address))
+		return tl_config_doc_fail(doc, "/media/address", 0,
+		                          "media.address \"%s\" must be an IPv4 or IPv6 address "
+		                          "(0.0.0.0 or :: for all), not a name",
+		                          cfg->media_address);
 	if (cfg->playout_backlog_ms >= cfg->playout_max_ms)
 		return tl_config_doc_fail(
 		    doc,

@@ -17,11 +17,12 @@ static const char *const ops_keys[] = {"listen", "token", "twilio", NULL};
 static const char *const twilio_keys[] = {"account_sid", "auth_token", NULL};
 static const char *const cdr_keys[] = {"path", NULL};
 
-/* "host:port" or "[v6]:port": 0 and the host's loopback-ness, or -EINVAL. */
-static int listen_loopback(const char *s, int *loopback)
+#define TL_OPS_HOST_MAX 64
+
+/* "host:port" or "[v6]:port": 0, the host (no brackets) and port, or -EINVAL. */
+static int listen_parse(const char *s, char host[TL_OPS_HOST_MAX], long *port)
 {
 	const char *colon, *p;
-	char host[64];
 	size_t n;
 
 	if (s[0] == '[') {
@@ -29,14 +30,14 @@ static int listen_loopback(const char *s, int *loopback)
 		if (!rb || rb[1] != ':')
 			return -EINVAL;
 		n = (size_t)(rb - s - 1);
-		if (n == 0 || n >= sizeof(host))
+		if (n == 0 || n >= TL_OPS_HOST_MAX)
 			return -EINVAL;
 		memcpy(host, s + 1, n);
 		colon = rb + 1;
 	} else {
 		colon = strchr(s, ':');
 		n = colon ? (size_t)(colon - s) : 0;
-		if (!colon || n == 0 || n >= sizeof(host) || strchr(colon + 1, ':'))
+		if (!colon || n == 0 || n >= TL_OPS_HOST_MAX || strchr(colon + 1, ':'))
 			return -EINVAL;
 		memcpy(host, s, n);
 	}
@@ -45,8 +46,39 @@ static int listen_loopback(const char *s, int *loopback)
 		;
 	if (*p || p == colon + 1 || p - colon > 6 || atol(colon + 1) > 65535)
 		return -EINVAL;
-	*loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-	            strcmp(host, "localhost") == 0;
+	*port = atol(colon + 1);
+	return 0;
+}
+
+/* One TCP socket would hold both: the same host, or a wildcard of the other's family. */
+static int hosts_overlap(const char *a, const char *b)
+{
+	int a6 = strchr(a, ':') != NULL, b6 = strchr(b, ':') != NULL;
+
+	if (strcmp(a, "localhost") == 0)
+		a = "127.0.0.1";
+	if (strcmp(b, "localhost") == 0)
+		b = "127.0.0.1";
+	return strcmp(a, b) == 0 || (a6 == b6 && (strcmp(a, a6 ? "::" : "0.0.0.0") == 0 ||
+	                                          strcmp(b, b6 ? "::" : "0.0.0.0") == 0));
+}
+
+/* ops.listen on the TCP port of a SIP tcp: or tls: listener: start-up's bind would fail. */
+static int listen_clash(const struct tl_config_doc *doc, const struct tl_config *cfg,
+                        const char *host, long port)
+{
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		const struct tl_listen *l = &cfg->listen[i];
+		if (l->transport == TL_TRANSPORT_UDP || l->port != port ||
+		    !hosts_overlap(l->host, host))
+			continue;
+		int v6 = strchr(l->host, ':') != NULL;
+		return tl_config_doc_fail(
+		    doc, "/ops/listen", 0,
+		    "\"listen\" (%s) takes the TCP port of sip.listen %s:%s%s%s:%u",
+		    cfg->ops_listen, l->transport == TL_TRANSPORT_TLS ? "tls" : "tcp",
+		    v6 ? "[" : "", l->host, v6 ? "]" : "", (unsigned)l->port);
+	}
 	return 0;
 }
 
@@ -92,10 +124,14 @@ static int load_listen(const struct tl_config_doc *doc, struct tl_config *cfg, j
 		if (rc < 0)
 			return rc;
 	}
-	if (listen_loopback(cfg->ops_listen, loopback) < 0)
+	char host[TL_OPS_HOST_MAX];
+	long port;
+	if (listen_parse(cfg->ops_listen, host, &port) < 0)
 		return tl_config_doc_fail(doc, "/ops/listen", 0,
 		                          "\"listen\" must be \"host:port\" or \"[v6]:port\"");
-	return 0;
+	*loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	            strcmp(host, "localhost") == 0;
+	return listen_clash(doc, cfg, host, port);
 }
 
 static int load_ops(const struct tl_config_doc *doc, struct tl_config *cfg)

@@ -219,6 +219,32 @@ static void test_config_errors(void)
 	           "expected a string");
 	expect_err("{\"rules\": \"rules.json\", \"media\": {\"address\": \"\"}}", NULL, c, 1, 46,
 	           "\"address\" must not be empty");
+	/* ops.listen on a SIP TCP or TLS listener's port: start-up's second bind failed */
+	expect_err("{\"rules\": \"rules.json\",\n \"ops\": {\"listen\": \"127.0.0.1:5060\"}}", NULL,
+	           c, 2, 20,
+	           "\"listen\" (127.0.0.1:5060) takes the TCP port of sip.listen tcp:0.0.0.0:5060");
+	expect_err("{\"rules\": \"rules.json\", \"sip\": {\"listen\": [\"tcp:[::]:5070\"]},\n"
+	           " \"ops\": {\"listen\": \"[::1]:5070\"}}",
+	           NULL, c, 2, 20, "takes the TCP port of sip.listen tcp:[::]:5070");
+	for (int i = 0; i < 3; i++) { /* no clash: UDP only, another address, another family */
+		static const char *const ok[] = {"\"udp:0.0.0.0:5060\"", "\"tcp:127.0.0.2:5060\"",
+		                                 "\"tcp:[::]:5060\""};
+		char text[256];
+		struct tl_config *cfg = NULL;
+		struct tl_err err = {0};
+		snprintf(text, sizeof(text),
+		         "{\"rules\": \"rules.json\", \"sip\": {\"listen\": [%s]}, "
+		         "\"ops\": {\"listen\": \"127.0.0.1:5060\"}}",
+		         ok[i]);
+		tl_test_put("rules.json", good_rules);
+		TL_CHECK_INT(tl_config_load(&cfg, tl_test_put("config.json", text), &err), 0);
+		tl_config_destroy(cfg);
+	}
+	/* start-up's port pool binds only an address: a name passed the check and stopped it */
+	expect_err("{\"rules\": \"rules.json\", \"media\": {\"address\": \"localhost\"}}", NULL, c,
+	           1, 46, "media.address \"localhost\" must be an IPv4 or IPv6 address");
+	expect_err("{\"rules\": \"rules.json\", \"media\": {\"address\": \"10.0.0.1 \"}}", NULL, c,
+	           1, 46, "must be an IPv4 or IPv6 address (0.0.0.0 or :: for all), not a name");
 	expect_err("{\"rules\": \"rules.json\", \"media\": [1]}", NULL, c, 1, 34,
 	           "expected an object");
 	expect_err("{\"rules\": \"rules.json\",\n \"media\": {\"codecs\": [\"opus\", \"G729\"]}}",
