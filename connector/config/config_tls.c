@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "trunkline/config.h"
@@ -222,6 +223,33 @@ static int no_passphrase(char *buf, int size, int rw, void *u)
 	return 0; /* an encrypted key is refused rather than prompted for */
 }
 
+/* The context start-up builds from the same files (connector/sip/tls_ctx.c, build): what the
+ * checks above do not see fails here as it would there, such as a key or signature below
+ * OpenSSL's security level (Debian 12: RSA under 2048 bits, SHA-1) or a broken certificate after
+ * the first of the chain. */
+static int ctx_check(const struct tl_tls_config *tls, char *why, size_t size)
+{
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	if (!(ctx = SSL_CTX_new(TLS_method()))) {
+		snprintf(why, size, "cannot create a TLS context (%s)", ssl_reason());
+		return -ENOMEM;
+	}
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+	if (SSL_CTX_use_certificate_chain_file(ctx, tls->certificate) != 1)
+		snprintf(why, size, "%s: not a usable certificate chain (%s)", tls->certificate,
+		         ssl_reason());
+	else if (SSL_CTX_use_PrivateKey_file(ctx, tls->private_key, SSL_FILETYPE_PEM) != 1)
+		snprintf(why, size, "%s: not a usable private key (%s)", tls->private_key,
+		         ssl_reason());
+	else if (tls->ca && SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1)
+		snprintf(why, size, "%s: not usable as CA certificates (%s)", tls->ca,
+		         ssl_reason());
+	SSL_CTX_free(ctx);
+	return why[0] ? -EINVAL : 0;
+}
+
 int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t size)
 {
 	X509 *cert = NULL;
@@ -248,7 +276,7 @@ int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t size)
 		         tls->private_key, tls->certificate);
 		goto out;
 	}
-	rc = 0;
+	rc = ctx_check(tls, why, size);
 out:
 	ERR_clear_error();
 	EVP_PKEY_free(key);

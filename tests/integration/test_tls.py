@@ -190,6 +190,11 @@ def bad_tls_configs(c):
     yield {"ca": c.path("server.key")}, "server.key: no PEM certificate"
     yield {"min_version": "1.0"}, "min_version"
     yield {"verify_client": True, "ca": None}, "needs \"ca\""
+    # What only the TLS context start-up builds refused (OpenSSL's security level, a broken
+    # certificate after the first)
+    weak_pem, weak_key = c.weak()
+    yield {"certificate": weak_pem, "private_key": weak_key}, "ee key too small"
+    yield {"certificate": c.broken_chain()}, "broken-chain.pem: "
 
 
 def test_check_config_refuses_what_start_up_refuses(binary):

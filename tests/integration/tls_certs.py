@@ -80,6 +80,25 @@ class Certs:
                  "-out", f"{name}.pem", cwd=self.dir)
         return self.path(name + ".pem")
 
+    def weak(self):
+        """A self-signed certificate with a 1024-bit RSA key (weak.pem, weak.key): below the
+        security level of Debian 12's OpenSSL (2)."""
+        if not os.path.exists(self.path("weak.pem")):
+            _ssl("req", "-x509", "-newkey", "rsa:1024", "-nodes", "-days", "2", "-subj",
+                 "/CN=localhost", "-keyout", "weak.key", "-out", "weak.pem", cwd=self.dir)
+        return self.path("weak.pem"), self.path("weak.key")
+
+    def broken_chain(self):
+        """server.pem followed by a certificate block whose content is not DER."""
+        p = self.path("broken-chain.pem")
+        if not os.path.exists(p):
+            with open(self.path("server.pem")) as f:
+                good = f.read()
+            with open(p, "w") as f:
+                f.write(good + "-----BEGIN CERTIFICATE-----\nTUlJQm5vdCBhIGNlcnRpZmljYXRl\n"
+                        "-----END CERTIFICATE-----\n")
+        return p
+
     def server(self, name, cn, ca="ca"):
         """Another server certificate (name.pem, name.key) from ca, valid for 127.0.0.1 and
         ::1: a renewed certificate for the reload tests, or one for IPv6 listeners."""
