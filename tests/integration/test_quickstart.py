@@ -147,6 +147,16 @@ def place_call(secs):
     return p, ok, peer
 
 
+def hang_up(p, ok, what):
+    """The caller's BYE in the dialog of ok; it must get 200. Closes p."""
+    try:
+        p.in_dialog("BYE", ok, 2)
+        bye = p.final(5, "BYE")
+        assert bye and bye.status == 200, f"{what}: {bye}"
+    finally:
+        p.close()
+
+
 def wait_request(p, method, timeout):
     """The first request of method trunkline sends p within timeout, else None."""
     deadline = time.time() + timeout
@@ -187,11 +197,8 @@ def test_call_hears_itself_and_ctrl_c_drains(binary):
         p, ok, peer = place_call(2.0)
         try:
             time.sleep(2.0)
-            p.in_dialog("BYE", ok, 2)
-            bye = p.final(5, "BYE")
-            assert bye and bye.status == 200, f"BYE: {bye}"
         finally:
-            p.close()
+            hang_up(p, ok, "BYE")
         peer.join()
         check_tone(peer, 2.0)
         # Ctrl-C with a call up: new requests get 503, the call and its audio go on.
@@ -203,11 +210,8 @@ def test_call_hears_itself_and_ctrl_c_drains(binary):
             assert options_status(SIP, "udp") == 503
             assert qs.proc.poll() is None, "the script ended with a call in progress"
             time.sleep(3.0)
-            p.in_dialog("BYE", ok, 2)
-            bye = p.final(5, "BYE")
-            assert bye and bye.status == 200, f"BYE while draining: {bye}"
         finally:
-            p.close()
+            hang_up(p, ok, "BYE while draining")
         peer.join()
         back = peer.tone_frames()
         print(f"     {back} tone frames back in the call that the drain kept", flush=True)
