@@ -61,12 +61,13 @@ static json_t *totals_json(const struct echo_app *app, size_t active)
 /* Writes the stats file through a temporary and rename(), so readers never see half of it. */
 static void stats_write(struct echo_app *app)
 {
-	json_t *calls = json_array(), *root;
+	json_t *calls, *root;
 	char tmp[PATH_MAX];
 	size_t active = 0;
 
 	if (!app->o.stats_path)
-		return;
+		return; /* no array made: it leaked each tick without --stats */
+	calls = json_array();
 	for (size_t i = 0; i < app->n_done; i++)
 		json_array_append_new(calls, rec_json(&app->done[i]));
 	for (const struct echo_conn *c = app->active; c; c = c->next, active++)
