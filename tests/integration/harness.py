@@ -190,6 +190,14 @@ class EchoAgent(LoggedProcess):
             raise AssertionError("echo agent not ready:\n" + self.log())
         self.url = f"ws://127.0.0.1:{self.port}/"
 
+    def stop(self):
+        """As LoggedProcess.stop; then fails on a sanitizer report in the agent's log (the
+        example agent ships with trunkline: the quick start runs it)."""
+        super().stop()
+        text = self.log()
+        if any(mark in text for mark in SANITIZER_MARKS):
+            raise AssertionError("sanitizer report in the echo agent's log:\n" + text[-6000:])
+
     def stats(self):
         try:
             with open(self.stats_path) as f:
