@@ -156,26 +156,53 @@ def digest(alg, user, realm, password, method, uri, nonce, nc, cnonce):
     return h(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
 
 
+def answer_challenge(p, r, alg, user, password, cseq, call_id):
+    """The INVITE answering challenge r (401) with credentials for alg: its final response."""
+    chals = r.all("WWW-Authenticate")
+    assert len(chals) == 2 and "SHA-256" in chals[0] and "MD5" in chals[1], chals
+    chal = [c for c in chals if f"algorithm={alg}" in c][0]
+    realm = re.search(r'realm="([^"]+)"', chal).group(1)
+    nonce = re.search(r'nonce="([^"]+)"', chal).group(1)
+    uri = f"sip:400@{p.remote_hostport}"
+    resp = digest(alg, user, realm, password, "INVITE", uri, nonce, "00000001", "abc123")
+    auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce}", '
+            f'uri="{uri}", response="{resp}", algorithm={alg}, qop=auth, nc=00000001, '
+            f'cnonce="abc123"')
+    r, _ = invite(p, headers=[auth], cseq=cseq, call_id=call_id)
+    return r
+
+
 def auth_invite(tl, alg, user, password):
     """INVITE, 401, INVITE with credentials for alg: the final response to the second one."""
     p = Peer(tl.port, "udp")
     try:
         r, call_id = invite(p)
         assert r is not None and r.status == 401, f"unauthenticated INVITE: {r and r.first}"
-        chals = r.all("WWW-Authenticate")
-        assert len(chals) == 2 and "SHA-256" in chals[0] and "MD5" in chals[1], chals
-        chal = [c for c in chals if f"algorithm={alg}" in c][0]
-        realm = re.search(r'realm="([^"]+)"', chal).group(1)
-        nonce = re.search(r'nonce="([^"]+)"', chal).group(1)
-        uri = f"sip:400@{p.remote_hostport}"
-        resp = digest(alg, user, realm, password, "INVITE", uri, nonce, "00000001", "abc123")
-        auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce}", '
-                f'uri="{uri}", response="{resp}", algorithm={alg}, qop=auth, nc=00000001, '
-                f'cnonce="abc123"')
-        r, _ = invite(p, headers=[auth], cseq=2, call_id=call_id)
-        return r
+        return answer_challenge(p, r, alg, user, password, 2, call_id)
     finally:
         p.close()
+
+
+def test_digest_stale_nonce(binary):
+    """Credentials on a nonce older than auth.nonce_ttl_s (10 s, the least) get a new 401 with
+    stale=true (the PBX retries with the new nonce, no password asked); that retry is let in."""
+    tl = Trunkline(binary, sip={"auth": {"users": {"pbx": PASSWORD}, "nonce_ttl_s": 10}},
+                   rules=REJECT_486).start()
+    p = Peer(tl.port, "udp")
+    try:
+        r, call_id = invite(p)
+        assert r is not None and r.status == 401, f"unauthenticated INVITE: {r and r.first}"
+        time.sleep(11)
+        r = answer_challenge(p, r, "SHA-256", "pbx", PASSWORD, 2, call_id)
+        assert r is not None and r.status == 401, f"expired nonce: {r and r.first}"
+        assert all("stale=true" in c for c in r.all("WWW-Authenticate")), r.all("WWW-Authenticate")
+        r = answer_challenge(p, r, "SHA-256", "pbx", PASSWORD, 3, call_id)
+        assert r is not None and r.status == 486, f"the fresh nonce: {r and r.first}"
+        tl.wait_log("(stale nonce)")
+        tl.check_clean()
+    finally:
+        p.close()
+        tl.stop()
 
 
 def test_digest_sha256_md5_and_wrong_password(binary):
@@ -387,6 +414,6 @@ def test_contact_on_wildcard_listener(binary):
 if __name__ == "__main__":
     run([test_allow_sources_403, test_silent_reject_and_per_listener, test_scanner_dropped,
          test_415_and_488_before_routing, test_digest_sha256_md5_and_wrong_password,
-         test_limits_503_retry_after, test_max_tcp_connections,
+         test_digest_stale_nonce, test_limits_503_retry_after, test_max_tcp_connections,
          test_max_tcp_connections_per_source, test_public_addresses_behind_nat,
          test_contact_on_wildcard_listener])
