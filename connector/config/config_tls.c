@@ -223,31 +223,42 @@ static int no_passphrase(char *buf, int size, int rw, void *u)
 	return 0; /* an encrypted key is refused rather than prompted for */
 }
 
-/* The context start-up builds from the same files (connector/sip/tls_ctx.c, build): what the
- * checks above do not see fails here as it would there, such as a key or signature below
- * OpenSSL's security level (Debian 12: RSA under 2048 bits, SHA-1) or a broken certificate after
- * the first of the chain. */
+int tl_config_tls_ctx_load(SSL_CTX *ctx, const struct tl_tls_config *tls, char *why, size_t size)
+{
+	why[0] = '\0';
+	ERR_clear_error();
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+	if (SSL_CTX_use_certificate_chain_file(ctx, tls->certificate) != 1)
+		snprintf(why, size, "%s: not a usable certificate chain (%s)", tls->certificate,
+		         ssl_reason());
+	else if (SSL_CTX_use_PrivateKey_file(ctx, tls->private_key, SSL_FILETYPE_PEM) != 1 ||
+	         SSL_CTX_check_private_key(ctx) != 1)
+		snprintf(why, size, "%s: not a usable private key (%s)", tls->private_key,
+		         ssl_reason());
+	else if (tls->ca && SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1)
+		snprintf(why, size, "%s: not usable as CA certificates (%s)", tls->ca,
+		         ssl_reason());
+	ERR_clear_error();
+	return why[0] ? -EINVAL : 0;
+}
+
+/* The files loaded as the context SIP runs with loads them (tl_config_tls_ctx_load): what the
+ * checks above do not see fails here as it would there, such as a key below OpenSSL's security
+ * level (Debian 12: an RSA key under 2048 bits) or a broken certificate after the first of the
+ * chain. */
 static int ctx_check(const struct tl_tls_config *tls, char *why, size_t size)
 {
 	SSL_CTX *ctx;
+	int rc;
 
 	ERR_clear_error();
 	if (!(ctx = SSL_CTX_new(TLS_method()))) {
 		snprintf(why, size, "cannot create a TLS context (%s)", ssl_reason());
 		return -ENOMEM;
 	}
-	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
-	if (SSL_CTX_use_certificate_chain_file(ctx, tls->certificate) != 1)
-		snprintf(why, size, "%s: not a usable certificate chain (%s)", tls->certificate,
-		         ssl_reason());
-	else if (SSL_CTX_use_PrivateKey_file(ctx, tls->private_key, SSL_FILETYPE_PEM) != 1)
-		snprintf(why, size, "%s: not a usable private key (%s)", tls->private_key,
-		         ssl_reason());
-	else if (tls->ca && SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1)
-		snprintf(why, size, "%s: not usable as CA certificates (%s)", tls->ca,
-		         ssl_reason());
+	rc = tl_config_tls_ctx_load(ctx, tls, why, size);
 	SSL_CTX_free(ctx);
-	return why[0] ? -EINVAL : 0;
+	return rc;
 }
 
 int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t size)

@@ -113,11 +113,6 @@ size_t tl_sip_tls_captured(void)
 	return n;
 }
 
-static int no_passphrase(char *buf, int size, int rw, void *u)
-{
-	return 0; /* an encrypted key is refused, never prompted for */
-}
-
 static const char *ssl_reason(void)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -137,18 +132,10 @@ static SSL_CTX *build(const struct tl_tls_config *tls, char *why, size_t size)
 		snprintf(why, size, "cannot create a TLS context: %s", ssl_reason());
 		return NULL;
 	}
-	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
-	if (SSL_CTX_use_certificate_chain_file(ctx, tls->certificate) != 1)
-		snprintf(why, size, "%s: %s", tls->certificate, ssl_reason());
-	else if (SSL_CTX_use_PrivateKey_file(ctx, tls->private_key, SSL_FILETYPE_PEM) != 1 ||
-	         SSL_CTX_check_private_key(ctx) != 1)
-		snprintf(why, size, "%s: %s", tls->private_key, ssl_reason());
-	else if (tls->ca && SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1)
-		snprintf(why, size, "%s: %s", tls->ca, ssl_reason());
-	else if (SSL_CTX_set_cipher_list(ctx, TLS_CTX_CIPHERS) != 1)
+	/* the files as --check-config loads them (connector/config/config_tls.c); fills why */
+	if (tl_config_tls_ctx_load(ctx, tls, why, size) == 0 &&
+	    SSL_CTX_set_cipher_list(ctx, TLS_CTX_CIPHERS) != 1)
 		snprintf(why, size, "cipher list: %s", ssl_reason());
-	else
-		why[0] = '\0';
 	if (!why[0] && tls->ca) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(tls->ca);
 		if (names)

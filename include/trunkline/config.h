@@ -155,5 +155,11 @@ int tl_config_listen_urls(const struct tl_config *cfg, char urls[][TL_CONFIG_URL
                           size_t why_size);
 /* Checks the sip.tls files again (SIGHUP): 0, or -EINVAL with "path: reason" in why. */
 int tl_config_tls_check(const struct tl_tls_config *tls, char *why, size_t why_size);
+/* Loads tls's certificate chain, private key and CA into ctx (an OpenSSL SSL_CTX), as
+ * tl_config_tls_check does into a context of its own, so that the check and the context SIP
+ * runs with refuse the same files: 0, or -EINVAL with "path: reason" in why. */
+struct ssl_ctx_st;
+int tl_config_tls_ctx_load(struct ssl_ctx_st *ctx, const struct tl_tls_config *tls, char *why,
+                           size_t why_size);
 
 #endif
